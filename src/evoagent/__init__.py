@@ -1,0 +1,68 @@
+"""evoagent: agentic evolutionary search over code, with an autonomous coding agent as the variation operator."""
+
+from __future__ import annotations
+
+from .candidate import Candidate
+from .engine import BestVersion, Budget, Event, EvolveResult, evolve, iterate
+from .errors import (
+    BudgetExhausted,
+    ConfigError,
+    EvaluatorError,
+    EvoagentError,
+    IncompatibleRunError,
+    LLMError,
+    RunStoreError,
+    SandboxError,
+)
+from .evaluator import Evaluator, FunctionEvaluator
+from .lineage import Lineage
+from .operators.base import Proposal, TrialOutcome, Usage, VariationContext, VariationOperator
+from .operators.mutation import ParameterMutation
+from .population import Chain, MatchOrImprove, Population, Tree
+from .result import EvalResult, StageResult, Status
+from .run import Run
+from .sandbox import Sandbox, SandboxConfig, SandboxResult
+from .store import Member, RunStore, Trial
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BestVersion",
+    "Budget",
+    "BudgetExhausted",
+    "Candidate",
+    "Chain",
+    "ConfigError",
+    "EvalResult",
+    "EvaluatorError",
+    "Evaluator",
+    "Event",
+    "EvoagentError",
+    "EvolveResult",
+    "FunctionEvaluator",
+    "IncompatibleRunError",
+    "LLMError",
+    "Lineage",
+    "MatchOrImprove",
+    "Member",
+    "ParameterMutation",
+    "Population",
+    "Proposal",
+    "Run",
+    "RunStore",
+    "RunStoreError",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxError",
+    "SandboxResult",
+    "StageResult",
+    "Status",
+    "Tree",
+    "Trial",
+    "TrialOutcome",
+    "Usage",
+    "VariationContext",
+    "VariationOperator",
+    "evolve",
+    "iterate",
+]

@@ -1,0 +1,579 @@
+"""The fork server: a clean process that pre-imports modules once and forks one sandboxed child per call.
+
+Started by `evoagent.sandbox` as `python -m evoagent._forkserver`. It never imports candidate code
+itself; only its children do, after fork, in their own process group. This module also holds what
+both ends share: the restricted value codec of the result channel and a pipe reader with deadlines.
+
+Protocol, over the server's stdin/stdout pipes (moved off fds 0 and 1 at start), one JSON line each:
+  trusted -> server   config   {"preload": [...], "sys_path": [...]}
+  server  -> trusted  ready    {"pid": int, "preload_errors": {module: "Error: text"}}
+  then for every call:
+  trusted -> server   request  {"cwd", "stdout", "stderr", "env", "sys_path", "module_files",
+                                "memory_mb", "timeout_s", "max_result_bytes", "blob_len"} + blob
+                               (blob: pickle of (fn, args), unpickled only in the child)
+  server  -> trusted  started  {"pid": child pid}
+  server  -> trusted  done     {"exitcode", "signal", "timed_out", "wall_s", "setup_done",
+                                "setup_error", "overflow", "payload_len"} + payload
+                               (payload: what the child wrote to its result pipe, passed on unread)
+
+The child reports setup failures through a second pipe that it closes before the call's function
+runs, so a candidate cannot make its own failure look like ours (`harness_error`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import io
+import json
+import math
+import os
+import pickle
+import re
+import select
+import signal
+import struct
+import sys
+import time
+import traceback
+from typing import Any
+
+# ---------------------------------------------------------------------------------------------
+# The restricted value codec. Decoding never imports, calls or constructs anything but plain
+# Python values and numpy arrays of numeric dtypes; there is no pickle on the trusted side.
+
+MAGIC = b"EVR1"
+MAX_DEPTH = 64
+_ARRAY_KINDS = "biufc"  # bool, signed, unsigned, float, complex: no object, string or void dtypes
+_DTYPE_STR = re.compile(r"[<>|][biufc][0-9]{1,2}\Z")
+_U32, _U64, _F64 = struct.Struct(">I"), struct.Struct(">Q"), struct.Struct(">d")
+_CARRIES = "None, bool, int, float, str, bytes, list, tuple, dict and numpy arrays of numbers"
+
+
+class CodecError(ValueError):
+    """A value cannot be put on, or taken off, the result channel."""
+
+
+def encode_value(value: Any, *, what: str = "the value") -> bytearray:
+    """Encodes a plain value (nested None/bool/int/float/str/bytes/list/tuple/dict, numpy arrays).
+
+    `what` names the value in error messages (e.g. "the return value").
+    """
+    out = bytearray(MAGIC)
+    _encode(value, out, what, 0)
+    return out
+
+
+def encode_ok_message(value: Any) -> bytearray:
+    """The child's message {"kind": "ok", "value": value}, with errors naming 'the return value'."""
+    out = bytearray(MAGIC) + b"M" + _U64.pack(2)
+    for part in ("kind", "ok", "value"):
+        _encode(part, out, "", 1)
+    _encode(value, out, "the return value", 1)
+    return out
+
+
+def _encode(value: Any, out: bytearray, path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise CodecError(f"{path} is nested deeper than {MAX_DEPTH} levels (or holds itself)")
+    if value is None:
+        out += b"N"
+    elif isinstance(value, bool):
+        out += b"T" if value else b"F"
+    elif isinstance(value, int):
+        raw = int(value).to_bytes((value.bit_length() + 8) // 8, "big", signed=True)
+        out += b"I" + _U32.pack(len(raw)) + raw
+    elif isinstance(value, float):
+        out += b"D" + _F64.pack(value)
+    elif isinstance(value, (str, bytes, bytearray)):
+        raw = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else bytes(value)
+        out += (b"S" if isinstance(value, str) else b"B") + _U64.pack(len(raw)) + raw
+    elif isinstance(value, (list, tuple)):
+        out += (b"L" if isinstance(value, list) else b"U") + _U64.pack(len(value))
+        for i, item in enumerate(value):
+            _encode(item, out, f"{path}[{i}]", depth + 1)
+    elif isinstance(value, dict):
+        out += b"M" + _U64.pack(len(value))
+        for key, item in value.items():
+            _encode(key, out, f"a key of {path}", depth + 1)
+            _encode(item, out, f"{path}[{key!r}]", depth + 1)
+    else:
+        _encode_numpy(value, out, path, depth)
+
+
+def _encode_numpy(value: Any, out: bytearray, path: str, depth: int) -> None:
+    np = sys.modules.get("numpy")  # a value can only be a numpy object if numpy is imported
+    if np is not None and type(value) is np.ndarray:
+        if value.dtype.kind not in _ARRAY_KINDS or not _DTYPE_STR.match(value.dtype.str):
+            raise CodecError(f"{path} is a numpy array of dtype {value.dtype}; only {_CARRIES} can be sent")
+        array = np.ascontiguousarray(value)
+        dtype = array.dtype.str.encode()
+        out += b"A" + bytes([len(dtype)]) + dtype + bytes([array.ndim])
+        out += struct.pack(f">{array.ndim}Q", *array.shape)
+        out += array.tobytes()
+    elif np is not None and isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        _encode(value.item(), out, path, depth)
+    else:
+        kind = f"{type(value).__module__}.{type(value).__qualname__}"
+        hint = " (convert tensors with .float().cpu().numpy())" if kind.startswith("torch.") else ""
+        raise CodecError(f"cannot send {path} of type {kind}: the result channel carries {_CARRIES}{hint}")
+
+
+def decode_value(data: bytes | bytearray | memoryview) -> Any:
+    """Decodes what `encode_value` wrote; anything else raises CodecError (never runs code)."""
+    view = memoryview(data).cast("B")
+    if bytes(view[: len(MAGIC)]) != MAGIC:
+        raise CodecError("the data is not an encoded value (wrong header)")
+    decoder = _Decoder(view, len(MAGIC))
+    try:
+        value = decoder.value(0)
+    except CodecError:
+        raise
+    except (ValueError, TypeError, OverflowError, struct.error) as exc:
+        raise CodecError(f"malformed value at byte {decoder.pos}: {exc}") from None
+    if decoder.pos != len(view):
+        raise CodecError(f"{len(view) - decoder.pos} bytes follow the encoded value")
+    return value
+
+
+class _Decoder:
+    def __init__(self, view: memoryview, pos: int) -> None:
+        self.view, self.pos = view, pos
+
+    def take(self, n: int) -> memoryview:
+        if n < 0 or self.pos + n > len(self.view):
+            raise CodecError(f"truncated data: {n} bytes wanted at byte {self.pos} of {len(self.view)}")
+        self.pos += n
+        return self.view[self.pos - n : self.pos]
+
+    def count(self) -> int:
+        n: int = _U64.unpack(self.take(8))[0]
+        if n > len(self.view) - self.pos:  # every item takes at least one byte
+            raise CodecError(f"a count of {n} items exceeds the {len(self.view) - self.pos} bytes left")
+        return n
+
+    def value(self, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise CodecError(f"data nested deeper than {MAX_DEPTH} levels")
+        tag = bytes(self.take(1))
+        if tag in (b"N", b"T", b"F"):
+            return {b"N": None, b"T": True, b"F": False}[tag]
+        if tag == b"I":
+            return int.from_bytes(self.take(_U32.unpack(self.take(4))[0]), "big", signed=True)
+        if tag == b"D":
+            return _F64.unpack(self.take(8))[0]
+        if tag == b"S":
+            return str(self.take(self.count()), "utf-8", "surrogatepass")
+        if tag == b"B":
+            return bytes(self.take(self.count()))
+        if tag in (b"L", b"U"):
+            items = [self.value(depth + 1) for _ in range(self.count())]
+            return items if tag == b"L" else tuple(items)
+        if tag == b"M":
+            return self.mapping(depth)
+        if tag == b"A":
+            return self.array()
+        raise CodecError(f"unknown tag {tag!r} at byte {self.pos - 1}")
+
+    def mapping(self, depth: int) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        for _ in range(self.count()):
+            key = self.value(depth + 1)
+            if key in result:
+                raise CodecError(f"duplicate key {key!r}")
+            result[key] = self.value(depth + 1)
+        return result
+
+    def array(self) -> Any:
+        dtype_str = str(self.take(self.take(1)[0]), "ascii")
+        if not _DTYPE_STR.match(dtype_str):
+            raise CodecError(f"array dtype {dtype_str!r} is not a numeric dtype")
+        ndim = self.take(1)[0]
+        if ndim > 64:
+            raise CodecError(f"array with {ndim} dimensions")
+        shape = struct.unpack(f">{ndim}Q", self.take(8 * ndim))
+        import numpy as np
+
+        dtype = np.dtype(dtype_str)
+        raw = self.take(math.prod(shape) * dtype.itemsize)
+        return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipes with deadlines (both ends).
+
+
+class PipeReader:
+    """Reads JSON lines and exact byte counts from a pipe; deadlines are `time.monotonic()` values."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buf = bytearray()
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
+
+    def _fill(self, deadline: float | None, want: int) -> None:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._poll.poll(math.ceil(remaining * 1000)):
+                raise TimeoutError("no answer before the deadline")
+        chunk = os.read(self.fd, max(want, 1 << 16))
+        if not chunk:
+            raise EOFError("the pipe was closed by the other end")
+        self._buf += chunk
+
+    def line(self, deadline: float | None = None) -> Any:
+        while (end := self._buf.find(b"\n")) < 0:
+            self._fill(deadline, 1 << 16)
+        line = bytes(self._buf[:end])
+        del self._buf[: end + 1]
+        return json.loads(line)
+
+    def exact(self, n: int, deadline: float | None = None) -> bytes:
+        while len(self._buf) < n:
+            self._fill(deadline, min(n - len(self._buf), 1 << 24))
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+
+def write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def send_line(fd: int, obj: Any, payload: bytes | bytearray = b"") -> None:
+    """Writes one JSON line, then `payload` (if any)."""
+    line = json.dumps(obj).encode() + b"\n"
+    if len(payload) < 1 << 16:
+        write_all(fd, line + payload)
+    else:
+        write_all(fd, line)
+        write_all(fd, payload)
+
+
+# ---------------------------------------------------------------------------------------------
+# The server.
+
+_MAIN_ALIAS = "__evoagent_main__"  # the trusted side's __main__ script, loaded by path in a child
+_active_child: int | None = None  # process group of the child now running, killed on exit
+
+
+def main() -> None:
+    global _active_child
+    req_fd, resp_fd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)  # anything printed by a pre-imported module goes to the server log
+    os.close(devnull)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    reader = PipeReader(req_fd)
+    config = reader.line()
+    sys.path[:] = config["sys_path"] + [p for p in sys.path if p not in config["sys_path"]]
+    _become_subreaper()
+    errors = {}
+    for name in ["evoagent.sandbox", *config["preload"]]:
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:  # report every failure; the trusted side raises
+            errors[name] = f"{type(exc).__name__}: {exc}"
+    sys.stdout.flush()
+    import gc
+
+    gc.freeze()  # keep pre-imported objects out of the children's garbage collections (fewer page copies)
+    send_line(resp_fd, {"pid": os.getpid(), "preload_errors": errors})
+    try:
+        while True:
+            try:
+                request = reader.line()
+            except EOFError:
+                return
+            blob = reader.exact(request["blob_len"])
+            done, payload = _serve(request, blob, reader, resp_fd)
+            send_line(resp_fd, done, payload)
+            _sweep_orphans()
+    finally:
+        if _active_child is not None:
+            _kill_group(_active_child)
+
+
+def _serve(request: dict[str, Any], blob: bytes, reader: PipeReader, resp_fd: int) -> tuple[dict[str, Any], bytes]:
+    global _active_child
+    result_r, result_w = os.pipe()
+    setup_r, setup_w = os.pipe()
+    started = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the server loop
+        try:
+            for fd in (result_r, setup_r, reader.fd, resp_fd):
+                os.close(fd)
+            _child(request, blob, result_w, setup_w)
+        finally:
+            os._exit(70)
+    _active_child = pid
+    os.close(result_w)
+    os.close(setup_w)
+    send_line(resp_fd, {"pid": pid})
+    outcome = _supervise(pid, started, request, result_r, setup_r, reader.fd)
+    _active_child = None
+    payload = outcome.pop("payload")
+    outcome["payload_len"] = len(payload)
+    return outcome, payload
+
+
+def _supervise(pid: int, started: float, request: dict[str, Any], result_r: int, setup_r: int,
+               req_fd: int) -> dict[str, Any]:
+    """Collects the child's pipes until it exits or its time is up; then kills its process group."""
+    deadline = started + request["timeout_s"]
+    pidfd = _pidfd(pid)
+    poller = select.poll()
+    for fd in (result_r, setup_r, req_fd, *([] if pidfd is None else [pidfd])):
+        poller.register(fd, select.POLLIN)
+    result, setup = bytearray(), bytearray()
+    timed_out = overflow = exited = False
+    status: int | None = None
+    while not (exited or overflow):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            timed_out = True
+            break
+        wait_s = remaining if pidfd is not None else min(remaining, 0.005)
+        for fd, _ in poller.poll(math.ceil(wait_s * 1000)):
+            if fd == pidfd:
+                exited = True
+            elif fd == req_fd:  # the trusted side never writes during a call: it has gone away
+                _kill_group(pid)
+                raise SystemExit(0)
+            elif not _read_into(fd, result if fd == result_r else setup, poller):
+                continue
+            overflow = len(result) > request["max_result_bytes"]
+        if pidfd is None:
+            done_pid, status = os.waitpid(pid, os.WNOHANG)
+            exited = done_pid != 0
+    wall_s = time.monotonic() - started
+    _kill_group(pid)
+    if status is None or not exited:
+        status = os.waitpid(pid, 0)[1]
+    for fd, buf in ((result_r, result), (setup_r, setup)):
+        _drain(fd, buf)
+        os.close(fd)
+    if pidfd is not None:
+        os.close(pidfd)
+    code = os.waitstatus_to_exitcode(status)
+    setup_text = bytes(setup[:65536]).decode("utf-8", "replace")
+    return {
+        "exitcode": code if code >= 0 else None, "signal": -code if code < 0 else None,
+        "timed_out": timed_out, "wall_s": wall_s, "overflow": overflow,
+        "setup_done": setup_text == "ok", "setup_error": None if setup_text in ("", "ok") else setup_text,
+        "payload": b"" if overflow else bytes(result),
+    }
+
+
+def _read_into(fd: int, buf: bytearray, poller: select.poll) -> bool:
+    chunk = os.read(fd, 1 << 20)
+    if not chunk:
+        poller.unregister(fd)
+        return False
+    buf += chunk
+    return True
+
+
+def _drain(fd: int, buf: bytearray) -> None:
+    """Reads what is left without blocking (a killed grandchild may still hold the write end)."""
+    os.set_blocking(fd, False)
+    try:
+        while chunk := os.read(fd, 1 << 20):
+            buf += chunk
+    except BlockingIOError:
+        pass
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd (old kernel, not Linux): poll waitpid instead
+        return None
+
+
+def _kill_group(pid: int) -> None:
+    for kill, target in ((os.killpg, pid), (os.kill, pid)):  # the group, and the child if not yet its leader
+        try:
+            kill(target, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _become_subreaper() -> None:
+    """Orphans of a child (double-forked, setsid escapees) get re-parented to us, to be killed."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _sweep_orphans() -> None:
+    """Between calls the server has no legitimate children: kill and reap any that are left."""
+    for _ in range(50):
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                    break
+            except ChildProcessError:
+                break
+        try:
+            tasks = os.listdir("/proc/self/task")
+            kids = [int(p) for t in tasks for p in open(f"/proc/self/task/{t}/children").read().split()]
+        except OSError:
+            return
+        if not kids:
+            return
+        for kid in kids:
+            _kill_group(kid)
+        time.sleep(0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# The child.
+
+
+def _child(request: dict[str, Any], blob: bytes, result_w: int, setup_w: int) -> None:
+    try:
+        fn, args = _set_up(request, blob)
+    except BaseException as exc:
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip() or type(exc).__name__
+        write_all(setup_w, text.encode("utf-8", "replace"))
+        os._exit(0)
+    sys.path.insert(0, request["cwd"])  # only now: the call's own modules cannot shadow fn's module
+    write_all(setup_w, b"ok")
+    os.close(setup_w)  # closed before fn runs: a candidate cannot report a setup failure
+    message = _run(fn, args)
+    try:
+        data = encode_ok_message(message["value"]) if message["kind"] == "ok" else encode_value(message)
+    except CodecError as exc:
+        data = encode_value({"kind": "unencodable", "reason": str(exc)})
+    except MemoryError:
+        data = encode_value({"kind": "raised", "exc_type": "MemoryError", "oom": True,
+                             "message": "while encoding the result", "traceback": ""})
+    write_all(result_w, data)
+    os.close(result_w)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(0)
+
+
+def _set_up(request: dict[str, Any], blob: bytes) -> tuple[Any, tuple[Any, ...]]:
+    import faulthandler
+    import resource
+
+    os.setsid()
+    for target, path, flags in ((0, os.devnull, os.O_RDONLY), (1, request["stdout"], os.O_WRONLY | os.O_CREAT),
+                                (2, request["stderr"], os.O_WRONLY | os.O_CREAT)):
+        fd = os.open(path, flags, 0o600)
+        os.dup2(fd, target)
+        os.close(fd)
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if request["memory_mb"] is not None:  # on top of what the pre-imported server already maps
+        limit = _address_space_bytes() + request["memory_mb"] * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    sys.path[:] = request["sys_path"]
+    sys.dont_write_bytecode = True  # no __pycache__ among the call's files
+    faulthandler.enable()
+    fn, args = _CallUnpickler(blob, request["module_files"]).load()
+    return fn, tuple(args)
+
+
+def _address_space_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _run(fn: Any, args: tuple[Any, ...]) -> dict[str, Any]:
+    try:
+        return {"kind": "ok", "value": fn(*args)}
+    except BaseException as exc:
+        try:
+            text = str(exc)[:4000]
+        except BaseException:
+            text = "<str() of the exception failed>"
+        kind = type(exc)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        return {"kind": "raised", "exc_type": name, "message": text,
+                "traceback": _traceback_text(exc), "oom": _is_oom(exc)}
+
+
+def _is_oom(exc: BaseException) -> bool:
+    """MemoryError (numpy's _ArrayMemoryError too), ENOMEM, torch's OutOfMemoryError and CPU alloc errors."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    if isinstance(exc, OSError) and exc.errno == 12:  # ENOMEM, e.g. from mmap
+        return True
+    text = str(exc) if isinstance(exc, RuntimeError) else ""
+    return "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+def _traceback_text(exc: BaseException) -> str:
+    """The traceback without the sandbox's own frames, at most ~8000 characters (the end kept)."""
+    try:
+        info = traceback.TracebackException.from_exception(exc)
+        here = os.path.dirname(os.path.abspath(__file__))
+        internal = {os.path.join(here, "_forkserver.py"), os.path.join(here, "sandbox.py")}
+        info.stack = traceback.StackSummary.from_list([f for f in info.stack if f.filename not in internal])
+        text = "".join(info.format())
+    except BaseException:
+        text = f"{type(exc).__name__} (its traceback could not be formatted)"
+    return text if len(text) <= 8000 else "...\n" + text[-8000:]
+
+
+class _CallUnpickler(pickle.Unpickler):
+    """Unpickles the trusted side's (fn, args); loads modules by file path when not importable by name."""
+
+    def __init__(self, blob: bytes, module_files: dict[str, str]) -> None:
+        super().__init__(io.BytesIO(blob))
+        self._files = module_files
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "__main__":
+            _import_file(_MAIN_ALIAS, self._files.get("__main__"))
+            module = _MAIN_ALIAS
+        elif module in self._files and module not in sys.modules:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if not exc.name or not (module == exc.name or module.startswith(exc.name + ".")):
+                    raise
+                _import_file(module, self._files[module])
+        return super().find_class(module, name)
+
+
+def _import_file(name: str, path: str | None) -> None:
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, path) if path else None
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError(f"cannot load module {name!r} from file {path!r}", name=name)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+
+
+if __name__ == "__main__":
+    main()

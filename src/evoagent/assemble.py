@@ -1,0 +1,132 @@
+"""From config records to objects: the evaluator, seeds, population, operator, budget and engine options."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig, from_dict
+from .engine import Budget
+from .errors import ConfigError
+from .evaluator import Evaluator
+from .operators.base import VariationOperator
+from .population import Population, population_from_spec
+from .run import BUILTIN_TARGETS, evaluator_from_spec
+from .sandbox import SandboxConfig
+
+OPERATOR_KINDS = ("agentic", "heuristic", "parameter_mutation")
+
+
+def builtin_config(target: str, *, suite: str | None = None) -> RunConfig:
+    """The default config of a built-in target (seed shipped with the package, default operator)."""
+    if target != "attention":
+        raise ConfigError(f"unknown built-in target {target!r}; built-in targets: {', '.join(BUILTIN_TARGETS)} "
+                          "(or pass a path to a TOML config)")
+    from .targets.attention import default_seed, default_suite
+
+    params = {"suite": suite or default_suite()}
+    return from_dict(RunConfig, {
+        "seeds": [str(default_seed())],
+        "evaluator": {"target": "attention", "params": params},
+        "budget": {"trials": 6},
+        "operator": {"kind": "agentic"},
+    }, "")
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """The RunConfig stored with a run (keys that are not config fields, like 'instruction', are skipped)."""
+    known = {f.name for f in dataclasses.fields(RunConfig)} - {"base_dir"}
+    config = from_dict(RunConfig, {k: v for k, v in data.items() if k in known}, "")
+    return dataclasses.replace(config, base_dir=data.get("base_dir", ""))
+
+
+def build_evaluator(config: RunConfig) -> Evaluator:
+    target = config.evaluator.target
+    if not target:
+        raise ConfigError("the config names no evaluator: set [evaluator] target = \"attention\" or \"file.py:Class\"")
+    reference = _absolute(BUILTIN_TARGETS.get(target, target), config.base_dir)
+    return evaluator_from_spec({"class": reference, "params": config.evaluator.params}, config.base_dir or None)
+
+
+def _absolute(reference: str, base_dir: str) -> str:
+    module, _, name = reference.partition(":")
+    if module.endswith(".py") and base_dir and not os.path.isabs(module):
+        return f"{Path(base_dir, module).resolve()}:{name}"
+    return reference
+
+
+def seed_paths(config: RunConfig) -> list[Path]:
+    if not config.seeds:
+        raise ConfigError("the config lists no seeds: set seeds = [\"path/to/seed.py\"]")
+    base = Path(config.base_dir) if config.base_dir else Path.cwd()
+    return [p if p.is_absolute() else base / p for p in (Path(s) for s in config.seeds)]
+
+
+def build_population(config: RunConfig) -> Population:
+    return population_from_spec(dataclasses.asdict(config.population))
+
+
+def build_budget(config: RunConfig) -> Budget:
+    b = config.budget
+    return Budget(trials=b.trials or None, hours=b.hours or None, tokens=b.tokens or None, usd=b.usd or None)
+
+
+def build_sandbox_config(config: RunConfig, evaluator: Evaluator) -> SandboxConfig:
+    base = evaluator.sandbox_config()
+    s = config.sandbox
+    changes: dict[str, Any] = {}
+    if s.timeout_s:
+        changes["timeout_s"] = s.timeout_s
+    if s.memory_mb:
+        changes["memory_mb"] = s.memory_mb
+    if s.env_allowlist:
+        changes["env_allowlist"] = tuple(base.env_allowlist) + tuple(s.env_allowlist)
+    return dataclasses.replace(base, **changes)
+
+
+def build_knowledge(config: RunConfig, store: Any = None) -> Any:
+    from .knowledge import KnowledgeBase, Lesson
+
+    paths = [Path(config.base_dir or ".", p) for p in config.operator.params.get("knowledge_paths", [])]
+    kb = KnowledgeBase(paths=paths)
+    if store is not None:
+        kb = kb.with_lessons([Lesson(run="this run", trial_id=t, text=text) for t, text in store.lessons()])
+    return kb
+
+
+def build_operator(config: RunConfig, knowledge: Any = None, *, instruction: str = "") -> VariationOperator:
+    """The operator the config asks for; 'agentic' uses Claude only when ANTHROPIC_API_KEY is set."""
+    op = config.operator
+    if op.kind not in OPERATOR_KINDS:
+        raise ConfigError(f"unknown operator kind {op.kind!r}; expected one of {', '.join(OPERATOR_KINDS)}")
+    params = {k: v for k, v in op.params.items() if k != "knowledge_paths"}
+    if op.kind == "parameter_mutation":
+        from .operators.mutation import ParameterMutation
+
+        return _construct(ParameterMutation, params, "parameter_mutation")
+    from .operators.agentic import AgenticVariationOperator
+
+    if op.kind == "agentic" and os.environ.get("ANTHROPIC_API_KEY"):
+        from .llm.anthropic import Anthropic
+
+        llm: Any = Anthropic(model=op.model) if op.model else Anthropic()
+    else:
+        from .llm.heuristic import HeuristicPolicy
+
+        llm = HeuristicPolicy(knowledge=knowledge, seed=config.engine.seed)
+    if instruction:
+        params["instruction"] = instruction
+    return _construct(AgenticVariationOperator, {"llm": llm, "knowledge": knowledge, **params}, op.kind)
+
+
+def _construct(cls: type[Any], params: dict[str, Any], kind: str) -> Any:
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise ConfigError(f"bad [operator] params for kind {kind!r}: {exc}") from None

@@ -1,0 +1,121 @@
+"""The `evoagent` command line: run, resume, status, best, lineage, show, adapt, check, bench, kb."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import EvoagentError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except EvoagentError as exc:
+        print(f"evoagent: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"evoagent: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("evoagent: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evoagent", description="Agentic evolutionary search over code.")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    p = sub.add_parser("run", help="start a run from a TOML config or a built-in target name")
+    p.add_argument("config", help="a run config (TOML) or a built-in target: attention")
+    p.add_argument("--run-dir", help="where the run is stored (new directory; default runs/<name>-<time>)")
+    p.add_argument("--trials", type=_nonneg_int, help="variation trials in the run (seeds not counted)")
+    p.add_argument("--hours", type=_nonneg_float, help="wall-clock hours for this invocation")
+    p.add_argument("--suite", help="configuration suite of the target (built-in targets)")
+    p.add_argument("--slots", type=_pos_int, help="variation steps in flight at once")
+    p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    p.set_defaults(func=_commands().run)
+
+    p = sub.add_parser("resume", help="continue a run; finished trials are kept, interrupted ones retried")
+    p.add_argument("run_dir")
+    p.add_argument("--trials", type=_nonneg_int, help="raise or lower the run's trial budget")
+    p.add_argument("--hours", type=_nonneg_float)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_commands().resume)
+
+    p = sub.add_parser("status", help="summary of a run (works while it runs)")
+    p.add_argument("run_dir")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=_commands().status)
+
+    p = sub.add_parser("best", help="print or write the best committed version")
+    p.add_argument("run_dir")
+    p.add_argument("--output", help="write the entry file here (refuses to overwrite)")
+    p.set_defaults(func=_commands().best)
+
+    p = sub.add_parser("lineage", help="the ancestry as text, GraphML or a git repository")
+    p.add_argument("run_dir")
+    p.add_argument("--format", choices=("text", "graphml", "git"), default="text")
+    p.add_argument("--output", help="file (graphml) or new directory (git); default inside the run")
+    p.set_defaults(func=_commands().lineage)
+
+    p = sub.add_parser("show", help="one trial: hypothesis, diff, outcome, tokens, cost, transcript")
+    p.add_argument("run_dir")
+    p.add_argument("trial", type=_pos_int)
+    p.add_argument("--no-transcript", action="store_true")
+    p.set_defaults(func=_commands().show)
+
+    p = sub.add_parser("adapt", help="start a new run from another run's best version (e.g. for GQA)")
+    p.add_argument("run_dir", help="the run to start from")
+    p.add_argument("--suite", help="the new configuration suite")
+    p.add_argument("--instruction", default="", help="what the agent should adapt the kernel to")
+    p.add_argument("--version", help="a committed version id (default: the best)")
+    p.add_argument("--run-dir", dest="new_run_dir", help="the new run's directory")
+    p.add_argument("--trials", type=_nonneg_int)
+    p.add_argument("--hours", type=_nonneg_float)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_commands().adapt)
+
+    return parser
+
+
+def _commands() -> Any:
+    from . import commands
+
+    return commands
+
+
+def _nonneg_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
+    return value
+
+
+def _pos_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {text})")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
+    return value
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""Handlers of the `evoagent` subcommands (argument parsing lives in cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import assemble
+from .config import RunConfig, load_config
+from .engine import Budget, Event, EvolveResult, evolve
+from .errors import ConfigError, RunStoreError
+from .run import Run
+
+
+def run(args: argparse.Namespace) -> int:
+    if Path(args.config).suffix == ".toml" or Path(args.config).exists():
+        config = load_config(args.config)
+        if args.suite:
+            config = dataclasses.replace(config, evaluator=dataclasses.replace(
+                config.evaluator, params={**config.evaluator.params, "suite": args.suite}))
+        name = Path(args.config).parent.name or "run"
+    else:
+        config = assemble.builtin_config(args.config, suite=args.suite)
+        name = args.config
+    config = _with_overrides(config, args)
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    evaluator = assemble.build_evaluator(config)
+    seeds = assemble.seed_paths(config)
+    population = assemble.build_population(config)
+    assemble.build_operator(config, None)  # fail on a bad operator config before creating anything
+    run_ = Run.create(run_dir, evaluator=evaluator, seeds=seeds, population=population,
+                      config=assemble.config_to_dict(config))
+    return _evolve(run_, config, quiet=args.quiet)
+
+
+def resume(args: argparse.Namespace) -> int:
+    run_ = Run.open(args.run_dir)
+    config = assemble.config_from_dict(run_.config)
+    config = _with_overrides(config, args)
+    stored = run_.config
+    run_.store.set_meta("config", {**stored, **assemble.config_to_dict(config)})
+    return _evolve(run_, config, quiet=args.quiet, instruction=stored.get("instruction", ""))
+
+
+def _with_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
+    budget = config.budget
+    if getattr(args, "trials", None) is not None:
+        budget = dataclasses.replace(budget, trials=args.trials)
+    if getattr(args, "hours", None) is not None:
+        budget = dataclasses.replace(budget, hours=args.hours)
+    engine = config.engine
+    if getattr(args, "slots", None) is not None:
+        engine = dataclasses.replace(engine, slots=args.slots)
+    return dataclasses.replace(config, budget=budget, engine=engine)
+
+
+def _evolve(run_: Run, config: RunConfig, *, quiet: bool, instruction: str = "") -> int:
+    knowledge = assemble.build_knowledge(config, run_.store) if config.operator.kind != "parameter_mutation" else None
+    operators = [assemble.build_operator(config, knowledge, instruction=instruction)
+                 for _ in range(config.engine.slots)]
+    evaluator = run_.evaluator
+    print(f"evoagent: run {run_.dir} | target {evaluator.name} on {evaluator.device_label()} | "
+          f"operator {operators[0].name} | budget {config.budget.trials or 'unlimited'} trials", file=sys.stderr)
+    with run_:
+        result = evolve(run_, operators, assemble.build_budget(config), slots=config.engine.slots,
+                        seed=config.engine.seed, patience=config.engine.patience,
+                        target_score=config.engine.target_score, knowledge=knowledge,
+                        on_event=None if quiet else _progress(run_),
+                        sandbox_config=assemble.build_sandbox_config(config, evaluator))
+        _print_summary(run_, result)
+    return 0 if result.best is not None else 1
+
+
+def _progress(run_: Run) -> Any:
+    best: list[float | None] = [None]
+
+    def show(event: Event) -> None:
+        p = event.payload
+        if event.kind == "seed":
+            best[0] = p.get("score") if p.get("score") is not None else best[0]
+            print(f"  seed      {p['status']:<13} score {_fmt(p.get('score'))}  {p.get('reason', '')[:100]}",
+                  file=sys.stderr)
+        elif event.kind in ("trial", "commit"):
+            mark = "committed" if p["committed"] else p["status"]
+            if p["committed"]:
+                best[0] = p["score"]
+            print(f"  trial {p['trial_id']:<3} {mark:<13} score {_fmt(p.get('score'))}  best {_fmt(best[0])}  "
+                  f"{p.get('hypothesis', '')[:90]}", file=sys.stderr)
+        elif event.kind == "supervisor":
+            print(f"  supervisor: {str(p.get('advice', ''))[:120]}", file=sys.stderr)
+    return show
+
+
+def _print_summary(run_: Run, result: EvolveResult) -> None:
+    status = run_.status()
+    print(f"stopped: {result.stopped_because}")
+    print(f"trials: {status['trials']}  committed: {status['committed']}  by status: {status['by_status']}")
+    if result.best is None:
+        print("no correct version: see `evoagent status` and `evoagent show` for the reasons")
+    else:
+        print(f"best: {result.best.candidate.id}  score {_fmt(result.best.score)} ({result.best.result.device})")
+        print(f"best version written to {result.best.path}")
+    print(f"run stored in {run_.dir} (inspect: evoagent status {run_.dir})")
+
+
+def status(args: argparse.Namespace) -> int:
+    with Run.open(args.run_dir, readonly=True) as run_:
+        summary = run_.status()
+        if args.json:
+            print(json.dumps(summary, sort_keys=True))
+            return 0
+        print(f"run {summary['run_dir']}")
+        print(f"  trials {summary['trials']} (interrupted {summary['interrupted']}), committed {summary['committed']}")
+        print("  by status: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
+        print(f"  best {summary['best_id']} score {_fmt(summary['best_score'])} on {summary['device']}")
+        print(f"  tokens {summary['tokens']}, cost ${summary['cost_usd']:.4f}")
+    return 0
+
+
+def best(args: argparse.Namespace) -> int:
+    with Run.open(args.run_dir, readonly=True) as run_:
+        candidate = run_.best
+        if candidate is None:
+            raise RunStoreError(f"run {args.run_dir!r} has no committed version yet")
+        if args.output is None:
+            sys.stdout.write(candidate.source)
+            return 0
+        out = Path(args.output)
+        if out.exists():
+            raise ConfigError(f"{str(out)!r} exists; choose another --output (nothing is overwritten)")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(candidate.source)
+        print(f"wrote best version {candidate.id} (score {_fmt(run_.best_result.score if run_.best_result else None)})"
+              f" to {out}", file=sys.stderr)
+    return 0
+
+
+def lineage(args: argparse.Namespace) -> int:
+    with Run.open(args.run_dir, readonly=True) as run_:
+        view = run_.lineage
+        if args.format == "text":
+            print(view.summary(max_recent=20))
+        elif args.format == "graphml":
+            out = Path(args.output or run_.dir / "lineage.graphml")
+            if args.output and out.exists():
+                raise ConfigError(f"{str(out)!r} exists; choose another --output")
+            print(view.to_graphml(out))
+        else:
+            print(view.to_git(Path(args.output or run_.dir / "lineage-git")))
+    return 0
+
+
+def show(args: argparse.Namespace) -> int:
+    with Run.open(args.run_dir, readonly=True) as run_:
+        trial = run_.store.trial(args.trial)
+        if trial is None:
+            raise ConfigError(f"run {args.run_dir!r} has no trial {args.trial} (it has {run_.store.last_trial_id()})")
+        u = trial.usage
+        print(f"trial {trial.id} [{trial.state}] operator {trial.operator}, parent {trial.parent_id}, "
+              f"candidate {trial.candidate_id}")
+        print(f"hypothesis: {trial.hypothesis}")
+        print(f"outcome: {trial.status} score {_fmt(trial.score)} committed {trial.committed}"
+              + (f"\nreason: {trial.reason}" if trial.reason else ""))
+        print(f"tokens: in {u.input_tokens} out {u.output_tokens} cache-read {u.cache_read_tokens} "
+              f"cache-write {u.cache_write_tokens}; cost ${u.cost_usd:.4f}; wall {_fmt(trial.wall_s)} s")
+        if trial.diff:
+            print("\n" + trial.diff)
+        if not args.no_transcript:
+            for m in run_.store.messages(trial.id):
+                print(f"--- {m['role']}")
+                print(_render(m["content"]))
+    return 0
+
+
+def adapt(args: argparse.Namespace) -> int:
+    with Run.open(args.run_dir, readonly=True) as source:
+        config = assemble.config_from_dict(source.config)
+        start = source.store.candidate(args.version) if args.version else source.best
+        if start is None:
+            raise ConfigError(f"run {args.run_dir!r} has no version {args.version!r}" if args.version
+                              else f"run {args.run_dir!r} has no committed version to adapt")
+        seed = dataclasses.replace(start, hypothesis=f"adapted from {args.run_dir} version {start.id}")
+    if args.suite:
+        config = dataclasses.replace(config, evaluator=dataclasses.replace(
+            config.evaluator, params={**config.evaluator.params, "suite": args.suite}))
+    config = _with_overrides(config, args)
+    new_dir = Path(args.new_run_dir) if args.new_run_dir else Path(args.run_dir).with_name(
+        Path(args.run_dir).name + f"-adapt-{time.strftime('%Y%m%d-%H%M%S')}")
+    evaluator = assemble.build_evaluator(config)
+    run_ = Run.create(new_dir, evaluator=evaluator, seeds=[seed], population=assemble.build_population(config),
+                      config={**assemble.config_to_dict(config), "adapted_from": str(args.run_dir),
+                              "instruction": args.instruction})
+    return _evolve(run_, config, quiet=args.quiet, instruction=args.instruction)
+
+
+def _render(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(_render_block(b) for b in content)
+    return json.dumps(content, indent=1)[:4000]
+
+
+def _render_block(block: Any) -> str:
+    if not isinstance(block, dict):
+        return str(block)
+    kind = block.get("type")
+    if kind == "text":
+        return str(block.get("text", ""))
+    if kind == "tool_use":
+        return f"[tool_use {block.get('name')}] {json.dumps(block.get('input'))[:2000]}"
+    if kind == "tool_result":
+        body = block.get("content")
+        text = body if isinstance(body, str) else json.dumps(body)
+        return f"[tool_result{' ERROR' if block.get('is_error') else ''}] {text[:2000]}"
+    return json.dumps(block)[:2000]
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"

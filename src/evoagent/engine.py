@@ -1,0 +1,403 @@
+"""evolve() and iterate(): the loop that keeps variation slots busy, evaluates, commits and stops."""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .candidate import Candidate
+from .errors import BudgetExhausted, ConfigError, LLMError
+from .operators.base import Proposal, TrialOutcome, Usage, VariationContext, VariationOperator
+from .result import EvalResult, Status
+from .population import StoredMembers
+from .run import Run
+from .sandbox import Sandbox, SandboxConfig
+from .store import Trial
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Budget:
+    """Limits of a run; None means no limit.
+
+    Attributes:
+        trials: variation trials in the whole run (seeds not counted).
+        hours: wall-clock hours of this call to evolve().
+        tokens: model tokens in the whole run.
+        usd: model cost in US dollars in the whole run.
+    """
+
+    trials: int | None = None
+    hours: float | None = None
+    tokens: int | None = None
+    usd: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("trials", "hours", "tokens", "usd"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise ConfigError(f"Budget.{name} must be a number >= 0 or None (got {value!r})")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Something the engine reports while it runs (for progress bars and reports)."""
+
+    kind: str  # seed | trial | commit | stop | supervisor | ...
+    payload: dict[str, Any] = field(default_factory=dict)
+    trial: Trial | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BestVersion:
+    candidate: Candidate
+    result: EvalResult
+    path: Path  # the best version's entry file, written under <run>/best/
+
+    @property
+    def score(self) -> float | None:
+        return self.result.score
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvolveResult:
+    best: BestVersion | None
+    trials: tuple[Trial, ...]  # the trials finished by this call
+    stopped_because: str
+    run_dir: Path
+
+
+EventHandler = Callable[[Event], None]
+
+
+class _Engine:
+    """The state of one evolve() call. Worker threads run variation steps; the caller's thread yields trials."""
+
+    def __init__(self, run: Run, operators: Sequence[VariationOperator], budget: Budget, *, seed: int,
+                 patience: int, target_score: float | None, knowledge: Any, on_event: EventHandler | None,
+                 sandbox_config: SandboxConfig | None) -> None:
+        self.run, self.store, self.evaluator = run, run.store, run.evaluator
+        self.operators, self.budget = list(operators), budget
+        self.seed, self.patience, self.target_score = seed, patience, target_score
+        self.knowledge, self.on_event = knowledge, on_event
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.stop_reason = ""
+        self.error: BaseException | None = None
+        self.inflight: dict[int, str] = {}  # trial id -> candidate id being evaluated ("" before proposal)
+        self.done: queue.Queue[Trial | BaseException] = queue.Queue()
+        self.started = time.monotonic()
+        totals = self.store.totals()
+        self.tokens, self.cost_usd = totals["tokens"], totals["cost_usd"]
+        self.trials_done = totals["trials"]
+        self.since_commit = 0
+        self.sandbox = Sandbox(sandbox_config or self.evaluator.sandbox_config())
+
+    # -- events and budgets ---------------------------------------------------------------
+
+    def emit(self, kind: str, payload: dict[str, Any], trial: Trial | None = None, *, store: bool = True) -> None:
+        if store:
+            self.store.add_event(kind, payload, trial_id=trial.id if trial else payload.get("trial_id"))
+        if self.on_event is not None:
+            self.on_event(Event(kind=kind, payload=payload, trial=trial))
+
+    def charge(self, trial_id: int, usage: Usage) -> None:
+        self.store.add_usage(trial_id, usage)
+        with self.lock:
+            self.tokens += usage.tokens
+            self.cost_usd += usage.cost_usd
+            over = self._usage_over()
+        if over:
+            raise BudgetExhausted(over)
+
+    def _usage_over(self) -> str:
+        if self.budget.tokens is not None and self.tokens >= self.budget.tokens:
+            return f"token budget of {self.budget.tokens} reached ({self.tokens} used)"
+        if self.budget.usd is not None and self.cost_usd >= self.budget.usd:
+            return f"USD budget of {self.budget.usd} reached ({self.cost_usd:.4f} spent)"
+        return ""
+
+    def exhausted(self) -> str:
+        """Why no further trial may start ('' if one may), counting trials in flight."""
+        if self.budget.trials is not None and self.trials_done + len(self.inflight) >= self.budget.trials:
+            return f"trial budget of {self.budget.trials} reached"
+        if self.budget.hours is not None and time.monotonic() - self.started >= self.budget.hours * 3600:
+            return f"time budget of {self.budget.hours} h reached"
+        return self._usage_over()
+
+    def may_start(self) -> bool:
+        return not self.stop.is_set() and not self.exhausted()
+
+    # -- seeds ----------------------------------------------------------------------------
+
+    def evaluate_seeds(self) -> None:
+        evaluated = {t.candidate_id for t in self.store.trials(state="done") if t.operator == "seed"}
+        for seed in self.run.seeds:
+            if seed.id in evaluated:
+                continue
+            trial_id = self.store.begin_trial(operator="seed", parent_id=None)
+            started = time.perf_counter()
+            result = self.evaluator.evaluate(seed, self.sandbox)
+            committed = self.run.population.accepts(result, self._best_score())
+            trial = self.store.finish_trial(
+                trial_id, candidate=seed, result=result, hypothesis="seed", diff="", committed=committed, eval_s=time.perf_counter() - started, lesson="")
+            self.emit("seed", {"trial_id": trial_id, "status": result.status.value, "score": result.score,
+                               "reason": result.reason}, trial)
+        if self.store.latest_member() is None:
+            reasons = "; ".join(f"{t.candidate_id}: {t.reason}" for t in self.store.trials(state="done")
+                                if t.operator == "seed")
+            self.stop_reason = f"no seed passed evaluation ({reasons})"
+            self.stop.set()
+
+    # -- one trial ------------------------------------------------------------------------
+
+    def start_trial(self, slot: int) -> int:
+        with self.lock:
+            rng = random.Random(f"{self.seed}:{self.store.last_trial_id()}")
+            parent = self.run.population.select_parent(StoredMembers(self.store), rng)
+            trial_id = self.store.begin_trial(operator=self.operators[slot].name, parent_id=parent.candidate_id)
+            self.inflight[trial_id] = ""
+        thread = threading.Thread(target=self._worker, args=(slot, trial_id, parent.candidate_id, rng),
+                                  name=f"evoagent-slot-{slot}", daemon=True)
+        thread.start()
+        return trial_id
+
+    def _worker(self, slot: int, trial_id: int, parent_id: str, rng: random.Random) -> None:
+        try:
+            trial = self._trial(self.operators[slot], trial_id, parent_id, rng)
+            self.done.put(trial if trial is not None else _Dropped(trial_id))
+        except BaseException as exc:  # surfaces in the caller's thread
+            self.done.put(exc)
+
+    def _context(self, trial_id: int, parent: Candidate, rng: random.Random) -> VariationContext:
+        best = self.run.lineage.best()
+        best_pair = None
+        if best is not None:
+            best_candidate, best_result = self.store.candidate(best[0]), self.store.result(best[0])
+            if best_candidate is not None and best_result is not None:
+                best_pair = (best_candidate, best_result)
+        recent = [_outcome(t) for t in self.store.trials(state="done", last=20, include_seeds=False)]
+
+        def evaluate(candidate: Candidate, stages: Sequence[str] | None) -> EvalResult:
+            result = self.evaluator.evaluate(candidate, self.sandbox, stages=stages)
+            self.store.add_evaluation(candidate, result, kind="exploratory", trial_id=trial_id)
+            return result
+
+        def get(candidate_id: str) -> tuple[Candidate, EvalResult | None] | None:
+            found = self.store.candidate(candidate_id)
+            return (found, self.store.result(found.id)) if found else None
+
+        return VariationContext(
+            trial_id=trial_id, parent=parent, parent_result=self.store.result(parent.id), best=best_pair,
+            evaluator=self.evaluator, lineage=self.run.lineage, recent=recent, knowledge=self.knowledge, rng=rng,
+            run_dir=self.run.dir, _evaluate=evaluate,
+            _record_message=lambda role, content: self.store.add_message(trial_id, role, content),
+            _charge=lambda usage: self.charge(trial_id, usage),
+            _emit=lambda kind, payload: self.emit(kind, {**payload, "trial_id": trial_id}), _get=get,
+        )
+
+    def _trial(self, operator: VariationOperator, trial_id: int, parent_id: str, rng: random.Random) -> Trial | None:
+        parent = self.store.candidate(parent_id)
+        assert parent is not None  # Check internal correctness.
+        context = self._context(trial_id, parent, rng)
+        proposal, failure = self._vary(operator, context)
+        candidate = proposal.candidate if proposal else None
+        if candidate is not None and not candidate.parents:
+            candidate = dataclasses.replace(candidate, parents=(parent.id,))
+        hypothesis = (proposal.hypothesis if proposal else "") or (candidate.hypothesis if candidate else "")
+        started = time.perf_counter()
+        if failure is not None:
+            result = failure
+        elif candidate is None:
+            result = EvalResult(status=Status.BUDGET_OVERRUN,
+                                reason=(proposal.reason if proposal else "") or "the operator made no proposal")
+        elif self._seen(trial_id, candidate):
+            result = EvalResult(status=Status.DUPLICATE, reason=f"version {candidate.id} was already evaluated")
+        else:
+            result = self.evaluator.evaluate(candidate, self.sandbox)
+        eval_s = time.perf_counter() - started
+        with self.lock:
+            committed = self.run.population.accepts(result, self._best_score())
+            parent_score = self.store.result(parent.id)
+            lesson = _lesson(trial_id, hypothesis, result, committed,
+                             parent_score.score if parent_score else None)
+            trial = self.store.finish_trial(
+                trial_id, candidate=candidate, result=result, hypothesis=hypothesis,
+                diff=candidate.diff(parent) if candidate else "", committed=committed,
+                eval_s=eval_s, lesson=lesson)
+            self.inflight.pop(trial_id, None)
+        if trial is not None:
+            operator.observe(_outcome(trial))
+        return trial
+
+    def _vary(self, operator: VariationOperator, context: VariationContext) -> tuple[Proposal | None, EvalResult | None]:
+        try:
+            return operator.vary(context), None
+        except BudgetExhausted as exc:
+            self._request_stop(str(exc))
+            return None, EvalResult(status=Status.BUDGET_OVERRUN, reason=str(exc))
+        except LLMError as exc:
+            self._request_stop(f"model API failed: {exc}")
+            self.error = exc
+            return None, EvalResult(status=Status.HARNESS_ERROR, reason=f"model API failed: {exc}")
+        except Exception as exc:  # an operator bug is ours: record it, keep the run going
+            return None, EvalResult(status=Status.HARNESS_ERROR,
+                                    reason=f"operator {operator.name!r} raised {type(exc).__name__}: {exc}")
+
+    def _seen(self, trial_id: int, candidate: Candidate) -> bool:
+        with self.lock:
+            if candidate.id in self.inflight.values() or self.store.has_authoritative(candidate.id):
+                return True
+            self.inflight[trial_id] = candidate.id
+            return False
+
+    def _best_score(self) -> float | None:
+        best = self.store.best_member()
+        return best.score if best else None
+
+    def _request_stop(self, reason: str) -> None:
+        with self.lock:
+            if not self.stop.is_set():
+                self.stop_reason = reason
+                self.stop.set()
+
+    # -- after each trial -----------------------------------------------------------------
+
+    def after(self, trial: Trial) -> None:
+        self.trials_done += 1
+        self.since_commit = 0 if trial.committed else self.since_commit + 1
+        payload = {"trial_id": trial.id, "status": str(trial.status), "score": trial.score,
+                   "committed": trial.committed, "hypothesis": trial.hypothesis[:200]}
+        self.emit("commit" if trial.committed else "trial", payload, trial, store=trial.committed)
+        best = self.run.lineage.best()
+        if self.target_score is not None and best is not None and best[1] >= self.target_score:
+            self._request_stop(f"target score {self.target_score} reached ({best[1]:.6g})")
+        elif self.patience and self.since_commit >= self.patience:
+            self._request_stop(f"no commit in {self.patience} trials")
+
+
+@dataclass(frozen=True)
+class _Dropped:
+    trial_id: int  # finished after being marked interrupted (e.g. after Ctrl-C)
+
+
+def _outcome(t: Trial) -> TrialOutcome:
+    return TrialOutcome(trial_id=t.id, candidate_id=t.candidate_id, parent_id=t.parent_id, hypothesis=t.hypothesis,
+                        status=t.status or Status.HARNESS_ERROR, reason=t.reason, score=t.score,
+                        committed=t.committed)
+
+
+def _lesson(trial_id: int, hypothesis: str, result: EvalResult, committed: bool, parent_score: float | None) -> str:
+    what = (hypothesis or "no hypothesis").splitlines()[0][:160]
+    outcome = "committed" if committed else result.status.value
+    delta = ""
+    if result.score is not None and parent_score:
+        delta = f", score {result.score:.6g} ({100 * (result.score / parent_score - 1):+.2f}% vs parent)"
+    elif result.reason:
+        delta = f" ({result.reason.splitlines()[0][:120]})"
+    return f"trial {trial_id}: {what} -> {outcome}{delta}"
+
+
+def _operators(operator: VariationOperator | Sequence[VariationOperator], slots: int) -> list[VariationOperator]:
+    if isinstance(operator, VariationOperator):
+        return [operator] * slots
+    operators = list(operator)
+    if len(operators) != slots or not all(isinstance(o, VariationOperator) for o in operators):
+        raise ConfigError(f"pass one VariationOperator, or a list of exactly {slots} (one per slot)")
+    return operators
+
+
+def iterate(run: Run, operator: VariationOperator | Sequence[VariationOperator], budget: Budget | None = None, *,
+            slots: int = 1, seed: int = 0, patience: int = 0, target_score: float | None = None,
+            knowledge: Any = None, on_event: EventHandler | None = None,
+            sandbox_config: SandboxConfig | None = None) -> Iterator[Trial]:
+    """Runs the search, yielding each finished trial; stop early by breaking out of the loop."""
+    if run.store.readonly:
+        raise ConfigError(f"run {str(run.dir)!r} was opened read-only; open it writable to evolve it")
+    if not isinstance(slots, int) or slots < 1:
+        raise ConfigError(f"slots must be an integer >= 1 (got {slots!r})")
+    engine = _Engine(run, _operators(operator, slots), budget or Budget(), seed=seed, patience=patience,
+                     target_score=target_score, knowledge=knowledge, on_event=on_event,
+                     sandbox_config=sandbox_config)
+    yield from _drive(engine, slots)
+
+
+def _drive(engine: _Engine, slots: int) -> Iterator[Trial]:
+    store = engine.store
+    resumed = store.mark_interrupted()
+    engine.emit("start", {"resumed_interrupted": resumed, "budget": dataclasses.asdict(engine.budget)})
+    free = list(range(slots))
+    by_trial: dict[int, int] = {}
+    try:
+        engine.evaluate_seeds()
+        while True:
+            while free and engine.may_start():
+                slot = free.pop()
+                by_trial[engine.start_trial(slot)] = slot
+            if not by_trial:
+                break
+            item = engine.done.get()
+            if isinstance(item, BaseException):
+                raise item
+            if isinstance(item, _Dropped):
+                free.append(by_trial.pop(item.trial_id))
+                continue
+            free.append(by_trial.pop(item.id))
+            engine.after(item)
+            yield item
+        engine.stop_reason = engine.stop_reason or engine.exhausted() or "done"
+    except (KeyboardInterrupt, GeneratorExit):
+        engine.stop_reason = "interrupted"
+        engine.stop.set()
+        raise
+    finally:
+        if by_trial:
+            store.mark_interrupted(list(by_trial))
+        engine.sandbox.close()
+        engine.emit("stop", {"reason": engine.stop_reason or "stopped", **engine.run.status()})
+    if engine.error is not None:
+        raise engine.error
+
+
+def evolve(run: Run, operator: VariationOperator | Sequence[VariationOperator], budget: Budget | None = None, *,
+           slots: int = 1, seed: int = 0, patience: int = 0, target_score: float | None = None,
+           knowledge: Any = None, on_event: EventHandler | None = None,
+           sandbox_config: SandboxConfig | None = None) -> EvolveResult:
+    """Runs the search until a budget or stop condition ends it (Ctrl-C stops gracefully)."""
+    trials: list[Trial] = []
+    reason = ""
+
+    def remember(event: Event) -> None:
+        nonlocal reason
+        if event.kind == "stop":
+            reason = event.payload.get("reason", "")
+        if on_event is not None:
+            on_event(event)
+
+    try:
+        for trial in iterate(run, operator, budget, slots=slots, seed=seed, patience=patience,
+                             target_score=target_score, knowledge=knowledge, on_event=remember,
+                             sandbox_config=sandbox_config):
+            trials.append(trial)
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    return EvolveResult(best=export_best(run), trials=tuple(trials), stopped_because=reason, run_dir=run.dir)
+
+
+def export_best(run: Run) -> BestVersion | None:
+    """Writes the best committed version under <run>/best/ and returns it."""
+    candidate, result = run.best, run.best_result
+    if candidate is None or result is None:
+        return None
+    target = run.dir / "best"
+    target.mkdir(exist_ok=True)
+    for old in target.iterdir():
+        if old.is_file():
+            old.unlink()
+    return BestVersion(candidate=candidate, result=result, path=candidate.write_to(target))

@@ -1,0 +1,212 @@
+"""Evaluator: the base class users subclass for a target; ordered named stages run as a cascade."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import importlib.metadata
+import platform
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .candidate import Candidate
+from .errors import EvaluatorError
+from .result import EvalResult, StageResult, Status, geometric_mean
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox, SandboxConfig
+
+_VERSIONED = ("evoagent", "numpy", "torch", "triton", "anthropic")
+
+
+@functools.cache
+def environment() -> dict[str, Any]:
+    """Where a score was measured: host, platform, Python and library versions (no heavy imports)."""
+    versions = {}
+    for name in _VERSIONED:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": versions,
+    }
+
+
+def class_reference(obj: Any) -> str:
+    """'module:QualName' for importable classes and functions, 'path/file.py:QualName' otherwise."""
+    module = sys.modules.get(obj.__module__)
+    spec = getattr(module, "__spec__", None)
+    if module is not None and spec is not None and spec.name == obj.__module__ and not obj.__module__.startswith(
+            "evoagent_user_") and obj.__module__ != "__main__":
+        return f"{obj.__module__}:{obj.__qualname__}"
+    return f"{inspect.getfile(obj)}:{obj.__qualname__}"
+
+
+class Evaluator:
+    """Scores candidates for one target through ordered, named stages.
+
+    A subclass lists its stages in `stages` and defines one method per stage name, taking
+    `(candidate, sandbox)` and returning a `StageResult`. The cascade stops at the first stage
+    that is not OK. Stage methods run in the trusted process and must never import candidate
+    code there: they run it through `sandbox.call(...)` and judge the raw values it returns.
+
+    Class attributes:
+        name: a short name for the target (stored with the run).
+        description: what a candidate must do; shown to agents in their prompt.
+        entry: the file name of a single-file candidate in an agent's workspace.
+        stages: the stage method names, in order.
+        exploratory_stages: stages an agent may run on drafts (default: all).
+    """
+
+    name: ClassVar[str] = "custom"
+    description: ClassVar[str] = ""
+    entry: str = "main.py"
+    stages: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.stages:
+            raise EvaluatorError(f"{cls.__name__}.stages must name at least one stage method, e.g. ('check', 'test')")
+        for stage in cls.stages:
+            if not callable(getattr(cls, stage, None)):
+                raise EvaluatorError(
+                    f"{cls.__name__}.stages names {stage!r} but the class has no method {stage}(self, candidate, sandbox)"
+                )
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Evaluator:
+        self = super().__new__(cls)
+        self._params = _constructor_params(cls, args, kwargs)
+        return self
+
+    def sandbox_config(self) -> SandboxConfig:
+        """The sandbox settings this target needs (modules to pre-import, timeouts, env)."""
+        from .sandbox import SandboxConfig
+
+        return SandboxConfig()
+
+    def aggregate(self, metrics: Mapping[str, float]) -> float | None:
+        """The scalar score of a metrics vector; the geometric mean by default."""
+        return geometric_mean(list(metrics.values()))
+
+    def device_label(self) -> str:
+        """What produces this evaluator's numbers (shown next to every score)."""
+        return "cpu"
+
+    def spec(self) -> dict[str, Any]:
+        """How to rebuild this evaluator (stored with the run): its class and constructor arguments."""
+        return {"class": class_reference(type(self)), "params": dict(getattr(self, "_params", {}))}
+
+    def evaluate(
+        self, candidate: Candidate, sandbox: Sandbox, *, stages: Sequence[str] | None = None
+    ) -> EvalResult:
+        """Runs the stages in order (all, or the named subset), stopping at the first failure."""
+        names = tuple(self.stages) if stages is None else tuple(stages)
+        unknown = [s for s in names if s not in self.stages]
+        if unknown:
+            raise EvaluatorError(f"unknown stage(s) {unknown} for {type(self).__name__}; stages are {list(self.stages)}")
+        done: list[StageResult] = []
+        metrics: dict[str, float] = {}
+        for stage in names:
+            started = time.perf_counter()
+            try:
+                outcome = getattr(self, stage)(candidate, sandbox)
+                if not isinstance(outcome, StageResult):
+                    raise EvaluatorError(f"stage {stage!r} returned {type(outcome).__name__}, expected StageResult")
+            except Exception as exc:  # the one boundary where our own bugs become data
+                outcome = StageResult.fail(
+                    Status.HARNESS_ERROR,
+                    f"stage {stage!r} raised {type(exc).__name__}: {exc}",
+                    logs=traceback.format_exc(limit=8),
+                )
+            outcome = _named(outcome, stage, time.perf_counter() - started)
+            done.append(outcome)
+            metrics.update(outcome.metrics)
+            if not outcome.ok:
+                return EvalResult(
+                    status=outcome.status, reason=f"{stage}: {outcome.reason}", stages=tuple(done),
+                    metrics=metrics, env=environment(), device=self.device_label(),
+                )
+        score = self.aggregate(metrics) if metrics else None
+        return EvalResult(
+            status=Status.OK, metrics=metrics, score=score, stages=tuple(done),
+            env=environment(), device=self.device_label(),
+        )
+
+
+def _constructor_params(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The constructor's arguments by name, so that `spec()` can rebuild the evaluator on resume."""
+    try:
+        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+    except TypeError:
+        return dict(kwargs)
+    params: dict[str, Any] = {}
+    for index, (name, value) in enumerate(bound.arguments.items()):
+        if index == 0:
+            continue  # self
+        kind = inspect.signature(cls.__init__).parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            params.update(value)
+        elif kind is not inspect.Parameter.VAR_POSITIONAL:
+            params[name] = value
+    return params
+
+
+def _named(result: StageResult, name: str, seconds: float) -> StageResult:
+    from dataclasses import replace
+
+    return replace(result, name=name, seconds=round(seconds, 6))
+
+
+class FunctionEvaluator(Evaluator):
+    """The one-function shortcut: `score_fn(module) -> {config: value}` run in the sandbox.
+
+    `score_fn` must be a module-level function (the sandbox imports it by reference). It gets the
+    imported candidate entry module and returns a mapping of metric values (higher is better), or
+    raises `ValueError("reason")` to mark the candidate incorrect. Because it runs in the candidate's
+    process, use it for targets where cheating is not a concern; otherwise subclass `Evaluator`.
+    """
+
+    name = "function"
+    stages = ("run",)
+
+    def __init__(self, score_fn: Callable[[Any], Mapping[str, float]] | str, *, entry: str = "main.py",
+                 timeout_s: float = 60.0) -> None:
+        if isinstance(score_fn, str):  # a stored reference, "module:function" or "file.py:function"
+            from .run import load_object
+
+            score_fn = load_object(score_fn)
+        if not callable(score_fn):
+            raise EvaluatorError(f"FunctionEvaluator needs a callable score_fn, got {score_fn!r}")
+        self.score_fn = score_fn
+        self.entry = entry
+        self.timeout_s = timeout_s
+
+    def run(self, candidate: Candidate, sandbox: Sandbox) -> StageResult:
+        from .sandbox import run_module_function
+
+        out = sandbox.call(run_module_function, self.entry, self.score_fn,
+                           files=candidate.files, timeout_s=self.timeout_s)
+        if not out.ok:
+            return StageResult.fail(out.status, out.reason, logs=out.logs)
+        value = out.value
+        if isinstance(value, dict) and "error" in value:
+            return StageResult.fail(Status.INCORRECT, str(value["error"]), logs=out.logs)
+        if not isinstance(value, dict) or not value or not all(
+            isinstance(v, (int, float)) for v in value.values()
+        ):
+            return StageResult.fail(Status.INCORRECT, f"score function must return a non-empty dict of numbers, got {value!r}")
+        return StageResult(metrics={str(k): float(v) for k, v in value.items()}, logs=out.logs)
+
+    def spec(self) -> dict[str, Any]:
+        fn = self.score_fn
+        return {"class": "evoagent.evaluator:FunctionEvaluator",
+                "params": {"score_fn": class_reference(fn), "entry": self.entry,
+                           "timeout_s": self.timeout_s}}

@@ -1,0 +1,133 @@
+"""Lineage: a networkx view of a run's ancestry, text summaries for prompts, GraphML and git export."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from .candidate import Candidate
+from .errors import RunStoreError
+from .store import RunStore, Trial
+
+
+def _fmt(score: float | None) -> str:
+    return "-" if score is None else f"{score:.6g}"
+
+
+class Lineage:
+    """Ancestry of every authoritatively evaluated version of a run (read fresh from the store)."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+
+    def graph(self) -> nx.DiGraph:
+        """Nodes are candidate ids (attrs: score, status, committed, hypothesis, trial); edges parent -> child."""
+        g = nx.DiGraph()
+        for t in self.store.trials(state="done"):
+            if t.candidate_id is None:
+                continue
+            g.add_node(t.candidate_id, score=t.score if t.score is not None else float("nan"),
+                       status=str(t.status), committed=t.committed, hypothesis=t.hypothesis, trial=t.id)
+            if t.parent_id and t.parent_id != t.candidate_id:
+                g.add_edge(t.parent_id, t.candidate_id)
+        return g
+
+    def ancestors(self, candidate: Candidate | str) -> list[Candidate]:
+        """The chain of versions from the root to `candidate` (inclusive), oldest first."""
+        cid = candidate.id if isinstance(candidate, Candidate) else candidate
+        chain: list[Candidate] = []
+        seen: set[str] = set()
+        current = self.store.candidate(cid)
+        while current is not None and current.id not in seen:
+            chain.append(current)
+            seen.add(current.id)
+            current = self.store.candidate(current.parents[0]) if current.parents else None
+        return chain[::-1]
+
+    def best(self) -> tuple[str, float] | None:
+        top = self.store.best_member()
+        return (top.candidate_id, top.score) if top else None
+
+    def summary(self, *, max_recent: int = 10, max_children: int = 10) -> str:
+        """Text for prompts: root-to-best chain, the best version's children, the latest trials."""
+        best = self.best()
+        if best is None:
+            return "No committed version yet."
+        best_id, best_score = best
+        trials = {t.candidate_id: t for t in self.store.trials(state="done") if t.candidate_id}
+        lines = [f"Best committed version: {best_id} (score {_fmt(best_score)}).", "", "Chain from the root to the best:"]
+        for c in self.ancestors(best_id):
+            t = trials.get(c.id)
+            hypothesis = (t.hypothesis if t else c.hypothesis) or "(seed)"
+            lines.append(f"  {c.id}  score {_fmt(t.score if t else None)}  {hypothesis[:160]}")
+        children = [t for t in trials.values() if t.parent_id == best_id and t.candidate_id != best_id]
+        if children:
+            lines += ["", f"Attempts started from the best ({len(children)}, latest {max_children}):"]
+            lines += [_trial_line(t) for t in children[-max_children:]]
+        recent = self.store.trials(state="done", last=max_recent, include_seeds=False)
+        if recent:
+            lines += ["", f"Latest {len(recent)} trials:"]
+            lines += [_trial_line(t) for t in recent]
+        return "\n".join(lines)
+
+    def to_graphml(self, path: str | os.PathLike[str]) -> Path:
+        path = Path(path)
+        nx.write_graphml(self.graph(), path)
+        return path
+
+    def to_git(self, path: str | os.PathLike[str]) -> Path:
+        """A git repository with one commit per committed version (score and hypothesis in the message)."""
+        path = Path(path)
+        if path.exists() and any(path.iterdir()):
+            raise RunStoreError(f"git export target {str(path)!r} exists and is not empty; choose a new directory")
+        path.mkdir(parents=True, exist_ok=True)
+        _git(path, "init", "-q")
+        for member in self.store.members():
+            candidate = self.store.candidate(member.candidate_id)
+            trial = self.store.trial(member.trial_id)
+            assert candidate is not None and trial is not None  # Check internal correctness.
+            for old in path.iterdir():
+                if old.name != ".git":
+                    _remove(old)
+            candidate.write_to(path)
+            _git(path, "add", "-A")
+            message = _commit_message(candidate, trial)
+            with tempfile.NamedTemporaryFile("w", delete=False) as f:
+                f.write(message)
+            try:
+                _git(path, "commit", "-q", "--allow-empty", "-F", f.name)
+            finally:
+                os.unlink(f.name)
+        return path
+
+
+def _trial_line(t: Trial) -> str:
+    mark = "committed" if t.committed else str(t.status)
+    reason = f" ({t.reason[:100]})" if t.reason and not t.committed else ""
+    return f"  trial {t.id}: {mark:<13} score {_fmt(t.score):>9}  {t.hypothesis[:120]}{reason}"
+
+
+def _commit_message(candidate: Candidate, trial: Trial) -> str:
+    title = (trial.hypothesis or candidate.hypothesis or "seed").splitlines()[0][:72]
+    return (f"{title}\n\nscore: {_fmt(trial.score)}\ncandidate: {candidate.id}\ntrial: {trial.id}\n"
+            f"metrics: {dict(trial.metrics)}\n\n{trial.hypothesis}\n")
+
+
+def _git(cwd: Path, *args: str) -> None:
+    env: dict[str, Any] = {**os.environ, "GIT_AUTHOR_NAME": "evoagent", "GIT_AUTHOR_EMAIL": "evoagent@localhost",
+                           "GIT_COMMITTER_NAME": "evoagent", "GIT_COMMITTER_EMAIL": "evoagent@localhost"}
+    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir():
+        for child in p.iterdir():
+            _remove(child)
+        p.rmdir()
+    else:
+        p.unlink()

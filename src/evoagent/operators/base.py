@@ -1,0 +1,148 @@
+"""VariationOperator: the protocol every variation operator implements, and what it is handed."""
+
+from __future__ import annotations
+
+import abc
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..candidate import Candidate
+from ..result import EvalResult, Status
+
+if TYPE_CHECKING:
+    from ..evaluator import Evaluator
+    from ..lineage import Lineage
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage:
+    """Model usage of one call, trial or run. Token counts are integers; cost is in US dollars."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Proposal:
+    """What one variation step hands back: a new candidate and the hypothesis behind it.
+
+    `candidate` is None when the operator gave up (no submission within its own limits); the
+    engine records that trial as `budget_overrun` with `reason`.
+    """
+
+    candidate: Candidate | None
+    hypothesis: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrialOutcome:
+    """A finished trial as operators and prompts see it."""
+
+    trial_id: int
+    candidate_id: str | None
+    parent_id: str | None
+    hypothesis: str
+    status: Status
+    reason: str
+    score: float | None
+    committed: bool
+
+
+@dataclass(kw_only=True)
+class VariationContext:
+    """Everything a variation step may read, and the few things it may do to the run.
+
+    The engine builds one per trial. Exploratory evaluations (`evaluate`) go through the same
+    sandbox and are recorded, but never committed; only the engine's authoritative evaluation of
+    the returned `Proposal` counts.
+
+    Attributes:
+        trial_id: the trial this step belongs to.
+        parent: the starting version chosen by the population policy.
+        parent_result: its authoritative evaluation.
+        best: the best committed version and its result.
+        evaluator: the target (its description, entry file and stage names).
+        lineage: the ancestry view (text summaries for prompts).
+        recent: the last finished trials, newest last.
+        knowledge: a KnowledgeBase, or None.
+        rng: a random source seeded per trial (deterministic runs).
+    """
+
+    trial_id: int
+    parent: Candidate
+    parent_result: EvalResult | None
+    best: tuple[Candidate, EvalResult] | None
+    evaluator: Evaluator
+    lineage: Lineage
+    recent: Sequence[TrialOutcome] = ()
+    knowledge: Any = None
+    rng: random.Random = field(default_factory=random.Random)
+    run_dir: Any = None
+    _evaluate: Callable[[Candidate, Sequence[str] | None], EvalResult] | None = None
+    _record_message: Callable[[str, Any], None] | None = None
+    _charge: Callable[[Usage], None] | None = None
+    _emit: Callable[[str, dict[str, Any]], None] | None = None
+    _get: Callable[[str], tuple[Candidate, EvalResult | None] | None] | None = None
+
+    def evaluate(self, candidate: Candidate, stages: Sequence[str] | None = None) -> EvalResult:
+        """Runs (some) stages on a draft; recorded as exploratory, never committed."""
+        if self._evaluate is None:
+            raise RuntimeError("this VariationContext has no evaluator attached")
+        return self._evaluate(candidate, stages)
+
+    def record_message(self, role: str, content: Any) -> None:
+        """Appends one message (JSON-serializable) to this trial's transcript."""
+        if self._record_message is not None:
+            self._record_message(role, content)
+
+    def charge(self, usage: Usage) -> None:
+        """Counts model usage against the run's budgets; raises BudgetExhausted when one runs out."""
+        if self._charge is not None:
+            self._charge(usage)
+
+    def emit(self, kind: str, payload: dict[str, Any]) -> None:
+        """Records an event (for example supervisor advice) in the run's store."""
+        if self._emit is not None:
+            self._emit(kind, payload)
+
+    def get(self, candidate_id: str) -> tuple[Candidate, EvalResult | None] | None:
+        """Any version of this run by id (or unique id prefix), with its authoritative result."""
+        return self._get(candidate_id) if self._get is not None else None
+
+
+class VariationOperator(abc.ABC):
+    """Proposes a new candidate from the run's state. Subclasses implement `vary`."""
+
+    name: str = "operator"
+
+    @abc.abstractmethod
+    def vary(self, context: VariationContext) -> Proposal:
+        """One variation step: read the context, return a proposal (never raise for candidate trouble)."""
+
+    def observe(self, outcome: TrialOutcome) -> None:
+        """Told the authoritative outcome of the proposal this operator made (memory hook)."""
+
+    def spec(self) -> dict[str, Any]:
+        """How to rebuild this operator (stored with the run)."""
+        from ..evaluator import class_reference
+
+        return {"class": class_reference(type(self)), "params": {}}

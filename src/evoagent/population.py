@@ -1,0 +1,174 @@
+"""Population policies: which version the next variation starts from, and which results are committed."""
+
+from __future__ import annotations
+
+import abc
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .errors import ConfigError
+from .result import EvalResult
+from .store import Member
+
+
+class Members(Protocol):
+    """The committed members, as a policy may query them (backed by the store; cheap at any size)."""
+
+    def __len__(self) -> int: ...
+    def best(self) -> Member | None: ...
+    def latest(self) -> Member | None: ...
+    def at(self, index: int) -> Member: ...
+
+
+class MemberList:
+    """`Members` over an in-memory list (for tests and custom policies)."""
+
+    def __init__(self, members: Sequence[Member]) -> None:
+        self._members = list(members)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def best(self) -> Member | None:
+        return max(self._members, key=lambda m: (m.score, m.seq), default=None)
+
+    def latest(self) -> Member | None:
+        return self._members[-1] if self._members else None
+
+    def at(self, index: int) -> Member:
+        return self._members[index]
+
+
+class StoredMembers:
+    """`Members` read from a run store with indexed queries."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __len__(self) -> int:
+        return int(self._store.member_count())
+
+    def best(self) -> Member | None:
+        return self._store.best_member()  # type: ignore[no-any-return]
+
+    def latest(self) -> Member | None:
+        return self._store.latest_member()  # type: ignore[no-any-return]
+
+    def at(self, index: int) -> Member:
+        return self._store.member_at(index)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class MatchOrImprove:
+    """AVO's commit rule: correct, and score >= best - tolerance * |best| (best over committed versions).
+
+    For positive scores this is `score >= best * (1 - tolerance)`; written with |best| so that it
+    stays a relaxation for negative scores too. A tolerance of 0 demands match-or-improve exactly.
+    """
+
+    tolerance: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.tolerance < 1.0:
+            raise ConfigError(f"commit tolerance must be in [0, 1) (got {self.tolerance!r}); e.g. 0.005 for 0.5%")
+
+    def __call__(self, score: float, best: float | None) -> bool:
+        return best is None or score >= best - self.tolerance * abs(best)
+
+    def spec(self) -> dict[str, Any]:
+        return {"rule": "match_or_improve", "tolerance": self.tolerance}
+
+
+CommitRule = Callable[[float, "float | None"], bool]
+
+
+def _every_correct(score: float, best: float | None) -> bool:
+    return True
+
+
+class Population(abc.ABC):
+    """A population policy over the committed members stored in the run."""
+
+    name: str = "population"
+
+    def __init__(self, rule: CommitRule) -> None:
+        self.rule = rule
+
+    def accepts(self, result: EvalResult, best_score: float | None) -> bool:
+        """The commit rule: only correct results with a score, judged against the best member's score."""
+        if not result.ok or result.score is None:
+            return False
+        return bool(self.rule(result.score, best_score))
+
+    @abc.abstractmethod
+    def select_parent(self, members: Members, rng: random.Random) -> Member:
+        """The member the next variation step starts from (members is never empty)."""
+
+    def spec(self) -> dict[str, Any]:
+        rule = self.rule.spec() if hasattr(self.rule, "spec") else {"rule": getattr(self.rule, "__qualname__", "custom")}
+        return {"kind": self.name, **rule}
+
+
+class Chain(Population):
+    """AVO's single lineage: each version starts from the latest committed one."""
+
+    name = "chain"
+
+    def __init__(self, tolerance: float = 0.0, *, rule: CommitRule | None = None) -> None:
+        super().__init__(rule or MatchOrImprove(tolerance))
+
+    def select_parent(self, members: Members, rng: random.Random) -> Member:
+        latest = members.latest()
+        assert latest is not None  # Check internal correctness.
+        return latest
+
+
+ParentSelector = Callable[[Members, random.Random], Member]
+
+
+class Tree(Population):
+    """Every correct candidate becomes a node; the parent is chosen by `parent_selection`.
+
+    `parent_selection` is "best", "tournament" (the best of `tournament_size` members drawn at
+    random) or a function `(members, rng) -> member`.
+    """
+
+    name = "tree"
+
+    def __init__(self, parent_selection: str | ParentSelector = "tournament", *, tournament_size: int = 3,
+                 rule: CommitRule | None = None) -> None:
+        super().__init__(rule or _every_correct)
+        if isinstance(parent_selection, str) and parent_selection not in ("best", "tournament"):
+            raise ConfigError(
+                f"Tree parent_selection must be 'best', 'tournament' or a function (got {parent_selection!r})")
+        if tournament_size < 1:
+            raise ConfigError(f"Tree tournament_size must be >= 1 (got {tournament_size!r})")
+        self.parent_selection = parent_selection
+        self.tournament_size = tournament_size
+
+    def select_parent(self, members: Members, rng: random.Random) -> Member:
+        if callable(self.parent_selection):
+            return self.parent_selection(members, rng)
+        if self.parent_selection == "best":
+            best = members.best()
+            assert best is not None  # Check internal correctness.
+            return best
+        picks = rng.sample(range(len(members)), min(self.tournament_size, len(members)))
+        return max((members.at(i) for i in picks), key=lambda m: (m.score, m.seq))
+
+    def spec(self) -> dict[str, Any]:
+        selection = self.parent_selection if isinstance(self.parent_selection, str) else "custom"
+        rule = self.rule.spec() if hasattr(self.rule, "spec") else {"rule": getattr(self.rule, "__qualname__", "custom")}
+        return {"kind": self.name, "parent_selection": selection, "tournament_size": self.tournament_size, **rule}
+
+
+def population_from_spec(spec: dict[str, Any]) -> Population:
+    """Rebuilds a built-in population policy from its stored or configured spec."""
+    kind = spec.get("kind", "chain")
+    if kind == "chain":
+        return Chain(float(spec.get("tolerance", 0.0)))
+    if kind == "tree":
+        return Tree(spec.get("parent_selection", "tournament"), tournament_size=int(spec.get("tournament_size", 3)))
+    raise ConfigError(f"unknown population kind {kind!r}; expected 'chain' or 'tree'")

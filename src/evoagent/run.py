@@ -1,0 +1,223 @@
+"""Run: a run directory (its store, evaluator and population policy), created once and reopened to resume."""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .candidate import Candidate
+from .errors import ConfigError, RunStoreError
+from .evaluator import Evaluator
+from .lineage import Lineage
+from .population import Chain, Population, population_from_spec
+from .result import EvalResult
+from .store import RunStore, Trial
+
+DB_NAME = "run.db"
+LOCK_NAME = "run.lock"
+
+# Built-in targets: name -> (evaluator class, default seed files shipped with the package).
+BUILTIN_TARGETS = {"attention": "evoagent.targets.attention:AttentionEvaluator"}
+
+
+def load_object(reference: str, base_dir: str | os.PathLike[str] | None = None) -> Any:
+    """Imports "package.module:Name" or "path/to/file.py:Name" (relative to base_dir)."""
+    if reference in BUILTIN_TARGETS:
+        reference = BUILTIN_TARGETS[reference]
+    module_part, sep, name = reference.partition(":")
+    if not sep or not name:
+        raise ConfigError(f"cannot load {reference!r}: expected 'module:Name', 'file.py:Name' or a built-in target "
+                          f"({', '.join(sorted(BUILTIN_TARGETS))})")
+    if module_part.endswith(".py"):
+        path = Path(module_part)
+        if not path.is_absolute() and base_dir is not None:
+            path = Path(base_dir) / path
+        if not path.is_file():
+            raise ConfigError(f"cannot load {reference!r}: file {str(path)!r} does not exist")
+        module_name = f"evoagent_user_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
+        module = sys.modules.get(module_name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            assert spec is not None and spec.loader is not None  # Check internal correctness.
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(module_part)
+        except ImportError as exc:
+            raise ConfigError(f"cannot load {reference!r}: {exc}") from None
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ConfigError(f"cannot load {reference!r}: {module_part} has no attribute {name!r}") from None
+
+
+def evaluator_from_spec(spec: dict[str, Any], base_dir: str | os.PathLike[str] | None = None) -> Evaluator:
+    cls = load_object(spec["class"], base_dir)
+    if not (isinstance(cls, type) and issubclass(cls, Evaluator)):
+        raise ConfigError(f"{spec['class']!r} is not an Evaluator subclass")
+    try:
+        return cls(**spec.get("params", {}))
+    except TypeError as exc:
+        raise ConfigError(f"cannot build evaluator {spec['class']!r} with params {spec.get('params')}: {exc}") from None
+
+
+class Run:
+    """A run directory: `Run.create(...)` once, then `Run.open(dir)` to resume or inspect."""
+
+    def __init__(self, directory: Path, store: RunStore, evaluator: Evaluator | None,
+                 population: Population, lock_fd: int | None) -> None:
+        self.dir = directory
+        self.store = store
+        self._evaluator = evaluator
+        self.population = population
+        self._lock_fd = lock_fd
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: str | os.PathLike[str], *, evaluator: Evaluator,
+               seeds: Sequence[str | os.PathLike[str] | Candidate], population: Population | None = None,
+               config: dict[str, Any] | None = None) -> Run:
+        """Creates a new run directory; refuses one that already holds a run or other files."""
+        directory = Path(directory)
+        if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+            what = "a run" if (directory / DB_NAME).exists() else "files"
+            raise RunStoreError(f"run directory {str(directory)!r} already holds {what}; "
+                                "resume it with `evoagent resume` / Run.open, or choose a new directory")
+        if not isinstance(evaluator, Evaluator):
+            raise ConfigError(f"'evaluator' must be an Evaluator instance (got {evaluator!r})")
+        if not seeds:
+            raise ConfigError("a run needs at least one seed (a file, a directory or a Candidate)")
+        candidates = [_seed(s, evaluator.entry) for s in seeds]
+        population = population or Chain()
+        directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = _lock(directory)
+        store = RunStore(directory / DB_NAME, create=True)
+        for c in candidates:
+            store.add_candidate(c)
+        store.set_meta("evoagent", {"version": _version(), "schema": "1"})
+        store.set_meta("evaluator", evaluator.spec())
+        store.set_meta("population", population.spec())
+        store.set_meta("seeds", [c.id for c in candidates])
+        store.set_meta("config", config or {})
+        return cls(directory, store, evaluator, population, lock_fd)
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str], *, evaluator: Evaluator | None = None,
+             population: Population | None = None, readonly: bool = False) -> Run:
+        """Opens an existing run: writable to resume (one writer at a time), or read-only while it runs."""
+        directory = Path(directory)
+        if not (directory / DB_NAME).is_file():
+            raise RunStoreError(f"{str(directory)!r} is not a run directory (no {DB_NAME} in it)")
+        lock_fd = None if readonly else _lock(directory)
+        store = RunStore(directory / DB_NAME, readonly=readonly)
+        if population is None:
+            population = population_from_spec(store.meta("population", {"kind": "chain"}))
+        return cls(directory, store, evaluator, population, lock_fd)
+
+    def close(self) -> None:
+        self.store.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- views ----------------------------------------------------------------------------
+
+    @property
+    def evaluator(self) -> Evaluator:
+        """The run's evaluator (rebuilt from its stored spec when the run was opened without one)."""
+        if self._evaluator is None:
+            self._evaluator = evaluator_from_spec(self.store.meta("evaluator"))
+        return self._evaluator
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.store.meta("config", {}) or {})
+
+    @property
+    def seeds(self) -> list[Candidate]:
+        return [c for c in (self.store.candidate(i) for i in self.store.meta("seeds", [])) if c is not None]
+
+    @property
+    def lineage(self) -> Lineage:
+        return Lineage(self.store)
+
+    @property
+    def best(self) -> Candidate | None:
+        best = self.lineage.best()
+        return self.store.candidate(best[0]) if best else None
+
+    @property
+    def best_result(self) -> EvalResult | None:
+        best = self.lineage.best()
+        return self.store.result(best[0]) if best else None
+
+    def trials(self, *, include_seeds: bool = False) -> list[Trial]:
+        return self.store.trials(state="done", include_seeds=include_seeds)
+
+    def status(self) -> dict[str, Any]:
+        """The summary `evoagent status --json` prints."""
+        totals = self.store.totals()
+        best = self.lineage.best()
+        result = self.store.result(best[0]) if best else None
+        return {
+            "run_dir": str(self.dir),
+            "trials": totals["trials"],
+            "by_status": totals["by_status"],
+            "committed": totals["committed"],
+            "interrupted": totals["interrupted"],
+            "best_score": best[1] if best else None,
+            "best_id": best[0] if best else None,
+            "device": result.device if result else None,
+            "tokens": totals["tokens"],
+            "cost_usd": round(totals["cost_usd"], 6),
+        }
+
+
+def _seed(seed: str | os.PathLike[str] | Candidate, entry: str) -> Candidate:
+    if isinstance(seed, Candidate):
+        return seed
+    path = Path(seed)
+    if not path.exists():
+        raise ConfigError(f"seed {str(path)!r} does not exist; expected a file or directory with the seed program")
+    return Candidate.from_path(path, entry=entry, hypothesis="seed")
+
+
+def _lock(directory: Path) -> int:
+    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise RunStoreError(f"run {str(directory)!r} is being written by {holder}; "
+                            "wait for it or open it read-only (evoagent status)") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()}".encode())
+    return fd
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("evoagent")
+    except PackageNotFoundError:  # pragma: no cover
+        return "unknown"
+
+
+

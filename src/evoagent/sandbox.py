@@ -1,0 +1,599 @@
+"""Sandbox: runs one function of the evaluator or candidate in a forked, limited, disposable child process.
+
+Every `Sandbox.call` runs in a child forked from a long-lived fork server (`evoagent._forkserver`)
+that pre-imported `SandboxConfig.preload` once, so a trivial call starts in milliseconds rather than
+the seconds a fresh interpreter needs to import torch. The child has its own process group (killed
+whole on timeout and after every call), an address-space limit, an environment without secrets, a
+fresh working directory holding the call's files, stdout/stderr captured to files, and a private
+result pipe whose bytes the trusted side decodes with a restricted codec (plain values and numeric
+numpy arrays only; never pickle). What a call can and cannot do:
+
+- it can do anything its own process can (same user): the sandbox is a robustness and honesty
+  boundary for an evaluator, not a container. Verdicts belong in the trusted process.
+- it cannot run code in the trusted process or the fork server, forge the server's report
+  (its pipes are closed in the child), fake a result by printing, turn its own failure into a
+  `harness_error`, or leave processes behind in its process group.
+
+Labels: OK; CRASH (fn raised, the process died or exited early, or the result channel held
+something that is not a plain value); OOM (MemoryError, ENOMEM, torch's out-of-memory errors);
+TIMEOUT; HARNESS_ERROR (the sandbox failed: a server died, the call could not be set up).
+A server that dies is restarted at the next call. If it died before it accepted a call, the call
+is retried once on the new server; if it died during a call, that call is `harness_error`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import math
+import os
+import pickle
+import queue
+import re
+import shutil
+import signal as signals
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import types
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ._forkserver import CodecError, PipeReader, decode_value, encode_value, send_line, write_all
+from .errors import ConfigError, SandboxError
+from .result import Status
+
+__all__ = [
+    "CodecError",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxResult",
+    "decode_value",
+    "encode_value",
+    "run_module_function",
+    "scrubbed_environ",
+]
+
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE")
+BASE_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR",
+    "PYTHONPATH", "PYTHONHASHSEED", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "CONDA_PREFIX", "CC", "CXX",
+})
+BASE_ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "TRITON_", "TORCH_", "PYTORCH_", "OMP_", "MKL_",
+                     "OPENBLAS_", "XDG_", "CUDNN_", "CUBLAS_")
+_START_S = 120.0  # a fork server must be ready (pre-imports done) within this
+_GRACE_S = 30.0  # extra time a server gets to report a call after the call's own timeout
+_NOT_PLAIN = "result channel held data that is not a plain value"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SandboxConfig:
+    """How sandboxed calls run.
+
+    Attributes:
+        timeout_s: wall-clock limit of one call in seconds (a call may pass its own).
+        memory_mb: address space (RLIMIT_AS) a call may add on top of the pre-imported fork server,
+            in MiB; None for no limit. Not applied on GPU workers (CUDA reserves huge address ranges).
+        env_allowlist: names of environment variables passed to calls even if they look secret
+            (by default only a base set passes: PATH, HOME, LANG, CUDA_*, TRITON_*, ..., secrets dropped).
+        preload: modules each fork server imports once, so calls start without importing them.
+        workers: CPU fork servers, i.e. calls that run at once (GPU workers come on top).
+        max_output_bytes: stdout and stderr are each cut to this many bytes (head and tail kept).
+        max_result_bytes: a larger encoded return value is refused (the call is a crash).
+    """
+
+    timeout_s: float = 60.0
+    memory_mb: int | None = 8192
+    env_allowlist: tuple[str, ...] = ()
+    preload: tuple[str, ...] = ("numpy",)
+    workers: int = 2
+    max_output_bytes: int = 64 * 1024
+    max_result_bytes: int = 1 << 30
+
+    def __post_init__(self) -> None:
+        for name in ("env_allowlist", "preload"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"SandboxConfig.{name} must be a sequence of names (got {value!r})")
+            object.__setattr__(self, name, tuple(value))
+        _positive("timeout_s", self.timeout_s, float)
+        if self.memory_mb is not None:
+            _positive("memory_mb", self.memory_mb, int)
+        for name in ("workers", "max_output_bytes", "max_result_bytes"):
+            _positive(name, getattr(self, name), int)
+
+
+def _positive(name: str, value: Any, kind: type) -> None:
+    ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+    if not ok or not value > 0 or (kind is float and not math.isfinite(value)):
+        raise ConfigError(f"SandboxConfig.{name} must be a positive {kind.__name__} (got {value!r})")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SandboxResult:
+    """What one sandboxed call produced.
+
+    Attributes:
+        status: OK, TIMEOUT, CRASH, OOM or HARNESS_ERROR.
+        value: the function's return value (only when OK).
+        reason: why it failed: a summary line, then details (the traceback when fn raised).
+        stdout, stderr: captured output, each cut to `max_output_bytes`.
+        wall_s: the call's wall time from fork to exit, measured by the fork server.
+        exitcode: the child's exit code (None if a signal ended it).
+        signal: the number of the signal that ended it, else None.
+        error: the traceback when fn raised, else "".
+    """
+
+    status: Status
+    value: Any = None
+    reason: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    wall_s: float = 0.0
+    exitcode: int | None = None
+    signal: int | None = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    @property
+    def logs(self) -> str:
+        """stdout then stderr."""
+        return "\n".join(part for part in (self.stdout, self.stderr) if part)
+
+
+def run_module_function(entry_file: str, score_fn: Callable[[types.ModuleType], Any]) -> Any:
+    """In the child: imports the candidate module `entry_file` (in the cwd) and returns `score_fn(module)`.
+
+    A ValueError from `score_fn` means "the candidate is wrong" and comes back as {"error": text}.
+    """
+    path = PurePosixPath(entry_file)
+    if path.suffix != ".py" or path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"entry_file must be a relative '.py' file name (got {entry_file!r})")
+    name = ".".join(path.with_suffix("").parts)
+    spec = importlib.util.spec_from_file_location(name, os.path.join(os.getcwd(), *path.parts))
+    assert spec is not None and spec.loader is not None  # Check internal correctness.
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    try:
+        return score_fn(module)
+    except ValueError as exc:
+        return {"error": str(exc)}
+
+
+def scrubbed_environ(source: Mapping[str, str], allowlist: Sequence[str] = ()) -> dict[str, str]:
+    """The base variables of `source` minus anything that looks secret, plus `allowlist` names."""
+    env = {
+        name: value for name, value in source.items()
+        if (name in BASE_ENV_NAMES or name.startswith(BASE_ENV_PREFIXES))
+        and not any(word in name.upper() for word in SECRET_WORDS)
+    }
+    env.update({name: source[name] for name in allowlist if name in source})
+    return env
+
+
+class Sandbox:
+    """A pool of fork servers running calls in sandboxed children; thread-safe; close it (or use `with`).
+
+    `gpus` adds one worker per GPU id (CUDA_VISIBLE_DEVICES pinned to it) for `call(..., gpu=True)`,
+    one call per GPU at a time; CPU workers then see no GPU (CUDA_VISIBLE_DEVICES="").
+    """
+
+    def __init__(self, config: SandboxConfig | None = None, *, gpus: Sequence[int | str] = ()) -> None:
+        config = SandboxConfig() if config is None else config
+        if not isinstance(config, SandboxConfig):
+            raise TypeError(f"Sandbox config must be a SandboxConfig (got {config!r})")
+        if isinstance(gpus, (str, int)) or not all(isinstance(g, (int, str)) and not isinstance(g, bool) for g in gpus):
+            raise TypeError(f"Sandbox gpus must be a sequence of device ids like (0, 1) (got {gpus!r})")
+        self.config = config
+        self.gpus = tuple(str(g) for g in gpus)
+        root = Path(tempfile.mkdtemp(prefix="evoagent-sandbox-"))
+        hide = {"CUDA_VISIBLE_DEVICES": ""} if self.gpus else {}
+        cpu = [_Server(f"cpu{i}", root, config.preload, hide) for i in range(config.workers)]
+        gpu = [_Server(f"gpu{g}", root, config.preload, {"CUDA_VISIBLE_DEVICES": g}, gpu=True) for g in self.gpus]
+        self._state = _PoolState(queue.Queue(), queue.Queue())
+        self._finalizer = weakref.finalize(self, _shutdown, cpu + gpu, self._state, root, os.getpid())
+        self._root = root
+        try:
+            for server in cpu + gpu:
+                server.start()
+            for server in cpu + gpu:
+                server.wait_ready()
+        except BaseException:
+            self._finalizer()
+            raise
+        for server in cpu:
+            self._state.cpu.put(server)
+        for server in gpu:
+            self._state.gpu.put(server)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._state.closed else "open"
+        return f"<Sandbox {state} workers={self.config.workers} gpus={list(self.gpus)}>"
+
+    def close(self) -> None:
+        """Stops every fork server (killing any running call) and removes the sandbox's files."""
+        self._finalizer()
+
+    def call(self, fn: Callable[..., Any], /, *args: Any, files: Mapping[str, str | bytes] | None = None,
+             timeout_s: float | None = None, env: Mapping[str, str] | None = None,
+             gpu: bool = False) -> SandboxResult:
+        """Runs `fn(*args)` in a sandboxed child; blocks until a worker is free and the call ends.
+
+        Args:
+            fn: a module-level function, imported by reference in the child.
+            args: pickled to the child.
+            files: relative path -> text or bytes, written to the child's fresh working directory
+                (which is also sys.path[0]).
+            timeout_s: this call's limit (default `config.timeout_s`).
+            env: variables added to this call's environment (e.g. {"TRITON_INTERPRET": "1"}).
+            gpu: run on a GPU worker (the Sandbox must have been given `gpus`).
+        """
+        blob, module_files = _pickle_call(fn, args)
+        timeout = self.config.timeout_s if timeout_s is None else timeout_s
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+            raise ValueError(f"timeout_s must be a positive number of seconds (got {timeout_s!r})")
+        call_env = _check_env(env)
+        call_files = _check_files(files)
+        if gpu and not self.gpus:
+            raise SandboxError("call(..., gpu=True) needs a Sandbox with GPU workers, e.g. Sandbox(config, gpus=(0,)); "
+                               "this one has none")
+        pool = self._state.gpu if gpu else self._state.cpu
+        server = self._state.acquire(pool)
+        try:
+            return self._run(server, blob, module_files, call_files, float(timeout), call_env)
+        finally:
+            self._state.release(pool, server)
+
+    def _run(self, server: _Server, blob: bytes, module_files: dict[str, str], files: dict[str, bytes],
+             timeout_s: float, env: dict[str, str]) -> SandboxResult:
+        calldir = Path(tempfile.mkdtemp(prefix="call-", dir=self._root))
+        try:
+            work, tmp = calldir / "work", calldir / "tmp"
+            for folder in (work, tmp):
+                folder.mkdir()
+            for name, data in files.items():
+                (work / name).parent.mkdir(parents=True, exist_ok=True)
+                (work / name).write_bytes(data)
+            request = {
+                "cwd": str(work), "stdout": str(calldir / "stdout"), "stderr": str(calldir / "stderr"),
+                "env": {**scrubbed_environ(os.environ, self.config.env_allowlist), "TMPDIR": str(tmp),
+                        **env, **server.pinned},
+                "sys_path": _child_sys_path(), "module_files": module_files,
+                "memory_mb": None if server.gpu else self.config.memory_mb, "timeout_s": timeout_s,
+                "max_result_bytes": self.config.max_result_bytes, "blob_len": len(blob),
+            }
+            done, payload, lost = self._exchange(server, request, blob, timeout_s)
+            cap = self.config.max_output_bytes
+            out, err = _read_capped(calldir / "stdout", cap), _read_capped(calldir / "stderr", cap)
+            if lost is not None:
+                return SandboxResult(status=Status.HARNESS_ERROR, reason=lost, stdout=out, stderr=err)
+            status, value, reason, error = _interpret(done, payload, timeout_s, self.config)
+            return SandboxResult(status=status, value=value, reason=reason, stdout=out, stderr=err,
+                                 wall_s=done["wall_s"], exitcode=done["exitcode"], signal=done["signal"], error=error)
+        finally:
+            shutil.rmtree(calldir, ignore_errors=True)
+
+    def _exchange(self, server: _Server, request: dict[str, Any], blob: bytes,
+                  timeout_s: float) -> tuple[dict[str, Any], bytes, str | None]:
+        """Sends the call to `server` (restarting it if needed); returns (done, payload, why-lost)."""
+        for attempt in (1, 2):
+            if self._state.closed:
+                return {}, b"", "the sandbox was closed"
+            try:
+                if not server.alive():
+                    server.restart()
+                done, payload = server.call(request, blob, timeout_s)
+                return done, payload, None
+            except _ServerLost as lost:
+                server.dispose()
+                if lost.started or attempt == 2:
+                    return {}, b"", f"{lost}; the server will be restarted"
+            except (SandboxError, ConfigError) as exc:
+                server.dispose()
+                return {}, b"", f"could not restart the fork server: {exc}"
+        raise AssertionError("unreachable")  # Check internal correctness.
+
+
+@dataclass(slots=True)
+class _PoolState:
+    """The idle and busy workers and the closed flag, shared with the finalizer (which must not hold the Sandbox)."""
+
+    cpu: queue.Queue[_Server | None]
+    gpu: queue.Queue[_Server | None]
+    busy: set[_Server] = field(default_factory=set)
+    closed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def acquire(self, pool: queue.Queue[_Server | None]) -> _Server:
+        server = pool.get()
+        with self.lock:
+            if server is not None and not self.closed:
+                self.busy.add(server)
+                return server
+        pool.put(None)  # the sandbox was closed; pass the wake-up on to the next waiter
+        raise SandboxError("the Sandbox is closed; create a new one")
+
+    def release(self, pool: queue.Queue[_Server | None], server: _Server) -> None:
+        with self.lock:
+            self.busy.discard(server)
+            if not self.closed:
+                pool.put(server)
+                return
+        server.dispose()
+
+
+def _shutdown(servers: list[_Server], state: _PoolState, root: Path, owner_pid: int) -> None:
+    if os.getpid() != owner_pid:  # a forked copy of the owner must not stop the owner's servers
+        return
+    with state.lock:
+        state.closed = True
+        busy = set(state.busy)
+    for server in servers:
+        server.terminate()  # the server kills a running call's process group, then exits
+    for server in servers:
+        if server in busy:
+            server.reap()  # the calling thread closes its pipes when it hands the server back
+        else:
+            server.dispose()
+    for pool in (state.cpu, state.gpu):
+        pool.put(None)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+class _ServerLost(Exception):
+    def __init__(self, reason: str, *, started: bool) -> None:
+        super().__init__(reason)
+        self.started = started
+
+
+class _Server:
+    """One fork server process and its pipes; used by one thread at a time."""
+
+    def __init__(self, name: str, root: Path, preload: tuple[str, ...], pinned: dict[str, str],
+                 *, gpu: bool = False) -> None:
+        self.name, self.root, self.preload, self.pinned, self.gpu = name, root, preload, pinned, gpu
+        self.log = root / f"server-{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.reader: PipeReader | None = None
+
+    def start(self) -> None:
+        env = {**scrubbed_environ(os.environ), **self.pinned}
+        package_root = str(Path(__file__).resolve().parent.parent)  # so `-m evoagent._forkserver` resolves
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "evoagent._forkserver"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=log, env=env, cwd=self.root, start_new_session=True, bufsize=0)
+        assert self.proc.stdin is not None and self.proc.stdout is not None  # Check internal correctness.
+        self.reader = PipeReader(self.proc.stdout.fileno())
+        send_line(self.proc.stdin.fileno(), {"preload": list(self.preload), "sys_path": _child_sys_path()})
+
+    def wait_ready(self) -> None:
+        assert self.reader is not None  # Check internal correctness.
+        try:
+            ready = self.reader.line(time.monotonic() + _START_S)
+        except (EOFError, TimeoutError, OSError, ValueError) as exc:
+            raise SandboxError(f"fork server {self.name} did not start ({exc}); its log ends: {self.log_tail()}") from None
+        failed = ready.get("preload_errors") or {}
+        if failed:
+            name, error = next(iter(failed.items()))
+            raise ConfigError(f"SandboxConfig.preload: the fork server cannot import {name!r} ({error}); "
+                              "install it or remove it from preload")
+
+    def restart(self) -> None:
+        self.dispose()
+        self.start()
+        self.wait_ready()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def call(self, request: dict[str, Any], blob: bytes, timeout_s: float) -> tuple[dict[str, Any], bytes]:
+        assert self.proc is not None and self.proc.stdin is not None and self.reader is not None
+        try:
+            send_line(self.proc.stdin.fileno(), request, blob)
+            child = self.reader.line(time.monotonic() + _GRACE_S)["pid"]
+        except (EOFError, TimeoutError, OSError, ValueError) as exc:
+            raise _ServerLost(f"fork server {self.name} died before starting the call ({exc})", started=False) from None
+        try:
+            deadline = time.monotonic() + timeout_s + _GRACE_S
+            done = self.reader.line(deadline)
+            return done, self.reader.exact(done["payload_len"], deadline + _GRACE_S)
+        except (EOFError, TimeoutError, OSError, ValueError) as exc:
+            for kill in (os.killpg, os.kill):  # the server cannot kill the call's process group any more
+                try:
+                    kill(child, signals.SIGKILL)
+                except OSError:
+                    pass
+            raise _ServerLost(f"fork server {self.name} died during the call ({type(exc).__name__}: {exc}); "
+                              f"its log ends: {self.log_tail()}", started=True) from None
+
+    def terminate(self) -> None:
+        """Asks the server to stop (it kills a running call's process group first); no waiting."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+
+    def reap(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def dispose(self) -> None:
+        """Stops the server and closes its pipes (only from the thread that holds it, or when idle)."""
+        if self.proc is None:
+            return
+        self.terminate()
+        self.reap()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+        self.proc, self.reader = None, None
+
+    def log_tail(self, limit: int = 2000) -> str:
+        try:
+            text = self.log.read_bytes()[-limit:].decode("utf-8", "replace").strip()
+        except OSError:
+            return "(no log)"
+        return text or "(empty)"
+
+
+def _interpret(done: dict[str, Any], payload: bytes, timeout_s: float,
+               config: SandboxConfig) -> tuple[Status, Any, str, str]:
+    """(status, value, reason, error) from the server's report and the child's message."""
+    if done["setup_error"]:
+        return Status.HARNESS_ERROR, None, f"the sandbox could not set up the call: {done['setup_error']}", ""
+    if done["timed_out"]:
+        return Status.TIMEOUT, None, f"exceeded {float(timeout_s)} s (its process group was killed)", ""
+    if done["overflow"]:
+        return Status.CRASH, None, f"returned more than {config.max_result_bytes} bytes through the result channel", ""
+    if done["signal"] is not None:
+        ended = f"was killed by signal {_signal_name(done['signal'])}"
+    else:
+        ended = f"exited with code {done['exitcode']}"
+    if not done["setup_done"]:
+        return Status.HARNESS_ERROR, None, f"the call's process {ended} while the sandbox was setting it up", ""
+    if not payload:
+        return Status.CRASH, None, f"the call's process {ended} before returning a result", ""
+    try:
+        message = decode_value(payload)
+    except CodecError:
+        return Status.CRASH, None, _NOT_PLAIN, ""
+    if done["exitcode"] != 0:
+        return Status.CRASH, None, f"the call's process {ended} after writing its result", ""
+    return _from_message(message, config)
+
+
+def _from_message(message: Any, config: SandboxConfig) -> tuple[Status, Any, str, str]:
+    kind = message.get("kind") if isinstance(message, dict) else None
+    if kind == "ok" and set(message) == {"kind", "value"}:
+        return Status.OK, message["value"], "", ""
+    if kind == "unencodable" and isinstance(message.get("reason"), str):
+        return Status.CRASH, None, message["reason"], ""
+    fields = ("exc_type", "message", "traceback")
+    if kind == "raised" and all(isinstance(message.get(f), str) for f in fields) and isinstance(message.get("oom"), bool):
+        summary = f"{message['exc_type']}: {message['message']}".strip().splitlines()[0][:500]
+        if message["oom"]:
+            limit = "no limit" if config.memory_mb is None else f"limit {config.memory_mb} MiB above the server"
+            summary = f"out of memory ({limit}): {summary}"
+        status = Status.OOM if message["oom"] else Status.CRASH
+        trace = message["traceback"].rstrip()
+        return status, None, f"raised {summary}\n{trace}".rstrip(), trace
+    return Status.CRASH, None, _NOT_PLAIN, ""
+
+
+def _signal_name(number: int) -> str:
+    try:
+        name = signals.Signals(number).name
+    except ValueError:
+        return f"{number}"
+    return f"{name} ({signals.strsignal(number)})"
+
+
+def _check_function(fn: Any) -> None:
+    """Raises TypeError unless `fn` can be imported by reference (module + qualified name) in the child."""
+    module_name = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    found: Any = sys.modules.get(module_name) if isinstance(module_name, str) else None
+    for part in qualname.split(".") if isinstance(qualname, str) and found is not None else ():
+        found = getattr(found, part, None)
+    if not callable(fn) or found is not fn or "<" in str(qualname):
+        what = "a lambda" if qualname == "<lambda>" else "a nested function or closure" if "<locals>" in str(qualname) else repr(type(fn).__name__)
+        raise TypeError(f"Sandbox.call needs a module-level function, imported by reference in the child "
+                        f"(got {fn!r}, {what}); pass a module-level function defined with def")
+    if module_name == "__main__" and not getattr(sys.modules["__main__"], "__file__", None):
+        raise TypeError(f"Sandbox.call cannot import {qualname!r} from an interactive __main__ (a notebook?); "
+                        "pass a module-level function defined in a module file")
+
+
+class _RecordingPickler(pickle.Pickler):
+    """Notes the modules of the functions, classes and objects it pickles (to load them by path if needed)."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.modules: set[str] = set()
+
+    def reducer_override(self, obj: Any) -> Any:
+        owner = obj if isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType)) else type(obj)
+        module = getattr(owner, "__module__", None)
+        if isinstance(module, str):
+            self.modules.add(module)
+        return NotImplemented
+
+
+def _pickle_call(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bytes, dict[str, str]]:
+    _check_function(fn)
+    buffer = io.BytesIO()
+    pickler = _RecordingPickler(buffer)
+    try:
+        pickler.dump((fn, args))
+    except Exception as exc:
+        raise TypeError(f"Sandbox.call arguments of {fn.__qualname__} must be picklable ({type(exc).__name__}: {exc})") from None
+    files = {}
+    for name in pickler.modules:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if isinstance(path, str):
+            files[name] = os.path.abspath(path)
+    return buffer.getvalue(), files
+
+
+def _child_sys_path() -> list[str]:
+    """The trusted process's sys.path with relative entries ('' = its cwd) made absolute."""
+    return [os.path.abspath(p) for p in sys.path]
+
+
+def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    if env is None:
+        return {}
+    if not isinstance(env, Mapping) or not all(
+        isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise TypeError(f"Sandbox.call env must map variable names to strings (got {env!r})")
+    return dict(env)
+
+
+def _check_files(files: Mapping[str, str | bytes] | None) -> dict[str, bytes]:
+    checked: dict[str, bytes] = {}
+    for name, data in (files or {}).items():
+        pure = PurePosixPath(name) if isinstance(name, str) else None
+        if pure is None or not name or pure.is_absolute() or ".." in pure.parts or "\\" in name:
+            raise ValueError(f"Sandbox.call file name {name!r} must be a relative path without '..'")
+        if not isinstance(data, (str, bytes)):
+            raise TypeError(f"Sandbox.call file {name!r} must be str or bytes (got {type(data).__name__})")
+        checked[str(pure)] = data.encode() if isinstance(data, str) else data
+    return checked
+
+
+def _read_capped(path: Path, limit: int) -> str:
+    """The file's text; if longer than `limit` bytes, its head and tail with a marker between."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size <= limit:
+                data = f.read()
+            else:
+                head = f.read(limit // 2)
+                f.seek(size - limit // 2)
+                data = head + f"\n... [{size - limit // 2 * 2} bytes cut] ...\n".encode() + f.read()
+    except OSError:
+        return ""
+    return data.decode("utf-8", "replace")

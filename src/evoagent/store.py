@@ -1,0 +1,406 @@
+"""RunStore: the run's SQLite database (WAL) — candidates, evaluations, trials, messages, events, lessons.
+
+Only this module speaks SQL. Writes go through one connection guarded by a lock (the engine's
+slots are threads); other processes read concurrently thanks to WAL. Each finished trial is
+committed in one transaction before the engine starts on the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .candidate import Candidate
+from .errors import IncompatibleRunError, RunStoreError
+from .operators.base import Usage
+from .result import EvalResult, Status
+
+SCHEMA_VERSION = 1
+
+
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Runs `;`-separated DDL inside the caller's transaction (executescript would commit it)."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _m001_initial(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE candidates (
+            id TEXT PRIMARY KEY, entry TEXT NOT NULL, files TEXT NOT NULL, parents TEXT NOT NULL,
+            hypothesis TEXT NOT NULL, metadata TEXT NOT NULL, created_at REAL NOT NULL);
+        CREATE TABLE trials (
+            id INTEGER PRIMARY KEY, state TEXT NOT NULL, operator TEXT NOT NULL,
+            parent_id TEXT, candidate_id TEXT, hypothesis TEXT NOT NULL DEFAULT '',
+            diff TEXT NOT NULL DEFAULT '', status TEXT, reason TEXT NOT NULL DEFAULT '',
+            score REAL, metrics TEXT NOT NULL DEFAULT '{}', committed INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0, cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0, started_at REAL NOT NULL, finished_at REAL,
+            wall_s REAL, eval_s REAL);
+        CREATE INDEX trials_state ON trials(state);
+        CREATE TABLE evaluations (
+            id INTEGER PRIMARY KEY, candidate_id TEXT NOT NULL, trial_id INTEGER, kind TEXT NOT NULL,
+            status TEXT NOT NULL, score REAL, result TEXT NOT NULL, created_at REAL NOT NULL);
+        CREATE INDEX evaluations_candidate ON evaluations(candidate_id, kind);
+        CREATE TABLE population (
+            seq INTEGER PRIMARY KEY, candidate_id TEXT NOT NULL UNIQUE, trial_id INTEGER NOT NULL,
+            score REAL NOT NULL);
+        CREATE INDEX population_score ON population(score, seq);
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY, trial_id INTEGER NOT NULL, role TEXT NOT NULL,
+            content TEXT NOT NULL, created_at REAL NOT NULL);
+        CREATE INDEX messages_trial ON messages(trial_id);
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY, ts REAL NOT NULL, trial_id INTEGER, kind TEXT NOT NULL,
+            payload TEXT NOT NULL);
+        CREATE TABLE lessons (id INTEGER PRIMARY KEY, trial_id INTEGER NOT NULL, text TEXT NOT NULL);
+        """
+    )
+
+
+# Numbered schema migrations; applied in order and recorded in the `migrations` table.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial,)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Trial:
+    """One variation step as stored: what was proposed, how it was judged, what it cost."""
+
+    id: int
+    state: str  # running | done | interrupted
+    operator: str
+    parent_id: str | None
+    candidate_id: str | None
+    hypothesis: str = ""
+    diff: str = ""
+    status: Status | None = None
+    reason: str = ""
+    score: float | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    committed: bool = False
+    usage: Usage = field(default_factory=Usage)
+    started_at: float = 0.0
+    finished_at: float | None = None
+    wall_s: float | None = None
+    eval_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Member:
+    """A committed version of the population."""
+
+    seq: int
+    candidate_id: str
+    trial_id: int
+    score: float
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
+
+
+class RunStore:
+    """The SQLite store of one run directory."""
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, create: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        if not create and not self.path.is_file():
+            raise RunStoreError(f"no run database at {str(self.path)!r}: is this a run directory?")
+        self._lock = threading.RLock()
+        try:
+            if readonly:
+                uri = f"file:{self.path.resolve()}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10)
+            else:
+                self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.row_factory = sqlite3.Row
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise RunStoreError(f"{str(self.path)!r} is not a usable evoagent run database ({exc})") from None
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "migrations" not in tables:
+            if tables:
+                raise RunStoreError(f"{str(self.path)!r} is an SQLite file but not an evoagent run database")
+            if self.readonly:
+                raise RunStoreError(f"{str(self.path)!r} is empty: not an evoagent run database")
+            self._db.execute("CREATE TABLE migrations (id INTEGER PRIMARY KEY, name TEXT, applied_at REAL)")
+        applied = {r[0] for r in self._db.execute("SELECT id FROM migrations")}
+        if applied and max(applied) > len(MIGRATIONS):
+            raise IncompatibleRunError(
+                f"run database {str(self.path)!r} has schema version {max(applied)}, newer than this "
+                f"evoagent's {len(MIGRATIONS)}: upgrade evoagent to open it"
+            )
+        for number, migration in enumerate(MIGRATIONS, start=1):
+            if number in applied:
+                continue
+            if self.readonly:
+                raise IncompatibleRunError(f"run database {str(self.path)!r} needs migration {number}; open it writable once")
+            with self._tx() as db:
+                migration(db)
+                db.execute("INSERT INTO migrations VALUES (?, ?, ?)", (number, migration.__name__, time.time()))
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, args))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- meta -----------------------------------------------------------------------------
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, _json(value)))
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else default
+
+    # -- candidates and evaluations -------------------------------------------------------
+
+    def add_candidate(self, candidate: Candidate) -> None:
+        with self._tx() as db:
+            self._insert_candidate(db, candidate)
+
+    @staticmethod
+    def _insert_candidate(db: sqlite3.Connection, c: Candidate) -> None:
+        db.execute(
+            "INSERT OR IGNORE INTO candidates VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (c.id, c.entry, _json(dict(c.files)), _json(list(c.parents)), c.hypothesis,
+             _json(dict(c.metadata)), time.time()),
+        )
+
+    def candidate(self, candidate_id: str) -> Candidate | None:
+        """A candidate by id or by a unique id prefix (at least 4 characters)."""
+        rows = self._rows("SELECT * FROM candidates WHERE id = ?", (candidate_id,))
+        if not rows and len(candidate_id) >= 4:
+            rows = self._rows("SELECT * FROM candidates WHERE id LIKE ? LIMIT 2", (candidate_id + "%",))
+            if len(rows) != 1:
+                return None
+        if not rows:
+            return None
+        r = rows[0]
+        return Candidate(files=json.loads(r["files"]), entry=r["entry"], parents=tuple(json.loads(r["parents"])),
+                         hypothesis=r["hypothesis"], metadata=json.loads(r["metadata"]))
+
+    def add_evaluation(self, candidate: Candidate, result: EvalResult, *, kind: str, trial_id: int | None) -> None:
+        with self._tx() as db:
+            self._insert_candidate(db, candidate)
+            self._insert_evaluation(db, candidate.id, result, kind, trial_id)
+
+    @staticmethod
+    def _insert_evaluation(db: sqlite3.Connection, candidate_id: str, result: EvalResult, kind: str,
+                           trial_id: int | None) -> None:
+        db.execute(
+            "INSERT INTO evaluations (candidate_id, trial_id, kind, status, score, result, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (candidate_id, trial_id, kind, result.status.value, _finite(result.score), _json(result.to_dict()),
+             time.time()),
+        )
+
+    def result(self, candidate_id: str) -> EvalResult | None:
+        """The latest authoritative evaluation of a candidate."""
+        rows = self._rows(
+            "SELECT result FROM evaluations WHERE candidate_id = ? AND kind = 'authoritative' ORDER BY id DESC LIMIT 1",
+            (candidate_id,),
+        )
+        return EvalResult.from_dict(json.loads(rows[0][0])) if rows else None
+
+    def has_authoritative(self, candidate_id: str) -> bool:
+        return bool(self._rows(
+            "SELECT 1 FROM evaluations WHERE candidate_id = ? AND kind = 'authoritative' LIMIT 1", (candidate_id,)))
+
+    def count_evaluations(self, kind: str) -> int:
+        return int(self._rows("SELECT COUNT(*) FROM evaluations WHERE kind = ?", (kind,))[0][0])
+
+    # -- trials ---------------------------------------------------------------------------
+
+    def begin_trial(self, *, operator: str, parent_id: str | None) -> int:
+        with self._tx() as db:
+            cur = db.execute("INSERT INTO trials (state, operator, parent_id, started_at) VALUES ('running', ?, ?, ?)",
+                             (operator, parent_id, time.time()))
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    def finish_trial(
+        self, trial_id: int, *, candidate: Candidate | None, result: EvalResult, hypothesis: str, diff: str,
+        committed: bool, eval_s: float, lesson: str,
+    ) -> Trial | None:
+        """Records the outcome in one transaction; returns None if the trial was already interrupted."""
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT state, started_at FROM trials WHERE id = ?", (trial_id,)).fetchone()
+            if row is None or row["state"] != "running":
+                return None
+            if candidate is not None:
+                self._insert_candidate(db, candidate)
+                if result.status is not Status.DUPLICATE:
+                    self._insert_evaluation(db, candidate.id, result, "authoritative", trial_id)
+            db.execute(
+                "UPDATE trials SET state='done', candidate_id=?, hypothesis=?, diff=?, status=?, reason=?, score=?,"
+                " metrics=?, committed=?, finished_at=?, wall_s=?, eval_s=? WHERE id=?",
+                (candidate.id if candidate else None, hypothesis, diff, result.status.value, result.reason,
+                 _finite(result.score), _json(dict(result.metrics)), int(committed), now,
+                 now - row["started_at"], eval_s, trial_id),
+            )
+            if committed:
+                assert candidate is not None and result.score is not None  # Check internal correctness.
+                db.execute("INSERT OR IGNORE INTO population (candidate_id, trial_id, score) VALUES (?, ?, ?)",
+                           (candidate.id, trial_id, result.score))
+            if lesson:
+                db.execute("INSERT INTO lessons (trial_id, text) VALUES (?, ?)", (trial_id, lesson))
+        return self.trial(trial_id)
+
+    def add_usage(self, trial_id: int, usage: Usage) -> None:
+        """Adds model usage to a trial as it happens (so an interrupted trial still counts its cost)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE trials SET input_tokens=input_tokens+?, output_tokens=output_tokens+?,"
+                " cache_read_tokens=cache_read_tokens+?, cache_write_tokens=cache_write_tokens+?,"
+                " cost_usd=cost_usd+? WHERE id=?",
+                (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+                 usage.cost_usd, trial_id),
+            )
+
+    def mark_interrupted(self, trial_ids: Sequence[int] | None = None) -> int:
+        """Marks running trials (all, or the given ones) as interrupted; returns how many."""
+        with self._tx() as db:
+            if trial_ids is None:
+                cur = db.execute("UPDATE trials SET state='interrupted', finished_at=? WHERE state='running'",
+                                 (time.time(),))
+            else:
+                cur = db.executemany(
+                    "UPDATE trials SET state='interrupted', finished_at=? WHERE state='running' AND id=?",
+                    [(time.time(), t) for t in trial_ids])
+            return cur.rowcount
+
+    def last_trial_id(self) -> int:
+        return int(self._rows("SELECT COALESCE(MAX(id), 0) FROM trials")[0][0])
+
+    def trial(self, trial_id: int) -> Trial | None:
+        rows = self._rows("SELECT * FROM trials WHERE id = ?", (trial_id,))
+        return _trial(rows[0]) if rows else None
+
+    def trials(self, *, state: str | None = None, last: int | None = None, include_seeds: bool = True) -> list[Trial]:
+        where, args = [], []
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        if not include_seeds:
+            where.append("operator != 'seed'")
+        sql = "SELECT * FROM trials" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        if last is not None:
+            sql = f"SELECT * FROM ({sql} DESC LIMIT {int(last)}) ORDER BY id"
+        return [_trial(r) for r in self._rows(sql, args)]
+
+    def totals(self) -> dict[str, Any]:
+        """Counts for status displays: trials done (seeds excluded), by status, committed, usage."""
+        r = self._rows(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(committed),0) AS committed,"
+            " COALESCE(SUM(input_tokens+output_tokens+cache_read_tokens+cache_write_tokens),0) AS tokens,"
+            " COALESCE(SUM(cost_usd),0) AS cost FROM trials WHERE state='done' AND operator != 'seed'")[0]
+        by_status = {row[0]: row[1] for row in self._rows(
+            "SELECT status, COUNT(*) FROM trials WHERE state='done' AND operator != 'seed' GROUP BY status")}
+        usage = self._rows("SELECT COALESCE(SUM(input_tokens+output_tokens+cache_read_tokens+cache_write_tokens),0),"
+                           " COALESCE(SUM(cost_usd),0) FROM trials")[0]
+        interrupted = self._rows("SELECT COUNT(*) FROM trials WHERE state='interrupted'")[0][0]
+        return {"trials": r["n"], "committed": r["committed"], "by_status": by_status,
+                "tokens": int(usage[0]), "cost_usd": float(usage[1]), "interrupted": interrupted}
+
+    # -- population -----------------------------------------------------------------------
+
+    def members(self) -> list[Member]:
+        return [_member(r) for r in self._rows("SELECT * FROM population ORDER BY seq")]
+
+    def member_count(self) -> int:
+        return int(self._rows("SELECT COUNT(*) FROM population")[0][0])
+
+    def best_member(self) -> Member | None:
+        rows = self._rows("SELECT * FROM population ORDER BY score DESC, seq DESC LIMIT 1")
+        return _member(rows[0]) if rows else None
+
+    def latest_member(self) -> Member | None:
+        rows = self._rows("SELECT * FROM population ORDER BY seq DESC LIMIT 1")
+        return _member(rows[0]) if rows else None
+
+    def member_at(self, index: int) -> Member:
+        """The index-th member in commit order (0-based)."""
+        return _member(self._rows("SELECT * FROM population ORDER BY seq LIMIT 1 OFFSET ?", (index,))[0])
+
+    # -- transcripts, events, lessons -----------------------------------------------------
+
+    def add_message(self, trial_id: int, role: str, content: Any) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO messages (trial_id, role, content, created_at) VALUES (?, ?, ?, ?)",
+                       (trial_id, role, _json(content), time.time()))
+
+    def messages(self, trial_id: int) -> list[dict[str, Any]]:
+        return [{"role": r["role"], "content": json.loads(r["content"])}
+                for r in self._rows("SELECT role, content FROM messages WHERE trial_id = ? ORDER BY id", (trial_id,))]
+
+    def add_event(self, kind: str, payload: Mapping[str, Any], *, trial_id: int | None = None) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO events (ts, trial_id, kind, payload) VALUES (?, ?, ?, ?)",
+                       (time.time(), trial_id, kind, _json(dict(payload))))
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM events" + (" WHERE kind = ?" if kind else "") + " ORDER BY id"
+        return [{"ts": r["ts"], "trial_id": r["trial_id"], "kind": r["kind"], "payload": json.loads(r["payload"])}
+                for r in self._rows(sql, (kind,) if kind else ())]
+
+    def lessons(self) -> list[tuple[int, str]]:
+        return [(r[0], r[1]) for r in self._rows("SELECT trial_id, text FROM lessons ORDER BY id")]
+
+
+def _member(r: sqlite3.Row) -> Member:
+    return Member(seq=r["seq"], candidate_id=r["candidate_id"], trial_id=r["trial_id"], score=r["score"])
+
+
+def _trial(r: sqlite3.Row) -> Trial:
+    return Trial(
+        id=r["id"], state=r["state"], operator=r["operator"], parent_id=r["parent_id"],
+        candidate_id=r["candidate_id"], hypothesis=r["hypothesis"], diff=r["diff"],
+        status=Status(r["status"]) if r["status"] else None, reason=r["reason"], score=r["score"],
+        metrics=json.loads(r["metrics"]), committed=bool(r["committed"]),
+        usage=Usage(input_tokens=r["input_tokens"], output_tokens=r["output_tokens"],
+                    cache_read_tokens=r["cache_read_tokens"], cache_write_tokens=r["cache_write_tokens"],
+                    cost_usd=r["cost_usd"]),
+        started_at=r["started_at"], finished_at=r["finished_at"], wall_s=r["wall_s"], eval_s=r["eval_s"],
+    )

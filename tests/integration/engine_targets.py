@@ -1,0 +1,67 @@
+"""Small targets for engine tests: a one-parameter quadratic, judged in the trusted process."""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+from evoagent import Candidate, Evaluator, StageResult, Status, Usage, VariationOperator
+from evoagent.operators.base import Proposal
+
+SEED = "X = 0.0  # evo: range -10 10 step 0.5\nDELAY = 0.0\n"
+
+
+def read_x(delay_s: float) -> object:
+    """Runs in the sandbox child: import the candidate, return its raw X (judged by the parent)."""
+    module = importlib.import_module("main")
+    time.sleep(delay_s + float(getattr(module, "DELAY", 0.0)))
+    return module.X
+
+
+class Quadratic(Evaluator):
+    """score = 100 - (X - 3)^2, so the optimum is X = 3."""
+
+    name = "quadratic"
+    description = "main.py sets X; closer to 3 is better."
+    entry = "main.py"
+    stages = ("check", "measure")
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+
+    def check(self, candidate: Candidate, sandbox) -> StageResult:
+        try:
+            compile(candidate.source, "main.py", "exec")
+        except SyntaxError as exc:
+            return StageResult.fail(Status.COMPILE_ERROR, f"line {exc.lineno}: {exc.msg}")
+        return StageResult()
+
+    def measure(self, candidate: Candidate, sandbox) -> StageResult:
+        out = sandbox.call(read_x, self.delay_s, files=candidate.files, timeout_s=10)
+        if not out.ok:
+            return StageResult.fail(out.status, out.reason, logs=out.logs)
+        if isinstance(out.value, bool) or not isinstance(out.value, (int, float)):
+            return StageResult.fail(Status.INCORRECT, f"X must be a number, got {out.value!r}")
+        return StageResult(metrics={"f": 100.0 - (out.value - 3.0) ** 2})
+
+
+class Scripted(VariationOperator):
+    """Proposes the given sources in order (then repeats the last one), charging `usage` per step."""
+
+    name = "scripted"
+
+    def __init__(self, sources: list[str], usage: Usage | None = None) -> None:
+        self.sources = list(sources)
+        self.usage = usage
+        self.seen: list[int] = []
+
+    def vary(self, context) -> Proposal:
+        if self.usage is not None:
+            context.charge(self.usage)
+        source = self.sources.pop(0) if len(self.sources) > 1 else self.sources[0]
+        context.record_message("assistant", f"proposing {source!r}")
+        child = context.parent.with_files({context.parent.entry: source}, hypothesis=f"try {source.strip()}")
+        return Proposal(candidate=child, hypothesis=f"try {source.strip()}")
+
+    def observe(self, outcome) -> None:
+        self.seen.append(outcome.trial_id)

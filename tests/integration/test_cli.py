@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from engine_targets import SEED
+
+HERE = Path(__file__).parent
+REPO = HERE.parents[1]
+
+
+def evoagent(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, "-m", "evoagent.cli", *args], capture_output=True, text=True,
+                         cwd=cwd, timeout=240)
+    if check and out.returncode != 0:
+        raise AssertionError(f"evoagent {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def _config(tmp_path: Path, *, trials: int, delay_s: float = 0.0, extra: str = "") -> Path:
+    (tmp_path / "seed.py").write_text(SEED)
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'seeds = ["seed.py"]\n[evaluator]\ntarget = "{HERE / "engine_targets.py"}:Quadratic"\n'
+        f"params = {{ delay_s = {delay_s} }}\n[operator]\nkind = \"parameter_mutation\"\n"
+        f"[budget]\ntrials = {trials}\n{extra}")
+    return path
+
+
+def test_run_status_best_lineage_and_show(tmp_path):
+    config = _config(tmp_path, trials=6)
+    run_dir = tmp_path / "run"
+    out = evoagent("run", str(config), "--run-dir", str(run_dir))
+    assert "best:" in out.stdout and f"run stored in {run_dir}" in out.stdout
+    status = json.loads(evoagent("status", str(run_dir), "--json").stdout)
+    assert status["trials"] == 6 and sum(status["by_status"].values()) == 6
+    assert isinstance(status["committed"], int) and status["best_score"] > 0
+    assert status["tokens"] == 0 and status["cost_usd"] == 0
+    assert "X =" in evoagent("best", str(run_dir)).stdout
+    evoagent("best", str(run_dir), "--output", str(tmp_path / "best.py"))
+    refused = evoagent("best", str(run_dir), "--output", str(tmp_path / "best.py"), check=False)
+    assert refused.returncode == 2 and "nothing is overwritten" in refused.stderr
+    assert "Chain from the root" in evoagent("lineage", str(run_dir)).stdout
+    evoagent("lineage", str(run_dir), "--format", "graphml", "--output", str(tmp_path / "l.graphml"))
+    assert "<graphml" in (tmp_path / "l.graphml").read_text()
+    shown = evoagent("show", str(run_dir), "2").stdout
+    assert "hypothesis: set X" in shown and "+X =" in shown
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "missing.toml"], "config file 'missing.toml' does not exist"),
+    (["run", "nosuchtarget"], "unknown built-in target 'nosuchtarget'"),
+    (["status", "not-a-run"], "is not a run directory"),
+])
+def test_user_errors_are_one_line_without_traceback(tmp_path, args, message):
+    out = evoagent(*args, cwd=tmp_path, check=False)
+    assert out.returncode == 2 and message in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_bad_config_values_name_the_key(tmp_path):
+    config = _config(tmp_path, trials=2, extra="[engine]\nslotz = 2\n")
+    out = evoagent("run", str(config), "--run-dir", str(tmp_path / "r"), check=False)
+    assert out.returncode == 2 and "unknown key 'engine.slotz'" in out.stderr and "did you mean 'slots'" in out.stderr
+    assert not (tmp_path / "r").exists()
+    config.write_text(config.read_text().replace("slotz = 2", "").replace('"seed.py"', '"gone.py"'))
+    out = evoagent("run", str(config), "--run-dir", str(tmp_path / "r"), check=False)
+    assert out.returncode == 2 and "seed" in out.stderr and "gone.py" in out.stderr
+
+
+def test_existing_run_is_not_overwritten_by_run(tmp_path):
+    config = _config(tmp_path, trials=1)
+    evoagent("run", str(config), "--run-dir", str(tmp_path / "r"))
+    before = json.loads(evoagent("status", str(tmp_path / "r"), "--json").stdout)
+    out = evoagent("run", str(config), "--run-dir", str(tmp_path / "r"), check=False)
+    assert out.returncode == 2 and "already holds a run" in out.stderr
+    assert json.loads(evoagent("status", str(tmp_path / "r"), "--json").stdout) == before
+
+
+def _done_trials(db: Path) -> list[tuple]:
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT id, candidate_id, status, score FROM trials WHERE state='done' "
+                           "AND operator != 'seed' ORDER BY id").fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        con.close()
+
+
+def test_sigkill_mid_run_then_resume_loses_no_finished_trial(tmp_path):
+    config = _config(tmp_path, trials=12, delay_s=0.25)
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "evoagent.cli", "run", str(config), "--run-dir", str(run_dir),
+                             "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(_done_trials(run_dir / "run.db")) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the run and its sandbox servers, without warning
+    proc.wait()
+    before = _done_trials(run_dir / "run.db")
+    assert 3 <= len(before) < 12
+    evoagent("resume", str(run_dir), "--quiet")
+    after = _done_trials(run_dir / "run.db")
+    assert after[: len(before)] == before and len(after) == 12
+    status = json.loads(evoagent("status", str(run_dir), "--json").stdout)
+    assert status["trials"] == 12 and status["interrupted"] <= 1

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+from engine_targets import SEED, Quadratic, Scripted
+
+import evoagent as ea
+
+
+def _run(tmp_path, evaluator=None, population=None):
+    tmp_path.mkdir(exist_ok=True)
+    seed = tmp_path / "seed.py"
+    seed.write_text(SEED)
+    return ea.Run.create(tmp_path / "run", evaluator=evaluator or Quadratic(), seeds=[seed], population=population)
+
+
+def test_mutation_improves_on_the_seed_and_every_trial_is_stored(tmp_path):
+    run = _run(tmp_path)
+    result = ea.evolve(run, ea.ParameterMutation(max_changes=1), ea.Budget(trials=12), seed=1)
+    seed_score = 100 - 9
+    assert result.best is not None and result.best.score > seed_score
+    assert result.best.path.read_text() == result.best.candidate.source
+    assert len(result.trials) == 12 and result.stopped_because == "trial budget of 12 reached"
+    assert [t.id for t in run.trials()] == [t.id for t in result.trials]
+    members = run.store.members()
+    assert all(b.score >= a.score for a, b in zip(members, members[1:]))  # Chain with tolerance 0
+    assert run.status()["committed"] == sum(t.committed for t in result.trials)
+    run.close()
+
+
+def test_failures_are_labelled_and_never_committed(tmp_path):
+    run = _run(tmp_path)
+    op = Scripted(["X = (\n", "X = 'a'\n", "import os\nos._exit(3)\n", "X = 3.0\n"])
+    trials = list(ea.iterate(run, op, ea.Budget(trials=4)))
+    assert [t.status for t in trials] == [ea.Status.COMPILE_ERROR, ea.Status.INCORRECT, ea.Status.CRASH,
+                                         ea.Status.OK]
+    assert [t.committed for t in trials] == [False, False, False, True]
+    assert "line 1" in trials[0].reason
+    assert op.seen == [t.id for t in trials]
+    assert run.best.source == "X = 3.0\n"
+    run.close()
+
+
+def test_resubmitting_a_known_version_is_a_duplicate(tmp_path):
+    run = _run(tmp_path)
+    trials = list(ea.iterate(run, Scripted(["X = 1.0\n", "X = 1.0\n", SEED]), ea.Budget(trials=3)))
+    assert [t.status for t in trials] == [ea.Status.OK, ea.Status.DUPLICATE, ea.Status.DUPLICATE]
+    run.close()
+
+
+def test_token_budget_stops_the_run_cleanly(tmp_path):
+    run = _run(tmp_path)
+    op = Scripted(["X = 1.0\n", "X = 2.0\n", "X = 2.5\n"], usage=ea.Usage(input_tokens=600, cost_usd=0.01))
+    result = ea.evolve(run, op, ea.Budget(trials=10, tokens=1000))
+    assert "token budget" in result.stopped_because
+    assert [t.status for t in result.trials] == [ea.Status.OK, ea.Status.BUDGET_OVERRUN]
+    assert run.status()["tokens"] == 1200 and run.status()["cost_usd"] == pytest.approx(0.02)
+    run.close()
+
+
+def test_transcripts_and_events_are_stored(tmp_path):
+    run = _run(tmp_path)
+    ea.evolve(run, Scripted(["X = 2.0\n"]), ea.Budget(trials=1))
+    trial = run.trials()[0]
+    assert run.store.messages(trial.id) == [{"role": "assistant", "content": "proposing 'X = 2.0\\n'"}]
+    kinds = [e["kind"] for e in run.store.events()]
+    assert kinds[0] == "start" and "commit" in kinds and kinds[-1] == "stop"
+    run.close()
+
+
+def test_breaking_out_of_iterate_marks_in_flight_work_interrupted(tmp_path):
+    run = _run(tmp_path)
+    started = time.monotonic()
+    for _ in ea.iterate(run, Scripted(["X = 1.0\n", "X = 2.0\nDELAY = 30.0\n"]), ea.Budget(trials=10), slots=2):
+        break  # the quick trial is done; the slow one (30 s) is still being evaluated
+    assert time.monotonic() - started < 20
+    counts = run.store.totals()
+    assert counts["trials"] == 1 and counts["interrupted"] == 1
+    assert not run.store.trials(state="running")
+    run.close()
+
+
+def test_target_score_and_patience_stop_conditions(tmp_path):
+    run = _run(tmp_path)
+    result = ea.evolve(run, Scripted(["X = 3.0\n", "X = 2.0\n"]), ea.Budget(trials=10), target_score=100.0)
+    assert result.stopped_because.startswith("target score") and len(result.trials) == 1
+    run.close()
+    run = _run(tmp_path / "b")
+    result = ea.evolve(run, Scripted(["X = -5.0\n", "X = -6.0\n", "X = -7.0\n"]), ea.Budget(trials=10), patience=2)
+    assert result.stopped_because == "no commit in 2 trials" and len(result.trials) == 2
+    run.close()
+
+
+def test_no_correct_seed_stops_with_the_reason(tmp_path):
+    seed = tmp_path / "seed.py"
+    seed.write_text("X = (\n")
+    run = ea.Run.create(tmp_path / "run", evaluator=Quadratic(), seeds=[seed])
+    result = ea.evolve(run, ea.ParameterMutation(), ea.Budget(trials=3))
+    assert result.best is None and "no seed passed evaluation" in result.stopped_because
+    assert "line 1" in result.stopped_because
+    run.close()
+
+
+def test_tree_population_with_parallel_slots(tmp_path):
+    run = _run(tmp_path, population=ea.Tree("tournament"))
+    result = ea.evolve(run, ea.ParameterMutation(), ea.Budget(trials=8), slots=2, seed=3)
+    assert len(result.trials) == 8
+    ok = [t for t in result.trials if t.status is ea.Status.OK]
+    assert all(t.committed for t in ok)  # every correct candidate becomes a node
+    run.close()
+
+
+def test_second_writer_is_refused_but_readers_work(tmp_path):
+    run = _run(tmp_path)
+    with pytest.raises(ea.RunStoreError, match="being written by pid"):
+        ea.Run.open(tmp_path / "run")
+    reader = ea.Run.open(tmp_path / "run", readonly=True)
+    assert reader.status()["trials"] == 0
+    reader.close()
+    run.close()
+
+
+def test_existing_run_directory_is_never_overwritten(tmp_path):
+    _run(tmp_path).close()
+    before = (tmp_path / "run" / "run.db").read_bytes()
+    with pytest.raises(ea.RunStoreError, match="already holds a run"):
+        _run(tmp_path)
+    assert (tmp_path / "run" / "run.db").read_bytes() == before
+
+
+def test_lineage_summary_graph_and_git_export(tmp_path):
+    run = _run(tmp_path)
+    ea.evolve(run, Scripted(["X = 1.0\n", "X = (\n", "X = 2.0\n"]), ea.Budget(trials=3))
+    text = run.lineage.summary()
+    assert "Chain from the root to the best" in text and "try X = 2.0" in text and "compile_error" in text
+    chain = run.lineage.ancestors(run.best)
+    assert [c.source for c in chain] == [SEED, "X = 1.0\n", "X = 2.0\n"]
+    graph = run.lineage.graph()
+    assert graph.number_of_nodes() == 4 and graph.number_of_edges() == 3
+    repo = run.lineage.to_git(tmp_path / "git")
+    import subprocess
+
+    log = subprocess.run(["git", "log", "--format=%s"], cwd=repo, capture_output=True, text=True, check=True)
+    assert log.stdout.splitlines() == ["try X = 2.0", "try X = 1.0", "seed"]
+    run.close()

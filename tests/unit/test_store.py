@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from evoagent import Candidate, EvalResult, IncompatibleRunError, RunStoreError, StageResult, Status, Usage
+from evoagent.store import RunStore
+
+scores = st.one_of(st.none(), st.floats(-1e9, 1e9, allow_nan=False))
+texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=80)
+
+
+@st.composite
+def results(draw):
+    status = draw(st.sampled_from(list(Status)))
+    metrics = draw(st.dictionaries(st.text(min_size=1, max_size=8), st.floats(0, 1e6), max_size=4))
+    score = draw(scores) if status is Status.OK else None
+    stage = StageResult(name="s", status=status, reason=draw(texts), details={"k": draw(texts)})
+    return EvalResult(status=status, reason=draw(texts), metrics=metrics, score=score, stages=(stage,),
+                      env={"host": "h"}, device="cpu")
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = RunStore(tmp_path / "run.db", create=True)
+    yield s
+    s.close()
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=40)
+@given(source=texts, hypothesis=texts, result=results(), committed=st.booleans())
+def test_trial_round_trip(store, source, hypothesis, result, committed):
+    candidate = Candidate.from_source(source or "x", hypothesis=hypothesis, metadata={"op": "t"})
+    committed = committed and result.ok and result.score is not None
+    trial_id = store.begin_trial(operator="op", parent_id=None)
+    store.add_usage(trial_id, Usage(input_tokens=3, output_tokens=4, cost_usd=0.5))
+    trial = store.finish_trial(trial_id, candidate=candidate, result=result, hypothesis=hypothesis, diff="d",
+                               committed=committed, eval_s=0.1, lesson="l")
+    assert trial is not None and trial.state == "done"
+    assert trial.status is result.status and trial.score == result.score and trial.hypothesis == hypothesis
+    assert trial.usage.input_tokens == 3 and trial.usage.cost_usd == 0.5
+    assert store.candidate(candidate.id) == candidate
+    assert store.candidate(candidate.id).metadata == {"op": "t"}
+    if result.status is not Status.DUPLICATE:
+        assert store.result(candidate.id) == result
+    if committed:
+        assert candidate.id in [m.candidate_id for m in store.members()]
+
+
+def test_each_trial_is_recorded_exactly_once(store):
+    ids = [store.begin_trial(operator="op", parent_id=None) for _ in range(5)]
+    result = EvalResult(status=Status.INCORRECT, reason="no")
+    for t in ids[:3]:
+        store.finish_trial(t, candidate=None, result=result, hypothesis="", diff="", committed=False,
+                           eval_s=0, lesson="")
+    assert store.mark_interrupted() == 2
+    # a late finish of an interrupted trial is dropped, not recorded twice
+    assert store.finish_trial(ids[4], candidate=None, result=result, hypothesis="", diff="", committed=False,
+                              eval_s=0, lesson="") is None
+    states = [t.state for t in store.trials()]
+    assert states == ["done"] * 3 + ["interrupted"] * 2
+    assert store.totals()["trials"] == 3
+
+
+def test_readers_see_writes_while_writer_is_open(tmp_path, store):
+    reader = RunStore(tmp_path / "run.db", readonly=True)
+    store.add_event("x", {"a": 1})
+    assert reader.events("x")[0]["payload"] == {"a": 1}
+    reader.close()
+
+
+def test_newer_schema_is_refused(tmp_path, store):
+    store.close()
+    db = sqlite3.connect(tmp_path / "run.db")
+    db.execute("INSERT INTO migrations VALUES (99, 'm099_future', 0)")
+    db.commit()
+    db.close()
+    with pytest.raises(IncompatibleRunError, match="newer"):
+        RunStore(tmp_path / "run.db")
+
+
+def test_corrupted_or_foreign_database_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(RunStoreError, match="not a usable evoagent run database"):
+        RunStore(bad)
+    other = tmp_path / "other.db"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    with pytest.raises(RunStoreError, match="not an evoagent run database"):
+        RunStore(other)
+
+
+def test_missing_database_is_a_clear_error(tmp_path):
+    with pytest.raises(RunStoreError, match="no run database"):
+        RunStore(tmp_path / "missing.db")
+
+
+def test_candidate_lookup_by_unique_prefix(store):
+    c = Candidate.from_source("a = 1\n")
+    store.add_candidate(c)
+    assert store.candidate(c.id[:6]) == c
+    assert store.candidate("zzzz") is None
