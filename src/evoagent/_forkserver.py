@@ -106,7 +106,7 @@ def _encode_numpy(value: Any, out: bytearray, path: str, depth: int) -> None:
     if np is not None and type(value) is np.ndarray:
         if value.dtype.kind not in _ARRAY_KINDS or not _DTYPE_STR.match(value.dtype.str):
             raise CodecError(f"{path} is a numpy array of dtype {value.dtype}; only {_CARRIES} can be sent")
-        array = np.ascontiguousarray(value)
+        array = value if value.flags.c_contiguous else value.copy(order="C")  # (ascontiguousarray makes 0-d 1-d)
         dtype = array.dtype.str.encode()
         out += b"A" + bytes([len(dtype)]) + dtype + bytes([array.ndim])
         out += struct.pack(f">{array.ndim}Q", *array.shape)

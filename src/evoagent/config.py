@@ -94,7 +94,7 @@ class EngineConfig:
 class SandboxSettings:
     """Attributes:
     timeout_s: wall-clock limit of one sandboxed call, seconds (0: the evaluator's default).
-    memory_mb: address-space limit of a sandboxed call in MiB (0: the evaluator's default).
+    memory_mb: address space a sandboxed call may add above the pre-imported server, MiB (0: evaluator default).
     env_allowlist: environment variable names passed to candidates despite looking secret.
     """
 

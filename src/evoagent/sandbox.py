@@ -8,11 +8,14 @@ fresh working directory holding the call's files, stdout/stderr captured to file
 result pipe whose bytes the trusted side decodes with a restricted codec (plain values and numeric
 numpy arrays only; never pickle). What a call can and cannot do:
 
-- it can do anything its own process can (same user): the sandbox is a robustness and honesty
+- it can do anything its own process can do as the same user (signal or, where ptrace is not
+  restricted, debug other processes of that user): the sandbox is a robustness and honesty
   boundary for an evaluator, not a container. Verdicts belong in the trusted process.
-- it cannot run code in the trusted process or the fork server, forge the server's report
-  (its pipes are closed in the child), fake a result by printing, turn its own failure into a
-  `harness_error`, or leave processes behind in its process group.
+- it cannot make the trusted side run its code (no pickle is read back), forge the server's
+  report (those pipes are closed in the child), fake a result by printing, or leave processes
+  behind (its process group is killed; escapees are re-parented to the server and killed).
+  It cannot report a set-up failure either; the one way it can end as `harness_error` is
+  killing its own fork server, and then it never scores.
 
 Labels: OK; CRASH (fn raised, the process died or exited early, or the result channel held
 something that is not a plain value); OOM (MemoryError, ENOMEM, torch's out-of-memory errors);
@@ -44,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ._forkserver import CodecError, PipeReader, decode_value, encode_value, send_line, write_all
+from ._forkserver import CodecError, PipeReader, decode_value, encode_value, send_line
 from .errors import ConfigError, SandboxError
 from .result import Status
 
@@ -196,6 +199,8 @@ class Sandbox:
             raise TypeError(f"Sandbox gpus must be a sequence of device ids like (0, 1) (got {gpus!r})")
         self.config = config
         self.gpus = tuple(str(g) for g in gpus)
+        if len(set(self.gpus)) != len(self.gpus):
+            raise ValueError(f"Sandbox gpus must not repeat a device (got {gpus!r}); each GPU gets one worker")
         root = Path(tempfile.mkdtemp(prefix="evoagent-sandbox-"))
         hide = {"CUDA_VISIBLE_DEVICES": ""} if self.gpus else {}
         cpu = [_Server(f"cpu{i}", root, config.preload, hide) for i in range(config.workers)]
@@ -302,6 +307,8 @@ class Sandbox:
                 return done, payload, None
             except _ServerLost as lost:
                 server.dispose()
+                if self._state.closed:
+                    return {}, b"", "the sandbox was closed during the call"
                 if lost.started or attempt == 2:
                     return {}, b"", f"{lost}; the server will be restarted"
             except (SandboxError, ConfigError) as exc:
@@ -389,7 +396,8 @@ class _Server:
         try:
             ready = self.reader.line(time.monotonic() + _START_S)
         except (EOFError, TimeoutError, OSError, ValueError) as exc:
-            raise SandboxError(f"fork server {self.name} did not start ({exc}); its log ends: {self.log_tail()}") from None
+            log = self.log_tail()
+            raise SandboxError(f"fork server {self.name} did not start ({exc}); its log ends: {log}") from None
         failed = ready.get("preload_errors") or {}
         if failed:
             name, error = next(iter(failed.items()))
@@ -410,7 +418,8 @@ class _Server:
             send_line(self.proc.stdin.fileno(), request, blob)
             child = self.reader.line(time.monotonic() + _GRACE_S)["pid"]
         except (EOFError, TimeoutError, OSError, ValueError) as exc:
-            raise _ServerLost(f"fork server {self.name} died before starting the call ({exc})", started=False) from None
+            lost = f"fork server {self.name} died before starting the call ({exc})"
+            raise _ServerLost(lost, started=False) from None
         try:
             deadline = time.monotonic() + timeout_s + _GRACE_S
             done = self.reader.line(deadline)
@@ -426,17 +435,19 @@ class _Server:
 
     def terminate(self) -> None:
         """Asks the server to stop (it kills a running call's process group first); no waiting."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        proc = self.proc  # (another thread may be disposing of it)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
 
     def reap(self) -> None:
-        if self.proc is None:
+        proc = self.proc
+        if proc is None:
             return
         try:
-            self.proc.wait(2.0)
+            proc.wait(2.0)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            proc.kill()
+            proc.wait()
 
     def dispose(self) -> None:
         """Stops the server and closes its pipes (only from the thread that holds it, or when idle)."""
@@ -465,9 +476,12 @@ def _interpret(done: dict[str, Any], payload: bytes, timeout_s: float,
     if done["timed_out"]:
         return Status.TIMEOUT, None, f"exceeded {float(timeout_s)} s (its process group was killed)", ""
     if done["overflow"]:
-        return Status.CRASH, None, f"returned more than {config.max_result_bytes} bytes through the result channel", ""
+        too_big = f"returned more than {config.max_result_bytes} bytes through the result channel"
+        return Status.CRASH, None, too_big, ""
     if done["signal"] is not None:
         ended = f"was killed by signal {_signal_name(done['signal'])}"
+        if done["signal"] == signals.SIGKILL:
+            ended += " (not by the sandbox: perhaps the kernel's out-of-memory killer)"
     else:
         ended = f"exited with code {done['exitcode']}"
     if not done["setup_done"]:
@@ -489,8 +503,8 @@ def _from_message(message: Any, config: SandboxConfig) -> tuple[Status, Any, str
         return Status.OK, message["value"], "", ""
     if kind == "unencodable" and isinstance(message.get("reason"), str):
         return Status.CRASH, None, message["reason"], ""
-    fields = ("exc_type", "message", "traceback")
-    if kind == "raised" and all(isinstance(message.get(f), str) for f in fields) and isinstance(message.get("oom"), bool):
+    texts_ok = all(isinstance(message.get(t), str) for t in ("exc_type", "message", "traceback"))
+    if kind == "raised" and texts_ok and isinstance(message.get("oom"), bool):
         summary = f"{message['exc_type']}: {message['message']}".strip().splitlines()[0][:500]
         if message["oom"]:
             limit = "no limit" if config.memory_mb is None else f"limit {config.memory_mb} MiB above the server"
@@ -517,7 +531,8 @@ def _check_function(fn: Any) -> None:
     for part in qualname.split(".") if isinstance(qualname, str) and found is not None else ():
         found = getattr(found, part, None)
     if not callable(fn) or found is not fn or "<" in str(qualname):
-        what = "a lambda" if qualname == "<lambda>" else "a nested function or closure" if "<locals>" in str(qualname) else repr(type(fn).__name__)
+        what = ("a lambda" if qualname == "<lambda>" else "a nested function or closure"
+                if "<locals>" in str(qualname) else f"a {type(fn).__name__} not found under its own name")
         raise TypeError(f"Sandbox.call needs a module-level function, imported by reference in the child "
                         f"(got {fn!r}, {what}); pass a module-level function defined with def")
     if module_name == "__main__" and not getattr(sys.modules["__main__"], "__file__", None):
@@ -547,7 +562,8 @@ def _pickle_call(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bytes, 
     try:
         pickler.dump((fn, args))
     except Exception as exc:
-        raise TypeError(f"Sandbox.call arguments of {fn.__qualname__} must be picklable ({type(exc).__name__}: {exc})") from None
+        raise TypeError(f"Sandbox.call arguments of {fn.__qualname__} must be picklable "
+                        f"({type(exc).__name__}: {exc})") from None
     files = {}
     for name in pickler.modules:
         path = getattr(sys.modules.get(name), "__file__", None)
