@@ -27,12 +27,13 @@ def builtin_config(target: str, *, suite: str | None = None) -> RunConfig:
     from .targets.attention import default_seed, default_suite
 
     params = {"suite": suite or default_suite()}
-    return from_dict(RunConfig, {
+    config: RunConfig = from_dict(RunConfig, {
         "seeds": [str(default_seed())],
         "evaluator": {"target": "attention", "params": params},
         "budget": {"trials": 6},
         "operator": {"kind": "agentic"},
     }, "")
+    return config
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:
@@ -42,7 +43,7 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """The RunConfig stored with a run (keys that are not config fields, like 'instruction', are skipped)."""
     known = {f.name for f in dataclasses.fields(RunConfig)} - {"base_dir"}
-    config = from_dict(RunConfig, {k: v for k, v in data.items() if k in known}, "")
+    config: RunConfig = from_dict(RunConfig, {k: v for k, v in data.items() if k in known}, "")
     return dataclasses.replace(config, base_dir=data.get("base_dir", ""))
 
 
@@ -125,7 +126,7 @@ def build_operator(config: RunConfig, knowledge: Any = None, *, instruction: str
     return _construct(AgenticVariationOperator, {"llm": llm, "knowledge": knowledge, **params}, op.kind)
 
 
-def _construct(cls: type[Any], params: dict[str, Any], kind: str) -> Any:
+def _construct(cls: type[VariationOperator], params: dict[str, Any], kind: str) -> VariationOperator:
     try:
         return cls(**params)
     except TypeError as exc:

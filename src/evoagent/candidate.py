@@ -104,7 +104,7 @@ class Candidate:
     def diff(self, other: Candidate | None, *, context: int = 3) -> str:
         """Unified diff from `other` (the parent) to this candidate."""
         old = dict(other.files) if other is not None else {}
-        chunks = []
+        chunks: list[str] = []
         for name in sorted(set(old) | set(self.files)):
             a, b = old.get(name, ""), self.files.get(name, "")
             if a == b:

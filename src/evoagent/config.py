@@ -153,7 +153,7 @@ def from_dict(cls: type[Any], data: dict[str, Any], where: str, source: str = ""
             located = f" in {source}" if source else ""
             raise ConfigError(f"unknown key '{name}'{located}{hint}")
         hint_type = hints[key]
-        if dataclasses.is_dataclass(hint_type):
+        if isinstance(hint_type, type) and dataclasses.is_dataclass(hint_type):
             kwargs[key] = from_dict(hint_type, value, name, source)
         else:
             kwargs[key] = _check_type(value, hint_type, f"'{name}'")
@@ -175,4 +175,5 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
         if str(path) in str(exc):
             raise
         raise ConfigError(f"{exc} in {path}") from None
-    return dataclasses.replace(config, base_dir=str(path.resolve().parent))
+    result: RunConfig = dataclasses.replace(config, base_dir=str(path.resolve().parent))
+    return result

@@ -91,7 +91,7 @@ class _Engine:
         self.stop_reason = ""
         self.error: BaseException | None = None
         self.inflight: dict[int, str] = {}  # trial id -> candidate id being evaluated ("" before proposal)
-        self.done: queue.Queue[Trial | BaseException] = queue.Queue()
+        self.done: queue.Queue[Trial | _Dropped | BaseException] = queue.Queue()
         self.started = time.monotonic()
         totals = self.store.totals()
         self.tokens, self.cost_usd = totals["tokens"], totals["cost_usd"]

@@ -26,7 +26,7 @@ _VERSIONED = ("evoagent", "numpy", "torch", "triton", "anthropic")
 @functools.cache
 def environment() -> dict[str, Any]:
     """Where a score was measured: host, platform, Python and library versions (no heavy imports)."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _VERSIONED:
         try:
             versions[name] = importlib.metadata.version(name)
@@ -70,6 +70,7 @@ class Evaluator:
     description: ClassVar[str] = ""
     entry: str = "main.py"
     stages: ClassVar[tuple[str, ...]] = ()
+    _params: dict[str, Any]  # the constructor's arguments, recorded by __new__ for spec()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -143,15 +144,16 @@ class Evaluator:
 
 def _constructor_params(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     """The constructor's arguments by name, so that `spec()` can rebuild the evaluator on resume."""
+    signature = inspect.signature(cls.__init__)  # type: ignore[misc]
     try:
-        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+        bound = signature.bind(None, *args, **kwargs)
     except TypeError:
         return dict(kwargs)
     params: dict[str, Any] = {}
     for index, (name, value) in enumerate(bound.arguments.items()):
         if index == 0:
             continue  # self
-        kind = inspect.signature(cls.__init__).parameters[name].kind
+        kind = signature.parameters[name].kind
         if kind is inspect.Parameter.VAR_KEYWORD:
             params.update(value)
         elif kind is not inspect.Parameter.VAR_POSITIONAL:

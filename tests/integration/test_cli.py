@@ -115,3 +115,21 @@ def test_sigkill_mid_run_then_resume_loses_no_finished_trial(tmp_path):
     assert after[: len(before)] == before and len(after) == 12
     status = json.loads(evoagent("status", str(run_dir), "--json").stdout)
     assert status["trials"] == 12 and status["interrupted"] <= 1
+
+
+def test_ctrl_c_stops_gracefully_and_records_in_flight_work(tmp_path):
+    config = _config(tmp_path, trials=50, delay_s=0.3)
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "evoagent.cli", "run", str(config), "--run-dir", str(run_dir),
+                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(_done_trials(run_dir / "run.db")) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does to the foreground group
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 130) and "stopped: interrupted" in stdout
+    con = sqlite3.connect(f"file:{run_dir / 'run.db'}?mode=ro", uri=True)
+    states = dict(con.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
+    con.close()
+    assert "running" not in states and states["done"] >= 3
