@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import llm
 from .candidate import Candidate
 from .engine import BestVersion, Budget, Event, EvolveResult, evolve, iterate
 from .errors import (
@@ -16,8 +17,11 @@ from .errors import (
 )
 from .evaluator import Evaluator, FunctionEvaluator
 from .lineage import Lineage
+from .knowledge import KnowledgeBase
+from .operators.agentic import AgenticVariationOperator
 from .operators.base import Proposal, TrialOutcome, Usage, VariationContext, VariationOperator
 from .operators.mutation import ParameterMutation
+from .operators.supervisor import Supervisor
 from .population import Chain, MatchOrImprove, Population, Tree
 from .result import EvalResult, StageResult, Status
 from .run import Run
@@ -27,6 +31,7 @@ from .store import Member, RunStore, Trial
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgenticVariationOperator",
     "BestVersion",
     "Budget",
     "BudgetExhausted",
@@ -34,13 +39,14 @@ __all__ = [
     "Chain",
     "ConfigError",
     "EvalResult",
-    "EvaluatorError",
     "Evaluator",
+    "EvaluatorError",
     "Event",
     "EvoagentError",
     "EvolveResult",
     "FunctionEvaluator",
     "IncompatibleRunError",
+    "KnowledgeBase",
     "LLMError",
     "Lineage",
     "MatchOrImprove",
@@ -57,6 +63,7 @@ __all__ = [
     "SandboxResult",
     "StageResult",
     "Status",
+    "Supervisor",
     "Tree",
     "Trial",
     "TrialOutcome",
@@ -65,4 +72,5 @@ __all__ = [
     "VariationOperator",
     "evolve",
     "iterate",
+    "llm",
 ]

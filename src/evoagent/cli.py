@@ -87,7 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_commands().adapt)
 
+    _add_part_commands(sub)
     return parser
+
+
+def _add_part_commands(sub: Any) -> None:
+    """Subcommands that belong to other parts: the attention target and the knowledge base."""
+    from .knowledge.cli import add_kb_parser
+    from .targets.attention.cli import add_bench_parser, add_check_parser
+
+    add_check_parser(sub)
+    add_bench_parser(sub)
+    add_kb_parser(sub)
 
 
 def _commands() -> Any:

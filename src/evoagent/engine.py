@@ -150,8 +150,8 @@ class _Engine:
             self.emit("seed", {"trial_id": trial_id, "status": result.status.value, "score": result.score,
                                "reason": result.reason}, trial)
         if self.store.latest_member() is None:
-            reasons = "; ".join(f"{t.candidate_id}: {t.reason}" for t in self.store.trials(state="done")
-                                if t.operator == "seed")
+            reasons = "; ".join(f"{t.candidate_id}: {t.reason or 'correct, but no score was measured'}"
+                                for t in self.store.trials(state="done") if t.operator == "seed")
             self.stop_reason = f"no seed passed evaluation ({reasons})"
             self.stop.set()
 

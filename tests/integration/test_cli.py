@@ -133,3 +133,19 @@ def test_ctrl_c_stops_gracefully_and_records_in_flight_work(tmp_path):
     states = dict(con.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
     con.close()
     assert "running" not in states and states["done"] >= 3
+
+
+def test_adapt_starts_a_new_run_from_the_best_version(tmp_path):
+    config = _config(tmp_path, trials=4)
+    evoagent("run", str(config), "--run-dir", str(tmp_path / "a"), "--quiet")
+    best = evoagent("best", str(tmp_path / "a")).stdout
+    evoagent("adapt", str(tmp_path / "a"), "--run-dir", str(tmp_path / "b"), "--trials", "2",
+             "--instruction", "keep X near 3", "--quiet")
+    con = sqlite3.connect(f"file:{tmp_path / 'b' / 'run.db'}?mode=ro", uri=True)
+    seed_files, = con.execute("SELECT c.files FROM trials t JOIN candidates c ON c.id = t.candidate_id "
+                              "WHERE t.operator = 'seed'").fetchone()
+    stored = json.loads(con.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
+    con.close()
+    assert json.loads(seed_files) == {"main.py": best}
+    assert stored["instruction"] == "keep X near 3" and stored["adapted_from"] == str(tmp_path / "a")
+    assert json.loads(evoagent("status", str(tmp_path / "b"), "--json").stdout)["trials"] == 2

@@ -1,0 +1,343 @@
+"""KnowledgeBase: markdown documents split into sections, ranked for a query with BM25 (bm25s)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import bm25s
+
+from ..errors import ConfigError, EvoagentError
+from .recipes import Recipe, RecipeError, find_recipe_blocks, parse_recipe, strip_recipe_blocks
+
+BUILTIN_DIR = Path(__file__).parent / "docs"
+LESSONS_DOC = "lessons"
+_HEADING = re.compile(r"^##[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
+_TITLE = re.compile(r"^#[ \t]+(.+?)[ \t]*$", re.MULTILINE)
+_FENCE_LINE = re.compile(r"^(```|~~~)")
+_TOKEN = r"(?u)\b\w\w+\b"
+_SNIPPET_CHARS = 240
+
+
+class KnowledgeError(EvoagentError, LookupError):
+    """A document or section asked for does not exist; the message lists what does."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Section:
+    """One `##` section of a document (the text before the first `##` is the `overview`)."""
+
+    doc: str
+    id: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Document:
+    """One markdown document: its name (file stem), title (first `#` heading) and sections."""
+
+    name: str
+    title: str
+    text: str
+    sections: tuple[Section, ...]
+    path: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hit:
+    """One ranked search result; `read(doc, section)` returns its full text."""
+
+    doc: str
+    section: str
+    title: str
+    score: float
+    snippet: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lesson:
+    """A one-line lesson a run stored after a trial (what was tried, its label, the score delta)."""
+
+    run: str
+    trial_id: int
+    text: str
+
+
+def slugify(text: str) -> str:
+    """A lowercase id for a heading: 'Skip fully masked blocks' -> 'skip-fully-masked-blocks'."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
+
+
+def _light_stem(word: str) -> str:
+    """Folds common English inflections so 'masked', 'masking' and 'mask' meet (no ranking here)."""
+    if word.endswith("ies") and len(word) > 4:
+        word = word[:-3] + "y"
+    elif word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3:
+        word = word[:-1]
+    for suffix in ("ing", "ed"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    if word.endswith("e") and len(word) > 3:
+        word = word[:-1]
+    return word
+
+
+def _stem_words(words: list[str]) -> list[str]:
+    return [_light_stem(w) for w in words]
+
+
+def tokenize(texts: Sequence[str]) -> list[list[str]]:
+    """bm25s's tokenizer with English stopwords and the light stemmer above."""
+    tokens = bm25s.tokenize(
+        list(texts),
+        token_pattern=_TOKEN,
+        stopwords="en",
+        stemmer=_stem_words,
+        return_ids=False,
+        show_progress=False,
+    )
+    return [list(t) for t in tokens]
+
+
+def split_sections(name: str, text: str) -> tuple[str, tuple[Section, ...]]:
+    """The title (first `#` heading) and `##` sections of a markdown text, ignoring code fences."""
+    title, title_span = name, (0, 0)
+    starts: list[tuple[int, int, str]] = []  # (heading start, body start, heading text)
+    in_fence, offset = False, 0
+    for line in text.splitlines(keepends=True):
+        if _FENCE_LINE.match(line):
+            in_fence = not in_fence
+        elif not in_fence and (found := _HEADING.match(line)):
+            starts.append((offset, offset + len(line), found.group(1)))
+        elif not in_fence and not starts and title_span == (0, 0) and (found := _TITLE.match(line)):
+            title, title_span = found.group(1), (offset, offset + len(line))
+        offset += len(line)
+    first = starts[0][0] if starts else len(text)
+    preamble = text[:title_span[0]] + text[title_span[1]:first]
+    sections: list[Section] = []
+    seen: set[str] = set()
+    if preamble.strip():
+        sections.append(Section(doc=name, id="overview", title=title, text=preamble.strip()))
+        seen.add("overview")
+    for i, (_, body_start, heading) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else len(text)
+        sid, n = slugify(heading), 2
+        while sid in seen:
+            sid, n = f"{slugify(heading)}-{n}", n + 1
+        seen.add(sid)
+        sections.append(Section(doc=name, id=sid, title=heading, text=text[body_start:end].strip()))
+    return title, tuple(sections)
+
+
+def load_document(path: str | os.PathLike[str]) -> Document:
+    """Reads one markdown file into a Document named after its stem."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    title, sections = split_sections(path.stem, text)
+    return Document(name=path.stem, title=title, text=text, sections=sections, path=str(path))
+
+
+@lru_cache(maxsize=1)
+def _builtin_documents() -> tuple[Document, ...]:
+    return tuple(load_document(p) for p in sorted(BUILTIN_DIR.glob("*.md")))
+
+
+def _user_documents(paths: Iterable[str | os.PathLike[str]]) -> list[Document]:
+    docs: list[Document] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(path.rglob("*.md"))
+            if not files:
+                raise ConfigError(f"knowledge folder '{path}' holds no .md files; expected markdown documents")
+        elif path.is_file() and path.suffix == ".md":
+            files = [path]
+        else:
+            raise ConfigError(
+                f"knowledge path '{path}' is not a folder or a .md file; "
+                "expected a folder of markdown documents or one .md file"
+            )
+        docs.extend(load_document(f) for f in files)
+    return docs
+
+
+def _lessons_document(lessons: Sequence[Lesson]) -> Document:
+    sections = []
+    seen: set[str] = set()
+    for lesson in lessons:
+        sid, n = slugify(f"{lesson.run}-{lesson.trial_id}"), 2
+        while sid in seen:
+            sid, n = f"{slugify(f'{lesson.run}-{lesson.trial_id}')}-{n}", n + 1
+        seen.add(sid)
+        title = f"run {lesson.run}, trial {lesson.trial_id}"
+        sections.append(Section(doc=LESSONS_DOC, id=sid, title=title, text=lesson.text.strip()))
+    text = "# Lessons\n\n" + "\n\n".join(f"## {s.title}\n\n{s.text}" for s in sections) + "\n"
+    return Document(name=LESSONS_DOC, title="Lessons from trials", text=text, sections=tuple(sections))
+
+
+class KnowledgeBase:
+    """Markdown documents, their sections ranked for a query, and the recipes they carry.
+
+    Args:
+        paths: user folders (every `*.md` below them) or single `.md` files. A user document with
+            the name (file stem) of a built-in one replaces it; two user documents with one name
+            are an error.
+        builtin: include the built-in attention documents.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]] = (), builtin: bool = True) -> None:
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        user = _user_documents(paths)
+        names: dict[str, str] = {}
+        for doc in user:
+            if doc.name in names or doc.name == LESSONS_DOC:
+                other = names.get(doc.name, "the run's lessons")
+                raise ConfigError(
+                    f"knowledge document name '{doc.name}' is used twice ({other} and {doc.path}); "
+                    "rename one of the files"
+                )
+            names[doc.name] = doc.path
+        docs = [d for d in (_builtin_documents() if builtin else ()) if d.name not in names]
+        self._init(tuple(docs + user), lessons=None)
+
+    def _init(self, docs: tuple[Document, ...], lessons: Document | None) -> None:
+        self._docs = {d.name: d for d in docs}
+        if lessons is not None:
+            self._docs[LESSONS_DOC] = lessons
+        self._sections = [s for d in self._docs.values() for s in d.sections]
+        self._recipes = _collect_recipes(docs)
+        self._index: bm25s.BM25 | None = None
+        if self._sections:
+            corpus = tokenize([_index_text(self._docs[s.doc], s) for s in self._sections])
+            self._index = bm25s.BM25()
+            self._index.index(corpus, show_progress=False)
+
+    def with_lessons(self, lessons: Sequence[Lesson]) -> KnowledgeBase:
+        """A copy whose `lessons` document holds these lessons (replacing any it had)."""
+        other = object.__new__(KnowledgeBase)
+        docs = tuple(d for d in self._docs.values() if d.name != LESSONS_DOC)
+        other._init(docs, _lessons_document(lessons) if lessons else None)
+        return other
+
+    @property
+    def documents(self) -> list[Document]:
+        return list(self._docs.values())
+
+    def __len__(self) -> int:
+        """The number of sections."""
+        return len(self._sections)
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        """The `k` sections that best match `query`, best first; no hit scores zero."""
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive integer (got {k!r})")
+        tokens = tokenize([query])
+        if self._index is None or not tokens[0]:
+            return []
+        k = min(k, len(self._sections))
+        ids, scores = self._index.retrieve(tokens, k=k, show_progress=False)
+        terms = set(tokens[0])
+        hits = []
+        for i, score in zip(ids[0].tolist(), scores[0].tolist()):
+            if score <= 0:
+                continue
+            s = self._sections[i]
+            hits.append(
+                Hit(doc=s.doc, section=s.id, title=s.title, score=round(float(score), 4),
+                    snippet=_snippet(s.text, terms))
+            )
+        return hits
+
+    def read(self, doc: str, section: str | None = None) -> str:
+        """A whole document, or one section (by id or by heading, case-insensitive)."""
+        document = self._docs.get(doc)
+        if document is None:
+            known = ", ".join(sorted(self._docs)) or "none"
+            raise KnowledgeError(f"unknown knowledge document {doc!r}; known documents: {known}")
+        if section is None or not section.strip():
+            return document.text
+        wanted = section.strip().lstrip("#").strip()
+        for s in document.sections:
+            if wanted == s.id or wanted.lower() == s.title.lower() or slugify(wanted) == s.id:
+                level = "#" if s.id == "overview" else "##"
+                return f"{level} {s.title}\n\n{s.text}\n"
+        known = ", ".join(s.id for s in document.sections)
+        raise KnowledgeError(f"unknown section {section!r} in document {doc!r}; its sections: {known}")
+
+    def recipes(self) -> list[Recipe]:
+        """Every recipe the documents carry, in document then section order."""
+        return list(self._recipes)
+
+    def recipe(self, recipe_id: str) -> Recipe:
+        for r in self._recipes:
+            if r.id == recipe_id:
+                return r
+        known = ", ".join(r.id for r in self._recipes) or "none"
+        raise KnowledgeError(f"unknown recipe {recipe_id!r}; known recipes: {known}")
+
+
+def _index_text(doc: Document, section: Section) -> str:
+    recipes = " ".join(
+        f"{r.id.replace('-', ' ')} {r.title}" for r in _section_recipes(section)
+    )
+    # Headings count twice: they say what a section is about better than its body does.
+    body = strip_recipe_blocks(section.text)
+    return f"{section.title}\n{section.title}\n{doc.title}\n{body}\n{recipes}"
+
+
+def _section_recipes(section: Section) -> list[Recipe]:
+    return [parse_recipe(b, doc=section.doc, section=section.id) for b in find_recipe_blocks(section.text)]
+
+
+def _collect_recipes(docs: Iterable[Document]) -> tuple[Recipe, ...]:
+    recipes: dict[str, Recipe] = {}
+    for doc in docs:
+        for section in doc.sections:
+            try:
+                found = _section_recipes(section)
+            except RecipeError as exc:
+                raise ConfigError(f"{doc.path or doc.name}: {exc}") from None
+            for r in found:
+                if r.id in recipes:
+                    first = recipes[r.id]
+                    raise ConfigError(
+                        f"recipe id {r.id!r} appears twice ({first.doc}#{first.section} and "
+                        f"{r.doc}#{r.section}); recipe ids must be unique"
+                    )
+                recipes[r.id] = r
+    return tuple(recipes.values())
+
+
+def _snippet(text: str, terms: set[str]) -> str:
+    """The first paragraph of a section that mentions a query term (else its first), shortened."""
+    paragraphs = [p.strip() for p in strip_recipe_blocks(text).split("\n\n") if p.strip()]
+    if not paragraphs:
+        return ""
+    chosen = next(
+        (p for p in paragraphs if terms & set(tokenize([p])[0]) and not p.startswith("```")),
+        paragraphs[0],
+    )
+    flat = " ".join(chosen.split())
+    return flat if len(flat) <= _SNIPPET_CHARS else flat[: _SNIPPET_CHARS - 3].rstrip() + "..."
+
+
+__all__ = [
+    "BUILTIN_DIR",
+    "Document",
+    "Hit",
+    "KnowledgeBase",
+    "KnowledgeError",
+    "Lesson",
+    "Section",
+    "load_document",
+    "slugify",
+    "split_sections",
+    "tokenize",
+]

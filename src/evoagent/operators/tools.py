@@ -1,0 +1,402 @@
+"""The agent's tools: JSON-schema definitions and their implementations over a private workspace."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ..candidate import Candidate
+from ..errors import BudgetExhausted
+from ..result import EvalResult, Status
+from .base import VariationContext
+
+MAX_FILE_CHARS = 256_000
+
+_STRING = {"type": "string"}
+
+
+def _tool(name: str, description: str, properties: Mapping[str, Any] | None = None,
+          required: Sequence[str] = ()) -> dict[str, Any]:
+    return {"name": name, "description": description,
+            "input_schema": {"type": "object", "properties": dict(properties or {}), "required": list(required)}}
+
+
+TOOLS: tuple[dict[str, Any], ...] = (
+    _tool("lineage", "List the committed versions of this run with their scores and hypotheses (fresh)."),
+    _tool("show_version", "Show one version: its hypothesis, its authoritative result and its source. `version` is an "
+          "id, a unique id prefix, 'parent' (your starting version) or 'best'.",
+          {"version": _STRING}, ["version"]),
+    _tool("diff_versions", "Unified diff from version `a` to version `b`. Each is an id, a unique prefix, 'parent', "
+          "'best' or 'workspace' (your current edits).", {"a": _STRING, "b": _STRING}, ["a", "b"]),
+    _tool("search_knowledge", "Search the knowledge base (guides, architecture notes, reference designs, lessons "
+          "from earlier trials); returns ranked sections with snippets.", {"query": _STRING}, ["query"]),
+    _tool("read_knowledge", "Read a knowledge-base document, or one section of it (names as search_knowledge "
+          "shows them).", {"doc": _STRING, "section": _STRING}, ["doc"]),
+    _tool("read_file", "Return the exact text of a workspace file (path relative to the workspace, e.g. the "
+          "entry file); '.' lists the files.", {"path": _STRING}, ["path"]),
+    _tool("edit_file", "Replace the exact text `old` by `new` in a workspace file. `old` must occur exactly once: "
+          "copy it from read_file, whitespace included, with enough context to be unique.",
+          {"path": _STRING, "old": _STRING, "new": _STRING}, ["path", "old", "new"]),
+    _tool("write_file", "Create or overwrite a workspace file with `content`. Prefer edit_file for small changes.",
+          {"path": _STRING, "content": _STRING}, ["path", "content"]),
+    _tool("compile", "Run the target's first stage (static checks, compile report) on the workspace."),
+    _tool("test", "Compile and check correctness of the workspace version."),
+    _tool("benchmark", "Compile, test and benchmark the workspace version; reports the score per configuration."),
+    _tool("profile", "Run every stage on the workspace version, profile included."),
+    _tool("submit", "Hand the workspace version to the engine for its authoritative evaluation. `hypothesis` says "
+          "what you changed and why it should be faster. Ends the variation step.",
+          {"hypothesis": _STRING}, ["hypothesis"]),
+)
+EVAL_TOOLS = ("compile", "test", "benchmark", "profile")
+KNOWLEDGE_TOOLS = ("search_knowledge", "read_knowledge")
+_SOURCE_TOOLS = ("read_file", "show_version")
+_BY_NAME = {t["name"]: t for t in TOOLS}
+
+
+def tool_definitions(*, knowledge: bool = True) -> list[dict[str, Any]]:
+    """The tool schemas to send to the model (knowledge tools only when a knowledge base exists)."""
+    return [dict(t) for t in TOOLS if knowledge or t["name"] not in KNOWLEDGE_TOOLS]
+
+
+class ToolError(Exception):
+    """A tool call the model got wrong; its message goes back as an is_error tool result."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    text: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolLimits:
+    """Limits of one variation step.
+
+    Attributes:
+        max_exploratory_evals: compile/test/benchmark/profile calls that may run (cached repeats are free).
+        repair_budget: failed exploratory evaluations allowed; one more ends the step.
+        max_result_chars: the longest tool result; longer ones are cut with a note.
+        max_file_chars: the longest result of read_file and show_version (sources must be readable whole).
+        critique: answer the first submit with a review request (AVO's critique and verify).
+    """
+
+    max_exploratory_evals: int = 12
+    repair_budget: int = 6
+    max_result_chars: int = 12_000
+    max_file_chars: int = 60_000
+    critique: bool = True
+
+
+def truncate(text: str, limit: int) -> str:
+    """Keeps the head and the tail of a long text, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 2 // 3, limit // 3
+    return f"{text[:head]}\n[... {len(text) - head - tail} characters cut ...]\n{text[-tail:]}"
+
+
+class Workspace:
+    """A private directory holding a copy of the starting version's files."""
+
+    def __init__(self, root: str | Path, parent: Candidate) -> None:
+        self.root = Path(root).resolve()
+        self.parent = parent
+        parent.write_to(self.root)
+
+    def resolve(self, path: Any) -> Path:
+        if not isinstance(path, str) or not path.strip():
+            raise ToolError(f"path must be a file name relative to the workspace, e.g. {self.parent.entry!r}; "
+                            f"got {path!r}")
+        pure = PurePosixPath(path.strip())
+        if pure.is_absolute() or ".." in pure.parts or "\\" in path:
+            raise ToolError(f"path {path!r} leaves the workspace; use a relative name such as "
+                            f"{self.parent.entry!r} (files: {', '.join(self.files())})")
+        target = (self.root / pure).resolve()
+        if target != self.root and not target.is_relative_to(self.root):
+            raise ToolError(f"path {path!r} resolves outside the workspace; use one of: {', '.join(self.files())}")
+        return target
+
+    def files(self) -> list[str]:
+        return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
+                      if p.is_file() and "__pycache__" not in p.parts)
+
+    def read(self, path: Any) -> str:
+        target = self.resolve(path)
+        if target == self.root or target.is_dir():
+            return "files: " + ", ".join(self.files())
+        if not target.is_file():
+            raise ToolError(f"no file {path!r} in the workspace; files: {', '.join(self.files())}")
+        return target.read_text()
+
+    def write(self, path: Any, content: Any) -> str:
+        target = self.resolve(path)
+        if not isinstance(content, str):
+            raise ToolError(f"content must be the file text as a string, got {type(content).__name__}")
+        if len(content) > MAX_FILE_CHARS:
+            raise ToolError(f"content is {len(content)} characters; the limit is {MAX_FILE_CHARS}")
+        if target.is_dir():
+            raise ToolError(f"{path!r} is a directory; name a file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+        return f"wrote {target.relative_to(self.root).as_posix()} ({content.count(chr(10)) + 1} lines)"
+
+    def edit(self, path: Any, old: Any, new: Any) -> str:
+        text = self.read(path)
+        if not isinstance(old, str) or not isinstance(new, str):
+            raise ToolError("edit_file needs `old` and `new` as strings")
+        if not old:
+            raise ToolError("`old` is empty; give the exact text to replace (use write_file to create a file)")
+        count = text.count(old)
+        if count == 0:
+            raise ToolError(f"`old` was not found in {path}: it must match the file exactly, whitespace and "
+                            f"indentation included; read_file {path} and copy the lines.{_near_miss(text, old)}")
+        if count > 1:
+            raise ToolError(f"`old` occurs {count} times in {path}; include more surrounding lines so that it "
+                            "occurs exactly once")
+        start = text.index(old)
+        updated = text[:start] + new + text[start + len(old):]
+        self.resolve(path).write_text(updated)
+        first = text[:start].count("\n") + 1
+        return (f"edited {path}: replaced {old.count(chr(10)) + 1} line(s) at line {first} with "
+                f"{new.count(chr(10)) + 1} line(s); the file now has {updated.count(chr(10)) + 1} lines")
+
+    def candidate(self, **kwargs: Any) -> Candidate:
+        files = {name: (self.root / name).read_text() for name in self.files()}
+        kwargs.setdefault("parents", (self.parent.id,))
+        return Candidate(files=files, entry=self.parent.entry, **kwargs)
+
+
+def _near_miss(text: str, old: str) -> str:
+    """A hint for an `old` that is not in the file: whitespace differences, or the closest line."""
+    if " ".join(old.split()) in " ".join(text.split()):
+        return " It matches when whitespace is ignored: check indentation and line breaks."
+    first = next((line for line in old.splitlines() if line.strip()), "")
+    lines = text.splitlines()
+    close = difflib.get_close_matches(first, lines, n=1, cutoff=0.6)
+    if close:
+        return f" The closest line to your first line is line {lines.index(close[0]) + 1}: {close[0]!r}"
+    return ""
+
+
+def default_tool_stages(stages: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """compile -> the first stage, test -> two, benchmark -> three, profile -> all."""
+    stages = tuple(stages)
+    return {"compile": stages[:1], "test": stages[:2], "benchmark": stages[:3], "profile": stages}
+
+
+def format_result(result: EvalResult, *, note: str = "") -> str:
+    """An evaluation as text: `status:`, then `score:`, then per-stage reasons, metrics and details."""
+    score = "-" if result.score is None else f"{result.score:.6g}"
+    lines = [f"status: {result.status.value}", f"score: {score}"]
+    if result.device:
+        lines.append(f"device: {result.device}")
+    if result.reason:
+        lines.append(f"reason: {result.reason}")
+    if note:
+        lines.append(note)
+    for stage in result.stages:
+        lines.append(f"[{stage.name}] {stage.status.value} ({stage.seconds:.2f} s)"
+                     + (f": {stage.reason}" if stage.reason else ""))
+        lines += [f"  {name}: {value:.6g}" for name, value in stage.metrics.items()]
+        for key, value in stage.details.items():
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            lines.append(f"  {key}: {truncate(text, 2000)}")
+        if stage.logs and not stage.ok:
+            lines.append("  logs (tail):\n" + stage.logs[-2000:])
+    return "\n".join(lines)
+
+
+@dataclass(kw_only=True)
+class Toolbox:
+    """Runs tool calls for one variation step, counting evaluations and failures."""
+
+    workspace: Workspace
+    context: VariationContext
+    knowledge: Any = None
+    limits: ToolLimits = field(default_factory=ToolLimits)
+    rules: str = ""
+    evaluations: int = 0
+    failures: int = 0
+    critiqued: bool = False
+    submission: Candidate | None = None
+    stop_reason: str = ""
+    results: dict[tuple[str, tuple[str, ...]], EvalResult] = field(default_factory=dict)
+    last_profile: str = ""
+
+    def call(self, name: str, tool_input: Any) -> ToolResult:
+        """Runs one tool; mistakes come back as is_error results, budget errors propagate."""
+        spec = _BY_NAME.get(name)
+        if spec is None or (name in KNOWLEDGE_TOOLS and self.knowledge is None):
+            known = [t["name"] for t in tool_definitions(knowledge=self.knowledge is not None)]
+            return ToolResult(f"unknown tool {name!r}; the tools are: {', '.join(known)}", True)
+        try:
+            _validate(spec, tool_input)
+            text = getattr(self, f"_{name}")(**tool_input)
+            limit = self.limits.max_file_chars if name in _SOURCE_TOOLS else self.limits.max_result_chars
+            return ToolResult(truncate(text, limit))
+        except ToolError as err:
+            return ToolResult(str(err), True)
+        except BudgetExhausted:
+            raise
+        except Exception as err:  # noqa: BLE001 (a tool's own failure goes back to the model, never fatal)
+            return ToolResult(f"{name} failed: {type(err).__name__}: {err}", True)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _lineage(self) -> str:
+        return self.context.lineage.summary()
+
+    def _version(self, ref: str) -> tuple[Candidate, EvalResult | None]:
+        if ref == "parent":
+            return self.context.parent, self.context.parent_result
+        if ref == "best":
+            if self.context.best is None:
+                raise ToolError("no version has been committed yet; use 'parent'")
+            return self.context.best
+        if ref == "workspace":
+            return self.workspace.candidate(), None
+        found = self.context.get(ref)
+        if found is None:
+            raise ToolError(f"no version {ref!r} in this run; use an id or unique prefix from `lineage`, "
+                            "or 'parent' / 'best' / 'workspace'")
+        return found
+
+    def _show_version(self, version: str) -> str:
+        candidate, result = self._version(version)
+        lines = [f"version {candidate.id} (parents: {', '.join(candidate.parents) or '-'})",
+                 f"hypothesis: {candidate.hypothesis or '-'}",
+                 f"result: {result.summary() if result is not None else 'not evaluated'}"]
+        if result is not None:
+            lines += [f"  {k}: {v:.6g}" for k, v in result.metrics.items()]
+        for name, text in candidate.files.items():
+            lines += [f"--- {name} ---", text]
+        return "\n".join(lines)
+
+    def _diff_versions(self, a: str, b: str) -> str:
+        old, new = self._version(a)[0], self._version(b)[0]
+        return new.diff(old) or f"{a} and {b} are identical"
+
+    def _search_knowledge(self, query: str) -> str:
+        hits = self.knowledge.search(query, k=5)
+        if not hits:
+            return f"no section matches {query!r}; try other words"
+        return "\n\n".join(f"{h.doc} / {h.section} — {h.title} (score {h.score:.3g})\n{h.snippet}" for h in hits)
+
+    def _read_knowledge(self, doc: str, section: str | None = None) -> str:
+        try:
+            return str(self.knowledge.read(doc, section))
+        except (LookupError, ValueError) as err:
+            raise ToolError(str(err).strip("'\"")) from None
+
+    def _read_file(self, path: str) -> str:
+        return self.workspace.read(path)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _edit_file(self, path: str, old: str, new: str) -> str:
+        return self.workspace.edit(path, old, new)
+
+    def _write_file(self, path: str, content: str) -> str:
+        return self.workspace.write(path, content)
+
+    # -- evaluating ------------------------------------------------------------------------------
+
+    def _compile(self) -> str:
+        return self._evaluate("compile")
+
+    def _test(self) -> str:
+        return self._evaluate("test")
+
+    def _benchmark(self) -> str:
+        return self._evaluate("benchmark")
+
+    def _profile(self) -> str:
+        return self._evaluate("profile")
+
+    def _evaluate(self, tool: str) -> str:
+        evaluator = self.context.evaluator
+        mapping = getattr(evaluator, "tool_stages", None) or default_tool_stages(evaluator.stages)
+        stages = tuple(mapping[tool])
+        candidate = self.workspace.candidate()
+        key = (candidate.id, stages)
+        if key in self.results:
+            return format_result(self.results[key], note="(this exact version was already evaluated; not re-run)")
+        if self.evaluations >= self.limits.max_exploratory_evals:
+            raise ToolError(f"status: {Status.BUDGET_OVERRUN.value}\nscore: -\nthe exploratory evaluation budget of "
+                            f"this step is spent ({self.evaluations} of {self.limits.max_exploratory_evals}); "
+                            "submit your version or keep reading and editing")
+        self.evaluations += 1
+        try:
+            result = self.context.evaluate(candidate, stages)
+        except BudgetExhausted:
+            raise
+        except Exception as err:  # noqa: BLE001 (the harness failed, not the candidate)
+            return (f"status: {Status.HARNESS_ERROR.value}\nscore: -\nthe evaluation itself failed "
+                    f"({type(err).__name__}: {err}); this is not your code's fault")
+        self.results[key] = result
+        if result.profile:
+            self.last_profile = truncate(json.dumps(result.profile, default=str), 3000)
+        return format_result(result, note=self._after_failure(result))
+
+    def _after_failure(self, result: EvalResult) -> str:
+        if result.ok or result.status is Status.HARNESS_ERROR:
+            return "note: harness_error is the evaluator's fault, not your code's" if not result.ok else ""
+        self.failures += 1
+        budget = self.limits.repair_budget
+        if self.failures > budget:
+            self.stop_reason = (f"repair budget spent: {self.failures} failed exploratory evaluations "
+                                f"(budget {budget}); last: {result.summary()}")
+            return "note: the repair budget is spent; this variation step ends now"
+        left = budget - self.failures
+        return f"note: repair budget: {left} more failed evaluation(s) allowed in this step"
+
+    # -- submitting ------------------------------------------------------------------------------
+
+    def _submit(self, hypothesis: str) -> str:
+        if not hypothesis.strip():
+            raise ToolError("hypothesis is empty; say what you changed and why it should be faster")
+        candidate = self.workspace.candidate(hypothesis=hypothesis.strip())
+        if candidate.id == self.context.parent.id:
+            raise ToolError("the workspace is identical to the starting version; edit it before submitting")
+        if self.limits.critique and not self.critiqued:
+            self.critiqued = True
+            return self._critique(candidate)
+        self.submission = replace(candidate, metadata={**candidate.metadata, "exploratory_evaluations": self.evaluations})
+        return (f"submitted version {candidate.id}; the engine now runs the authoritative evaluation and "
+                "you will see its outcome at the start of the next step")
+
+    def _critique(self, candidate: Candidate) -> str:
+        tested = [r for (cid, _), r in self.results.items() if cid == candidate.id]
+        verdict = (f"the latest evaluation of this exact version: {tested[-1].summary()}" if tested
+                   else "this exact version has not been evaluated: run `test` (and `benchmark`) first")
+        parts = [
+            "critique requested: before the authoritative evaluation, review this version. It is NOT submitted yet.",
+            f"1. Your diff against the starting version:\n{truncate(candidate.diff(self.context.parent), 6000)}",
+            "2. Check it against the rules: the work is done by code in your files, nothing is cached or "
+            "replayed across calls, inputs are not modified, every output element is written, nothing runs "
+            "outside the timed call, and numerics stay within the target's tolerance." + (f"\n{self.rules}" if self.rules else ""),
+            f"3. Verification: {verdict}.",
+            f"4. Your last profile: {self.last_profile or 'none (run `profile` to get one)'}",
+            "If you find a problem, fix it and test again. Then call submit again (you may revise the hypothesis).",
+        ]
+        return "\n\n".join(parts)
+
+
+def _validate(spec: Mapping[str, Any], tool_input: Any) -> None:
+    schema = spec["input_schema"]
+    example = json.dumps({k: "..." for k in schema["properties"]})
+    how = f"call it as {spec['name']} {example}"
+    if not isinstance(tool_input, dict):
+        raise ToolError(f"{spec['name']} input must be a JSON object, got {type(tool_input).__name__}; {how}")
+    missing = [k for k in schema["required"] if k not in tool_input]
+    unknown = [k for k in tool_input if k not in schema["properties"]]
+    wrong = [k for k, v in tool_input.items() if k in schema["properties"] and not isinstance(v, str)]
+    problems = ([f"missing {', '.join(map(repr, missing))}"] if missing else []) + (
+        [f"unknown {', '.join(map(repr, unknown))}"] if unknown else []) + (
+        [f"{', '.join(map(repr, wrong))} must be a string"] if wrong else [])
+    if problems:
+        raise ToolError(f"{spec['name']} input is malformed: {'; '.join(problems)}; {how}")

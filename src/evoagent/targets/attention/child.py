@@ -1,0 +1,374 @@
+"""Functions that run INSIDE the sandbox child: import the candidate, trace, compile, run and time it.
+
+Nothing here decides a verdict. Each function returns raw facts (outputs at sampled rows, inputs
+after the call, the torch operations the wrapper ran, launch counts, timings) to the trusted
+process, which rebuilds the inputs itself and judges. The timing functions are captured when this
+module is imported, before any candidate code runs, and checked again after it ran.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import math
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from .reference import make_inputs
+from .suites import AttentionConfig
+
+# Captured before the candidate is imported (the sandbox imports this module to find the function).
+_perf_counter = time.perf_counter
+_synchronize = torch.cuda.synchronize
+_Event = torch.cuda.Event
+_event_record = torch.cuda.Event.record
+_event_elapsed = torch.cuda.Event.elapsed_time
+_TIMERS: dict[str, Callable[[], Any]] = {
+    "time.perf_counter": lambda: time.perf_counter,
+    "torch.cuda.synchronize": lambda: torch.cuda.synchronize,
+    "torch.cuda.Event": lambda: torch.cuda.Event,
+    "torch.cuda.Event.record": lambda: torch.cuda.Event.record,
+    "torch.cuda.Event.elapsed_time": lambda: torch.cuda.Event.elapsed_time,
+}
+_ORIGINAL_TIMERS = {name: get() for name, get in _TIMERS.items()}
+
+_TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+class _Launches:
+    """Counts Triton launches and marks when one is in progress (its own tensor ops are not the wrapper's)."""
+
+    depth = 0
+    count = 0
+    kernels: collections.Counter[str] = collections.Counter()
+    captured: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+
+
+def _kernel_name(fn: Any) -> str:
+    inner = getattr(fn, "fn", fn)
+    return str(getattr(inner, "__name__", type(fn).__name__))
+
+
+def _install_launch_hooks(*, capture: bool, interpret: bool) -> None:
+    """Wraps Triton's launch entry points: count (and run) launches, or only capture them."""
+    from triton.runtime.autotuner import Autotuner
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    for cls in (JITFunction, InterpretedFunction):
+        original = cls.run
+
+        def run(self: Any, *args: Any, grid: Any, warmup: bool, __original: Any = original, **kwargs: Any) -> Any:
+            if capture:
+                _Launches.captured.append((self, args, dict(kwargs)))
+                return None
+            if not warmup:
+                _Launches.count += 1
+                _Launches.kernels[_kernel_name(self)] += 1
+            _Launches.depth += 1
+            try:
+                return __original(self, *args, grid=grid, warmup=warmup, **kwargs)
+            finally:
+                _Launches.depth -= 1
+
+        cls.run = run
+    if capture or interpret:  # no benchmarking without a GPU: take the first configuration
+        def first_config(self: Any, *args: Any, **kwargs: Any) -> Any:
+            self.nargs = dict(zip(self.arg_names, args))
+            return self.fn.run(*args, **{**kwargs, **self.configs[0].all_kwargs()})
+
+        Autotuner.run = first_config
+
+
+class _OpTrace(TorchDispatchMode):
+    """Records the aten operations the wrapper runs outside Triton launches."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.ops: collections.Counter[str] = collections.Counter()
+        self.cross_device: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if _Launches.depth == 0:
+            name = func._overloadpacket.__name__
+            self.ops[name] += 1
+            if name in ("_to_copy", "copy_"):
+                self._check_devices(name, args, kwargs)
+        return func(*args, **kwargs)
+
+    def _check_devices(self, name: str, args: Any, kwargs: Any) -> None:
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        devices = {str(t.device) for t in tensors}
+        if "device" in kwargs and kwargs["device"] is not None:
+            devices.add(str(torch.device(kwargs["device"])))
+        if len(devices) > 1:
+            self.cross_device.append(f"{name} between {sorted(devices)}")
+
+
+def _prepare(interpret: bool, triton_cache: str | None) -> None:
+    os.environ["TRITON_INTERPRET"] = "1" if interpret else "0"
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    if triton_cache:
+        os.environ["TRITON_CACHE_DIR"] = triton_cache
+    _ensure_triton_mode(interpret)
+
+
+def _ensure_triton_mode(interpret: bool) -> None:
+    """Makes triton.language match the mode: its own @jit helpers (tl.zeros...) are built at import,
+    as interpreter functions only if TRITON_INTERPRET was set then. A fork server that pre-imported
+    triton in the other mode gets a fresh import (the compiled extension triton._C is kept)."""
+    if "triton" not in sys.modules:
+        return
+    import triton.language as tl
+
+    if (type(tl.zeros).__name__ == "InterpretedFunction") == interpret:
+        return
+    stale = [m for m in sys.modules if m.split(".")[0] == "triton" and not m.startswith("triton._C")]
+    for name in stale:
+        del sys.modules[name]
+    importlib.import_module("triton.language")
+
+
+def _import_candidate(entry: str) -> Any:
+    name = os.path.splitext(os.path.basename(entry))[0]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(os.getcwd(), entry))
+    assert spec is not None and spec.loader is not None  # Check internal correctness.
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "attention", None)):
+        raise AttributeError(f"{entry} defines no callable 'attention'")
+    return module
+
+
+def _device(interpret: bool) -> str:
+    return "cuda" if torch.cuda.is_available() and not interpret else "cpu"
+
+
+def _inputs(config: AttentionConfig, seed: int, device: str) -> tuple[torch.Tensor, ...]:
+    dtype = _TORCH_DTYPES[config.dtype]
+    return tuple(torch.from_numpy(x).to(device=device, dtype=dtype) for x in make_inputs(config, seed))
+
+
+def _error_text(exc: BaseException, entry: str) -> str:
+    """The exception and the innermost frames in the candidate's file (line numbers an agent can use)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if os.path.basename(f.filename) == entry]
+    where = "".join(f"\n  {entry} line {f.lineno}, in {f.name}: {f.line}" for f in frames[-3:])
+    return f"{type(exc).__name__}: {str(exc).strip()[:1500]}{where}"
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in str(exc).lower()
+
+
+def _rows(t: torch.Tensor, rows: np.ndarray, head_div: int = 1) -> np.ndarray:
+    index = torch.as_tensor(rows, device=t.device)
+    picked = t[index[:, 0], index[:, 1] // head_div, index[:, 2]]
+    return picked.detach().to(device="cpu", dtype=torch.float32).numpy()
+
+
+def _storage_span(t: torch.Tensor) -> tuple[int, int]:
+    start = t.untyped_storage().data_ptr()
+    return start, start + t.untyped_storage().nbytes()
+
+
+def _aliases(out: torch.Tensor, inputs: tuple[torch.Tensor, ...]) -> bool:
+    if out.device.type == "meta":
+        return False
+    lo, hi = _storage_span(out)
+    return any(lo < b and a < hi for a, b in (_storage_span(t) for t in inputs))
+
+
+def _poison(numel: int, dtype: torch.dtype, device: str) -> None:
+    """Hands the allocator a NaN-filled block of the output's size, so unwritten output stays NaN."""
+    block = torch.full((numel,), float("nan"), dtype=dtype, device=device)
+    del block
+
+
+def _call(module: Any, config: AttentionConfig, inputs: tuple[torch.Tensor, ...], sm_scale: float) -> Any:
+    q, k, v = inputs
+    return module.attention(q, k, v, causal=config.causal, sm_scale=sm_scale)
+
+
+def _describe_output(out: Any, config: AttentionConfig, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+    if not isinstance(out, torch.Tensor):
+        return {"output_type": type(out).__name__}
+    return {"output_type": "Tensor", "shape": list(out.shape), "dtype": str(out.dtype).replace("torch.", ""),
+            "device": out.device.type, "aliases_input": _aliases(out, inputs)}
+
+
+def run_cases(entry: str, cases: list[dict[str, Any]], interpret: bool, triton_cache: str | None = None
+              ) -> dict[str, Any]:
+    """Runs the candidate on each case; returns sampled output rows, inputs after, ops and launches.
+
+    A case is {"config": dict, "seed": int, "sm_scale": float, "rows": int64 (R, 3)}. Outputs stay
+    alive until every case ran, so no call can reuse an earlier output's memory, and rows are read
+    only at the end (an output buffer shared between calls shows as the last call's data).
+    """
+    _prepare(interpret, triton_cache)
+    _install_launch_hooks(capture=False, interpret=interpret)
+    module = _import_candidate(entry)
+    device = _device(interpret)
+    results: list[dict[str, Any]] = []
+    kept: list[tuple[Any, tuple[torch.Tensor, ...], np.ndarray, int]] = []
+    for case in cases:
+        config = AttentionConfig.from_dict(case["config"])
+        inputs = _inputs(config, case["seed"], device)
+        _poison(math.prod(config.q_shape), inputs[0].dtype, device)
+        trace, launches_before = _OpTrace(), _Launches.count
+        started = _perf_counter()
+        try:
+            with trace:
+                out = _call(module, config, inputs, case["sm_scale"])
+            if device == "cuda":
+                _synchronize()
+        except Exception as exc:  # the candidate's failure is data
+            results.append({"error": _error_text(exc, entry), "oom": _is_oom(exc)})
+            kept.append((None, inputs, case["rows"], 1))
+            continue
+        results.append({
+            **_describe_output(out, config, inputs), "seconds": _perf_counter() - started,
+            "launches": _Launches.count - launches_before, "ops": dict(trace.ops),
+            "cross_device": trace.cross_device,
+        })
+        kept.append((out, inputs, case["rows"], config.heads_q // config.heads_kv))
+    for result, (out, inputs, rows, group) in zip(results, kept):
+        if "error" in result:
+            continue
+        if result["output_type"] == "Tensor" and result["shape"] == list(inputs[0].shape):
+            result["out_rows"] = _rows(out, rows)
+        result["q_rows"] = _rows(inputs[0], rows)
+        result["k_rows"] = _rows(inputs[1], rows, group)
+        result["v_rows"] = _rows(inputs[2], rows, group)
+    return {"cases": results, "kernels": dict(_Launches.kernels), "timers_changed": timers_changed()}
+
+
+def timers_changed() -> list[str]:
+    """The timing functions that are no longer the ones captured before the candidate was imported."""
+    return [name for name, get in _TIMERS.items() if get() is not _ORIGINAL_TIMERS[name]]
+
+
+# --- static compile (no GPU needed) -----------------------------------------------------------
+
+
+def compile_launches(entry: str, configs: list[dict[str, Any]], archs: list[str],
+                     triton_cache: str | None = None) -> dict[str, Any]:
+    """Captures the kernels the wrapper launches for each config and compiles them for each arch.
+
+    Nothing is launched: Triton's launch entry point is replaced by a recorder, the wrapper is
+    called with CPU tensors, and each distinct launch is compiled ahead of time.
+    """
+    _prepare(False, triton_cache)
+    _install_launch_hooks(capture=True, interpret=False)
+    module = _import_candidate(entry)
+    wrapper_errors, launches, seen = [], [], set()
+    for data in configs:
+        config = AttentionConfig.from_dict(data)
+        dtype = _TORCH_DTYPES[config.dtype]
+        q = torch.empty(config.q_shape, dtype=dtype)
+        k, v = (torch.empty(config.kv_shape, dtype=dtype) for _ in range(2))
+        del _Launches.captured[:]
+        try:
+            module.attention(q, k, v, causal=config.causal, sm_scale=config.head_dim ** -0.5)
+        except Exception as exc:
+            wrapper_errors.append({"config": config.name, "error": _error_text(exc, entry)})
+        for fn, args, kwargs in _Launches.captured:
+            key = (_kernel_name(fn), _launch_key(args, kwargs))
+            if key not in seen:
+                seen.add(key)
+                launches.append((config.name, fn, args, kwargs))
+    compiled = [_compile_one(module, entry, name, fn, args, kwargs, arch)
+                for arch in archs for name, fn, args, kwargs in launches]
+    return {"launches": compiled, "wrapper_errors": wrapper_errors,
+            "kernels_defined": sorted(_jit_functions(module))}
+
+
+def _launch_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    def describe(x: Any) -> str:
+        if isinstance(x, torch.Tensor):
+            return f"T[{x.dtype},{x.data_ptr() % 16 == 0}]"
+        if isinstance(x, int) and not isinstance(x, bool):
+            return f"i[{x == 1},{x % 16 == 0},{abs(x) < 2**31}]"
+        return repr(x)
+
+    return repr([describe(a) for a in args] + sorted((k, describe(v)) for k, v in kwargs.items()))
+
+
+def _jit_functions(module: Any) -> dict[str, Any]:
+    from triton.runtime.jit import JITFunction
+
+    return {name: value for name, value in vars(module).items() if isinstance(value, JITFunction)}
+
+
+def _arch_capability(arch: str) -> int:
+    digits = arch.removeprefix("sm_").rstrip("af")
+    if not digits.isdigit():
+        raise ValueError(f"unknown architecture {arch!r}; expected a name like 'sm_90a' or 'sm_100a'")
+    return int(digits)
+
+
+def _compile_one(module: Any, entry: str, config_name: str, fn: Any, args: tuple[Any, ...],
+                 kwargs: dict[str, Any], arch: str) -> dict[str, Any]:
+    import triton
+    from triton import knobs
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource, make_backend
+    from triton.runtime.jit import create_function_from_signature
+
+    record: dict[str, Any] = {"kernel": _kernel_name(fn), "config": config_name, "arch": arch}
+    started = _perf_counter()
+    try:
+        target = GPUTarget("cuda", _arch_capability(arch), 32)
+        backend = make_backend(target)
+        binder = create_function_from_signature(fn.signature, fn.params, backend)
+        kwargs = {**kwargs, "debug": kwargs.get("debug", fn.debug) or knobs.runtime.debug}
+        for knob in ("instrumentation_mode", "fpsan_homomorphic_casts"):  # as JITFunction.run adds them
+            if hasattr(knobs.compilation, knob):
+                kwargs[knob] = getattr(knobs.compilation, knob)
+        bound, specialization, options = binder(*args, **kwargs)
+        options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound, specialization, options)
+        kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__)
+    except Exception as exc:
+        record.update(ok=False, seconds=_perf_counter() - started, **_compile_error(exc, module, entry))
+        return record
+    meta = kernel.metadata
+    record.update(
+        ok=True, seconds=_perf_counter() - started, shared_bytes=int(meta.shared),
+        num_warps=int(meta.num_warps), num_stages=int(getattr(meta, "num_stages", 0)),
+        tmem_bytes=int(getattr(meta, "tmem_size", 0) or 0), cubin=bytes(kernel.asm["cubin"]),
+        ptx=str(kernel.asm["ptx"]),
+    )
+    return record
+
+
+def _def_line(jit_fn: Any) -> int:
+    """The file line of the kernel's `def` (after its decorators)."""
+    offset = next((i for i, text in enumerate(jit_fn.raw_src) if text.strip().startswith("def ")), 0)
+    return int(jit_fn.starting_line_number) + offset
+
+
+def _compile_error(exc: BaseException, module: Any, entry: str) -> dict[str, Any]:
+    """The error text and, for errors in kernel code, the line in the candidate's file."""
+    from triton.compiler.errors import CompilationError
+
+    innermost, chain = None, exc  # type: tuple[Any, BaseException | None]
+    while chain is not None:
+        if isinstance(chain, CompilationError):
+            innermost = chain
+        chain = chain.__cause__ or chain.__context__
+    if innermost is None or not hasattr(innermost.node, "lineno"):
+        return {"error": _error_text(exc, entry), "line": None}
+    line = None
+    for jit_fn in _jit_functions(module).values():
+        if jit_fn.src == innermost.src:
+            line = _def_line(jit_fn) + innermost.node.lineno - 1
+    message = (innermost.error_message or type(innermost).__name__).strip()
+    return {"error": message[:2000], "line": line, "excerpt": str(innermost)[:2000]}

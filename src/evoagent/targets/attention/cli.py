@@ -1,0 +1,145 @@
+"""The `evoagent check attention FILE` and `evoagent bench attention FILE` commands (registered by evoagent.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ...candidate import Candidate
+from ...result import EvalResult
+from .evaluator import AttentionEvaluator, cuda_available
+from .static import SUPPORTED_ARCHS
+from .suites import SUITES
+
+_BASELINE_ORDER = ("sdpa-cudnn", "sdpa-flash", "sdpa-efficient", "flash-attn", "flash-attn-3")
+
+
+def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Registers `check attention FILE [--suite S] [--arch A] [--json]` on an argparse subparsers object."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "check", help="evaluate one kernel file: legality, static compile, correctness, speed")
+    _common(p)
+    p.add_argument("--arch", action="append", choices=SUPPORTED_ARCHS,
+                   help="architecture to compile for without a GPU (repeatable; default sm_90a)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_check)
+    return p
+
+
+def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Registers `bench attention FILE [--suite S]`: the candidate against the baselines, as a table."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "bench", help="time one kernel file against cuDNN / FlashAttention per configuration")
+    _common(p)
+    p.add_argument("--reps", type=int, help="timed repetitions per configuration")
+    p.set_defaults(func=run_bench)
+    return p
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", choices=["attention"], help="the built-in target")
+    p.add_argument("file", help="the kernel file (defines attention(q, k, v, *, causal, sm_scale))")
+    p.add_argument("--suite", choices=sorted(SUITES),
+                   help="configuration suite (default: h100-mha with a GPU, else smoke)")
+
+
+def _evaluate(path: str, evaluator: AttentionEvaluator, stages: Sequence[str] | None = None) -> EvalResult:
+    from ...sandbox import Sandbox
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"kernel file {str(file)!r} does not exist")
+    candidate = Candidate.from_source(file.read_text(), entry=evaluator.entry)
+    with Sandbox(evaluator.sandbox_config(), gpus=(0,) if cuda_available() else ()) as sandbox:
+        return evaluator.evaluate(candidate, sandbox, stages=stages)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    evaluator = AttentionEvaluator(args.suite, archs=tuple(args.arch or ("sm_90a",)))
+    result = _evaluate(args.file, evaluator)
+    print(json.dumps(check_json(result), indent=2, default=str) if args.json else format_check(result))
+    return 0 if result.ok else 1
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    evaluator = AttentionEvaluator(args.suite, reps=args.reps)
+    result = _evaluate(args.file, evaluator, stages=("check", "test", "benchmark"))
+    print(format_check(result, details=False))
+    stage = result.stage("benchmark")
+    if stage is not None and stage.details.get("table"):
+        print()
+        print(format_bench_table(stage.details["table"], stage.details.get("device", "")))
+    elif stage is not None and stage.details.get("note"):
+        print(stage.details["note"])
+    return 0 if result.ok else 1
+
+
+def check_json(result: EvalResult) -> dict[str, Any]:
+    """status, reason, score, metrics, device, stages [{name, status, seconds, reason, details}], static {arch: ...}."""
+    check = result.stage("check")
+    static = {}
+    for arch, report in ((check.details.get("static") or {}) if check else {}).items():
+        static[arch] = {k: report.get(k) for k in ("ok", "shared_bytes", "registers", "spill_bytes",
+                                                    "spill_instructions", "compile_seconds", "cached")}
+    return {
+        "status": result.status.value, "reason": result.reason, "score": result.score,
+        "metrics": dict(result.metrics), "device": result.device,
+        "stages": [{"name": s.name, "status": s.status.value, "seconds": s.seconds, "reason": s.reason,
+                    "details": dict(s.details)} for s in result.stages],
+        "static": static,
+    }
+
+
+def format_check(result: EvalResult, *, details: bool = True) -> str:
+    """The label, the reason, and one block per stage."""
+    lines = [result.summary(), f"device: {result.device}"]
+    for stage in result.stages:
+        lines.append(f"[{stage.name}] {stage.status.value} ({stage.seconds:.2f} s)"
+                     + (f": {stage.reason}" if stage.reason else ""))
+        lines += [f"  {name}: {value:.4g} TFLOPS" for name, value in stage.metrics.items()]
+        if details:
+            lines += _stage_lines(stage.name, dict(stage.details))
+    return "\n".join(lines)
+
+
+def _stage_lines(name: str, details: dict[str, Any]) -> list[str]:
+    lines = [f"  legality: {finding}" for finding in details.get("legality", [])]
+    for arch, report in (details.get("static") or {}).items():
+        lines.append(f"  {arch}: shared {report.get('shared_bytes')} B, registers {report.get('registers')}, "
+                     f"spills {report.get('spill_bytes')} B / {report.get('spill_instructions')} instr, "
+                     f"compiled in {report.get('compile_seconds')} s{' (cached)' if report.get('cached') else ''}")
+        for kern in report.get("kernels", []):
+            if kern.get("sass_analysed", True):
+                mix = ", ".join(f"{k} {v}" for k, v in {**kern.get("tensor_core", {}),
+                                                         **kern.get("global_access_bits", {})}.items())
+                mix = f"SASS {mix or 'has no tensor-core instructions'}"
+            else:  # SASS is dumped once per kernel; its other variants show their PTX counts
+                mix = "PTX " + ", ".join(f"{k} {v}" for k, v in kern.get("ptx", {}).items())
+            lines.append(f"    {kern['kernel']} [{kern['config']}] warps {kern['num_warps']} stages "
+                         f"{kern['num_stages']}, {kern['registers']} registers: {mix}")
+    if name == "test" and "cases" in details:
+        lines.append(f"  {details['cases']} cases on {len(details.get('shapes', []))} shapes ({details.get('device')})")
+    if details.get("note"):
+        lines.append(f"  note: {details['note']}")
+    return lines
+
+
+def format_bench_table(rows: Sequence[dict[str, Any]], device: str) -> str:
+    """A markdown table: TFLOPS of the candidate and each baseline per configuration, and the ratio to cuDNN."""
+    present = [b for b in _BASELINE_ORDER if any(b in r["tflops"] for r in rows)]
+    header = ["config", "candidate", *present, "vs cuDNN"]
+    out = [f"TFLOPS on {device}", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [r["config"], _fmt(r["tflops"].get("candidate"))]
+        cells += [_fmt(r["tflops"].get(b)) if b in r["tflops"] else ("error" if b in r["baseline_errors"] else "-")
+                  for b in present]
+        cells.append("-" if r.get("ratio_to_cudnn") is None else f"{r['ratio_to_cudnn']:.3f}x")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"

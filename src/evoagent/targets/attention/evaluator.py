@@ -1,0 +1,362 @@
+"""AttentionEvaluator: check (legality + static compile) -> test -> benchmark -> profile, verdicts trusted-side."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...candidate import Candidate
+from ...errors import ConfigError
+from ...evaluator import Evaluator
+from ...result import StageResult, Status
+from . import legality
+from .judge import dense_peak_tflops, judge_benchmark, judge_case, judge_output, judge_timers
+from .reference import sample_rows
+from .static import SUPPORTED_ARCHS, StaticCompiler, default_cache_dir, first_error
+from .suites import AttentionConfig, Suite, get_suite, make_config
+
+if TYPE_CHECKING:
+    from ...sandbox import Sandbox, SandboxConfig, SandboxResult
+
+DESCRIPTION = """\
+Write the forward pass of multi-head / grouped-query attention as Triton kernels, in one file `kernel.py`
+that defines
+
+    def attention(q, k, v, *, causal: bool, sm_scale: float) -> torch.Tensor
+
+q is (B, H_Q, N, D); k and v are (B, H_KV, N, D) with H_Q % H_KV == 0 (GQA: query head h uses key/value
+head h // (H_Q // H_KV)); all contiguous, fp16 or bf16, D in {64, 128}, any N >= 1 (not a multiple of
+any block size in general). Return a NEW (B, H_Q, N, D) tensor of q's dtype holding
+softmax(sm_scale * q @ k^T, masked to keys j <= i when causal) @ v. The score is the geometric mean
+TFLOPS over the suite's configurations (FLOPs = 4*B*H_Q*N^2*D, halved when causal); a version that
+fails any check scores nothing.
+"""
+
+RULES = """\
+- The work is done by @triton.jit kernels defined in kernel.py and launched as kernel[grid](...);
+  the Python wrapper may only allocate, take views and launch (no torch matmul/softmax/attention,
+  no torch.ops, no torch.compile).
+- Imports: torch, triton (and triton.language), math, typing, functools, itertools, dataclasses,
+  enum, collections, numbers. No eval/exec/compile/getattr/__import__/__dict__, no os, sys, files,
+  threads, subprocesses, ctypes, gc, timers, CUDA streams, CUDA graphs or events.
+- Never modify q, k or v, never return or write into an input, write every output element, keep no
+  state between calls that changes results, and never patch torch, triton or any other module.
+- Numerics: compared with an fp64 reference on fresh random inputs (several seeds, ragged N, GQA
+  ratios, both causal modes): |out - ref| <= atol*rms(ref) + rtol*|ref| per element and a relative L2
+  error bound (fp16: 1e-2, 1e-2, 2e-3; bf16: 6e-2, 5e-2, 1e-2). Accumulate in fp32.
+- Tunable module constants may be marked `NAME = value  # evo: choices a b c`.
+"""
+
+_CPU_MAX_TEST_SEQLEN = 80
+_CPU_LABEL = "cpu-interpreter"
+
+
+@functools.cache
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def default_suite() -> str:
+    """'h100-mha' when a CUDA device is visible, else 'smoke'."""
+    return "h100-mha" if cuda_available() else "smoke"
+
+
+class AttentionEvaluator(Evaluator):
+    """Scores attention kernels: legality and a static compile report, correctness, throughput, profile.
+
+    Args:
+        suite: the configuration suite (default: 'h100-mha' with CUDA, else 'smoke').
+        archs: architectures the check stage compiles for, without a GPU ('sm_90a', 'sm_100a').
+        seeds: input seeds per test shape (each shape is called this many times in a row).
+        extra_shapes: random shapes per evaluation besides the suite's (ragged N, GQA ratios).
+        reps: timed repetitions per configuration (default 30 on GPU, 5 in the interpreter, where the
+            score uses the fastest repetition: noise from other processes only adds time).
+        warmup: untimed calls before timing (default 3 on GPU, 1 in the interpreter).
+        timeout_s: limit of one sandboxed call (a stage) in seconds.
+        cache_dir: where static reports are cached (default $EVOAGENT_CACHE_DIR/static).
+        seed: fixes the random draws (test shapes and inputs) for reproducible runs; None draws fresh ones.
+        baselines: time PyTorch SDPA / flash-attn next to the candidate on a GPU.
+        ncu: in the profile stage on a GPU, also run Nsight Compute (slow: up to two minutes) when present.
+    """
+
+    name = "attention"
+    description = DESCRIPTION
+    rules = RULES
+    entry = "kernel.py"
+    stages = ("check", "test", "benchmark", "profile")
+
+    def __init__(self, suite: str | None = None, *, archs: Sequence[str] = ("sm_90a",), seeds: int = 3,
+                 extra_shapes: int = 4, reps: int | None = None, warmup: int | None = None,
+                 timeout_s: float = 600.0, cache_dir: str | os.PathLike[str] | None = None,
+                 seed: int | None = None, baselines: bool = True, ncu: bool = False) -> None:
+        self.suite: Suite = get_suite(suite or default_suite())
+        if isinstance(archs, str) or not archs or any(a not in SUPPORTED_ARCHS for a in archs):
+            raise ConfigError(f"AttentionEvaluator archs must be a non-empty list from {list(SUPPORTED_ARCHS)} "
+                              f"(got {archs!r})")
+        for name, value, low in (("seeds", seeds, 1), ("extra_shapes", extra_shapes, 0), ("reps", reps, 1),
+                                 ("warmup", warmup, 0)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+                raise ConfigError(f"AttentionEvaluator {name} must be an int >= {low} (got {value!r})")
+        if not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
+            raise ConfigError(f"AttentionEvaluator timeout_s must be a positive number of seconds (got {timeout_s!r})")
+        self.archs = tuple(archs)
+        self.seeds, self.extra_shapes, self.reps, self.warmup = seeds, extra_shapes, reps, warmup
+        self.timeout_s = float(timeout_s)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.seed, self.baselines, self.ncu = seed, baselines, ncu
+        self._draws = np.random.default_rng(seed)
+        self._draws_lock = threading.Lock()  # the engine may evaluate several candidates at once
+        self.static = StaticCompiler(self.cache_dir)
+
+    # -- settings ------------------------------------------------------------------------------------
+
+    def spec(self) -> dict[str, Any]:
+        return {"class": "evoagent.targets.attention:AttentionEvaluator", "params": {
+            "suite": self.suite.name, "archs": list(self.archs), "seeds": self.seeds,
+            "extra_shapes": self.extra_shapes, "reps": self.reps, "warmup": self.warmup,
+            "timeout_s": self.timeout_s, "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
+            "seed": self.seed, "baselines": self.baselines, "ncu": self.ncu,
+        }}
+
+    def sandbox_config(self) -> SandboxConfig:
+        from ...sandbox import SandboxConfig
+
+        return SandboxConfig(timeout_s=self.timeout_s, memory_mb=None if cuda_available() else 8192,
+                             preload=("numpy", "torch", "triton", "evoagent.targets.attention.child"))
+
+    def device_label(self) -> str:
+        return _gpu_name() if cuda_available() else _CPU_LABEL
+
+    @property
+    def on_gpu(self) -> bool:
+        return cuda_available()
+
+    def _triton_cache(self) -> str:
+        return str((self.cache_dir or default_cache_dir()).parent / "triton")
+
+    def _call(self, sandbox: Sandbox, fn: Any, *args: Any, candidate: Candidate) -> SandboxResult:
+        gpu = bool(getattr(sandbox, "gpus", ())) and self.on_gpu
+        env = {"TRITON_INTERPRET": "0" if self.on_gpu else "1"}
+        return sandbox.call(fn, *args, files=dict(candidate.files), timeout_s=self.timeout_s, env=env, gpu=gpu)
+
+    # -- stages --------------------------------------------------------------------------------------
+
+    def check(self, candidate: Candidate, sandbox: Sandbox) -> StageResult:
+        """Parse, the signature, the static legality scan, then the AOT compile for each arch."""
+        source = candidate.files.get(self.entry)
+        if source is None:
+            return StageResult.fail(Status.COMPILE_ERROR, f"the candidate has no {self.entry} "
+                                                          f"(its files: {sorted(candidate.files)})")
+        try:
+            findings = legality.scan(source)
+        except SyntaxError as exc:
+            return StageResult.fail(Status.COMPILE_ERROR, f"line {exc.lineno}: SyntaxError: {exc.msg}")
+        problem = legality.check_contract(source)
+        if problem:
+            return StageResult.fail(Status.COMPILE_ERROR, problem)
+        if findings:
+            more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+            return StageResult.fail(Status.ILLEGAL, f"{findings[0]}{more}",
+                                    details={"legality": [str(f) for f in findings]})
+        reports, failed = self.static.report(source, self.entry, self.suite.static_configs(), self.archs, sandbox)
+        if failed is not None:
+            return StageResult.fail(failed.status, f"static compile: {_failure(failed, self.entry)}",
+                                    logs=failed.logs + "\n" + failed.reason)
+        details = {"legality": [], "static": {arch: compact_report(r) for arch, r in reports.items()}}
+        error = first_error(reports)
+        if error:
+            return StageResult.fail(Status.COMPILE_ERROR, error, details=details)
+        if not any(r["kernels"] for r in reports.values()):
+            return StageResult.fail(Status.ILLEGAL, "attention() launched no Triton kernel; the work must be done "
+                                                    "by @triton.jit kernels defined in the file", details=details)
+        return StageResult(details=details)
+
+    def test(self, candidate: Candidate, sandbox: Sandbox) -> StageResult:
+        """Correctness on the suite's shapes and fresh random ones; judged here against the fp64 reference."""
+        from .child import run_cases
+
+        with self._draws_lock:
+            cases = self.test_cases()
+        out = self._call(sandbox, run_cases, self.entry, cases, not self.on_gpu, self._triton_cache(),
+                         candidate=candidate)
+        if not out.ok:
+            return StageResult.fail(out.status, _failure(out, self.entry), logs=out.logs + "\n" + out.reason)
+        malformed = malformed_report(out.value, "cases", len(cases))
+        if malformed:
+            return StageResult.fail(Status.ILLEGAL, malformed, logs=out.logs)
+        verdict = judge_timers(out.value["timers_changed"])
+        results = out.value["cases"]
+        for case, result in zip(cases, results):
+            if not verdict.ok:
+                break
+            verdict = judge_case(case, result)
+        shapes = sorted({AttentionConfig.from_dict(c["config"]).name for c in cases})
+        details = {"cases": len(cases), "shapes": shapes, "kernels_launched": out.value["kernels"],
+                   "device": self.device_label(), "seconds_in_child": round(out.wall_s, 3)}
+        if not verdict.ok:
+            return StageResult.fail(verdict.status, verdict.reason, details=details, logs=out.logs)
+        return StageResult(details=details, logs=out.logs)
+
+    def benchmark(self, candidate: Candidate, sandbox: Sandbox) -> StageResult:
+        """TFLOPS per configuration (with baselines on a GPU; interpreter wall time without one)."""
+        from .timing import benchmark
+
+        if self.suite.gpu and not self.on_gpu:
+            return StageResult(details={"note": f"suite {self.suite.name!r} is timed on a GPU only; "
+                                                "no CUDA device here (use suite 'smoke' for an interpreter time)"})
+        reps = self.reps or (30 if self.on_gpu else 5)
+        warmup = self.warmup if self.warmup is not None else (3 if self.on_gpu else 1)
+        with self._draws_lock:
+            cases = [self._case(c, max_rows=512) | {"check_rep": int(self._draws.integers(reps))}
+                     for c in self.suite.configs]
+        out = self._call(sandbox, benchmark, self.entry, cases, reps, warmup, not self.on_gpu,
+                         self._triton_cache(), self.baselines, candidate=candidate)
+        if not out.ok:
+            return StageResult.fail(out.status, _failure(out, self.entry),
+                                    logs=out.logs + "\n" + out.reason)
+        return self._judge_benchmark(cases, out)
+
+    def _judge_benchmark(self, cases: list[dict[str, Any]], out: SandboxResult) -> StageResult:
+        value = out.value
+        malformed = malformed_report(value, "results", len(cases))
+        if malformed:
+            return StageResult.fail(Status.ILLEGAL, malformed, logs=out.logs)
+        device = self.device_label()  # this process's view of the device, not the candidate's
+        verdict = judge_timers(value["timers_changed"])
+        metrics, rows = {}, []
+        for case, result in zip(cases, value["results"]):
+            config = AttentionConfig.from_dict(case["config"])
+            if verdict.ok:
+                verdict = judge_output(case, result.get("out_rows"))
+            if verdict.ok:
+                verdict, timings = judge_benchmark(config, result, out.wall_s, device, use_min=not self.on_gpu)
+            if not verdict.ok:
+                break
+            metrics[config.name] = timings["candidate"].tflops
+            rows.append(bench_row(config, timings, result["errors"]))
+        details = {"device": device, "peak_tflops": dense_peak_tflops(device), "table": rows}
+        if not verdict.ok:
+            return StageResult.fail(verdict.status, verdict.reason, details=details, logs=out.logs)
+        return StageResult(metrics=metrics, details=details, logs=out.logs)
+
+    def profile(self, candidate: Candidate, sandbox: Sandbox) -> StageResult:
+        """Per-kernel GPU times (and Nsight Compute when present); without a GPU, the static profile."""
+        if not self.on_gpu:
+            source = candidate.files.get(self.entry, "")
+            reports, failed = self.static.report(source, self.entry, self.suite.static_configs(), self.archs, sandbox)
+            if failed is not None:
+                return StageResult.fail(failed.status, f"static compile: {failed.reason.splitlines()[0]}")
+            static = {arch: compact_report(report) for arch, report in reports.items()}
+            return StageResult(details={"device": _CPU_LABEL, "static": static})
+        from .timing import profile
+
+        largest = max(self.suite.configs, key=lambda c: c.flops())
+        with self._draws_lock:
+            case = self._case(largest, with_rows=False)
+        out = self._call(sandbox, profile, self.entry, case, False,
+                         self._triton_cache(), self.ncu, candidate=candidate)
+        if not out.ok:
+            return StageResult.fail(out.status, _failure(out, self.entry), logs=out.logs)
+        return StageResult(details={"device": self.device_label(), **out.value})
+
+    # -- inputs ----------------------------------------------------------------------------------------
+
+    def test_cases(self) -> list[dict[str, Any]]:
+        """The test stage's cases: the suite's shapes (GPU, or an interpreter-sized suite) and fresh random ones."""
+        configs: list[tuple[AttentionConfig, int]] = []
+        if self.on_gpu or not self.suite.gpu:
+            configs += [(c, self.seeds if not self.suite.gpu else 1) for c in self.suite.configs]
+        configs += [(c, self.seeds) for c in self.extra_configs()]
+        return [self._case(config) for config, repeats in configs for _ in range(repeats)]
+
+    def extra_configs(self) -> list[AttentionConfig]:
+        """Random shapes the candidate cannot know in advance: ragged N, GQA ratios, both causal modes."""
+        rng, suite = self._draws, self.suite
+        max_n = suite.max_test_seqlen if self.on_gpu else min(suite.max_test_seqlen, _CPU_MAX_TEST_SEQLEN)
+        dtypes = suite.dtypes if self.on_gpu else ("float16",)  # bf16 arithmetic is wrong in the interpreter
+        configs = []
+        for i in range(self.extra_shapes):
+            group = int(rng.choice(suite.gqa_groups))
+            heads_kv = int(rng.integers(1, 4 if self.on_gpu else 2))
+            seqlen = int(rng.integers(1, max_n + 1))
+            if i < 2 and seqlen % 16 == 0:
+                seqlen = max(1, seqlen - 1)  # the first two are always ragged
+            batch = int(rng.integers(1, 3)) if self.on_gpu else 1
+            configs.append(make_config(batch, heads_kv * group, heads_kv, seqlen, int(rng.choice(suite.head_dims)),
+                                       i % 2 == 1, dtypes[i % len(dtypes)]))
+        return configs
+
+    def _case(self, config: AttentionConfig, *, with_rows: bool = True, max_rows: int = 4096) -> dict[str, Any]:
+        rng = self._draws
+        scale = float(rng.uniform(0.5, 2.0)) / math.sqrt(config.head_dim)
+        rows = sample_rows(config, rng, max_rows=max_rows) if with_rows else np.zeros((0, 3), dtype=np.int64)
+        return {"config": config.to_dict(), "seed": int(rng.integers(2**31)), "sm_scale": scale, "rows": rows}
+
+
+def _failure(out: SandboxResult, entry: str) -> str:
+    """The sandbox's one-line reason plus the last frame in the candidate's file, if the traceback has one."""
+    first = out.reason.splitlines()[0] if out.reason else out.status.value
+    frames = re.findall(rf'File "[^"]*/{re.escape(entry)}", line (\d+), in (\S+)', out.error or out.reason)
+    return f"{first} (at {entry} line {frames[-1][0]}, in {frames[-1][1]})" if frames else first
+
+
+def malformed_report(value: Any, key: str, count: int) -> str | None:
+    """Why the child's report is not the shape our child function returns (a tampered channel), or None."""
+    problem = None
+    if not isinstance(value, dict) or not isinstance(value.get(key), list) or "timers_changed" not in value:
+        problem = f"it lacks {key!r} or 'timers_changed'"
+    elif len(value[key]) != count:
+        problem = f"it holds {len(value[key])} results for {count} cases"
+    elif not all(isinstance(r, dict) for r in value[key]):
+        problem = "a result is not a mapping"
+    if problem is None:
+        return None
+    return f"the report from the candidate's process is malformed ({problem}); was the result channel tampered with?"
+
+
+def bench_row(config: AttentionConfig, timings: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
+    """One table row: candidate and baseline TFLOPS, the ratio to cuDNN, baseline errors."""
+    cudnn = timings.get("sdpa-cudnn")
+    candidate = timings["candidate"]
+    return {
+        "config": config.name,
+        "tflops": {name: float(f"{t.tflops:.4g}") for name, t in timings.items()},
+        "median_ms": {name: round(t.median_ms, 4) for name, t in timings.items()},
+        "iqr_ms": {name: round(t.iqr_ms, 4) for name, t in timings.items()},
+        "ratio_to_cudnn": round(candidate.tflops / cudnn.tflops, 4) if cudnn else None,
+        "baseline_errors": errors,
+    }
+
+
+def compact_report(report: dict[str, Any]) -> dict[str, Any]:
+    """A static report without bulky fields, for stage details an agent reads."""
+    kernels = [{k: kern.get(k) for k in ("kernel", "config", "num_warps", "num_stages", "shared_bytes",
+                                          "registers", "stack_bytes", "tmem_bytes", "compile_seconds")}
+               | {"sass_analysed": bool(kern.get("sass")), "tensor_core": kern.get("sass", {}).get("tensor_core", {}),
+                  "global_access_bits": kern.get("sass", {}).get("global_access_bits", {}),
+                  "spill_instructions": kern.get("sass", {}).get("spill_instructions"),
+                  "ptx": kern.get("ptx", {})}
+               for kern in report.get("kernels", [])]
+    keep = ("ok", "shared_bytes", "registers", "spill_bytes", "spill_instructions", "compile_seconds", "cached",
+            "errors", "wrapper_errors")
+    return {k: report.get(k) for k in keep} | {"kernels": kernels}
+
+
+@functools.cache
+def _gpu_name() -> str:
+    import torch
+
+    return str(torch.cuda.get_device_name(0))

@@ -1,0 +1,219 @@
+"""Verdicts, taken in the trusted process, on what the candidate's child process reported.
+
+The child's report is data, not truth: inputs are rebuilt here from their seeds, the reference is
+computed here, and reported times are checked against this side's clock and the device's peak.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...result import Status
+from .legality import ALLOWED_OPS
+from .reference import compare, input_slice, reference_rows
+from .suites import AttentionConfig
+
+# Dense (no sparsity) bf16/fp16 tensor-core peaks in TFLOPS, from NVIDIA's data sheets.
+DENSE_PEAK_TFLOPS = (
+    ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("H200", 989.4), ("H800", 989.4),
+    ("GH200", 989.4), ("GB200", 2500.0), ("B200", 2250.0), ("B100", 1750.0), ("A100", 312.0),
+    ("L40S", 362.0), ("L4", 121.0),
+)
+
+
+def dense_peak_tflops(device: str) -> float | None:
+    """The device's dense 16-bit tensor-core peak, or None when the device is not in the table."""
+    for marker, peak in DENSE_PEAK_TFLOPS:
+        if marker in device:
+            return peak
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    """A failure label and its reason (status OK means the case passed)."""
+
+    status: Status
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+
+OK = Verdict(status=Status.OK)
+
+
+def judge_case(case: Mapping[str, Any], result: Mapping[str, Any]) -> Verdict:
+    """One test case: contract, legality of what ran, untouched inputs, then numerics."""
+    config = AttentionConfig.from_dict(case["config"])
+    where = f"config {config.name} (seed {case['seed']})"
+    if "error" in result:
+        status = Status.OOM if result.get("oom") else Status.CRASH
+        return Verdict(status=status, reason=f"{where}: attention() raised {result['error']}")
+    try:
+        for check in (_check_output_type, _check_ops, _check_inputs, _check_numerics):
+            verdict = check(config, case, result, where)
+            if not verdict.ok:
+                return verdict
+    except (KeyError, TypeError, ValueError, IndexError) as exc:  # only a tampered report lacks these fields
+        return Verdict(status=Status.ILLEGAL, reason=f"{where}: the report from the candidate's process is "
+                                                     f"malformed ({type(exc).__name__}: {exc})")
+    return OK
+
+
+def _check_output_type(config: AttentionConfig, case: Mapping[str, Any], result: Mapping[str, Any],
+                       where: str) -> Verdict:
+    if result.get("output_type") != "Tensor":
+        return Verdict(status=Status.INCORRECT,
+                       reason=f"{where}: returned {result.get('output_type')}, expected a torch.Tensor")
+    if result["shape"] != list(config.q_shape):
+        return Verdict(status=Status.INCORRECT,
+                       reason=f"{where}: output shape {tuple(result['shape'])}, expected {config.q_shape}")
+    if result["dtype"] != config.dtype:
+        return Verdict(status=Status.INCORRECT,
+                       reason=f"{where}: output dtype {result['dtype']}, expected {config.dtype}")
+    if result.get("aliases_input"):
+        return Verdict(status=Status.ILLEGAL,
+                       reason=f"{where}: the output shares memory with an input; return a new tensor")
+    return OK
+
+
+def _check_ops(config: AttentionConfig, case: Mapping[str, Any], result: Mapping[str, Any], where: str) -> Verdict:
+    if result.get("launches", 0) < 1:
+        return Verdict(status=Status.ILLEGAL,
+                       reason=f"{where}: attention() launched no Triton kernel; the work must be done by "
+                              "@triton.jit kernels defined in the file, launched as kernel[grid](...)")
+    banned = sorted(op for op in result.get("ops", {}) if op not in ALLOWED_OPS)
+    if banned:
+        return Verdict(status=Status.ILLEGAL,
+                       reason=f"{where}: the wrapper ran torch operation(s) {', '.join('aten.' + b for b in banned)} "
+                              "outside a Triton kernel; only allocation, view and copy operations may run "
+                              "around the launches")
+    if result.get("cross_device"):
+        return Verdict(status=Status.ILLEGAL,
+                       reason=f"{where}: the wrapper moved data between devices ({result['cross_device'][0]})")
+    return OK
+
+
+def _check_inputs(config: AttentionConfig, case: Mapping[str, Any], result: Mapping[str, Any],
+                  where: str) -> Verdict:
+    rows = np.asarray(case["rows"])
+    group = config.heads_q // config.heads_kv
+    for name, heads_div in (("q", 1), ("k", group), ("v", group)):
+        got = np.asarray(result.get(f"{name}_rows"))
+        want = _input_rows(config, case["seed"], name, rows, heads_div)
+        if got.shape != want.shape or not np.array_equal(got, want):
+            bad = _first_difference(got, want, rows)
+            return Verdict(status=Status.ILLEGAL, reason=f"{where}: attention() modified its input {name}{bad}; "
+                                                         "inputs must be left unchanged")
+    return OK
+
+
+def _input_rows(config: AttentionConfig, seed: int, tensor: str, rows: np.ndarray, heads_div: int) -> np.ndarray:
+    out = np.empty((rows.shape[0], config.head_dim), dtype=np.float32)
+    cache: dict[tuple[int, int], np.ndarray] = {}
+    for i, (b, h, n) in enumerate(rows):
+        key = (int(b), int(h) // heads_div)
+        if key not in cache:
+            cache[key] = input_slice(config, seed, tensor, *key)
+        out[i] = cache[key][int(n)]
+    return out
+
+
+def _first_difference(got: np.ndarray, want: np.ndarray, rows: np.ndarray) -> str:
+    if got.shape != want.shape:
+        return ""
+    diff = np.argwhere(~((got == want) | (np.isnan(got) & np.isnan(want))))
+    if not diff.size:
+        return ""
+    b, h, n = (int(x) for x in rows[diff[0][0]])
+    return f" (first change at batch {b}, head {h}, row {n})"
+
+
+def _check_numerics(config: AttentionConfig, case: Mapping[str, Any], result: Mapping[str, Any],
+                    where: str) -> Verdict:
+    rows = np.asarray(case["rows"])
+    got = result.get("out_rows")
+    if got is None:
+        return Verdict(status=Status.INCORRECT, reason=f"{where}: no output rows came back")
+    expected = reference_rows(config, case["seed"], case["sm_scale"], rows)
+    outcome = compare(np.asarray(got), expected, config.dtype)
+    if outcome.ok:
+        return OK
+    reason = outcome.reason
+    if outcome.worst_index:
+        b, h, n = (int(x) for x in rows[outcome.worst_index[0]])
+        reason += f", at output element [batch {b}, head {h}, row {n}, col {outcome.worst_index[-1]}]"
+    return Verdict(status=Status.INCORRECT, reason=f"{where}: {reason}")
+
+
+def judge_output(case: Mapping[str, Any], out_rows: Any) -> Verdict:
+    """Numerics only: the rows of an output produced while being timed."""
+    config = AttentionConfig.from_dict(case["config"])
+    where = f"config {config.name} (seed {case['seed']}, timed run)"
+    if out_rows is None:
+        return Verdict(status=Status.INCORRECT, reason=f"{where}: attention() did not return a tensor")
+    return _check_numerics(config, case, {"out_rows": out_rows}, where)
+
+
+def judge_timers(changed: Sequence[str]) -> Verdict:
+    if changed:
+        return Verdict(status=Status.ILLEGAL, reason=f"the candidate replaced timing function(s) {', '.join(changed)}")
+    return OK
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timing:
+    """Reduced times of one implementation on one configuration.
+
+    Attributes:
+        median_ms, min_ms, iqr_ms: over the repetitions.
+        reps: how many repetitions were timed.
+        score_ms: the time the score uses: the median on a GPU; the minimum in the CPU interpreter,
+            whose noise (other processes on a shared core) only ever adds time.
+        tflops: FLOPs / score_ms.
+    """
+
+    median_ms: float
+    min_ms: float
+    iqr_ms: float
+    reps: int
+    score_ms: float
+    tflops: float
+
+
+def reduce_times(times_ms: Sequence[float], flops: float, *, use_min: bool = False) -> Timing:
+    ordered = sorted(times_ms)
+    q1, _, q3 = statistics.quantiles(ordered, n=4) if len(ordered) >= 2 else (ordered[0],) * 3
+    median = statistics.median(ordered)
+    score = ordered[0] if use_min else median
+    return Timing(median_ms=median, min_ms=ordered[0], iqr_ms=q3 - q1, reps=len(ordered), score_ms=score,
+                  tflops=flops / (score * 1e-3) / 1e12 if score > 0 else float("inf"))
+
+
+def judge_benchmark(config: AttentionConfig, result: Mapping[str, Any], wall_s: float, device: str,
+                    *, use_min: bool = False) -> tuple[Verdict, dict[str, Timing]]:
+    """Reduces one configuration's times and rejects impossible ones (faster than the peak, or than the clock)."""
+    timings = {name: reduce_times(t, config.flops(), use_min=use_min) for name, t in result["times_ms"].items() if t}
+    candidate = timings.get("candidate")
+    if candidate is None:
+        return Verdict(status=Status.CRASH, reason=f"config {config.name}: no candidate times came back"), timings
+    total_s = sum(sum(t) for t in result["times_ms"].values()) / 1e3
+    if result["region_s"] > wall_s * 1.05 + 0.05 or total_s > result["region_s"] * 1.05 + 0.05:
+        reason = (f"config {config.name}: reported times ({total_s:.3f} s in a {result['region_s']:.3f} s region) "
+                  f"do not fit the sandbox's own clock ({wall_s:.3f} s for the whole call)")
+        return Verdict(status=Status.ILLEGAL, reason=reason), timings
+    if candidate.min_ms <= 0:
+        return Verdict(status=Status.ILLEGAL, reason=f"config {config.name}: a non-positive time was reported"), timings
+    peak = dense_peak_tflops(device)
+    if peak is not None and candidate.tflops > peak:
+        return Verdict(status=Status.ILLEGAL,
+                       reason=f"config {config.name}: {candidate.tflops:.0f} TFLOPS is above {device}'s dense peak "
+                              f"of {peak:.0f} TFLOPS; the kernel cannot have done the work it was timed for"), timings
+    return OK, timings

@@ -1,0 +1,316 @@
+"""Static legality scan of a candidate's source: named findings, each with a line and a reason.
+
+One of three layers against cheating (with the runtime op trace and the trusted comparison). It
+resolves import and assignment aliases (`F = torch.nn.functional`) to qualified names and flags:
+library attention, matmul or softmax used on the data outside Triton kernels; dynamic code and
+attribute lookup by string (eval/exec/compile/getattr/__import__/__dict__...); imports outside a
+small allowlist (threads, subprocesses, ctypes, os, files, gc, timers...); side streams, CUDA
+graphs and events; and patching any attribute of an imported module (timers, synchronize, ...).
+
+Library-compute rules apply to the code that runs: module-level statements and the functions
+reachable from `attention` (a test helper with a torch reference below the kernel is fine).
+The capability rules apply to the whole file.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+ENTRY_FUNCTION = "attention"
+
+ALLOWED_IMPORTS = frozenset({
+    "__future__", "collections", "dataclasses", "enum", "functools", "itertools", "math", "numbers",
+    "torch", "triton", "typing",
+})
+
+# (qualified-name prefix, rule, what it is). A load of the name, or of anything under it, is a finding.
+_BANNED_NAMES: tuple[tuple[str, str, str], ...] = (
+    ("torch.nn.functional.scaled_dot_product_attention", "library-attention", "library attention"),
+    ("torch.nn.functional.multi_head_attention_forward", "library-attention", "library attention"),
+    ("torch.nn.MultiheadAttention", "library-attention", "library attention"),
+    ("torch.nn.attention", "library-attention", "library attention"),
+    ("torch._scaled_dot_product", "library-attention", "library attention"),
+    ("torch._fused_sdp", "library-attention", "library attention"),
+    ("torch._flash_attention", "library-attention", "library attention"),
+    ("torch._efficient_attention", "library-attention", "library attention"),
+    ("torch._cudnn_attention", "library-attention", "library attention"),
+    *((f"torch.{name}", "library-matmul", "library matmul") for name in (
+        "matmul", "mm", "bmm", "baddbmm", "addmm", "addbmm", "addmv", "einsum", "tensordot", "dot", "vdot",
+        "mv", "inner", "outer", "chain_matmul", "linalg", "nn.functional.linear", "nn.functional.bilinear",
+        "nn.Linear", "nn.Bilinear", "sparse", "_addmm_activation", "_scaled_mm", "_grouped_mm",
+    )),
+    *((f"torch.{name}", "library-softmax", "library softmax") for name in (
+        "softmax", "log_softmax", "_softmax", "nn.functional.softmax", "nn.functional.log_softmax",
+        "nn.functional.softmin", "special.softmax", "special.log_softmax", "nn.Softmax", "nn.LogSoftmax",
+    )),
+    *((f"torch.{name}", "raw-operator", "raw operator or compiler entry point") for name in (
+        "ops", "_ops", "_C", "library", "compile", "_dynamo", "_inductor", "jit", "fx", "export",
+        "utils", "hub", "_higher_order_ops", "_prims", "_refs", "_decomp", "func", "vmap",
+    )),
+    *((f"torch.cuda.{name}", "stream-or-timer", "side stream, CUDA graph or timing event") for name in (
+        "Stream", "stream", "ExternalStream", "set_stream", "graph", "graphs", "CUDAGraph",
+        "make_graphed_callables", "Event", "_sleep", "_set_stream_by_id",
+    )),
+    *((f"torch.{name}", "stream-or-timer", "side stream or timing event") for name in (
+        "Stream", "Event", "Generator",
+    )),
+    *((f"torch.{name}", "file-access", "file or host-memory access") for name in (
+        "load", "save", "from_file", "from_numpy", "frombuffer", "multiprocessing", "distributed",
+    )),
+    ("triton.runtime.jit", "raw-operator", "Triton's launcher internals"),
+    ("triton.compiler", "raw-operator", "Triton's compiler internals"),
+    ("triton.knobs", "raw-operator", "Triton's global settings"),
+)
+
+# Methods that compute on tensors with a library kernel, whatever the receiver.
+_BANNED_METHODS: dict[str, tuple[str, str]] = {
+    **{m: ("library-matmul", "library matmul") for m in (
+        "matmul", "mm", "bmm", "baddbmm", "addmm", "addbmm", "addmv", "mv", "__matmul__", "__rmatmul__")},
+    **{m: ("library-softmax", "library softmax") for m in ("softmax", "log_softmax", "softmin")},
+    "scaled_dot_product_attention": ("library-attention", "library attention"),
+    **{m: ("host-copy", "copies tensor data to the host") for m in ("numpy", "cpu", "tolist")},
+    **{m: ("stream-or-timer", "side stream or timing event") for m in ("record_stream", "elapsed_time")},
+}
+
+_BANNED_BUILTINS: dict[str, tuple[str, str]] = {
+    **{b: ("dynamic-code", "runs code built at run time") for b in ("eval", "exec", "compile", "__import__")},
+    **{b: ("string-lookup", "looks up attributes or names by string") for b in (
+        "getattr", "setattr", "delattr", "hasattr", "vars", "globals", "locals", "dir", "__builtins__")},
+    "open": ("file-access", "opens a file"),
+    "input": ("file-access", "reads standard input"),
+    "breakpoint": ("dynamic-code", "enters the debugger"),
+    "memoryview": ("file-access", "reads raw memory"),
+}
+
+# aten operations a wrapper may run around its launches: allocation, views and plain copies.
+ALLOWED_OPS = frozenset({
+    "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "zeros", "zeros_like",
+    "new_zeros", "ones", "ones_like", "new_ones", "full", "full_like", "new_full", "fill_", "zero_",
+    "arange", "scalar_tensor", "lift_fresh", "lift_fresh_copy", "view", "_unsafe_view", "reshape",
+    "_reshape_alias", "as_strided", "transpose", "t", "permute", "expand", "unsqueeze", "squeeze",
+    "select", "slice", "alias", "detach", "unbind", "split", "split_with_sizes", "chunk", "narrow",
+    "unflatten", "flatten", "movedim", "view_as", "clone", "copy_", "_to_copy", "contiguous",
+    "_local_scalar_dense", "set_", "resize_",
+})
+
+_ALLOWED_DUNDERS = frozenset({"__name__", "__qualname__", "__doc__", "__init__", "__future__"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """One legality problem: a rule name, the line, and a reason a person or agent can act on."""
+
+    rule: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message} [{self.rule}]"
+
+
+def _is_jit_decorator(node: ast.expr) -> bool:
+    target = node.func if isinstance(node, ast.Call) else node
+    return isinstance(target, (ast.Attribute, ast.Name)) and (
+        (isinstance(target, ast.Attribute) and target.attr in ("jit", "autotune", "heuristics"))
+        or (isinstance(target, ast.Name) and target.id == "jit")
+    )
+
+
+class _Aliases:
+    """Local names bound to qualified names by imports and simple assignments, anywhere in the file."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.names: dict[str, str] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.asname:
+                        self.names[alias.asname] = alias.name
+                    else:
+                        head = alias.name.split(".")[0]
+                        self.names[head] = head
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for alias in node.names:
+                    if alias.name != "*":
+                        self.names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        assignments = [n for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.NamedExpr, ast.AnnAssign))]
+        for _ in range(4):  # chains like F = torch.nn.functional; sdpa = F.scaled_dot_product_attention
+            for node in assignments:
+                value = node.value
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                resolved = self.qualname(value) if value is not None else None
+                for target in targets:
+                    if resolved and isinstance(target, ast.Name):
+                        self.names.setdefault(target.id, resolved)
+
+    def qualname(self, node: ast.AST) -> str | None:
+        if isinstance(node, ast.Name):
+            return self.names.get(node.id)
+        if isinstance(node, ast.Attribute):
+            base = self.qualname(node.value)
+            return f"{base}.{node.attr}" if base else None
+        return None
+
+
+def _banned_name(qualname: str) -> tuple[str, str] | None:
+    for prefix, rule, what in _BANNED_NAMES:
+        if qualname == prefix or qualname.startswith(prefix + "."):
+            return rule, what
+    return None
+
+
+def _reachable_functions(tree: ast.Module, entry: str) -> set[str]:
+    """Module-level function/class names reachable by name from `entry` and module-level code."""
+    defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    seeds: set[str] = {entry}
+    for stmt in tree.body:
+        if stmt.__class__ in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef) or _is_main_guard(stmt):
+            continue
+        seeds |= {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name)}
+    reached: set[str] = set()
+    todo = [name for name in seeds if name in defs]
+    while todo:
+        name = todo.pop()
+        if name in reached:
+            continue
+        reached.add(name)
+        todo.extend(n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name) and n.id in defs)
+    return reached
+
+
+def _is_main_guard(stmt: ast.stmt) -> bool:
+    return (isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Compare)
+            and isinstance(stmt.test.left, ast.Name) and stmt.test.left.id == "__name__")
+
+
+class _Scanner(ast.NodeVisitor):
+    def __init__(self, aliases: _Aliases, reachable: set[str]) -> None:
+        self.aliases = aliases
+        self.reachable = reachable
+        self.findings: list[Finding] = []
+        self.library_rules = True  # off inside Triton kernels and in code that never runs
+
+    def add(self, node: ast.AST, rule: str, message: str) -> None:
+        self.findings.append(Finding(rule=rule, line=getattr(node, "lineno", 0), message=message))
+
+    def scan_module(self, tree: ast.Module) -> None:
+        for stmt in tree.body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.scan_definition(stmt, runs=stmt.name in self.reachable)
+            else:
+                self.scan_with(stmt, library_rules=not _is_main_guard(stmt))
+
+    def scan_definition(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, *, runs: bool) -> None:
+        for decorator in node.decorator_list:  # evaluated at import
+            self.scan_with(decorator, library_rules=True)
+        if not isinstance(node, ast.ClassDef):
+            for default in [*node.args.defaults, *node.args.kw_defaults]:
+                if default is not None:
+                    self.scan_with(default, library_rules=True)
+        is_kernel = any(_is_jit_decorator(d) for d in node.decorator_list)
+        for stmt in node.body:
+            self.scan_with(stmt, library_rules=runs and not is_kernel)
+
+    def scan_with(self, node: ast.AST, *, library_rules: bool) -> None:
+        saved, self.library_rules = self.library_rules, library_rules
+        self.visit(node)
+        self.library_rules = saved
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self.check_import(node, alias.name)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level:
+            self.add(node, "import", "relative import (a candidate is a single file)")
+            return
+        module = node.module or ""
+        self.check_import(node, module)
+        for alias in node.names:
+            if alias.name == "*":
+                self.add(node, "import", f"'from {module} import *' hides which names are used; import them by name")
+            else:
+                self.check_name(node, f"{module}.{alias.name}")
+
+    def check_import(self, node: ast.AST, module: str) -> None:
+        if module.split(".")[0] not in ALLOWED_IMPORTS:
+            allowed = ", ".join(sorted(ALLOWED_IMPORTS - {"__future__"}))
+            self.add(node, "import", f"imports {module!r}; a candidate may import only {allowed}")
+        else:
+            self.check_name(node, module)
+
+    def check_name(self, node: ast.AST, qualname: str) -> bool:
+        banned = _banned_name(qualname)
+        if banned is None:
+            return False
+        rule, what = banned
+        if rule.startswith("library-") and not self.library_rules:
+            return False
+        self.add(node, rule, f"uses {qualname} ({what})")
+        return True
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if node.id in _BANNED_BUILTINS and node.id not in self.aliases.names:
+            rule, what = _BANNED_BUILTINS[node.id]
+            self.add(node, rule, f"uses {node.id}() ({what})")
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if node.attr.startswith("__") and node.attr.endswith("__") and node.attr not in _ALLOWED_DUNDERS:
+            self.add(node, "string-lookup", f"accesses {node.attr} (reflection on objects or modules)")
+        qualname = self.aliases.qualname(node)
+        if isinstance(node.ctx, (ast.Store, ast.Del)):
+            patched = qualname or self.aliases.qualname(_root(node))
+            if patched is not None:
+                self.add(node, "patching", f"assigns to {qualname or 'an attribute of ' + patched} "
+                                           "(patching a module at run time)")
+        elif qualname is not None and self.check_name(node, qualname):
+            return
+        elif node.attr in _BANNED_METHODS and qualname != "torch.cpu":
+            rule, what = _BANNED_METHODS[node.attr]
+            if self.library_rules or not rule.startswith("library-"):
+                self.add(node, rule, f"calls .{node.attr}() ({what})")
+        self.generic_visit(node)
+
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        if isinstance(node.op, ast.MatMult) and self.library_rules:
+            self.add(node, "library-matmul", "uses the @ operator outside a Triton kernel (library matmul)")
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if isinstance(node.op, ast.MatMult) and self.library_rules:
+            self.add(node, "library-matmul", "uses the @= operator outside a Triton kernel (library matmul)")
+        self.generic_visit(node)
+
+
+def _root(node: ast.AST) -> ast.AST:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.value if not isinstance(node, ast.Call) else node.func
+    return node
+
+
+def scan(source: str, *, entry: str = ENTRY_FUNCTION) -> list[Finding]:
+    """Every legality finding in `source`, in line order. Raises SyntaxError if it does not parse."""
+    tree = ast.parse(source)
+    scanner = _Scanner(_Aliases(tree), _reachable_functions(tree, entry))
+    scanner.scan_module(tree)
+    unique = {(f.line, f.rule, f.message): f for f in scanner.findings}
+    return sorted(unique.values(), key=lambda f: (f.line, f.rule, f.message))
+
+
+def check_contract(source: str, *, entry: str = ENTRY_FUNCTION) -> str | None:
+    """Why `source` does not define `attention(q, k, v, *, causal, sm_scale)`, or None if it does."""
+    tree = ast.parse(source)
+    found = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == entry]
+    if not found:
+        kernels = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+        return (f"no module-level function {entry!r}; define `def {entry}(q, k, v, *, causal, sm_scale)` "
+                f"(functions found: {kernels or 'none'})")
+    args = found[-1].args
+    positional = [a.arg for a in [*args.posonlyargs, *args.args]]
+    keywords = [a.arg for a in args.kwonlyargs]
+    names = set(positional) | set(keywords)
+    if len(positional) < 3 or not {"causal", "sm_scale"} <= names:
+        return (f"line {found[-1].lineno}: {entry}() takes ({', '.join(positional + keywords)}); it must accept "
+                f"(q, k, v, *, causal, sm_scale)")
+    return None

@@ -1,0 +1,263 @@
+"""Static compile report: AOT-compile the launched Triton kernels per arch and profile the cubins, no GPU.
+
+The candidate's kernels are captured and compiled in the sandbox child (`child.compile_launches`);
+the cubins come back as bytes and are examined here, in the trusted process, with the `cuobjdump`
+that Triton's NVIDIA backend ships: registers, stack (spills) and the SASS instruction mix, plus
+counts from the PTX. Reports are cached on disk by (source hash, arch, Triton version, shapes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .suites import AttentionConfig
+
+if TYPE_CHECKING:
+    from ...sandbox import Sandbox
+
+REPORT_VERSION = 1
+SUPPORTED_ARCHS = ("sm_90a", "sm_100a")
+# Largest dynamic shared memory one block may use (CUDA programming guide, compute capabilities table).
+SHARED_LIMIT_BYTES = {"sm_90a": 232448, "sm_90": 232448, "sm_100a": 232448, "sm_100": 232448,
+                      "sm_80": 166912, "sm_86": 101376, "sm_89": 101376}
+
+_SASS_LINE = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)((?:\.[A-Z0-9_]+)*)")
+_RESOURCE = re.compile(r"Function ([\w$.]+):\s*\n\s*REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)")
+_TENSOR_CORE_SASS = ("HGMMA", "HMMA", "IMMA", "QGMMA", "IGMMA", "BGMMA", "UTCHMMA", "UTCQMMA", "UTCIMMA",
+                     "UTCOMMA", "UTCBAR")
+_MEMORY_SASS = ("LDG", "LDGSTS", "STG", "LDS", "STS", "LDSM", "STSM", "UTMALDG", "UTMASTG", "UBLKCP",
+                "LDL", "STL", "MUFU", "BAR")
+_PTX_PATTERNS = {
+    "wgmma.mma_async": r"\bwgmma\.mma_async\b",
+    "mma.sync": r"\bmma\.sync\b",
+    "tcgen05.mma": r"\btcgen05\.mma\b",
+    "cp.async.bulk.tensor": r"\bcp\.async\.bulk\.tensor\b",
+    "cp.async": r"\bcp\.async\.c[ag]\b",
+    "ld.global": r"\bld\.global\b",
+    "st.global": r"\bst\.global\b",
+}
+
+
+def default_cache_dir() -> Path:
+    """$EVOAGENT_CACHE_DIR/static, or ~/.cache/evoagent/static."""
+    root = os.environ.get("EVOAGENT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "evoagent")
+    return Path(root) / "static"
+
+
+def triton_version() -> str:
+    try:
+        return importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def tool_path(name: str) -> Path | None:
+    """A CUDA binary tool (cuobjdump, nvdisasm) from Triton's NVIDIA backend, if it ships one."""
+    try:
+        import triton
+    except ImportError:
+        return None
+    path = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def cache_key(source: str, arch: str, configs: Sequence[AttentionConfig]) -> str:
+    text = json.dumps([REPORT_VERSION, source, arch, triton_version(), [c.to_dict() for c in configs]])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def sass_mix(sass: str) -> dict[str, Any]:
+    """Instruction counts from a SASS listing: tensor-core ops, memory ops by width, spills, total."""
+    opcodes: Counter[str] = Counter()
+    widths: Counter[str] = Counter()
+    for line in sass.splitlines():
+        match = _SASS_LINE.match(line)
+        if not match:
+            continue
+        opcode, suffix = match.group(1), match.group(2)
+        opcodes[opcode] += 1
+        if opcode in ("LDG", "LDGSTS", "STG"):
+            widths[f"{opcode}.{_access_bits(suffix)}"] += 1
+    tensor_core = {op: n for op, n in opcodes.items() if op in _TENSOR_CORE_SASS or op.startswith("UTC")}
+    return {
+        "total": sum(opcodes.values()),
+        "tensor_core": dict(sorted(tensor_core.items())),
+        "memory": {op: opcodes[op] for op in _MEMORY_SASS if opcodes[op]},
+        "global_access_bits": dict(sorted(widths.items())),
+        "spill_instructions": opcodes["LDL"] + opcodes["STL"],
+    }
+
+
+def _access_bits(suffix: str) -> int:
+    for part, bits in ((".128", 128), (".64", 64), (".U16", 16), (".S16", 16), (".U8", 8), (".S8", 8)):
+        if part + "." in suffix + ".":
+            return bits
+    return 32
+
+
+def ptx_mix(ptx: str) -> dict[str, int]:
+    """Counts of tensor-core, async-copy and global memory instructions in PTX text."""
+    counts = {name: len(re.findall(pattern, ptx)) for name, pattern in _PTX_PATTERNS.items()}
+    vector = re.findall(r"\bld\.global(?:\.[a-z0-9:]+)*?\.v(\d)\.[bfsu](\d+)", ptx)
+    for lanes, bits in vector:
+        key = f"ld.global.{int(lanes) * int(bits)}bit"
+        counts[key] = counts.get(key, 0) + 1
+    return {k: v for k, v in counts.items() if v}
+
+
+def resource_usage(text: str) -> dict[str, dict[str, int]]:
+    """cuobjdump --dump-resource-usage output -> {function: {registers, stack_bytes, ...}}."""
+    return {
+        name: {"registers": int(reg), "stack_bytes": int(stack), "static_shared_bytes": int(shared),
+               "local_bytes": int(local)}
+        for name, reg, stack, shared, local in _RESOURCE.findall(text)
+    }
+
+
+def analyse_cubins(cubins: Sequence[bytes], *, sass: Sequence[bool] | None = None,
+                   timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """Resource usage of each cubin and, where `sass` says so (default: all), its SASS mix.
+
+    Empty dicts if cuobjdump is missing. A SASS dump takes ~0.4 s, the resource usage milliseconds.
+    """
+    cuobjdump = tool_path("cuobjdump")
+    if cuobjdump is None or not cubins:
+        return [{} for _ in cubins]
+    with tempfile.TemporaryDirectory(prefix="evoagent-cubin-") as tmp:
+        paths = []
+        for i, blob in enumerate(cubins):
+            path = Path(tmp) / f"k{i}.cubin"
+            path.write_bytes(blob)
+            paths.append(path)
+        # SASS dumps take ~0.4 s each: start them all, then read the (fast) resource usage meanwhile.
+        wanted = list(sass) if sass is not None else [True] * len(paths)
+        sass_procs = [subprocess.Popen([str(cuobjdump), "--dump-sass", str(p)], stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL, text=True) if want else None
+                      for p, want in zip(paths, wanted)]
+        results = []
+        for path, proc in zip(paths, sass_procs):
+            usage = subprocess.run([str(cuobjdump), "--dump-resource-usage", str(path)], capture_output=True,
+                                   text=True, timeout=timeout_s).stdout
+            functions = resource_usage(usage)
+            results.append({"resources": next(iter(functions.values()), {}),
+                            "sass": sass_mix(_communicate(proc, timeout_s)) if proc is not None else {}})
+        return results
+
+
+def _communicate(proc: subprocess.Popen[str], timeout_s: float) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out
+
+
+def summarise(arch: str, compiled: list[dict[str, Any]], wrapper_errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """One arch's report from the child's compile records (cubins analysed here, then dropped)."""
+    good = [r for r in compiled if r.get("ok")]
+    first_of_kernel = [r["kernel"] not in {g["kernel"] for g in good[:i]} for i, r in enumerate(good)]
+    analyses = analyse_cubins([r["cubin"] for r in good], sass=first_of_kernel)  # SASS once per kernel
+    kernels = []
+    for record, analysis in zip(good, analyses):
+        resources = analysis.get("resources", {})
+        kernels.append({
+            "kernel": record["kernel"], "config": record["config"], "num_warps": record["num_warps"],
+            "num_stages": record["num_stages"], "shared_bytes": record["shared_bytes"],
+            "tmem_bytes": record.get("tmem_bytes", 0), "registers": resources.get("registers"),
+            "stack_bytes": resources.get("stack_bytes"), "local_bytes": resources.get("local_bytes"),
+            "sass": analysis.get("sass", {}), "ptx": ptx_mix(record["ptx"]),
+            "compile_seconds": round(record["seconds"], 3),
+        })
+    errors = [{k: r.get(k) for k in ("kernel", "config", "line", "error")} for r in compiled if not r.get("ok")]
+    limit = SHARED_LIMIT_BYTES.get(arch)
+    for k in kernels:
+        if limit is not None and k["shared_bytes"] > limit:
+            errors.append({"kernel": k["kernel"], "config": k["config"], "line": None,
+                           "error": f"needs {k['shared_bytes']} bytes of shared memory, over the {arch} limit of "
+                                    f"{limit} (the launch would fail with OutOfResources); use smaller blocks "
+                                    "or fewer pipeline stages (num_stages)"})
+    registers = [k["registers"] for k in kernels if k["registers"] is not None]
+    return {
+        "ok": not errors and not wrapper_errors and bool(kernels),
+        "errors": errors, "wrapper_errors": wrapper_errors, "kernels": kernels,
+        "shared_bytes": max((k["shared_bytes"] for k in kernels), default=0),
+        "registers": max(registers, default=None),
+        "spill_bytes": sum(k["stack_bytes"] or 0 for k in kernels),
+        "spill_instructions": sum(k["sass"].get("spill_instructions", 0) for k in kernels),
+        "compile_seconds": round(sum(r.get("seconds", 0.0) for r in compiled), 3),
+        "cuobjdump": tool_path("cuobjdump") is not None,
+    }
+
+
+class StaticCompiler:
+    """Compiles a candidate's kernels for target archs in the sandbox and caches the reports on disk."""
+
+    def __init__(self, cache_dir: str | os.PathLike[str] | None = None, *, timeout_s: float = 180.0) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.timeout_s = timeout_s
+
+    def report(self, source: str, entry: str, configs: Sequence[AttentionConfig], archs: Sequence[str],
+               sandbox: Sandbox) -> tuple[dict[str, Any], Any]:
+        """{arch: report} for `archs` (cached ones reused), and the failed SandboxResult if the call failed."""
+        from .child import compile_launches
+
+        reports: dict[str, Any] = {}
+        missing = []
+        for arch in archs:
+            cached = self._load(cache_key(source, arch, configs))
+            if cached is not None:
+                reports[arch] = {**cached, "cached": True}
+            else:
+                missing.append(arch)
+        if not missing:
+            return reports, None
+        out = sandbox.call(compile_launches, entry, [c.to_dict() for c in configs], list(missing),
+                           str(self.cache_dir.parent / "triton"), files={entry: source}, timeout_s=self.timeout_s)
+        if not out.ok:
+            return reports, out
+        value = out.value
+        for arch in missing:
+            compiled = [r for r in value["launches"] if r["arch"] == arch]
+            report = summarise(arch, compiled, value["wrapper_errors"])
+            report["kernels_defined"] = value["kernels_defined"]
+            self._store(cache_key(source, arch, configs), report)
+            reports[arch] = {**report, "cached": False}
+        return {arch: reports[arch] for arch in archs}, None
+
+    def _load(self, key: str) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads((self.cache_dir / f"{key}.json").read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def _store(self, key: str, report: dict[str, Any]) -> None:
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.cache_dir / f".{key}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(report, sort_keys=True))
+            os.replace(tmp, self.cache_dir / f"{key}.json")
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+
+
+def first_error(reports: dict[str, Any]) -> str | None:
+    """The first compile problem across archs as one actionable line, or None."""
+    for arch, report in reports.items():
+        for err in report.get("wrapper_errors", []):
+            return (f"{arch}: attention() failed while its launches were captured (config {err['config']}): "
+                    f"{err['error']}")
+        for err in report.get("errors", []):
+            where = f"line {err['line']}: " if err.get("line") else ""
+            return f"{arch}: kernel {err['kernel']} (config {err['config']}): {where}{err['error']}"
+    return None

@@ -1,0 +1,73 @@
+"""Every cheat category of DESIGN.md "Honest scores": a cheating kernel file must never end `ok`.
+
+Each file under cheats/ says in its docstring what it tries. The test runs the real cascade (static
+scan, AOT compile, the Triton interpreter in the sandbox, trusted-side verdicts) and checks the final
+label and that the reason names the problem. `_honest_kernel.py`, the base most cheats start from,
+must pass: otherwise the harness would be rejecting everything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evoagent.candidate import Candidate
+from evoagent.result import Status
+from evoagent.sandbox import Sandbox
+from evoagent.targets.attention import AttentionEvaluator
+
+CHEATS = Path(__file__).parent / "cheats"
+
+# file -> (allowed final labels, words the reason must contain)
+EXPECTED = {
+    "library_attention_alias.py": ({Status.ILLEGAL}, "scaled_dot_product_attention"),
+    "library_matmul_getattr.py": ({Status.ILLEGAL}, "getattr"),
+    "library_softmax_eval.py": ({Status.ILLEGAL}, "eval"),
+    "torch_ops_in_wrapper.py": ({Status.ILLEGAL}, "outside a Triton kernel"),
+    "replay_cache.py": ({Status.INCORRECT}, "outside tolerance"),
+    "return_input.py": ({Status.ILLEGAL}, "shares memory with an input"),
+    "unwritten_tail.py": ({Status.INCORRECT}, "NaN"),
+    "mutate_input.py": ({Status.ILLEGAL}, "modified its input k"),
+    "side_thread.py": ({Status.ILLEGAL}, "threading"),
+    "side_stream.py": ({Status.ILLEGAL}, "torch.cuda.Stream"),
+    "patch_timer.py": ({Status.ILLEGAL}, "time"),
+    "patch_sync_indirect.py": ({Status.ILLEGAL}, "torch.cuda.synchronize"),
+    "read_gc.py": ({Status.ILLEGAL}, "'gc'"),
+    "low_precision.py": ({Status.INCORRECT}, "outside tolerance"),
+    "fake_channel.py": ({Status.ILLEGAL}, "'os'"),
+    "read_secret.py": ({Status.ILLEGAL}, "'os'"),
+    "skip_work.py": ({Status.INCORRECT}, "outside tolerance"),
+}
+
+
+@pytest.fixture(scope="module")
+def evaluator(tmp_path_factory: pytest.TempPathFactory) -> AttentionEvaluator:
+    cache = tmp_path_factory.getbasetemp() / "attention-cache" / "static"
+    return AttentionEvaluator("smoke", cache_dir=cache, seed=11, seeds=2)
+
+
+@pytest.fixture(scope="module")
+def sandbox(evaluator: AttentionEvaluator):
+    with Sandbox(evaluator.sandbox_config()) as sb:
+        yield sb
+
+
+def test_every_cheat_file_has_an_expectation() -> None:
+    files = {p.name for p in CHEATS.glob("*.py") if not p.name.startswith("_")}
+    assert files == set(EXPECTED)
+
+
+def test_the_honest_base_kernel_passes(evaluator: AttentionEvaluator, sandbox: Sandbox) -> None:
+    result = evaluator.evaluate(Candidate.from_path(CHEATS / "_honest_kernel.py", entry="kernel.py"), sandbox,
+                                stages=("check", "test"))
+    assert result.status is Status.OK, result.reason
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_cheat_never_ends_ok(name: str, evaluator: AttentionEvaluator, sandbox: Sandbox) -> None:
+    labels, words = EXPECTED[name]
+    result = evaluator.evaluate(Candidate.from_path(CHEATS / name, entry="kernel.py"), sandbox)
+    assert result.status is not Status.OK and result.score is None
+    assert result.status in labels, result.reason
+    assert words in result.reason, result.reason

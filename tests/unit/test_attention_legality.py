@@ -1,0 +1,140 @@
+"""The static legality scan: each rule, aliases, and what it deliberately leaves alone."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from evoagent.targets.attention import default_seed
+from evoagent.targets.attention.legality import check_contract, scan
+
+HEADER = "import torch\nimport triton\nimport triton.language as tl\n"
+
+
+def rules(source: str) -> set[str]:
+    return {f.rule for f in scan(textwrap.dedent(source))}
+
+
+def body(code: str) -> str:
+    """A module whose attention() runs `code`."""
+    return HEADER + "def attention(q, k, v, *, causal, sm_scale):\n" + textwrap.indent(textwrap.dedent(code), "    ")
+
+
+def test_the_seed_kernel_is_legal() -> None:
+    assert scan(default_seed().read_text()) == []
+
+
+@pytest.mark.parametrize("code, rule", [
+    ("return torch.nn.functional.scaled_dot_product_attention(q, k, v)", "library-attention"),
+    ("F = torch.nn.functional\nreturn F.scaled_dot_product_attention(q, k, v)", "library-attention"),
+    ("return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)[0]", "raw-operator"),
+    ("return torch.matmul(q, k)", "library-matmul"),
+    ("return q @ k", "library-matmul"),
+    ("return q.bmm(k)", "library-matmul"),
+    ("return torch.Tensor.matmul(q, k)", "library-matmul"),
+    ("return torch.einsum('bhnd,bhmd->bhnm', q, k)", "library-matmul"),
+    ("return q.softmax(-1)", "library-softmax"),
+    ("return torch.nn.functional.softmax(q, -1)", "library-softmax"),
+    ("return torch.compile(lambda x: x)(q)", "raw-operator"),
+    ("return eval('q')", "dynamic-code"),
+    ("exec('x = 1')", "dynamic-code"),
+    ("return getattr(torch, 'matmul')(q, k)", "string-lookup"),
+    ("return torch.__dict__['matmul'](q, k)", "string-lookup"),
+    ("return vars(torch)['matmul'](q, k)", "string-lookup"),
+    ("return q.__class__", "string-lookup"),
+    ("open('/etc/passwd')", "file-access"),
+    ("torch.save(q, 'x.pt')", "file-access"),
+    ("return torch.from_numpy(q.cpu().numpy())", "file-access"),
+    ("s = torch.cuda.Stream()", "stream-or-timer"),
+    ("g = torch.cuda.CUDAGraph()", "stream-or-timer"),
+    ("e = torch.cuda.Event(enable_timing=True)", "stream-or-timer"),
+    ("torch.cuda.synchronize = lambda: None", "patching"),
+    ("torch.Tensor.add = None", "patching"),
+    ("return q.cpu()", "host-copy"),
+])
+def test_each_rule_names_its_finding(code: str, rule: str) -> None:
+    assert rule in rules(body(code))
+
+
+@pytest.mark.parametrize("module", ["os", "sys", "subprocess", "threading", "multiprocessing", "ctypes", "gc",
+                                    "time", "importlib", "inspect", "pickle", "socket", "numpy", "builtins"])
+def test_imports_outside_the_allowlist_are_illegal(module: str) -> None:
+    findings = scan(f"import {module}\n" + body("return q"))
+    assert [f.rule for f in findings] == ["import"]
+    assert module in findings[0].message and findings[0].line == 1
+
+
+def test_aliases_from_imports_and_chained_assignments_resolve() -> None:
+    source = """\
+        import torch
+        import torch.nn.functional as F
+        from torch import nn
+        from torch.nn.functional import scaled_dot_product_attention as fast
+        mm = torch.bmm
+        def attention(q, k, v, *, causal, sm_scale):
+            a = nn.functional.softmax
+            return fast(q, k, v)
+        """
+    messages = [f.message for f in scan(textwrap.dedent(source))]
+    assert any("torch.nn.functional.scaled_dot_product_attention" in m for m in messages)
+    assert any("torch.nn.functional.softmax" in m for m in messages)
+    assert any("torch.bmm" in m for m in messages)
+
+
+def test_findings_carry_line_numbers_in_order() -> None:
+    findings = scan(body("x = 1\nreturn eval('q')"))
+    assert findings[0].line == 6 and str(findings[0]).startswith("line 6: uses eval()")
+
+
+def test_library_compute_in_unreachable_test_helpers_and_main_is_allowed() -> None:
+    source = body("return q") + textwrap.dedent("""\
+
+        def _reference(q, k, v):
+            return torch.softmax(q @ k.transpose(-1, -2), -1) @ v
+
+        if __name__ == "__main__":
+            print(torch.matmul(torch.ones(2, 2), torch.ones(2, 2)))
+        """)
+    assert scan(source) == []
+
+
+def test_a_helper_reachable_from_attention_is_scanned() -> None:
+    source = HEADER + textwrap.dedent("""\
+        def _helper(q, k):
+            return q @ k
+        def attention(q, k, v, *, causal, sm_scale):
+            return _helper(q, k)
+        """)
+    assert rules(source) == {"library-matmul"}
+
+
+def test_capability_rules_apply_even_in_unreachable_code() -> None:
+    source = body("return q") + "\ndef _unused():\n    return eval('1')\n"
+    assert rules(source) == {"dynamic-code"}
+
+
+def test_triton_kernel_bodies_may_use_dot_and_matmul_like_names() -> None:
+    source = HEADER + textwrap.dedent("""\
+        @triton.jit
+        def _k(X, BLOCK: tl.constexpr):
+            x = tl.load(X + tl.arange(0, BLOCK)[:, None] * BLOCK + tl.arange(0, BLOCK)[None, :])
+            y = tl.dot(x, x)
+            z = tl.softmax(y)
+            tl.store(X + tl.arange(0, BLOCK)[:, None] * BLOCK + tl.arange(0, BLOCK)[None, :], z)
+        def attention(q, k, v, *, causal, sm_scale):
+            _k[(1,)](q, BLOCK=16)
+            return q
+        """)
+    assert scan(source) == []
+
+
+def test_syntax_errors_raise_for_the_caller_to_report() -> None:
+    with pytest.raises(SyntaxError):
+        scan("def attention(:\n")
+
+
+def test_contract_requires_the_attention_signature() -> None:
+    assert check_contract(body("return q")) is None
+    assert "no module-level function 'attention'" in check_contract("def attn(q, k, v):\n    pass\n")
+    assert "must accept (q, k, v, *, causal, sm_scale)" in check_contract("def attention(q, k):\n    pass\n")

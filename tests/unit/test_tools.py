@@ -1,0 +1,362 @@
+"""The agent's tools over a private workspace: paths, edits, evaluation text, budgets, submit and critique."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evoagent.candidate import Candidate
+from evoagent.errors import BudgetExhausted
+from evoagent.evaluator import Evaluator
+from evoagent.operators.base import VariationContext
+from evoagent.operators.tools import (
+    TOOLS,
+    Toolbox,
+    ToolLimits,
+    Workspace,
+    default_tool_stages,
+    format_result,
+    tool_definitions,
+    truncate,
+)
+from evoagent.result import EvalResult, StageResult, Status
+
+SEED = "SPEED = 1\n\n\ndef solve(xs):\n    return sorted(xs)\n"
+
+
+class ToyEvaluator(Evaluator):
+    """check compiles, test runs solve, benchmark reports SPEED for two configurations, profile counts lines."""
+
+    name = "toy"
+    description = "Define solve(xs) that returns xs sorted; the module constant SPEED is the score."
+    entry = "main.py"
+    stages = ("check", "test", "benchmark", "profile")
+
+    def check(self, candidate: Candidate, sandbox: Any) -> StageResult:
+        try:
+            compile(candidate.source, candidate.entry, "exec")
+        except SyntaxError as err:
+            return StageResult.fail(Status.COMPILE_ERROR, f"line {err.lineno}: {err.msg}")
+        return StageResult(details={"lines": candidate.source.count("\n")})
+
+    def _module(self, candidate: Candidate) -> dict[str, Any]:
+        namespace: dict[str, Any] = {}
+        exec(compile(candidate.source, candidate.entry, "exec"), namespace)  # noqa: S102 (test code, trusted)
+        return namespace
+
+    def test(self, candidate: Candidate, sandbox: Any) -> StageResult:
+        got = self._module(candidate)["solve"]([3, 1, 2])
+        if got != [1, 2, 3]:
+            return StageResult.fail(Status.INCORRECT, f"solve([3, 1, 2]) returned {got!r}, expected [1, 2, 3]")
+        return StageResult()
+
+    def benchmark(self, candidate: Candidate, sandbox: Any) -> StageResult:
+        speed = float(self._module(candidate)["SPEED"])
+        return StageResult(metrics={"n64": speed, "n128": speed * 2})
+
+    def profile(self, candidate: Candidate, sandbox: Any) -> StageResult:
+        return StageResult(details={"hot_loop": "sorted", "registers": 42})
+
+
+@dataclass
+class FakeLineage:
+    text: str = "Best committed version: seed (score 1)."
+
+    def summary(self) -> str:
+        return self.text
+
+
+@dataclass
+class Hit:
+    doc: str
+    section: str
+    title: str
+    score: float
+    snippet: str
+
+
+class FakeKnowledge:
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        return [Hit("triton", "blocks", "Block sizes", 3.5, "BLOCK_M trades registers for reuse")] if "block" in query else []
+
+    def read(self, doc: str, section: str | None = None) -> str:
+        if doc != "triton":
+            raise LookupError(f"unknown knowledge document {doc!r}; known documents: triton")
+        return "# Triton\nBlock sizes matter."
+
+
+def make_box(tmp_path: Path, *, limits: ToolLimits | None = None, knowledge: Any = None,
+             evaluate: Any = None) -> tuple[Toolbox, list[tuple[str, tuple[str, ...]]]]:
+    evaluator = ToyEvaluator()
+    parent = Candidate.from_source(SEED, entry="main.py")
+    calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def run(candidate: Candidate, stages: Any) -> EvalResult:
+        calls.append((candidate.id, tuple(stages)))
+        return evaluator.evaluate(candidate, None, stages=stages)  # type: ignore[arg-type]
+
+    other = Candidate.from_source(SEED.replace("SPEED = 1", "SPEED = 3"), entry="main.py", hypothesis="faster")
+    versions = {parent.id: (parent, None), other.id: (other, None)}
+    context = VariationContext(
+        trial_id=7, parent=parent, parent_result=None, best=(other, EvalResult(status=Status.OK, score=3.0)),
+        evaluator=evaluator, lineage=FakeLineage(), _evaluate=evaluate or run,
+        _get=lambda ref: next((v for k, v in versions.items() if k.startswith(ref)), None),
+    )
+    box = Toolbox(workspace=Workspace(tmp_path / "ws", parent), context=context, knowledge=knowledge,
+                  limits=limits or ToolLimits())
+    return box, calls
+
+
+def test_tool_names_match_the_contract() -> None:
+    names = [t["name"] for t in TOOLS]
+    assert names == ["lineage", "show_version", "diff_versions", "search_knowledge", "read_knowledge", "read_file",
+                     "edit_file", "write_file", "compile", "test", "benchmark", "profile", "submit"]
+    for tool in TOOLS:
+        schema = tool["input_schema"]
+        assert schema["type"] == "object" and set(schema["required"]) <= set(schema["properties"])
+        assert tool["description"]
+
+
+def test_knowledge_tools_are_offered_only_with_a_knowledge_base(tmp_path: Path) -> None:
+    assert "search_knowledge" not in [t["name"] for t in tool_definitions(knowledge=False)]
+    box, _ = make_box(tmp_path)
+    result = box.call("search_knowledge", {"query": "blocks"})
+    assert result.is_error and "unknown tool 'search_knowledge'" in result.text
+
+
+@pytest.mark.parametrize("path", ["../outside.py", "/etc/passwd", "sub/../../x.py", "..\\x.py", ""])
+def test_paths_cannot_leave_the_workspace(tmp_path: Path, path: str) -> None:
+    box, _ = make_box(tmp_path)
+    result = box.call("write_file", {"path": path, "content": "x = 1\n"})
+    assert result.is_error
+    assert "main.py" in result.text  # says what a good path looks like
+    assert not (tmp_path / "outside.py").exists() and not (tmp_path / "x.py").exists()
+
+
+def test_a_symlink_out_of_the_workspace_is_refused(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    (tmp_path / "secret.txt").write_text("key")
+    os.symlink(tmp_path / "secret.txt", box.workspace.root / "link.txt")
+    result = box.call("read_file", {"path": "link.txt"})
+    assert result.is_error and "outside the workspace" in result.text
+
+
+def test_read_file_returns_the_exact_text_and_lists_files(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    assert box.call("read_file", {"path": "main.py"}).text == SEED
+    assert box.call("read_file", {"path": "."}).text == "files: main.py"
+    missing = box.call("read_file", {"path": "kernel.py"})
+    assert missing.is_error and "files: main.py" in missing.text
+
+
+def test_edit_file_replaces_one_exact_match(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    result = box.call("edit_file", {"path": "main.py", "old": "SPEED = 1", "new": "SPEED = 2"})
+    assert not result.is_error and "line 1" in result.text
+    assert box.workspace.candidate().source == SEED.replace("SPEED = 1", "SPEED = 2")
+
+
+def test_edit_file_says_how_many_matches_it_found(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    none = box.call("edit_file", {"path": "main.py", "old": "SPEED = 9", "new": "SPEED = 2"})
+    assert none.is_error and "not found" in none.text and "'SPEED = 1'" in none.text  # closest line
+    box.call("write_file", {"path": "main.py", "content": "a = 1\na = 1\n"})
+    many = box.call("edit_file", {"path": "main.py", "old": "a = 1", "new": "a = 2"})
+    assert many.is_error and "occurs 2 times" in many.text
+    assert box.workspace.read("main.py") == "a = 1\na = 1\n"
+
+
+def test_edit_file_points_out_whitespace_differences(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    result = box.call("edit_file", {"path": "main.py", "old": "def solve(xs):\n  return sorted(xs)", "new": "x"})
+    assert result.is_error and "whitespace" in result.text
+
+
+def test_write_file_adds_a_file_to_the_candidate(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    assert not box.call("write_file", {"path": "helpers/util.py", "content": "X = 1\n"}).is_error
+    candidate = box.workspace.candidate()
+    assert set(candidate.files) == {"main.py", "helpers/util.py"} and candidate.entry == "main.py"
+    assert candidate.parents == (box.context.parent.id,)
+
+
+@pytest.mark.parametrize(("tool_input", "expected"), [
+    ({"path": "main.py", "old": "SPEED"}, "missing 'new'"),
+    ({"path": "main.py", "old": "SPEED", "new": 2}, "'new' must be a string"),
+    ({"path": "main.py", "old": "SPEED", "new": "x", "count": 1}, "unknown 'count'"),
+    ("main.py", "must be a JSON object"),
+])
+def test_malformed_input_names_the_problem_and_the_right_call(tmp_path: Path, tool_input: Any, expected: str) -> None:
+    box, _ = make_box(tmp_path)
+    result = box.call("edit_file", tool_input)
+    assert result.is_error and expected in result.text
+    assert 'edit_file {"path": "...", "old": "...", "new": "..."}' in result.text
+
+
+def test_unknown_tool_lists_the_tools(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    result = box.call("bash", {"cmd": "ls"})
+    assert result.is_error and "read_file" in result.text and "submit" in result.text
+
+
+def test_compile_error_result_starts_with_status_and_names_the_line(tmp_path: Path) -> None:
+    box, calls = make_box(tmp_path)
+    box.call("edit_file", {"path": "main.py", "old": "return sorted(xs)", "new": "return sorted(xs"})
+    text = box.call("compile", {}).text
+    lines = text.splitlines()
+    assert lines[0] == "status: compile_error" and lines[1] == "score: -"
+    assert "line 5" in text
+    assert calls[-1][1] == ("check",)
+
+
+def test_benchmark_reports_the_score_and_each_configuration(tmp_path: Path) -> None:
+    box, calls = make_box(tmp_path)
+    text = box.call("benchmark", {}).text
+    assert text.splitlines()[:2] == ["status: ok", "score: 1.41421"]  # geometric mean of 1 and 2
+    assert "n64: 1" in text and "n128: 2" in text
+    assert calls[-1][1] == ("check", "test", "benchmark")
+
+
+def test_tools_map_to_stage_prefixes_unless_the_evaluator_says_otherwise(tmp_path: Path) -> None:
+    assert default_tool_stages(("a", "b", "c", "d", "e"))["profile"] == ("a", "b", "c", "d", "e")
+    box, calls = make_box(tmp_path)
+    box.context.evaluator.tool_stages = {"compile": ("check",), "test": ("check", "test"),  # type: ignore[attr-defined]
+                                         "benchmark": ("check", "benchmark"), "profile": ("profile",)}
+    box.call("benchmark", {})
+    assert calls[-1][1] == ("check", "benchmark")
+
+
+def test_repeating_an_evaluation_of_the_same_version_costs_nothing(tmp_path: Path) -> None:
+    box, calls = make_box(tmp_path, limits=ToolLimits(max_exploratory_evals=1))
+    first = box.call("test", {})
+    again = box.call("test", {})
+    assert len(calls) == 1 and box.evaluations == 1
+    assert again.text.startswith(first.text.splitlines()[0]) and "already evaluated" in again.text
+
+
+def test_spent_evaluation_budget_is_reported_with_a_status_line(tmp_path: Path) -> None:
+    box, calls = make_box(tmp_path, limits=ToolLimits(max_exploratory_evals=1))
+    box.call("test", {})
+    box.call("edit_file", {"path": "main.py", "old": "SPEED = 1", "new": "SPEED = 2"})
+    result = box.call("test", {})
+    assert result.is_error and result.text.startswith("status: budget_overrun\nscore: -")
+    assert len(calls) == 1
+
+
+def test_failures_beyond_the_repair_budget_end_the_step(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path, limits=ToolLimits(repair_budget=1))
+    box.call("edit_file", {"path": "main.py", "old": "sorted(xs)", "new": "list(xs)"})
+    first = box.call("test", {}).text
+    assert first.startswith("status: incorrect") and "1 more failed evaluation" not in first
+    assert "0 more failed" in first and not box.stop_reason
+    box.call("edit_file", {"path": "main.py", "old": "list(xs)", "new": "reversed(xs)"})
+    box.call("test", {})
+    assert box.stop_reason.startswith("repair budget spent: 2 failed")
+
+
+def test_a_failing_harness_reads_as_harness_error(tmp_path: Path) -> None:
+    def broken(candidate: Candidate, stages: Any) -> EvalResult:
+        raise RuntimeError("executor went away")
+
+    box, _ = make_box(tmp_path, evaluate=broken)
+    result = box.call("compile", {})
+    assert result.text.startswith("status: harness_error") and "executor went away" in result.text
+    assert box.failures == 0
+
+
+def test_budget_exhaustion_during_evaluation_propagates(tmp_path: Path) -> None:
+    def out_of_time(candidate: Candidate, stages: Any) -> EvalResult:
+        raise BudgetExhausted("time budget of 1 h reached")
+
+    box, _ = make_box(tmp_path, evaluate=out_of_time)
+    with pytest.raises(BudgetExhausted):
+        box.call("test", {})
+
+
+def test_versions_are_shown_and_diffed_by_id_prefix_and_alias(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    best_id = box.context.best[0].id  # type: ignore[index]
+    shown = box.call("show_version", {"version": best_id[:6]}).text
+    assert f"version {best_id}" in shown and "hypothesis: faster" in shown and "SPEED = 3" in shown
+    diff = box.call("diff_versions", {"a": "parent", "b": "best"}).text
+    assert "-SPEED = 1" in diff and "+SPEED = 3" in diff
+    assert box.call("diff_versions", {"a": "parent", "b": "workspace"}).text == "parent and workspace are identical"
+    missing = box.call("show_version", {"version": "zzz"})
+    assert missing.is_error and "'parent'" in missing.text
+
+
+def test_knowledge_tools_search_and_read(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path, knowledge=FakeKnowledge())
+    hits = box.call("search_knowledge", {"query": "block sizes"}).text
+    assert hits.startswith("triton / blocks — Block sizes") and "BLOCK_M" in hits
+    assert "no section matches" in box.call("search_knowledge", {"query": "fp8"}).text
+    assert box.call("read_knowledge", {"doc": "triton"}).text.startswith("# Triton")
+    unknown = box.call("read_knowledge", {"doc": "cuda"})
+    assert unknown.is_error and "known documents: triton" in unknown.text
+
+
+def test_lineage_tool_returns_the_fresh_summary(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    box.context.lineage.text = "Best committed version: abc (score 9)."  # type: ignore[attr-defined]
+    assert box.call("lineage", {}).text == "Best committed version: abc (score 9)."
+
+
+def test_submit_is_refused_for_an_unchanged_workspace_or_empty_hypothesis(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    assert "identical to the starting version" in box.call("submit", {"hypothesis": "x"}).text
+    box.call("edit_file", {"path": "main.py", "old": "SPEED = 1", "new": "SPEED = 2"})
+    assert box.call("submit", {"hypothesis": "  "}).is_error
+    assert box.submission is None
+
+
+def test_first_submit_asks_for_a_critique_then_the_next_is_accepted(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    box.call("edit_file", {"path": "main.py", "old": "SPEED = 1", "new": "SPEED = 2"})
+    box.call("profile", {})
+    critique = box.call("submit", {"hypothesis": "raise SPEED"})
+    assert not critique.is_error and critique.text.startswith("critique requested")
+    assert "+SPEED = 2" in critique.text and "registers" in critique.text and "status" not in critique.text[:20]
+    assert "ok score=2.82843" in critique.text  # the verification of this exact version
+    assert box.submission is None
+    accepted = box.call("submit", {"hypothesis": "raise SPEED to 2"})
+    assert accepted.text.startswith("submitted version")
+    assert box.submission is not None and box.submission.hypothesis == "raise SPEED to 2"
+    assert box.submission.source == SEED.replace("SPEED = 1", "SPEED = 2")
+
+
+def test_critique_notices_an_untested_version(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    box.call("edit_file", {"path": "main.py", "old": "SPEED = 1", "new": "SPEED = 2"})
+    assert "has not been evaluated" in box.call("submit", {"hypothesis": "h"}).text
+
+
+def test_without_critique_the_first_submit_is_accepted(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path, limits=ToolLimits(critique=False))
+    box.call("edit_file", {"path": "main.py", "old": "SPEED = 1", "new": "SPEED = 2"})
+    assert box.call("submit", {"hypothesis": "h"}).text.startswith("submitted version")
+    assert box.submission is not None
+
+
+def test_long_results_are_cut_with_a_note(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path, limits=ToolLimits(max_result_chars=300, max_file_chars=500))
+    box.call("write_file", {"path": "main.py", "content": "x = 1\n" * 1000})
+    text = box.call("read_file", {"path": "main.py"}).text
+    assert 500 <= len(text) < 600 and "characters cut" in text
+    diff = box.call("diff_versions", {"a": "parent", "b": "workspace"}).text
+    assert 300 <= len(diff) < 400 and "characters cut" in diff
+    assert truncate("short", 10) == "short"
+
+
+def test_format_result_lists_stage_reasons_and_logs() -> None:
+    result = EvalResult(status=Status.CRASH, reason="test: segfault", stages=(
+        StageResult(name="check", details={"spills": 0}),
+        StageResult(name="test", status=Status.CRASH, reason="segfault", logs="boom at line 3"),
+    ))
+    lines = format_result(result).splitlines()
+    assert lines[:3] == ["status: crash", "score: -", "reason: test: segfault"]
+    assert "[test] crash (0.00 s): segfault" in lines and "  spills: 0" in lines
+    assert any("boom at line 3" in line for line in lines)
