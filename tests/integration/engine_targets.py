@@ -65,3 +65,10 @@ class Scripted(VariationOperator):
 
     def observe(self, outcome) -> None:
         self.seen.append(outcome.trial_id)
+
+
+def score_x(module) -> dict:
+    """A FunctionEvaluator score function: runs in the sandbox child with the candidate imported."""
+    if not isinstance(module.X, (int, float)):
+        raise ValueError(f"X must be a number, got {module.X!r}")
+    return {"f": 100.0 - (module.X - 3.0) ** 2}

@@ -385,3 +385,34 @@ def test_the_key_never_reaches_transcripts_events_or_proposals(server: FakeMessa
     assert proposal.candidate is not None and len(server.requests) == 3
     stored = json.dumps([run.messages, run.events, op.spec(), dict(proposal.candidate.metadata), dict(proposal.candidate.files)])
     assert KEY not in stored and KEY not in repr(op) and KEY not in json.dumps(op.messages)
+
+
+def test_two_replies_without_tools_in_a_row_end_the_step() -> None:
+    llm = ScriptedLLM().enqueue_text("Nothing left to try.").enqueue_text("Still nothing.")
+    proposal = operator(llm, max_turns=40).vary(Run().context())
+    assert proposal.candidate is None and "twice without calling a tool" in proposal.reason
+    assert len(llm.requests) == 2
+
+
+def test_a_backend_reporting_no_usage_is_still_compacted_by_size() -> None:
+    llm = ScriptedLLM()
+    zero = Usage()
+    for _ in range(2):  # two steps of big reads, every reply reporting 0 tokens (like HeuristicPolicy)
+        for _ in range(3):
+            llm.enqueue_tool_use("read_file", {"path": "main.py"}, usage=zero)
+        llm.enqueue_tool_use("edit_file", FAST, usage=zero).enqueue_tool_use("submit", {"hypothesis": "h"}, usage=zero)
+
+    class Summarizing:  # answers the tool-less summary request itself, the rest from the script
+        name = "summarizing"
+
+        def complete(self, **request: Any) -> Any:
+            if not request["tools"]:
+                return ScriptedLLM().enqueue_text("summary of the reads", usage=zero).complete(**request)
+            return llm.complete(**request)
+
+    op = operator(Summarizing(), critique=False, context_limit_tokens=6000)
+    run = Run()
+    for trial_id in (1, 2):
+        assert op.vary(run.context(trial_id=trial_id, source=BIG)).candidate is not None
+    assert op.compactions >= 1
+    assert any(kind == "compaction" for kind, _ in run.events)

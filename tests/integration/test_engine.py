@@ -144,3 +144,16 @@ def test_lineage_summary_graph_and_git_export(tmp_path):
     log = subprocess.run(["git", "log", "--format=%s"], cwd=repo, capture_output=True, text=True, check=True)
     assert log.stdout.splitlines() == ["try X = 2.0", "try X = 1.0", "seed"]
     run.close()
+
+
+def test_function_evaluator_shortcut_scores_and_rejects(tmp_path):
+    from engine_targets import score_x
+
+    evaluator = ea.FunctionEvaluator(score_x, entry="main.py")
+    with ea.Sandbox(evaluator.sandbox_config()) as sandbox:
+        good = evaluator.evaluate(ea.Candidate.from_source("X = 2.0\n"), sandbox)
+        bad = evaluator.evaluate(ea.Candidate.from_source("X = 'a'\n"), sandbox)
+    assert good.ok and good.score == pytest.approx(99.0)
+    assert bad.status is ea.Status.INCORRECT and "X must be a number" in bad.reason
+    rebuilt = ea.FunctionEvaluator(**evaluator.spec()["params"])
+    assert rebuilt.score_fn is score_x

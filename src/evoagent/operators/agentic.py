@@ -142,6 +142,7 @@ class AgenticVariationOperator(VariationOperator):
 
     def _loop(self, context: VariationContext, system: str, tools: list[dict[str, Any]], box: Toolbox) -> Proposal:
         max_tokens = self.max_tokens
+        idle = 0  # consecutive replies without a tool call
         for turn in range(1, self.max_turns + 1):
             self._maybe_compact(context, system, tools)
             response = self._ask(context, system, tools, max_tokens)
@@ -158,7 +159,11 @@ class AgenticVariationOperator(VariationOperator):
                 self._maybe_compact(context, system, tools, force=True)
             blocks = [self._run_tool(box, use, cut=cut and use is uses[-1] and response.content[-1] is use)
                       for use in uses]
-            if not uses and not cut:
+            idle = 0 if uses or cut else idle + 1
+            if idle >= 2:  # nudged once already: the model has nothing more to do in this step
+                self._add_user(context, [_text("The step ended: two replies in a row called no tool.")])
+                return Proposal(candidate=None, reason="the model ended its turn twice without calling a tool")
+            if idle:
                 notes.append("You called no tool. Work through the tools and finish with "
                              "submit {\"hypothesis\": ...} when your version is ready.")
             left = self.max_turns - turn
@@ -193,7 +198,8 @@ class AgenticVariationOperator(VariationOperator):
         self.messages.append({"role": "assistant", "content": content})
         context.record_message("assistant", content)
         usage = response.usage
-        self._prompt_tokens = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+        # Offline policies report no usage: then the size is estimated from the text instead.
+        self._prompt_tokens = (usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens) or None
         self._prompt_messages = len(self.messages) - 1
         context.charge(usage)
         return response
