@@ -91,14 +91,21 @@ def build_sandbox_config(config: RunConfig, evaluator: Evaluator) -> SandboxConf
     return dataclasses.replace(base, **changes)
 
 
-def build_knowledge(config: RunConfig, store: Any = None) -> Any:
-    from .knowledge import KnowledgeBase, Lesson
+def build_knowledge(config: RunConfig) -> Any:
+    """Built-in documents, the config's folders, and the lessons of the earlier runs it names.
 
-    paths = [Path(config.base_dir or ".", p) for p in config.operator.params.get("knowledge_paths", [])]
-    kb = KnowledgeBase(paths=paths)
-    if store is not None:
-        kb = kb.with_lessons([Lesson(run="this run", trial_id=t, text=text) for t, text in store.lessons()])
-    return kb
+    The engine adds this run's own lessons before every trial.
+    """
+    from .knowledge import KnowledgeBase, Lesson
+    from .run import Run
+
+    base = Path(config.base_dir or ".")
+    kb = KnowledgeBase(paths=[base / p for p in config.knowledge.paths])
+    earlier = []
+    for run_dir in config.knowledge.lesson_runs:
+        with Run.open(base / run_dir, readonly=True) as other:
+            earlier += [Lesson(run=str(run_dir), trial_id=t, text=text) for t, text in other.store.lessons()]
+    return kb.with_lessons(earlier)
 
 
 def build_operator(config: RunConfig, knowledge: Any = None, *, instruction: str = "") -> VariationOperator:
@@ -106,7 +113,7 @@ def build_operator(config: RunConfig, knowledge: Any = None, *, instruction: str
     op = config.operator
     if op.kind not in OPERATOR_KINDS:
         raise ConfigError(f"unknown operator kind {op.kind!r}; expected one of {', '.join(OPERATOR_KINDS)}")
-    params = {k: v for k, v in op.params.items() if k != "knowledge_paths"}
+    params = dict(op.params)
     if op.kind == "parameter_mutation":
         from .operators.mutation import ParameterMutation
 
@@ -123,7 +130,9 @@ def build_operator(config: RunConfig, knowledge: Any = None, *, instruction: str
         llm = HeuristicPolicy(knowledge=knowledge, seed=config.engine.seed)
     if instruction:
         params["instruction"] = instruction
-    return _construct(AgenticVariationOperator, {"llm": llm, "knowledge": knowledge, **params}, op.kind)
+    # The operator reads the knowledge base from each step's context, where the engine keeps this
+    # run's lessons up to date.
+    return _construct(AgenticVariationOperator, {"llm": llm, **params}, op.kind)
 
 
 def _construct(cls: type[VariationOperator], params: dict[str, Any], kind: str) -> VariationOperator:

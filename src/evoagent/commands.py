@@ -32,7 +32,12 @@ def run(args: argparse.Namespace) -> int:
     evaluator = assemble.build_evaluator(config)
     seeds = assemble.seed_paths(config)
     population = assemble.build_population(config)
-    assemble.build_operator(config, None)  # fail on a bad operator config before creating anything
+    assemble.build_operator(config, None)  # fail on a bad operator or knowledge config before creating anything
+    if config.knowledge.paths or config.knowledge.lesson_runs:
+        if config.operator.kind == "parameter_mutation":
+            raise ConfigError("[knowledge] is read by the agentic operators only; operator kind is "
+                              "'parameter_mutation' (remove the section or choose kind = \"agentic\")")
+        assemble.build_knowledge(config)
     run_ = Run.create(run_dir, evaluator=evaluator, seeds=seeds, population=population,
                       config=assemble.config_to_dict(config))
     return _evolve(run_, config, quiet=args.quiet)
@@ -60,7 +65,7 @@ def _with_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
 
 
 def _evolve(run_: Run, config: RunConfig, *, quiet: bool, instruction: str = "") -> int:
-    knowledge = assemble.build_knowledge(config, run_.store) if config.operator.kind != "parameter_mutation" else None
+    knowledge = assemble.build_knowledge(config) if config.operator.kind != "parameter_mutation" else None
     operators = [assemble.build_operator(config, knowledge, instruction=instruction)
                  for _ in range(config.engine.slots)]
     evaluator = run_.evaluator

@@ -61,6 +61,17 @@ class OperatorConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class KnowledgeConfig:
+    """Attributes:
+    paths: folders of markdown documents added to the built-in ones (relative to the config file).
+    lesson_runs: earlier run directories whose one-line lessons the agent can search too.
+    """
+
+    paths: list[str] = field(default_factory=list)
+    lesson_runs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BudgetConfig:
     """Attributes:
     trials: variation trials in the whole run (seeds not counted); 0 = no limit.
@@ -107,13 +118,14 @@ class SandboxSettings:
 class RunConfig:
     """A whole run. Attributes:
     seeds: seed files or directories (relative to the config file).
-    evaluator, population, operator, budget, engine, sandbox: the sections of the same names.
+    evaluator, population, operator, knowledge, budget, engine, sandbox: the sections of the same names.
     """
 
     seeds: list[str] = field(default_factory=list)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
     operator: OperatorConfig = field(default_factory=OperatorConfig)
+    knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)

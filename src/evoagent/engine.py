@@ -195,7 +195,7 @@ class _Engine:
 
         return VariationContext(
             trial_id=trial_id, parent=parent, parent_result=self.store.result(parent.id), best=best_pair,
-            evaluator=self.evaluator, lineage=self.run.lineage, recent=recent, knowledge=self.knowledge, rng=rng,
+            evaluator=self.evaluator, lineage=self.run.lineage, recent=recent, knowledge=self._knowledge(), rng=rng,
             run_dir=self.run.dir, _evaluate=evaluate,
             _record_message=lambda role, content: self.store.add_message(trial_id, role, content),
             _charge=lambda usage: self.charge(trial_id, usage),
@@ -249,6 +249,15 @@ class _Engine:
         except Exception as exc:  # an operator bug is ours: record it, keep the run going
             return None, EvalResult(status=Status.HARNESS_ERROR,
                                     reason=f"operator {operator.name!r} raised {type(exc).__name__}: {exc}")
+
+    def _knowledge(self) -> Any:
+        """The knowledge base with this run's lessons so far added to the ones it came with."""
+        if self.knowledge is None or not hasattr(self.knowledge, "with_lessons"):
+            return self.knowledge
+        from .knowledge import Lesson
+
+        own = [Lesson(run=self.run.dir.name, trial_id=t, text=text) for t, text in self.store.lessons()]
+        return self.knowledge.with_lessons([*self.knowledge.lessons, *own]) if own else self.knowledge
 
     def _seen(self, trial_id: int, candidate: Candidate) -> bool:
         with self.lock:

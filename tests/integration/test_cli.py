@@ -149,3 +149,23 @@ def test_adapt_starts_a_new_run_from_the_best_version(tmp_path):
     assert json.loads(seed_files) == {"main.py": best}
     assert stored["instruction"] == "keep X near 3" and stored["adapted_from"] == str(tmp_path / "a")
     assert json.loads(evoagent("status", str(tmp_path / "b"), "--json").stdout)["trials"] == 2
+
+
+def test_knowledge_section_adds_documents_and_lessons_of_earlier_runs(tmp_path):
+    from evoagent import assemble
+    from evoagent.config import load_config
+
+    evoagent("run", str(_config(tmp_path, trials=2)), "--run-dir", str(tmp_path / "earlier"), "--quiet")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "house-rules.md").write_text("# House rules\n\n## Tiles\n\nPrefer 128x64 tiles on H100.\n")
+    config = _config(tmp_path, trials=1, extra='[knowledge]\npaths = ["notes"]\nlesson_runs = ["earlier"]\n')
+    kb = assemble.build_knowledge(load_config(config))
+    assert [lesson.trial_id for lesson in kb.lessons] == [2, 3]
+    assert kb.search("prefer tiles on H100", k=1)[0].doc == "house-rules"
+    out = evoagent("run", str(config), "--run-dir", str(tmp_path / "r"), check=False)
+    assert out.returncode == 2 and "read by the agentic operators only" in out.stderr
+    bad = _config(tmp_path, trials=1, extra='[knowledge]\nlesson_runs = ["nowhere"]\n')
+    bad.write_text(bad.read_text().replace('"parameter_mutation"', '"heuristic"'))
+    out = evoagent("run", str(bad), "--run-dir", str(tmp_path / "r"), check=False)
+    assert out.returncode == 2 and "nowhere" in out.stderr and "not a run directory" in out.stderr
+    assert not (tmp_path / "r").exists()

@@ -157,3 +157,23 @@ def test_function_evaluator_shortcut_scores_and_rejects(tmp_path):
     assert bad.status is ea.Status.INCORRECT and "X must be a number" in bad.reason
     rebuilt = ea.FunctionEvaluator(**evaluator.spec()["params"])
     assert rebuilt.score_fn is score_x
+
+
+def test_knowledge_in_each_context_holds_this_runs_lessons_and_earlier_ones(tmp_path):
+    from evoagent.knowledge import KnowledgeBase, Lesson
+
+    seen, found = [], []
+
+    class Reader(Scripted):
+        def vary(self, context):
+            seen.append([lesson.text for lesson in context.knowledge.lessons])
+            found.append({hit.doc for hit in context.knowledge.search("compile_error try X", k=3)})
+            return super().vary(context)
+
+    run = _run(tmp_path)
+    kb = KnowledgeBase().with_lessons([Lesson(run="older", trial_id=7, text="trial 7: tiles 64x64 -> slower")])
+    ea.evolve(run, Reader(["X = 1.0\n", "X = (\n", "X = 2.0\n"]), ea.Budget(trials=3), knowledge=kb)
+    assert [len(s) for s in seen] == [1, 2, 3]
+    assert seen[2][0].startswith("trial 7") and "try X = (" in seen[2][2] and "compile_error" in seen[2][2]
+    assert "lessons" in found[2]
+    run.close()

@@ -207,7 +207,9 @@ class KnowledgeBase:
         docs = [d for d in (_builtin_documents() if builtin else ()) if d.name not in names]
         self._init(tuple(docs + user), lessons=None)
 
-    def _init(self, docs: tuple[Document, ...], lessons: Document | None) -> None:
+    def _init(self, docs: tuple[Document, ...], lessons: Document | None,
+              lesson_list: Sequence[Lesson] = ()) -> None:
+        self._lessons = tuple(lesson_list)
         self._docs = {d.name: d for d in docs}
         if lessons is not None:
             self._docs[LESSONS_DOC] = lessons
@@ -223,8 +225,13 @@ class KnowledgeBase:
         """A copy whose `lessons` document holds these lessons (replacing any it had)."""
         other = object.__new__(KnowledgeBase)
         docs = tuple(d for d in self._docs.values() if d.name != LESSONS_DOC)
-        other._init(docs, _lessons_document(lessons) if lessons else None)
+        other._init(docs, _lessons_document(lessons) if lessons else None, lessons)
         return other
+
+    @property
+    def lessons(self) -> tuple[Lesson, ...]:
+        """The lessons this knowledge base holds (see `with_lessons`)."""
+        return self._lessons
 
     @property
     def documents(self) -> list[Document]:
