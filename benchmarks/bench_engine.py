@@ -96,7 +96,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1_000)
     parser.add_argument("--sandbox-calls", type=int, default=30)
     args = parser.parse_args()
-    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {platform.node()} {cpu}, Python {platform.python_version()}")
     windows = engine_overhead(args.trials, args.window)
     for i, ms in enumerate(windows):
         print(f"engine overhead, trials {i * args.window + 1:>6}-{(i + 1) * args.window:<6}: {ms:6.2f} ms/trial")

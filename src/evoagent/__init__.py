@@ -16,8 +16,8 @@ from .errors import (
     SandboxError,
 )
 from .evaluator import Evaluator, FunctionEvaluator
-from .lineage import Lineage
 from .knowledge import KnowledgeBase
+from .lineage import Lineage
 from .operators.agentic import AgenticVariationOperator
 from .operators.base import Proposal, TrialOutcome, Usage, VariationContext, VariationOperator
 from .operators.mutation import ParameterMutation

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import assemble
 from .config import RunConfig, load_config
-from .engine import Budget, Event, EvolveResult, evolve
+from .engine import Event, EvolveResult, evolve
 from .errors import ConfigError, RunStoreError
 from .run import Run
 

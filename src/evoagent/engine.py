@@ -15,8 +15,8 @@ from typing import Any
 from .candidate import Candidate
 from .errors import BudgetExhausted, ConfigError, LLMError
 from .operators.base import Proposal, TrialOutcome, Usage, VariationContext, VariationOperator
-from .result import EvalResult, Status
 from .population import StoredMembers
+from .result import EvalResult, Status
 from .run import Run
 from .sandbox import Sandbox, SandboxConfig
 from .store import Trial
@@ -146,7 +146,8 @@ class _Engine:
             result = self.evaluator.evaluate(seed, self.sandbox)
             committed = self.run.population.accepts(result, self._best_score())
             trial = self.store.finish_trial(
-                trial_id, candidate=seed, result=result, hypothesis="seed", diff="", committed=committed, eval_s=time.perf_counter() - started, lesson="")
+                trial_id, candidate=seed, result=result, hypothesis="seed", diff="", committed=committed,
+                eval_s=time.perf_counter() - started, lesson="")
             self.emit("seed", {"trial_id": trial_id, "status": result.status.value, "score": result.score,
                                "reason": result.reason}, trial)
         if self.store.latest_member() is None:
@@ -236,7 +237,8 @@ class _Engine:
             operator.observe(_outcome(trial))
         return trial
 
-    def _vary(self, operator: VariationOperator, context: VariationContext) -> tuple[Proposal | None, EvalResult | None]:
+    def _vary(self, operator: VariationOperator,
+              context: VariationContext) -> tuple[Proposal | None, EvalResult | None]:
         try:
             return operator.vary(context), None
         except BudgetExhausted as exc:

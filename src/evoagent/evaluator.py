@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import importlib.metadata
+import inspect
 import platform
 import socket
 import sys
@@ -79,7 +79,8 @@ class Evaluator:
         for stage in cls.stages:
             if not callable(getattr(cls, stage, None)):
                 raise EvaluatorError(
-                    f"{cls.__name__}.stages names {stage!r} but the class has no method {stage}(self, candidate, sandbox)"
+                    f"{cls.__name__}.stages names {stage!r} but the class has no method "
+                    f"{stage}(self, candidate, sandbox)"
                 )
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Evaluator:
@@ -112,7 +113,8 @@ class Evaluator:
         names = tuple(self.stages) if stages is None else tuple(stages)
         unknown = [s for s in names if s not in self.stages]
         if unknown:
-            raise EvaluatorError(f"unknown stage(s) {unknown} for {type(self).__name__}; stages are {list(self.stages)}")
+            raise EvaluatorError(
+                f"unknown stage(s) {unknown} for {type(self).__name__}; stages are {list(self.stages)}")
         done: list[StageResult] = []
         metrics: dict[str, float] = {}
         for stage in names:
@@ -204,7 +206,8 @@ class FunctionEvaluator(Evaluator):
         if not isinstance(value, dict) or not value or not all(
             isinstance(v, (int, float)) for v in value.values()
         ):
-            return StageResult.fail(Status.INCORRECT, f"score function must return a non-empty dict of numbers, got {value!r}")
+            return StageResult.fail(
+                Status.INCORRECT, f"score function must return a non-empty dict of numbers, got {value!r}")
         return StageResult(metrics={str(k): float(v) for k, v in value.items()}, logs=out.logs)
 
     def spec(self) -> dict[str, Any]:

@@ -60,7 +60,8 @@ class Lineage:
             return "No committed version yet."
         best_id, best_score = best
         trials = {t.candidate_id: t for t in self.store.trials(state="done") if t.candidate_id}
-        lines = [f"Best committed version: {best_id} (score {_fmt(best_score)}).", "", "Chain from the root to the best:"]
+        lines = [f"Best committed version: {best_id} (score {_fmt(best_score)}).", "",
+                 "Chain from the root to the best:"]
         for c in self.ancestors(best_id):
             t = trials.get(c.id)
             hypothesis = (t.hypothesis if t else c.hypothesis) or "(seed)"

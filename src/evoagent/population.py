@@ -84,6 +84,11 @@ class MatchOrImprove:
 CommitRule = Callable[[float, "float | None"], bool]
 
 
+def _rule_spec(rule: CommitRule) -> dict[str, Any]:
+    spec = getattr(rule, "spec", None)
+    return dict(spec()) if callable(spec) else {"rule": getattr(rule, "__qualname__", "custom")}
+
+
 def _every_correct(score: float, best: float | None) -> bool:
     return True
 
@@ -107,7 +112,7 @@ class Population(abc.ABC):
         """The member the next variation step starts from (members is never empty)."""
 
     def spec(self) -> dict[str, Any]:
-        rule = self.rule.spec() if hasattr(self.rule, "spec") else {"rule": getattr(self.rule, "__qualname__", "custom")}
+        rule = _rule_spec(self.rule)
         return {"kind": self.name, **rule}
 
 
@@ -160,7 +165,7 @@ class Tree(Population):
 
     def spec(self) -> dict[str, Any]:
         selection = self.parent_selection if isinstance(self.parent_selection, str) else "custom"
-        rule = self.rule.spec() if hasattr(self.rule, "spec") else {"rule": getattr(self.rule, "__qualname__", "custom")}
+        rule = _rule_spec(self.rule)
         return {"kind": self.name, "parent_selection": selection, "tournament_size": self.tournament_size, **rule}
 
 

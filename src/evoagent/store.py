@@ -159,7 +159,8 @@ class RunStore:
             if number in applied:
                 continue
             if self.readonly:
-                raise IncompatibleRunError(f"run database {str(self.path)!r} needs migration {number}; open it writable once")
+                raise IncompatibleRunError(
+                    f"run database {str(self.path)!r} needs migration {number}; open it writable once")
             with self._tx() as db:
                 migration(db)
                 db.execute("INSERT INTO migrations VALUES (?, ?, ?)", (number, migration.__name__, time.time()))

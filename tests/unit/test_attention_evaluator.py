@@ -12,8 +12,8 @@ from evoagent.errors import ConfigError
 from evoagent.evaluator import Evaluator
 from evoagent.result import EvalResult, StageResult, Status
 from evoagent.targets.attention import AttentionEvaluator, default_seed, default_suite
-from evoagent.targets.attention.evaluator import cuda_available
 from evoagent.targets.attention.cli import add_bench_parser, add_check_parser, check_json, format_bench_table
+from evoagent.targets.attention.evaluator import cuda_available
 
 
 class _NoSandbox:

@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from evoagent.targets.attention.reference import (
-    TOLERANCES, compare, input_slice, make_inputs, reference_attention, reference_rows, round_to_dtype, sample_rows,
+    TOLERANCES,
+    compare,
+    input_slice,
+    make_inputs,
+    reference_attention,
+    reference_rows,
+    round_to_dtype,
+    sample_rows,
 )
 from evoagent.targets.attention.suites import make_config
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from evoagent.targets.attention.static import (
-    cache_key, default_cache_dir, first_error, ptx_mix, resource_usage, sass_mix, summarise,
+    cache_key,
+    default_cache_dir,
+    first_error,
+    ptx_mix,
+    resource_usage,
+    sass_mix,
+    summarise,
 )
 from evoagent.targets.attention.suites import get_suite
 

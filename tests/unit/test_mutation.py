@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from evoagent import Candidate, ConfigError
-from evoagent.operators.mutation import ParameterMutation, find_parameters, set_parameter
 from evoagent.operators.base import VariationContext
+from evoagent.operators.mutation import ParameterMutation, find_parameters, set_parameter
 
 SOURCE = """BLOCK_M = 64  # evo: choices 32 64 128
 NUM_WARPS: int = 4  # evo: choices 4 8

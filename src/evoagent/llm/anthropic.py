@@ -51,7 +51,8 @@ class Prices:
         for name in ("input_per_mtok", "output_per_mtok", "cache_write_per_mtok", "cache_read_per_mtok"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"Prices.{name} must be a non-negative number of USD per million tokens, got {value!r}")
+                raise ConfigError(
+                    f"Prices.{name} must be a non-negative number of USD per million tokens, got {value!r}")
 
     def cost_usd(self, *, input_tokens: int, output_tokens: int, cache_write_tokens: int,
                  cache_read_tokens: int) -> float:
@@ -139,7 +140,8 @@ class Anthropic:
         if resolved_prices is None:
             raise ConfigError(
                 f"no default prices for model {model!r} (known: {sorted(PRICES)}); "
-                "pass prices=Prices(input_per_mtok=..., output_per_mtok=..., cache_write_per_mtok=..., cache_read_per_mtok=...)"
+                "pass prices=Prices(input_per_mtok=..., output_per_mtok=..., "
+                "cache_write_per_mtok=..., cache_read_per_mtok=...)"
             )
         self.model = model
         self.max_tokens = max_tokens
@@ -167,7 +169,8 @@ class Anthropic:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Anthropic(model={self.model!r}, max_tokens={self.max_tokens}, thinking_budget={self.thinking_budget!r})"
+        return (f"Anthropic(model={self.model!r}, max_tokens={self.max_tokens}, "
+                f"thinking_budget={self.thinking_budget!r})")
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt from the environment on the other side: a pickle never carries the client or key.
@@ -277,7 +280,8 @@ def _check_args(model: str, max_tokens: int, thinking_budget: int | str | None, 
     if thinking_budget is not None and thinking_budget != "adaptive" and (
         not isinstance(thinking_budget, int) or isinstance(thinking_budget, bool) or thinking_budget < 1024
     ):
-        raise ConfigError(f"Anthropic thinking_budget must be None, 'adaptive' or an integer >= 1024, got {thinking_budget!r}")
+        raise ConfigError(
+            f"Anthropic thinking_budget must be None, 'adaptive' or an integer >= 1024, got {thinking_budget!r}")
     if not isinstance(max_retries, int) or max_retries < 0:
         raise ConfigError(f"Anthropic max_retries must be an integer >= 0, got {max_retries!r}")
     for name, value in (("timeout_s", timeout_s), ("backoff_s", backoff_s), ("max_backoff_s", max_backoff_s)):

@@ -325,13 +325,15 @@ class AgenticVariationOperator(VariationOperator):
                 return i
         return starts[-1]
 
-    def _summarize(self, context: VariationContext, old: Sequence[Mapping[str, Any]]) -> tuple[str, LLMResponse | None, str]:
+    def _summarize(self, context: VariationContext,
+                   old: Sequence[Mapping[str, Any]]) -> tuple[str, LLMResponse | None, str]:
         transcript = truncate(_render(old), 80_000)
         prompt = ("Summarize the work below for your future self, in at most 400 words: versions and hypotheses "
                   "tried, their outcomes with numbers, what failed and why, facts learned about the target, and "
                   f"promising next ideas.\n\n{transcript}")
         try:
-            response = self.llm.complete(system=_SUMMARY_SYSTEM, messages=[{"role": "user", "content": [_text(prompt)]}],
+            response = self.llm.complete(system=_SUMMARY_SYSTEM,
+                                         messages=[{"role": "user", "content": [_text(prompt)]}],
                                          tools=(), max_tokens=2048)
         except LLMError:
             return _mechanical_summary(old), None, "fallback"
@@ -376,7 +378,8 @@ def _render(messages: Sequence[Mapping[str, Any]]) -> str:
             if kind == "text":
                 lines.append(f"[{message['role']}] {block['text']}")
             elif kind == "tool_use":
-                lines.append(f"[call] {block.get('name')} {truncate(json.dumps(block.get('input'), default=str), 1500)}")
+                arguments = truncate(json.dumps(block.get("input"), default=str), 1500)
+                lines.append(f"[call] {block.get('name')} {arguments}")
             elif kind == "tool_result":
                 lines.append(f"[result] {truncate(_result_text(block), 1500)}")
     return "\n".join(lines)
@@ -395,7 +398,8 @@ def _mechanical_summary(old: Sequence[Mapping[str, Any]]) -> str:
                 calls[block.get("id", "")] = f"{block.get('name')} {key[:160]}".strip()
             elif kind == "tool_result":
                 first = _result_text(block).strip().splitlines()[:1]
-                facts.append(f"- {calls.get(block.get('tool_use_id', ''), 'tool')} -> {first[0][:160] if first else ''}")
+                call = calls.get(block.get("tool_use_id", ""), "tool")
+                facts.append(f"- {call} -> {first[0][:160] if first else ''}")
             elif kind == "text" and message["role"] == "user" and block["text"].startswith("Summary of"):
                 facts.append(truncate(block["text"], 2000))
             elif kind == "text" and message["role"] == "user":

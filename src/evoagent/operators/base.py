@@ -138,7 +138,7 @@ class VariationOperator(abc.ABC):
     def vary(self, context: VariationContext) -> Proposal:
         """One variation step: read the context, return a proposal (never raise for candidate trouble)."""
 
-    def observe(self, outcome: TrialOutcome) -> None:
+    def observe(self, outcome: TrialOutcome) -> None:  # noqa: B027 (optional hook, no-op by default)
         """Told the authoritative outcome of the proposal this operator made (memory hook)."""
 
     def spec(self) -> dict[str, Any]:

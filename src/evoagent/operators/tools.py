@@ -365,7 +365,8 @@ class Toolbox:
         if self.limits.critique and not self.critiqued:
             self.critiqued = True
             return self._critique(candidate)
-        self.submission = replace(candidate, metadata={**candidate.metadata, "exploratory_evaluations": self.evaluations})
+        self.submission = replace(candidate,
+                                  metadata={**candidate.metadata, "exploratory_evaluations": self.evaluations})
         return (f"submitted version {candidate.id}; the engine now runs the authoritative evaluation and "
                 "you will see its outcome at the start of the next step")
 
@@ -378,7 +379,8 @@ class Toolbox:
             f"1. Your diff against the starting version:\n{truncate(candidate.diff(self.context.parent), 6000)}",
             "2. Check it against the rules: the work is done by code in your files, nothing is cached or "
             "replayed across calls, inputs are not modified, every output element is written, nothing runs "
-            "outside the timed call, and numerics stay within the target's tolerance." + (f"\n{self.rules}" if self.rules else ""),
+            "outside the timed call, and numerics stay within the target's tolerance."
+            + (f"\n{self.rules}" if self.rules else ""),
             f"3. Verification: {verdict}.",
             f"4. Your last profile: {self.last_profile or 'none (run `profile` to get one)'}",
             "If you find a problem, fix it and test again. Then call submit again (you may revise the hypothesis).",
