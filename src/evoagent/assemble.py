@@ -30,6 +30,7 @@ def builtin_config(target: str, *, suite: str | None = None) -> RunConfig:
     config: RunConfig = from_dict(RunConfig, {
         "seeds": [str(default_seed())],
         "evaluator": {"target": "attention", "params": params},
+        "population": {"kind": "chain", "confirm": 2},  # timings are noisy: re-measure before committing
         "budget": {"trials": 6},
         "operator": {"kind": "agentic"},
     }, "")

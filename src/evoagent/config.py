@@ -38,12 +38,14 @@ class PopulationConfig:
     tolerance: Chain's commit tolerance, a fraction of the best score (0.005 = 0.5%).
     parent_selection: Tree's parent choice, "best" or "tournament".
     tournament_size: Tree's tournament size.
+    confirm: re-measurements of a would-be commit, interleaved with the best (0: commit on one measurement).
     """
 
     kind: str = "chain"
     tolerance: float = 0.0
     parent_selection: str = "tournament"
     tournament_size: int = 3
+    confirm: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import random
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -222,9 +223,13 @@ class _Engine:
             result = EvalResult(status=Status.DUPLICATE, reason=f"version {candidate.id} was already evaluated")
         else:
             result = self.evaluator.evaluate(candidate, self.sandbox)
+        confirmed = None
+        if candidate is not None and self._needs_confirmation(candidate, result):
+            result, confirmed = self._confirm(trial_id, candidate, result)
         eval_s = time.perf_counter() - started
         with self.lock:
-            committed = self.run.population.accepts(result, self._best_score())
+            accepted = self.run.population.accepts(result, self._best_score())
+            committed = accepted if confirmed is None else confirmed and result.ok
             parent_score = self.store.result(parent.id)
             lesson = _lesson(trial_id, hypothesis, result, committed,
                              parent_score.score if parent_score else None)
@@ -268,6 +273,42 @@ class _Engine:
             self.inflight[trial_id] = candidate.id
             return False
 
+    # -- noise-aware acceptance -------------------------------------------------------------
+
+    def _needs_confirmation(self, candidate: Candidate, result: EvalResult) -> bool:
+        best = self.store.best_member()
+        return bool(self.run.population.confirm and self.evaluator.timing_stages and best is not None
+                    and best.candidate_id != candidate.id and self.run.population.accepts(result, best.score))
+
+    def _confirm(self, trial_id: int, candidate: Candidate, result: EvalResult) -> tuple[EvalResult, bool]:
+        """Re-measures the candidate and the best, interleaved; judges their per-config medians."""
+        best_member = self.store.best_member()
+        assert best_member is not None  # Check internal correctness.
+        best = self.store.candidate(best_member.candidate_id)
+        assert best is not None  # Check internal correctness.
+        stages = self.evaluator.timing_stages
+        mine: list[dict[str, float]] = [dict(result.metrics)]
+        theirs: list[dict[str, float]] = []
+        for round_ in range(1, self.run.population.confirm + 1):
+            for who, runs in ((candidate, mine), (best, theirs)):
+                again = self.evaluator.evaluate(who, self.sandbox, stages=stages)
+                self.store.add_evaluation(who, again, kind="confirmation", trial_id=trial_id)
+                if not again.ok and who is candidate:
+                    return dataclasses.replace(
+                        again, reason=f"re-measurement {round_} of {len(mine)}: {again.reason}"), False
+                if again.ok:
+                    runs.append(dict(again.metrics))
+        if not theirs:  # the incumbent could not be re-measured: judge on the first measurement
+            return result, self.run.population.accepts(result, best_member.score)
+        metrics, best_metrics = _medians(mine), _medians(theirs)
+        score, best_score = self.evaluator.aggregate(metrics), self.evaluator.aggregate(best_metrics)
+        passed = score is not None and best_score is not None and bool(self.run.population.rule(score, best_score))
+        note = (f"re-measured {len(mine) - 1}x interleaved with best {best.id}: median {_num(score)} vs "
+                f"{_num(best_score)}" + ("" if passed else "; not committed"))
+        self.emit("confirm", {"trial_id": trial_id, "score": score, "best_score": best_score, "passed": passed,
+                              "best_id": best.id})
+        return dataclasses.replace(result, metrics=metrics, score=score, reason=note), passed
+
     def _best_score(self) -> float | None:
         best = self.store.best_member()
         return best.score if best else None
@@ -296,6 +337,16 @@ class _Engine:
 @dataclass(frozen=True)
 class _Dropped:
     trial_id: int  # finished after being marked interrupted (e.g. after Ctrl-C)
+
+
+def _medians(runs: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Per-configuration median over repeated measurements (configurations present in every run)."""
+    names = set(runs[0]).intersection(*runs[1:])
+    return {name: statistics.median(run[name] for run in runs) for name in sorted(names)}
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
 
 
 def _outcome(t: Trial) -> TrialOutcome:

@@ -63,19 +63,24 @@ class Evaluator:
         description: what a candidate must do; shown to agents in their prompt.
         entry: the file name of a single-file candidate in an agent's workspace.
         stages: the stage method names, in order.
-        exploratory_stages: stages an agent may run on drafts (default: all).
+        timing_stages: the stages whose metrics are noisy measurements (timings). A population with
+            `confirm > 0` re-runs them, interleaved with the incumbent, before committing.
     """
 
     name: ClassVar[str] = "custom"
     description: ClassVar[str] = ""
     entry: str = "main.py"
     stages: ClassVar[tuple[str, ...]] = ()
+    timing_stages: ClassVar[tuple[str, ...]] = ()
     _params: dict[str, Any]  # the constructor's arguments, recorded by __new__ for spec()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not cls.stages:
             raise EvaluatorError(f"{cls.__name__}.stages must name at least one stage method, e.g. ('check', 'test')")
+        for stage in cls.timing_stages:
+            if stage not in cls.stages:
+                raise EvaluatorError(f"{cls.__name__}.timing_stages names {stage!r}, which is not in its stages")
         for stage in cls.stages:
             if not callable(getattr(cls, stage, None)):
                 raise EvaluatorError(

@@ -94,12 +94,20 @@ def _every_correct(score: float, best: float | None) -> bool:
 
 
 class Population(abc.ABC):
-    """A population policy over the committed members stored in the run."""
+    """A population policy over the committed members stored in the run.
+
+    `confirm` (noise-aware acceptance): when > 0 and the evaluator has timing stages, a candidate
+    that passes the commit rule is re-measured `confirm` times, interleaved with the current best,
+    and committed only if the medians still pass the rule; it is stored with its median score.
+    """
 
     name: str = "population"
 
-    def __init__(self, rule: CommitRule) -> None:
+    def __init__(self, rule: CommitRule, *, confirm: int = 0) -> None:
+        if isinstance(confirm, bool) or not isinstance(confirm, int) or confirm < 0:
+            raise ConfigError(f"confirm must be an integer >= 0 (re-measurements before a commit), got {confirm!r}")
         self.rule = rule
+        self.confirm = confirm
 
     def accepts(self, result: EvalResult, best_score: float | None) -> bool:
         """The commit rule: only correct results with a score, judged against the best member's score."""
@@ -112,8 +120,7 @@ class Population(abc.ABC):
         """The member the next variation step starts from (members is never empty)."""
 
     def spec(self) -> dict[str, Any]:
-        rule = _rule_spec(self.rule)
-        return {"kind": self.name, **rule}
+        return {"kind": self.name, "confirm": self.confirm, **_rule_spec(self.rule)}
 
 
 class Chain(Population):
@@ -121,8 +128,8 @@ class Chain(Population):
 
     name = "chain"
 
-    def __init__(self, tolerance: float = 0.0, *, rule: CommitRule | None = None) -> None:
-        super().__init__(rule or MatchOrImprove(tolerance))
+    def __init__(self, tolerance: float = 0.0, *, confirm: int = 0, rule: CommitRule | None = None) -> None:
+        super().__init__(rule or MatchOrImprove(tolerance), confirm=confirm)
 
     def select_parent(self, members: Members, rng: random.Random) -> Member:
         latest = members.latest()
@@ -143,8 +150,8 @@ class Tree(Population):
     name = "tree"
 
     def __init__(self, parent_selection: str | ParentSelector = "tournament", *, tournament_size: int = 3,
-                 rule: CommitRule | None = None) -> None:
-        super().__init__(rule or _every_correct)
+                 confirm: int = 0, rule: CommitRule | None = None) -> None:
+        super().__init__(rule or _every_correct, confirm=confirm)
         if isinstance(parent_selection, str) and parent_selection not in ("best", "tournament"):
             raise ConfigError(
                 f"Tree parent_selection must be 'best', 'tournament' or a function (got {parent_selection!r})")
@@ -166,14 +173,17 @@ class Tree(Population):
     def spec(self) -> dict[str, Any]:
         selection = self.parent_selection if isinstance(self.parent_selection, str) else "custom"
         rule = _rule_spec(self.rule)
-        return {"kind": self.name, "parent_selection": selection, "tournament_size": self.tournament_size, **rule}
+        return {"kind": self.name, "parent_selection": selection, "tournament_size": self.tournament_size,
+                "confirm": self.confirm, **rule}
 
 
 def population_from_spec(spec: dict[str, Any]) -> Population:
     """Rebuilds a built-in population policy from its stored or configured spec."""
     kind = spec.get("kind", "chain")
+    confirm = int(spec.get("confirm", 0))
     if kind == "chain":
-        return Chain(float(spec.get("tolerance", 0.0)))
+        return Chain(float(spec.get("tolerance", 0.0)), confirm=confirm)
     if kind == "tree":
-        return Tree(spec.get("parent_selection", "tournament"), tournament_size=int(spec.get("tournament_size", 3)))
+        return Tree(spec.get("parent_selection", "tournament"), tournament_size=int(spec.get("tournament_size", 3)),
+                    confirm=confirm)
     raise ConfigError(f"unknown population kind {kind!r}; expected 'chain' or 'tree'")

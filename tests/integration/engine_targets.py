@@ -72,3 +72,27 @@ def score_x(module) -> dict:
     if not isinstance(module.X, (int, float)):
         raise ValueError(f"X must be a number, got {module.X!r}")
     return {"f": 100.0 - (module.X - 3.0) ** 2}
+
+
+class Noisy(Evaluator):
+    """score = 100 - (X - 3)^2 plus scripted 'luck' on a source's first measurements (no sandbox needed)."""
+
+    name = "noisy"
+    entry = "main.py"
+    stages = ("check", "time")
+    timing_stages = ("time",)
+
+    def __init__(self, luck: dict[str, list[float]] | None = None) -> None:
+        self.luck = {k: list(v) for k, v in (luck or {}).items()}
+        self.measured: list[str] = []
+
+    def check(self, candidate: Candidate, sandbox) -> StageResult:
+        return StageResult()
+
+    def time(self, candidate: Candidate, sandbox) -> StageResult:
+        namespace: dict = {}
+        exec(candidate.source, namespace)  # trusted test code
+        self.measured.append(candidate.source)
+        bonus = self.luck.get(candidate.source, [])
+        extra = bonus.pop(0) if bonus else 0.0
+        return StageResult(metrics={"f": 100.0 - (namespace["X"] - 3.0) ** 2 + extra})

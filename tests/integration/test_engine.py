@@ -177,3 +177,38 @@ def test_knowledge_in_each_context_holds_this_runs_lessons_and_earlier_ones(tmp_
     assert seen[2][0].startswith("trial 7") and "try X = (" in seen[2][2] and "compile_error" in seen[2][2]
     assert "lessons" in found[2]
     run.close()
+
+
+def _noisy_run(tmp_path, confirm, luck):
+    from engine_targets import Noisy
+
+    evaluator = Noisy(luck)
+    run = _run(tmp_path, evaluator=evaluator, population=ea.Chain(confirm=confirm))
+    return run, evaluator
+
+
+def test_a_lucky_measurement_is_committed_without_confirmation(tmp_path):
+    # The seed (X = 0) scores 91; X = 6.5 truly scores 87.75 but measures 97.75 once.
+    run, _ = _noisy_run(tmp_path, 0, {"X = 6.5\n": [10.0]})
+    trials = list(ea.iterate(run, Scripted(["X = 6.5\n"]), ea.Budget(trials=1)))
+    assert trials[0].committed and trials[0].score == pytest.approx(97.75)
+    run.close()
+
+
+def test_confirmation_rejects_luck_and_keeps_real_gains(tmp_path):
+    run, evaluator = _noisy_run(tmp_path, 2, {"X = 6.5\n": [10.0]})
+    trials = list(ea.iterate(run, Scripted(["X = 6.5\n", "X = 2.0\n"]), ea.Budget(trials=2)))
+    lucky, real = trials
+    assert not lucky.committed and lucky.status is ea.Status.OK
+    assert lucky.score == pytest.approx(87.75) and "median 87.75 vs 91; not committed" in lucky.reason
+    assert real.committed and real.score == pytest.approx(99.0)
+    # interleaved: candidate, best, candidate, best after the first measurement of each trial
+    assert evaluator.measured[1:6] == ["X = 6.5\n", "X = 6.5\n", SEED, "X = 6.5\n", SEED]
+    assert run.store.count_evaluations("confirmation") == 8
+    assert [e["payload"]["passed"] for e in run.store.events("confirm")] == [False, True]
+    run.close()
+
+
+def test_confirm_must_be_a_non_negative_integer():
+    with pytest.raises(ea.ConfigError, match="confirm must be an integer >= 0"):
+        ea.Chain(confirm=-1)

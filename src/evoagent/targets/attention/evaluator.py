@@ -95,6 +95,7 @@ class AttentionEvaluator(Evaluator):
     name = "attention"
     description = DESCRIPTION
     rules = RULES
+    timing_stages = ("benchmark",)
     entry = "kernel.py"
     stages = ("check", "test", "benchmark", "profile")
 
