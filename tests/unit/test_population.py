@@ -72,5 +72,7 @@ def test_committed_scores_never_fall_below_best_times_tolerance(tolerance, outco
 
 
 def test_rule_spec_is_recorded():
-    assert Chain(tolerance=0.005).spec() == {"kind": "chain", "rule": "match_or_improve", "tolerance": 0.005}
+    assert Chain(tolerance=0.005).spec() == {"kind": "chain", "confirm": 0, "rule": "match_or_improve",
+                                             "tolerance": 0.005}
+    assert Chain(confirm=2).spec()["confirm"] == 2 and Tree(confirm=1).spec()["confirm"] == 1
     assert MatchOrImprove(0.0)(1.0, 1.0)
