@@ -96,6 +96,8 @@ def _progress(run_: Run) -> Any:
                 best[0] = p["score"]
             print(f"  trial {p['trial_id']:<3} {mark:<13} score {_fmt(p.get('score'))}  best {_fmt(best[0])}  "
                   f"{p.get('hypothesis', '')[:90]}", file=sys.stderr)
+            if not p["committed"] and p.get("reason"):
+                print(f"            {p['reason'][:150]}", file=sys.stderr)
         elif event.kind == "supervisor":
             print(f"  supervisor: {str(p.get('advice', ''))[:120]}", file=sys.stderr)
     return show

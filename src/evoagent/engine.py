@@ -325,7 +325,7 @@ class _Engine:
         self.trials_done += 1
         self.since_commit = 0 if trial.committed else self.since_commit + 1
         payload = {"trial_id": trial.id, "status": str(trial.status), "score": trial.score,
-                   "committed": trial.committed, "hypothesis": trial.hypothesis[:200]}
+                   "committed": trial.committed, "hypothesis": trial.hypothesis[:200], "reason": trial.reason[:200]}
         self.emit("commit" if trial.committed else "trial", payload, trial, store=trial.committed)
         best = self.run.lineage.best()
         if self.target_score is not None and best is not None and best[1] >= self.target_score:
