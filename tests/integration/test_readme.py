@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -19,3 +20,15 @@ def test_readme_python_example_runs(tmp_path):
     lines = out.stdout.splitlines()
     assert lines[0].split()[1].endswith("kernel.py") and float(lines[0].split()[0]) > 0
     assert len(lines) == 3  # the score line and one line per trial
+
+
+def test_readme_main_command_runs_offline_and_prints_where_the_run_is(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    out = subprocess.run([sys.executable, "-m", "evoagent.cli", "run", "attention", "--trials", "2"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "target attention on cpu-interpreter | operator agentic" in out.stderr  # offline policy, labelled
+    assert "recipe " in out.stderr  # the HeuristicPolicy's hypotheses name their recipes
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert f"run stored in runs/{run_dir.name}" in out.stdout and "trials: 2" in out.stdout
+    assert (run_dir / "best" / "kernel.py").is_file()
