@@ -97,6 +97,7 @@ class _Engine:
         totals = self.store.totals()
         self.tokens, self.cost_usd = totals["tokens"], totals["cost_usd"]
         self.trials_done = totals["trials"]
+        self.pending = 0  # trials started and not yet handed back to the caller's thread
         self.since_commit = 0
         self.sandbox = Sandbox(sandbox_config or self.evaluator.sandbox_config())
 
@@ -126,7 +127,7 @@ class _Engine:
 
     def exhausted(self) -> str:
         """Why no further trial may start ('' if one may), counting trials in flight."""
-        if self.budget.trials is not None and self.trials_done + len(self.inflight) >= self.budget.trials:
+        if self.budget.trials is not None and self.trials_done + self.pending >= self.budget.trials:
             return f"trial budget of {self.budget.trials} reached"
         if self.budget.hours is not None and time.monotonic() - self.started >= self.budget.hours * 3600:
             return f"time budget of {self.budget.hours} h reached"
@@ -165,6 +166,7 @@ class _Engine:
             parent = self.run.population.select_parent(StoredMembers(self.store), rng)
             trial_id = self.store.begin_trial(operator=self.operators[slot].name, parent_id=parent.candidate_id)
             self.inflight[trial_id] = ""
+            self.pending += 1
         thread = threading.Thread(target=self._worker, args=(slot, trial_id, parent.candidate_id, rng),
                                   name=f"evoagent-slot-{slot}", daemon=True)
         thread.start()
@@ -407,6 +409,7 @@ def _drive(engine: _Engine, slots: int) -> Iterator[Trial]:
             item = engine.done.get()
             if isinstance(item, BaseException):
                 raise item
+            engine.pending -= 1
             if isinstance(item, _Dropped):
                 free.append(by_trial.pop(item.trial_id))
                 continue

@@ -212,3 +212,13 @@ def test_confirmation_rejects_luck_and_keeps_real_gains(tmp_path):
 def test_confirm_must_be_a_non_negative_integer():
     with pytest.raises(ea.ConfigError, match="confirm must be an integer >= 0"):
         ea.Chain(confirm=-1)
+
+
+def test_parallel_slots_never_overrun_the_trial_budget(tmp_path):
+    from engine_targets import Noisy
+
+    for attempt in range(3):  # fast trials finishing together are where a miscount would show
+        run = _run(tmp_path / str(attempt), evaluator=Noisy(), population=ea.Tree("best"))
+        result = ea.evolve(run, ea.ParameterMutation(), ea.Budget(trials=40), slots=3, seed=attempt)
+        assert len(result.trials) == 40 and run.status()["trials"] == 40
+        run.close()
