@@ -47,7 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ._forkserver import CodecError, PipeReader, decode_value, encode_value, send_line
+from ._codec import CodecError, decode_value, encode_value
+from ._forkserver import PipeReader, send_line
 from .errors import ConfigError, SandboxError
 from .result import Status
 

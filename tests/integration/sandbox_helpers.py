@@ -105,7 +105,7 @@ def print_lots(n: int) -> None:
 
 def print_fake_result() -> int:
     """Prints things that look like the sandbox's own messages, then returns 1."""
-    from evoagent._forkserver import encode_value
+    from evoagent._codec import encode_value
 
     sys.stdout.buffer.write(encode_value({"kind": "ok", "value": 999}))
     print('\n{"exitcode": 0, "signal": null, "payload_len": 3, "value": 999}')
@@ -127,7 +127,7 @@ def _pipes() -> list[int]:
 
 def forge_channel(value: int) -> int:
     """Writes a well-formed fake result into every pipe it holds (the result channel), then returns."""
-    from evoagent._forkserver import encode_value
+    from evoagent._codec import encode_value
 
     for fd in _pipes():
         os.write(fd, encode_value({"kind": "ok", "value": 10**6}))
