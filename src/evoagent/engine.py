@@ -93,13 +93,13 @@ class _Engine:
         self.error: BaseException | None = None
         self.inflight: dict[int, str] = {}  # trial id -> candidate id being evaluated ("" before proposal)
         self.done: queue.Queue[Trial | _Dropped | BaseException] = queue.Queue()
-        self.started = time.monotonic()
         totals = self.store.totals()
         self.tokens, self.cost_usd = totals["tokens"], totals["cost_usd"]
         self.trials_done = totals["trials"]
         self.pending = 0  # trials started and not yet handed back to the caller's thread
         self.since_commit = 0
         self.sandbox = Sandbox(sandbox_config or self.evaluator.sandbox_config())
+        self.started = time.monotonic()  # the time budget counts from a ready sandbox
 
     # -- events and budgets ---------------------------------------------------------------
 
@@ -119,6 +119,9 @@ class _Engine:
             raise BudgetExhausted(over)
 
     def _usage_over(self) -> str:
+        """Why the run must stop now: time, tokens or dollars ('' if none). Checked at every model call too."""
+        if self.budget.hours is not None and time.monotonic() - self.started >= self.budget.hours * 3600:
+            return f"time budget of {self.budget.hours} h reached"
         if self.budget.tokens is not None and self.tokens >= self.budget.tokens:
             return f"token budget of {self.budget.tokens} reached ({self.tokens} used)"
         if self.budget.usd is not None and self.cost_usd >= self.budget.usd:
@@ -129,8 +132,6 @@ class _Engine:
         """Why no further trial may start ('' if one may), counting trials in flight."""
         if self.budget.trials is not None and self.trials_done + self.pending >= self.budget.trials:
             return f"trial budget of {self.budget.trials} reached"
-        if self.budget.hours is not None and time.monotonic() - self.started >= self.budget.hours * 3600:
-            return f"time budget of {self.budget.hours} h reached"
         return self._usage_over()
 
     def may_start(self) -> bool:

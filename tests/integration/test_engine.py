@@ -222,3 +222,19 @@ def test_parallel_slots_never_overrun_the_trial_budget(tmp_path):
         result = ea.evolve(run, ea.ParameterMutation(), ea.Budget(trials=40), slots=3, seed=attempt)
         assert len(result.trials) == 40 and run.status()["trials"] == 40
         run.close()
+
+
+def test_time_budget_ends_a_long_model_step_at_its_next_call(tmp_path):
+    class Slow(Scripted):
+        def vary(self, context):
+            time.sleep(0.3)  # a long agent turn
+            return super().vary(context)
+
+    from engine_targets import Noisy
+
+    run = _run(tmp_path, evaluator=Noisy())  # no sandbox: the seed is scored at once
+    op = Slow(["X = 1.0\n", "X = 2.0\n"], usage=ea.Usage(input_tokens=1))
+    result = ea.evolve(run, op, ea.Budget(trials=5, hours=0.1 / 3600))
+    assert result.stopped_because == f"time budget of {0.1 / 3600} h reached"
+    assert [t.status for t in result.trials] == [ea.Status.BUDGET_OVERRUN]
+    run.close()
