@@ -90,6 +90,8 @@ class SandboxConfig:
         workers: CPU fork servers, i.e. calls that run at once (GPU workers come on top).
         max_output_bytes: stdout and stderr are each cut to this many bytes (head and tail kept).
         max_result_bytes: a larger encoded return value is refused (the call is a crash).
+        gpus: GPU ids that get one pinned worker each (see `Sandbox`); a target that times on GPUs
+            sets this in its `sandbox_config()` so that the engine's sandbox schedules by device.
     """
 
     timeout_s: float = 60.0
@@ -99,8 +101,10 @@ class SandboxConfig:
     workers: int = 2
     max_output_bytes: int = 64 * 1024
     max_result_bytes: int = 1 << 30
+    gpus: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "gpus", tuple(str(g) for g in self.gpus))
         for name in ("env_allowlist", "preload"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) for v in value):
@@ -199,7 +203,7 @@ class Sandbox:
         if isinstance(gpus, (str, int)) or not all(isinstance(g, (int, str)) and not isinstance(g, bool) for g in gpus):
             raise TypeError(f"Sandbox gpus must be a sequence of device ids like (0, 1) (got {gpus!r})")
         self.config = config
-        self.gpus = tuple(str(g) for g in gpus)
+        self.gpus = tuple(str(g) for g in gpus) or config.gpus
         if len(set(self.gpus)) != len(self.gpus):
             raise ValueError(f"Sandbox gpus must not repeat a device (got {gpus!r}); each GPU gets one worker")
         root = Path(tempfile.mkdtemp(prefix="evoagent-sandbox-"))

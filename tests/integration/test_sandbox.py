@@ -207,6 +207,14 @@ def test_gpu_calls_go_to_the_pinned_worker() -> None:
     with Sandbox(SandboxConfig(workers=1, preload=(), memory_mb=512), gpus=(7,)) as sandbox:
         assert sandbox.call(helpers.env_var, "CUDA_VISIBLE_DEVICES", gpu=True).value == "7"
         assert sandbox.call(helpers.env_var, "CUDA_VISIBLE_DEVICES").value == ""
+
+
+def test_gpu_workers_can_come_from_the_config() -> None:
+    """How an evaluator's sandbox_config() makes the engine's sandbox schedule by device."""
+    config = SandboxConfig(workers=1, preload=(), memory_mb=512, gpus=(3,))
+    with Sandbox(config) as sandbox:
+        assert sandbox.gpus == ("3",)
+        assert sandbox.call(helpers.env_var, "CUDA_VISIBLE_DEVICES", gpu=True).value == "3"
         # CUDA reserves huge address ranges, so the address-space limit is left off on GPU workers
         assert sandbox.call(helpers.reserve_address_space, 4 * 2**30, gpu=True).ok
         assert sandbox.call(helpers.reserve_address_space, 4 * 2**30).status is Status.OOM

@@ -59,6 +59,15 @@ _CPU_MAX_TEST_SEQLEN = 80
 _CPU_LABEL = "cpu-interpreter"
 
 
+def _gpu_ids() -> tuple[str, ...]:
+    """One pinned sandbox worker per visible CUDA device (none without CUDA)."""
+    if not cuda_available():
+        return ()
+    import torch
+
+    return tuple(str(i) for i in range(torch.cuda.device_count()))
+
+
 @functools.cache
 def cuda_available() -> bool:
     try:
@@ -136,7 +145,8 @@ class AttentionEvaluator(Evaluator):
         from ...sandbox import SandboxConfig
 
         return SandboxConfig(timeout_s=self.timeout_s, memory_mb=None if cuda_available() else 8192,
-                             preload=("numpy", "torch", "triton", "evoagent.targets.attention.child"))
+                             preload=("numpy", "torch", "triton", "evoagent.targets.attention.child"),
+                             gpus=_gpu_ids())
 
     def device_label(self) -> str:
         return _gpu_name() if cuda_available() else _CPU_LABEL
