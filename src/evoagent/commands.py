@@ -68,6 +68,10 @@ def _evolve(run_: Run, config: RunConfig, *, quiet: bool, instruction: str = "")
     knowledge = assemble.build_knowledge(config) if config.operator.kind != "parameter_mutation" else None
     operators = [assemble.build_operator(config, knowledge, instruction=instruction)
                  for _ in range(config.engine.slots)]
+    transcript = run_.store.transcript()
+    for operator in operators:  # a resumed run: the agents start from a summary of their earlier work
+        if transcript and hasattr(operator, "remember"):
+            operator.remember(transcript)
     evaluator = run_.evaluator
     print(f"evoagent: run {run_.dir} | target {evaluator.name} on {evaluator.device_label()} | "
           f"operator {operators[0].name} | budget {config.budget.trials or 'unlimited'} trials", file=sys.stderr)

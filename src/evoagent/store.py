@@ -376,6 +376,14 @@ class RunStore:
         return [{"role": r["role"], "content": json.loads(r["content"])}
                 for r in self._rows("SELECT role, content FROM messages WHERE trial_id = ? ORDER BY id", (trial_id,))]
 
+    def transcript(self, *, last_trials: int = 20) -> list[dict[str, Any]]:
+        """The messages of the latest finished trials that have any, oldest first."""
+        rows = self._rows(
+            "SELECT role, content FROM messages WHERE trial_id IN (SELECT DISTINCT m.trial_id FROM messages m "
+            "JOIN trials t ON t.id = m.trial_id WHERE t.state = 'done' ORDER BY m.trial_id DESC LIMIT ?) ORDER BY id",
+            (last_trials,))
+        return [{"role": r["role"], "content": json.loads(r["content"])} for r in rows]
+
     def add_event(self, kind: str, payload: Mapping[str, Any], *, trial_id: int | None = None) -> None:
         with self._tx() as db:
             db.execute("INSERT INTO events (ts, trial_id, kind, payload) VALUES (?, ?, ?, ?)",

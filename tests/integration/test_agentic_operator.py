@@ -416,3 +416,24 @@ def test_a_backend_reporting_no_usage_is_still_compacted_by_size() -> None:
         assert op.vary(run.context(trial_id=trial_id, source=BIG)).candidate is not None
     assert op.compactions >= 1
     assert any(kind == "compaction" for kind, _ in run.events)
+
+
+def test_a_resumed_operator_starts_from_a_summary_of_the_stored_transcript() -> None:
+    stored = [
+        {"role": "system", "content": "the system prompt"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "submit",
+                                           "input": {"hypothesis": "SPEED 7 via unrolling"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                      "content": "submitted version abc123"}]},
+    ]
+    llm = ScriptedLLM().enqueue_tool_use("edit_file", FAST).enqueue_tool_use("submit", {"hypothesis": "h"})
+    op = operator(llm, critique=False)
+    op.remember(stored)
+    run = Run()
+    assert op.vary(run.context()).candidate is not None
+    assert [role for role, _ in run.messages].count("summary") == 1
+    first = llm.requests[0].messages[0]["content"]
+    assert first[0]["text"].startswith("Summary of your earlier work (this run was resumed)")
+    assert "submit SPEED 7 via unrolling -> submitted version abc123" in first[0]["text"]
+    assert first[1]["text"].startswith("## Variation step 1")
+    assert_valid_conversation(llm.requests[-1].messages)

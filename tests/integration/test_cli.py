@@ -169,3 +169,17 @@ def test_knowledge_section_adds_documents_and_lessons_of_earlier_runs(tmp_path):
     out = evoagent("run", str(bad), "--run-dir", str(tmp_path / "r"), check=False)
     assert out.returncode == 2 and "nowhere" in out.stderr and "not a run directory" in out.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_resumed_agent_opens_with_a_summary_of_its_earlier_transcript(tmp_path):
+    config = _config(tmp_path, trials=1)
+    config.write_text(config.read_text().replace('"parameter_mutation"', '"heuristic"')
+                      .replace("# evo: range -10 10 step 0.5", "# evo: choices 0.0 2.0 3.0"))
+    (tmp_path / "seed.py").write_text(SEED.replace("# evo: range -10 10 step 0.5", "# evo: choices 0.0 2.0 3.0"))
+    evoagent("run", str(config), "--run-dir", str(tmp_path / "run"), "--quiet")
+    evoagent("resume", str(tmp_path / "run"), "--trials", "2", "--quiet")
+    con = sqlite3.connect(f"file:{tmp_path / 'run' / 'run.db'}?mode=ro", uri=True)
+    summary, = con.execute("SELECT content FROM messages WHERE trial_id = 3 AND role = 'summary'").fetchone()
+    con.close()
+    text = json.loads(summary)
+    assert text.startswith("Summary of your earlier work (this run was resumed)") and "- lineage" in text

@@ -95,6 +95,7 @@ class AgenticVariationOperator(VariationOperator):
         self._observed: dict[int, TrialOutcome] = {}
         self._awaiting: list[int] = []  # trials whose submission's outcome was not yet reported
         self._previous_end = ""
+        self._restored = False  # memory was restored by remember() and not yet shown in a transcript
         self._steps = 0
         self._prompt_tokens: int | None = None  # prompt size the model last reported
         self._prompt_messages = 0  # ... and how many messages that prompt held
@@ -118,6 +119,18 @@ class AgenticVariationOperator(VariationOperator):
         with self._lock:
             return self._step(context)
 
+    def remember(self, transcript: Sequence[Mapping[str, Any]]) -> None:
+        """Restores memory from stored transcripts (a resumed run): their summary opens the next step."""
+        old = [m for m in transcript if m.get("role") in ("user", "assistant") and isinstance(m.get("content"), list)]
+        if not old:
+            return
+        with self._lock:
+            self.summary = _mechanical_summary(old)
+            self.messages = [{"role": "user", "content": [
+                _text(f"Summary of your earlier work (this run was resumed):\n{self.summary}")]}]
+            self._prompt_tokens = None
+            self._restored = True
+
     # -- one step --------------------------------------------------------------------------------
 
     def _step(self, context: VariationContext) -> Proposal:
@@ -130,6 +143,9 @@ class AgenticVariationOperator(VariationOperator):
             box = Toolbox(workspace=Workspace(tmp, context.parent), context=context, knowledge=kb,
                           limits=self.limits, rules=_target_rules(context))
             context.record_message("system", system)
+            if self._restored:  # the transcript shows what the resumed agent was given
+                context.record_message("summary", self.messages[0]["content"][0]["text"])
+                self._restored = False
             self._close_dangling(context)
             self._add_user(context, [_text(self._opening(context, advice))])
             proposal = self._loop(context, system, tools, box)
