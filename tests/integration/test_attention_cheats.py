@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cheat_files import cheat
 
 from evoagent.candidate import Candidate
 from evoagent.result import Status
@@ -67,7 +68,7 @@ def test_the_honest_base_kernel_passes(evaluator: AttentionEvaluator, sandbox: S
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_cheat_never_ends_ok(name: str, evaluator: AttentionEvaluator, sandbox: Sandbox) -> None:
     labels, words = EXPECTED[name]
-    result = evaluator.evaluate(Candidate.from_path(CHEATS / name, entry="kernel.py"), sandbox)
+    result = evaluator.evaluate(cheat(name), sandbox)
     assert result.status is not Status.OK and result.score is None
     assert result.status in labels, result.reason
     assert words in result.reason, result.reason

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cheat_files import cheat
 
-from evoagent.candidate import Candidate
 from evoagent.result import Status
 from evoagent.sandbox import Sandbox
 from evoagent.targets.attention import AttentionEvaluator
@@ -28,7 +28,7 @@ def sandbox(evaluator: AttentionEvaluator):
 
 
 def _run(evaluator: AttentionEvaluator, sandbox: Sandbox, name: str, stage: str):
-    return evaluator.evaluate(Candidate.from_path(CHEATS / name, entry="kernel.py"), sandbox, stages=(stage,))
+    return evaluator.evaluate(cheat(name), sandbox, stages=(stage,))
 
 
 def test_library_attention_is_caught_by_the_op_trace(evaluator, sandbox) -> None:

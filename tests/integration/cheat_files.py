@@ -1,0 +1,23 @@
+"""Loads the cheating candidates under cheats/ (the honest kernel they share is kept once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evoagent import Candidate
+
+CHEATS = Path(__file__).parent / "cheats"
+MARK = "# <the honest _attn kernel of _honest_kernel.py is inserted here by cheat_files.cheat()>\n"
+
+
+def honest_kernel_block() -> str:
+    """The `@triton.jit` `_attn` kernel of `_honest_kernel.py`, which most cheats reuse unchanged."""
+    source = (CHEATS / "_honest_kernel.py").read_text()
+    start, end = source.index("@triton.jit\ndef _attn"), source.index("def attention(")
+    return source[start:end].rstrip("\n") + "\n"
+
+
+def cheat(name: str) -> Candidate:
+    """The candidate `kernel.py` of cheats/<name>, with the shared honest kernel put in its place."""
+    source = (CHEATS / name).read_text().replace(MARK, honest_kernel_block(), 1)
+    return Candidate.from_source(source, entry="kernel.py")
