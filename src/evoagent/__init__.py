@@ -19,14 +19,15 @@ from .evaluator import Evaluator, FunctionEvaluator
 from .knowledge import KnowledgeBase
 from .lineage import Lineage
 from .operators.agentic import AgenticVariationOperator
-from .operators.base import Proposal, TrialOutcome, Usage, VariationContext, VariationOperator
+from .operators.base import Proposal, VariationContext, VariationOperator
 from .operators.mutation import ParameterMutation
 from .operators.supervisor import Supervisor
 from .population import Chain, MatchOrImprove, Population, Tree
+from .records import Member, Trial, TrialOutcome, Usage
 from .result import EvalResult, StageResult, Status
 from .run import Run
 from .sandbox import Sandbox, SandboxConfig, SandboxResult
-from .store import Member, RunStore, Trial
+from .store import RunStore
 
 __version__ = "0.1.0"
 

@@ -13,7 +13,8 @@ from .errors import ConfigError
 from .evaluator import Evaluator
 from .operators.base import VariationOperator
 from .population import Population, population_from_spec
-from .run import BUILTIN_TARGETS, evaluator_from_spec
+from .references import BUILTIN_TARGETS
+from .run import evaluator_from_spec
 from .sandbox import SandboxConfig
 
 OPERATOR_KINDS = ("agentic", "heuristic", "parameter_mutation")

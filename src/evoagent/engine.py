@@ -15,12 +15,12 @@ from typing import Any
 
 from .candidate import Candidate
 from .errors import BudgetExhausted, ConfigError, LLMError
-from .operators.base import Proposal, TrialOutcome, Usage, VariationContext, VariationOperator
+from .operators.base import Proposal, VariationContext, VariationOperator
 from .population import StoredMembers
+from .records import Trial, TrialOutcome, Usage
 from .result import EvalResult, Status
 from .run import Run
 from .sandbox import Sandbox, SandboxConfig
-from .store import Trial
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

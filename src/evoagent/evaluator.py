@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .candidate import Candidate
 from .errors import EvaluatorError
+from .references import class_reference, load_object
 from .result import EvalResult, StageResult, Status, geometric_mean
 
 if TYPE_CHECKING:
@@ -38,16 +39,6 @@ def environment() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "versions": versions,
     }
-
-
-def class_reference(obj: Any) -> str:
-    """'module:QualName' for importable classes and functions, 'path/file.py:QualName' otherwise."""
-    module = sys.modules.get(obj.__module__)
-    spec = getattr(module, "__spec__", None)
-    if module is not None and spec is not None and spec.name == obj.__module__ and not obj.__module__.startswith(
-            "evoagent_user_") and obj.__module__ != "__main__":
-        return f"{obj.__module__}:{obj.__qualname__}"
-    return f"{inspect.getfile(obj)}:{obj.__qualname__}"
 
 
 class Evaluator:
@@ -189,8 +180,6 @@ class FunctionEvaluator(Evaluator):
     def __init__(self, score_fn: Callable[[Any], Mapping[str, float]] | str, *, entry: str = "main.py",
                  timeout_s: float = 60.0) -> None:
         if isinstance(score_fn, str):  # a stored reference, "module:function" or "file.py:function"
-            from .run import load_object
-
             score_fn = load_object(score_fn)
         if not callable(score_fn):
             raise EvaluatorError(f"FunctionEvaluator needs a callable score_fn, got {score_fn!r}")

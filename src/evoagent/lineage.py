@@ -12,7 +12,8 @@ import networkx as nx
 
 from .candidate import Candidate
 from .errors import RunStoreError
-from .store import RunStore, Trial
+from .records import Trial
+from .store import RunStore
 
 
 def _fmt(score: float | None) -> str:

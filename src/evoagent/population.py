@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .errors import ConfigError
+from .records import Member
 from .result import EvalResult
-from .store import Member
 
 
 class Members(Protocol):

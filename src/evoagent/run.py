@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import fcntl
-import importlib
-import importlib.util
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,48 +13,13 @@ from .errors import ConfigError, RunStoreError
 from .evaluator import Evaluator
 from .lineage import Lineage
 from .population import Chain, Population, population_from_spec
+from .records import Trial
+from .references import load_object
 from .result import EvalResult
-from .store import RunStore, Trial
+from .store import RunStore
 
 DB_NAME = "run.db"
 LOCK_NAME = "run.lock"
-
-# Built-in targets: name -> (evaluator class, default seed files shipped with the package).
-BUILTIN_TARGETS = {"attention": "evoagent.targets.attention:AttentionEvaluator"}
-
-
-def load_object(reference: str, base_dir: str | os.PathLike[str] | None = None) -> Any:
-    """Imports "package.module:Name" or "path/to/file.py:Name" (relative to base_dir)."""
-    if reference in BUILTIN_TARGETS:
-        reference = BUILTIN_TARGETS[reference]
-    module_part, sep, name = reference.partition(":")
-    if not sep or not name:
-        raise ConfigError(f"cannot load {reference!r}: expected 'module:Name', 'file.py:Name' or a built-in target "
-                          f"({', '.join(sorted(BUILTIN_TARGETS))})")
-    if module_part.endswith(".py"):
-        path = Path(module_part)
-        if not path.is_absolute() and base_dir is not None:
-            path = Path(base_dir) / path
-        if not path.is_file():
-            raise ConfigError(f"cannot load {reference!r}: file {str(path)!r} does not exist")
-        module_name = f"evoagent_user_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
-        module = sys.modules.get(module_name)
-        if module is None:
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            assert spec is not None and spec.loader is not None  # Check internal correctness.
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(module_part)
-        except ImportError as exc:
-            raise ConfigError(f"cannot load {reference!r}: {exc}") from None
-    try:
-        return getattr(module, name)
-    except AttributeError:
-        raise ConfigError(f"cannot load {reference!r}: {module_part} has no attribute {name!r}") from None
-
 
 def evaluator_from_spec(spec: dict[str, Any], base_dir: str | os.PathLike[str] | None = None) -> Evaluator:
     cls = load_object(spec["class"], base_dir)

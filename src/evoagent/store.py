@@ -15,14 +15,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .candidate import Candidate
 from .errors import IncompatibleRunError, RunStoreError
-from .operators.base import Usage
+from .records import Member, Trial, Usage
 from .result import EvalResult, Status
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Member", "RunStore", "Trial"]  # Member, Trial: from records
 
 SCHEMA_VERSION = 1
 
@@ -74,39 +75,6 @@ def _m001_initial(db: sqlite3.Connection) -> None:
 
 # Numbered schema migrations; applied in order and recorded in the `migrations` table.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial,)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Trial:
-    """One variation step as stored: what was proposed, how it was judged, what it cost."""
-
-    id: int
-    state: str  # running | done | interrupted
-    operator: str
-    parent_id: str | None
-    candidate_id: str | None
-    hypothesis: str = ""
-    diff: str = ""
-    status: Status | None = None
-    reason: str = ""
-    score: float | None = None
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    committed: bool = False
-    usage: Usage = field(default_factory=Usage)
-    started_at: float = 0.0
-    finished_at: float | None = None
-    wall_s: float | None = None
-    eval_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Member:
-    """A committed version of the population."""
-
-    seq: int
-    candidate_id: str
-    trial_id: int
-    score: float
 
 
 def _json(value: Any) -> str:

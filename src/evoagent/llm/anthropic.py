@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import ConfigError, LLMError
-from ..operators.base import Usage
+from ..records import Usage
 from .base import Block, LLMResponse, Message
 
 log = logging.getLogger(__name__)

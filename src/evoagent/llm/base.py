@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ..operators.base import Usage
+from ..records import Usage
 
 # Messages and content blocks use the Anthropic Messages API shapes, as plain dicts:
 #   {"role": "user" | "assistant", "content": str | [block, ...]}

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..knowledge.recipes import Edit, Recipe, RecipeError, marked_params, param_recipe
-from ..operators.base import Usage
+from ..records import Usage
 from .base import Block, LLMResponse, Message
 
 _NAMED = re.compile(r"\brecipe ([a-z0-9][a-z0-9._-]*):")  # how hypotheses name a recipe

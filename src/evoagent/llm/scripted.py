@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LLMError
-from ..operators.base import Usage
+from ..records import Usage
 from .base import Block, LLMResponse, Message
 
 _ids = itertools.count(1)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..records import TrialOutcome, Usage
 from .agentic import AgenticVariationOperator
-from .base import Proposal, TrialOutcome, Usage, VariationContext, VariationOperator
+from .base import Proposal, VariationContext, VariationOperator
 from .mutation import ParameterMutation
 from .supervisor import Supervisor
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from ..errors import ConfigError, LLMError
 from ..llm.base import LLM, Block, LLMResponse
-from .base import Proposal, TrialOutcome, VariationContext, VariationOperator
+from ..records import TrialOutcome
+from .base import Proposal, VariationContext, VariationOperator
 from .supervisor import Advice, Supervisor
 from .tools import Toolbox, ToolLimits, Workspace, tool_definitions, truncate
 

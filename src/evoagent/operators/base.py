@@ -9,35 +9,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..candidate import Candidate
-from ..result import EvalResult, Status
+from ..records import TrialOutcome, Usage
+from ..references import class_reference
+from ..result import EvalResult
 
 if TYPE_CHECKING:
     from ..evaluator import Evaluator
     from ..lineage import Lineage
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Usage:
-    """Model usage of one call, trial or run. Token counts are integers; cost is in US dollars."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    cost_usd: float = 0.0
-
-    @property
-    def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
-            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
-            cost_usd=self.cost_usd + other.cost_usd,
-        )
+# TrialOutcome and Usage live in records; they stay importable from here.
+__all__ = ["Proposal", "TrialOutcome", "Usage", "VariationContext", "VariationOperator"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,20 +32,6 @@ class Proposal:
     candidate: Candidate | None
     hypothesis: str = ""
     reason: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TrialOutcome:
-    """A finished trial as operators and prompts see it."""
-
-    trial_id: int
-    candidate_id: str | None
-    parent_id: str | None
-    hypothesis: str
-    status: Status
-    reason: str
-    score: float | None
-    committed: bool
 
 
 @dataclass(kw_only=True)
@@ -143,6 +110,4 @@ class VariationOperator(abc.ABC):
 
     def spec(self) -> dict[str, Any]:
         """How to rebuild this operator (stored with the run)."""
-        from ..evaluator import class_reference
-
         return {"class": class_reference(type(self)), "params": {}}

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, LLMError
+from ..records import TrialOutcome
 from ..result import Status
-from .base import TrialOutcome, VariationContext
+from .base import VariationContext
 
 _SYSTEM = (
     "You supervise an autonomous coding agent that evolves a program through many variation steps. "

@@ -1,0 +1,83 @@
+"""Shared records: model usage, stored trials, committed members and trial outcomes (a leaf module).
+
+Every part reads these (the store writes them, populations and operators read them), so they sit
+below all of them and import nothing of evoagent but `result`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .result import Status
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage:
+    """Model usage of one call, trial or run. Token counts are integers; cost is in US dollars."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Trial:
+    """One variation step as stored: what was proposed, how it was judged, what it cost."""
+
+    id: int
+    state: str  # running | done | interrupted
+    operator: str
+    parent_id: str | None
+    candidate_id: str | None
+    hypothesis: str = ""
+    diff: str = ""
+    status: Status | None = None
+    reason: str = ""
+    score: float | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    committed: bool = False
+    usage: Usage = field(default_factory=Usage)
+    started_at: float = 0.0
+    finished_at: float | None = None
+    wall_s: float | None = None
+    eval_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Member:
+    """A committed version of the population."""
+
+    seq: int
+    candidate_id: str
+    trial_id: int
+    score: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrialOutcome:
+    """A finished trial as operators and prompts see it."""
+
+    trial_id: int
+    candidate_id: str | None
+    parent_id: str | None
+    hypothesis: str
+    status: Status
+    reason: str
+    score: float | None
+    committed: bool
