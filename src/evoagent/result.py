@@ -22,6 +22,7 @@ class Status(str, enum.Enum):
     BUDGET_OVERRUN = "budget_overrun"
     DUPLICATE = "duplicate"
     HARNESS_ERROR = "harness_error"  # our fault, never the candidate's
+    NEEDS_DEVICE = "needs_device"  # this machine lacks the hardware the stage needs; not the candidate's fault
 
     def __str__(self) -> str:
         return self.value

@@ -1,4 +1,5 @@
-"""Loads the cheating candidates under cheats/ (the honest kernel they share is kept once)."""
+"""Loads the cheating candidates under cheats/ and the honest ones under honest/ (the honest kernel they
+share is kept once)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from evoagent import Candidate
 
 CHEATS = Path(__file__).parent / "cheats"
+HONEST = Path(__file__).parent / "honest"
 MARK = "# <the honest _attn kernel of _honest_kernel.py is inserted here by cheat_files.cheat()>\n"
 
 
@@ -20,4 +22,10 @@ def honest_kernel_block() -> str:
 def cheat(name: str) -> Candidate:
     """The candidate `kernel.py` of cheats/<name>, with the shared honest kernel put in its place."""
     source = (CHEATS / name).read_text().replace(MARK, honest_kernel_block(), 1)
+    return Candidate.from_source(source, entry="kernel.py")
+
+
+def honest(name: str) -> Candidate:
+    """The candidate `kernel.py` of honest/<name>, with the shared honest kernel put in its place."""
+    source = (HONEST / name).read_text().replace(MARK, honest_kernel_block(), 1)
     return Candidate.from_source(source, entry="kernel.py")

@@ -345,6 +345,9 @@ class Toolbox:
     def _after_failure(self, result: EvalResult) -> str:
         if result.ok or result.status is Status.HARNESS_ERROR:
             return "note: harness_error is the evaluator's fault, not your code's" if not result.ok else ""
+        if result.status is Status.NEEDS_DEVICE:
+            return ("note: needs_device means this machine lacks the hardware (a GPU, or an interpreter feature) "
+                    "for that stage; it is not your code's fault and costs no repair budget")
         self.failures += 1
         budget = self.limits.repair_budget
         if self.failures > budget:

@@ -9,6 +9,8 @@ module is imported, before any candidate code runs, and checked again after it r
 from __future__ import annotations
 
 import collections
+import contextlib
+import copy
 import importlib.util
 import math
 import os
@@ -23,7 +25,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .reference import make_inputs
+from .static import TARGET_ARCH_ENV
 from .suites import AttentionConfig
+from .target_view import arch_capability, target_view
 
 # Captured before the candidate is imported (the sandbox imports this module to find the function).
 _perf_counter = time.perf_counter
@@ -39,6 +43,7 @@ _TIMERS: dict[str, Callable[[], Any]] = {
     "torch.cuda.Event.elapsed_time": lambda: torch.cuda.Event.elapsed_time,
 }
 _ORIGINAL_TIMERS = {name: get() for name, get in _TIMERS.items()}
+_cuda_is_available = torch.cuda.is_available
 
 _TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -48,7 +53,10 @@ class _Launches:
     depth = 0
     count = 0
     kernels: collections.Counter[str] = collections.Counter()
-    captured: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+    captured: list[tuple[Any, tuple[Any, ...], dict[str, Any], dict[str, Any] | None]] = []
+    autotune: dict[str, Any] | None = None  # the autotune config being launched, while one is
+    autotune_calls = 0
+    view_arch: str | None = None  # the target the candidate sees, when this child has no GPU
 
 
 def _kernel_name(fn: Any) -> str:
@@ -67,7 +75,7 @@ def _install_launch_hooks(*, capture: bool, interpret: bool) -> None:
 
         def run(self: Any, *args: Any, grid: Any, warmup: bool, __original: Any = original, **kwargs: Any) -> Any:
             if capture:
-                _Launches.captured.append((self, args, dict(kwargs)))
+                _Launches.captured.append((self, _snapshot(args), _snapshot(kwargs), _Launches.autotune))
                 return None
             if not warmup:
                 _Launches.count += 1
@@ -79,12 +87,67 @@ def _install_launch_hooks(*, capture: bool, interpret: bool) -> None:
                 _Launches.depth -= 1
 
         cls.run = run
-    if capture or interpret:  # no benchmarking without a GPU: take the first configuration
-        def first_config(self: Any, *args: Any, **kwargs: Any) -> Any:
-            self.nargs = dict(zip(self.arg_names, args))
-            return self.fn.run(*args, **{**kwargs, **self.configs[0].all_kwargs()})
+    if capture or interpret:  # no benchmarking without a GPU
+        Autotuner.run = _autotune_without_timing(every_config=capture)
 
-        Autotuner.run = first_config
+
+def _autotune_without_timing(*, every_config: bool) -> Callable[..., Any]:
+    """Autotuner.run as autotuning does it (pruning, each config's pre_hook), minus the timing.
+
+    The capture launches every config that survives `prune_configs_by` (each is compiled and
+    reported); the interpreter runs the first of them, the config the static report's rule names.
+    """
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self.nargs = dict(zip(self.arg_names, args))
+        configs = self.prune_configs(kwargs) if len(self.configs) > 1 else list(self.configs)
+        _Launches.autotune_calls += 1
+        result = None
+        for index, config in enumerate(configs if every_config else configs[:1]):
+            if config.pre_hook is not None:
+                config.pre_hook({**self.nargs, **kwargs, **config.all_kwargs()})
+            _Launches.autotune = {"config": describe_config(config), "index": index, "count": len(configs),
+                                  "call": _Launches.autotune_calls}
+            try:
+                result = self.fn.run(*args, **kwargs, **config.all_kwargs())
+            finally:
+                _Launches.autotune = None
+        self.nargs = None
+        return result
+    return run
+
+
+def describe_config(config: Any) -> str:
+    """A triton.Config as 'BLOCK_M=128, BLOCK_N=64, num_warps=8, num_stages=3'."""
+    parts = [f"{k}={v}" for k, v in config.kwargs.items()]
+    parts += [f"num_warps={config.num_warps}", f"num_stages={config.num_stages}"]
+    if getattr(config, "num_ctas", 1) not in (None, 1):
+        parts.append(f"num_ctas={config.num_ctas}")
+    if getattr(config, "maxnreg", None) is not None:
+        parts.append(f"maxnreg={config.maxnreg}")
+    return ", ".join(parts)
+
+
+def _snapshot(values: Any) -> Any:
+    """Launch arguments as they are now: a pre_hook changes host tensor descriptors in place."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    def one(x: Any) -> Any:
+        if isinstance(x, TensorDescriptor):
+            clone = copy.copy(x)
+            clone.block_shape = list(x.block_shape)
+            return clone
+        return x
+
+    if isinstance(values, dict):
+        return {k: one(v) for k, v in values.items()}
+    return tuple(one(v) for v in values)
+
+
+def _candidate_view() -> contextlib.AbstractContextManager[Any]:
+    """The target's view of the device (target_view) when this child has no GPU, else nothing."""
+    if _Launches.view_arch is None:
+        return contextlib.nullcontext()
+    return target_view(_Launches.view_arch, passthrough=lambda: _Launches.depth > 0)
 
 
 class _OpTrace(TorchDispatchMode):
@@ -113,12 +176,17 @@ class _OpTrace(TorchDispatchMode):
             self.cross_device.append(f"{name} between {sorted(devices)}")
 
 
-def _prepare(interpret: bool, triton_cache: str | None) -> None:
+def _prepare(interpret: bool, triton_cache: str | None, view_arch: str | None = None) -> None:
+    """Triton's mode and cache; without a GPU, the target the candidate sees ($EVOAGENT_TARGET_ARCH)."""
     os.environ["TRITON_INTERPRET"] = "1" if interpret else "0"
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     if triton_cache:
         os.environ["TRITON_CACHE_DIR"] = triton_cache
     _ensure_triton_mode(interpret)
+    if _cuda_is_available():
+        _Launches.view_arch = None
+    else:
+        _Launches.view_arch = view_arch or os.environ.get(TARGET_ARCH_ENV) or "sm_90a"
 
 
 def _ensure_triton_mode(interpret: bool) -> None:
@@ -143,14 +211,15 @@ def _import_candidate(entry: str) -> Any:
     assert spec is not None and spec.loader is not None  # Check internal correctness.
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    with _candidate_view():
+        spec.loader.exec_module(module)
     if not callable(getattr(module, "attention", None)):
         raise AttributeError(f"{entry} defines no callable 'attention'")
     return module
 
 
 def _device(interpret: bool) -> str:
-    return "cuda" if torch.cuda.is_available() and not interpret else "cpu"
+    return "cuda" if _cuda_is_available() and not interpret else "cpu"
 
 
 def _inputs(config: AttentionConfig, seed: int, device: str) -> tuple[torch.Tensor, ...]:
@@ -195,7 +264,8 @@ def _poison(numel: int, dtype: torch.dtype, device: str) -> None:
 
 def _call(module: Any, config: AttentionConfig, inputs: tuple[torch.Tensor, ...], sm_scale: float) -> Any:
     q, k, v = inputs
-    return module.attention(q, k, v, causal=config.causal, sm_scale=sm_scale)
+    with _candidate_view():
+        return module.attention(q, k, v, causal=config.causal, sm_scale=sm_scale)
 
 
 def _describe_output(out: Any, config: AttentionConfig, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
@@ -263,56 +333,78 @@ def compile_launches(entry: str, configs: list[dict[str, Any]], archs: list[str]
                      triton_cache: str | None = None) -> dict[str, Any]:
     """Captures the kernels the wrapper launches for each config and compiles them for each arch.
 
-    Nothing is launched: Triton's launch entry point is replaced by a recorder, the wrapper is
-    called with CPU tensors, and each distinct launch is compiled ahead of time.
+    Nothing is launched: Triton's launch entry point is replaced by a recorder and each distinct
+    launch is compiled ahead of time. With a GPU the wrapper gets small real CUDA tensors; without
+    one it gets host tensors inside the arch's target view (target_view), and the candidate is
+    imported once per arch, so that import-time target queries see the arch being compiled.
+    Every autotune config that survives pruning is captured (after its pre_hook) and compiled.
     """
     _prepare(False, triton_cache)
     _install_launch_hooks(capture=True, interpret=False)
-    module = _import_candidate(entry)
-    wrapper_errors, launches, seen = [], [], set()
+    on_gpu = _Launches.view_arch is None
+    wrapper_errors: list[dict[str, Any]] = []
+    compiled: list[dict[str, Any]] = []
+    kernels_defined: set[str] = set()
+    for arch in archs:
+        arch_capability(arch)  # a clear error for an unknown name, before any candidate code runs
+        _Launches.view_arch = None if on_gpu else arch
+        module = _import_candidate(entry)
+        kernels_defined |= set(_jit_functions(module))
+        launches = _capture(module, entry, configs, "cuda" if on_gpu else "cpu", arch, wrapper_errors)
+        compiled += [_compile_one(module, entry, name, fn, args, kwargs, arch) | {"autotune": tune}
+                     for name, fn, args, kwargs, tune in launches]
+    unique_errors = list({(e["config"], e["error"]): e for e in wrapper_errors}.values())
+    return {"launches": compiled, "wrapper_errors": unique_errors, "kernels_defined": sorted(kernels_defined)}
+
+
+def _capture(module: Any, entry: str, configs: list[dict[str, Any]], device: str, arch: str,
+             wrapper_errors: list[dict[str, Any]]) -> list[tuple[str, Any, Any, Any, Any]]:
+    """The distinct launches the wrapper makes for each config: (config name, kernel, args, kwargs, autotune)."""
+    launches, seen = [], set()
     for data in configs:
         config = AttentionConfig.from_dict(data)
         dtype = _TORCH_DTYPES[config.dtype]
-        q = torch.empty(config.q_shape, dtype=dtype)
-        k, v = (torch.empty(config.kv_shape, dtype=dtype) for _ in range(2))
+        q = torch.empty(config.q_shape, dtype=dtype, device=device)
+        k, v = (torch.empty(config.kv_shape, dtype=dtype, device=device) for _ in range(2))
         del _Launches.captured[:]
         try:
-            module.attention(q, k, v, causal=config.causal, sm_scale=config.head_dim ** -0.5)
+            _call(module, config, (q, k, v), config.head_dim ** -0.5)
         except Exception as exc:
-            wrapper_errors.append({"config": config.name, "error": _error_text(exc, entry)})
-        for fn, args, kwargs in _Launches.captured:
-            key = (_kernel_name(fn), _launch_key(args, kwargs))
+            wrapper_errors.append({"config": config.name, "arch": arch, "error": _error_text(exc, entry)})
+        for fn, args, kwargs, tune in _Launches.captured:
+            key = (_kernel_name(fn), _launch_key(fn, args, kwargs))
             if key not in seen:
                 seen.add(key)
-                launches.append((config.name, fn, args, kwargs))
-    compiled = [_compile_one(module, entry, name, fn, args, kwargs, arch)
-                for arch in archs for name, fn, args, kwargs in launches]
-    return {"launches": compiled, "wrapper_errors": wrapper_errors,
-            "kernels_defined": sorted(_jit_functions(module))}
+                launches.append((config.name, fn, args, kwargs, tune))
+    return launches
 
 
-def _launch_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    def describe(x: Any) -> str:
+def _launch_key(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """What one compile depends on: constexprs and launch options by value, other arguments by how
+    Triton specialises them (dtype and 16-byte alignment; ints equal to 1, divisible by 16, 32-bit)."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    by_value = {p.name for p in fn.params if p.is_constexpr} | {k for k in kwargs if k not in fn.arg_names}
+    named = {**dict(zip(fn.arg_names, args)), **kwargs}
+
+    def describe(name: str, x: Any) -> str:
+        if name in by_value:
+            return repr(x)
+        if isinstance(x, TensorDescriptor):  # specialised on dtype and block shape, like a launch
+            return f"D[{x.base.dtype},{list(x.block_shape)},{x.padding}]"
         if isinstance(x, torch.Tensor):
             return f"T[{x.dtype},{x.data_ptr() % 16 == 0}]"
         if isinstance(x, int) and not isinstance(x, bool):
             return f"i[{x == 1},{x % 16 == 0},{abs(x) < 2**31}]"
         return repr(x)
 
-    return repr([describe(a) for a in args] + sorted((k, describe(v)) for k, v in kwargs.items()))
+    return repr(sorted((name, describe(name, value)) for name, value in named.items()))
 
 
 def _jit_functions(module: Any) -> dict[str, Any]:
     from triton.runtime.jit import JITFunction
 
     return {name: value for name, value in vars(module).items() if isinstance(value, JITFunction)}
-
-
-def _arch_capability(arch: str) -> int:
-    digits = arch.removeprefix("sm_").rstrip("af")
-    if not digits.isdigit():
-        raise ValueError(f"unknown architecture {arch!r}; expected a name like 'sm_90a' or 'sm_100a'")
-    return int(digits)
 
 
 def _compile_one(module: Any, entry: str, config_name: str, fn: Any, args: tuple[Any, ...],
@@ -326,7 +418,7 @@ def _compile_one(module: Any, entry: str, config_name: str, fn: Any, args: tuple
     record: dict[str, Any] = {"kernel": _kernel_name(fn), "config": config_name, "arch": arch}
     started = _perf_counter()
     try:
-        target = GPUTarget("cuda", _arch_capability(arch), 32)
+        target = GPUTarget("cuda", arch_capability(arch), 32)
         backend = make_backend(target)
         binder = create_function_from_signature(fn.signature, fn.params, backend)
         kwargs = {**kwargs, "debug": kwargs.get("debug", fn.debug) or knobs.runtime.debug}
@@ -337,7 +429,8 @@ def _compile_one(module: Any, entry: str, config_name: str, fn: Any, args: tuple
         options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound, specialization, options)
         kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__)
     except Exception as exc:
-        record.update(ok=False, seconds=_perf_counter() - started, **_compile_error(exc, module, entry))
+        record.update(ok=False, seconds=_perf_counter() - started, **_compile_error(exc, module, entry),
+                      skippable=_autotune_skips(exc))
         return record
     meta = kernel.metadata
     record.update(
@@ -347,6 +440,16 @@ def _compile_one(module: Any, entry: str, config_name: str, fn: Any, args: tuple
         ptx=str(kernel.asm["ptx"]),
     )
     return record
+
+
+def _autotune_skips(exc: BaseException) -> bool:
+    """Whether Triton's autotuner skips a config that fails this way (it re-raises anything else)."""
+    chain: BaseException | None = exc
+    while chain is not None:
+        if type(chain).__name__ in ("OutOfResources", "CompileTimeAssertionFailure", "PTXASError"):
+            return True
+        chain = chain.__cause__ or chain.__context__
+    return False
 
 
 def _def_line(jit_fn: Any) -> int:

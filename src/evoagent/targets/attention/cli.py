@@ -82,7 +82,7 @@ def check_json(result: EvalResult) -> dict[str, Any]:
     check = result.stage("check")
     static = {}
     for arch, report in ((check.details.get("static") or {}) if check else {}).items():
-        static[arch] = {k: report.get(k) for k in ("ok", "shared_bytes", "registers", "spill_bytes",
+        static[arch] = {k: report.get(k) for k in ("ok", "describes", "shared_bytes", "registers", "spill_bytes",
                                                     "spill_instructions", "compile_seconds", "cached")}
     return {
         "status": result.status.value, "reason": result.reason, "score": result.score,
@@ -118,8 +118,16 @@ def _stage_lines(name: str, details: dict[str, Any]) -> list[str]:
                 mix = f"SASS {mix or 'has no tensor-core instructions'}"
             else:  # SASS is dumped once per kernel; its other variants show their PTX counts
                 mix = "PTX " + ", ".join(f"{k} {v}" for k, v in kern.get("ptx", {}).items())
-            lines.append(f"    {kern['kernel']} [{kern['config']}] warps {kern['num_warps']} stages "
-                         f"{kern['num_stages']}, {kern['registers']} registers: {mix}")
+            tma = ", ".join(f"{k} {v}" for k, v in (kern.get("tma") or {}).items())
+            tune = f" autotune {kern['autotune_rank']} ({kern['autotune']})" if kern.get("autotune") else ""
+            lines.append(f"    {kern['kernel']} [{kern['config']}]{tune} warps {kern['num_warps']} stages "
+                         f"{kern['num_stages']}, {kern['registers']} registers, {kern.get('stack_bytes')} B spilled: "
+                         f"{mix}{'; TMA ' + tma if tma else ''}")
+        for skip in report.get("skipped") or []:
+            lines.append(f"    skipped {skip['kernel']} [{skip['config']}] autotune config ({skip['autotune']}), "
+                         f"as autotuning would skip it: {skip['error']}")
+        if report.get("describes"):
+            lines.append(f"    describes {report['describes']}")
     if name == "test" and "cases" in details:
         lines.append(f"  {details['cases']} cases on {len(details.get('shapes', []))} shapes ({details.get('device')})")
     if details.get("note"):

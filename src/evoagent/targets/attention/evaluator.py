@@ -18,9 +18,9 @@ from ...errors import ConfigError
 from ...evaluator import Evaluator
 from ...result import StageResult, Status
 from . import legality
-from .judge import dense_peak_tflops, judge_benchmark, judge_case, judge_output, judge_timers
+from .judge import dense_peak_tflops, judge_benchmark, judge_case, judge_output, judge_timers, missing_hardware
 from .reference import sample_rows
-from .static import SUPPORTED_ARCHS, StaticCompiler, default_cache_dir, first_error
+from .static import SUPPORTED_ARCHS, TARGET_ARCH_ENV, StaticCompiler, default_cache_dir, first_error
 from .suites import AttentionConfig, Suite, get_suite, make_config
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ class AttentionEvaluator(Evaluator):
 
     def _call(self, sandbox: Sandbox, fn: Any, *args: Any, candidate: Candidate) -> SandboxResult:
         gpu = bool(getattr(sandbox, "gpus", ())) and self.on_gpu
-        env = {"TRITON_INTERPRET": "0" if self.on_gpu else "1"}
+        env = {"TRITON_INTERPRET": "0" if self.on_gpu else "1", TARGET_ARCH_ENV: self.archs[0]}
         return sandbox.call(fn, *args, files=dict(candidate.files), timeout_s=self.timeout_s, env=env, gpu=gpu)
 
     # -- stages --------------------------------------------------------------------------------------
@@ -184,12 +184,13 @@ class AttentionEvaluator(Evaluator):
                                     details={"legality": [str(f) for f in findings]})
         reports, failed = self.static.report(source, self.entry, self.suite.static_configs(), self.archs, sandbox)
         if failed is not None:
-            return StageResult.fail(failed.status, f"static compile: {_failure(failed, self.entry)}",
+            return StageResult.fail(_hardware_or(failed), f"static compile: {_failure(failed, self.entry)}",
                                     logs=failed.logs + "\n" + failed.reason)
         details = {"legality": [], "static": {arch: compact_report(r) for arch, r in reports.items()}}
         error = first_error(reports)
         if error:
-            return StageResult.fail(Status.COMPILE_ERROR, error, details=details)
+            status = Status.NEEDS_DEVICE if missing_hardware(error) else Status.COMPILE_ERROR
+            return StageResult.fail(status, error, details=details)
         if not any(r["kernels"] for r in reports.values()):
             return StageResult.fail(Status.ILLEGAL, "attention() launched no Triton kernel; the work must be done "
                                                     "by @triton.jit kernels defined in the file", details=details)
@@ -204,7 +205,7 @@ class AttentionEvaluator(Evaluator):
         out = self._call(sandbox, run_cases, self.entry, cases, not self.on_gpu, self._triton_cache(),
                          candidate=candidate)
         if not out.ok:
-            return StageResult.fail(out.status, _failure(out, self.entry), logs=out.logs + "\n" + out.reason)
+            return StageResult.fail(_hardware_or(out), _failure(out, self.entry), logs=out.logs + "\n" + out.reason)
         malformed = malformed_report(out.value, "cases", len(cases))
         if malformed:
             return StageResult.fail(Status.ILLEGAL, malformed, logs=out.logs)
@@ -236,7 +237,7 @@ class AttentionEvaluator(Evaluator):
         out = self._call(sandbox, benchmark, self.entry, cases, reps, warmup, not self.on_gpu,
                          self._triton_cache(), self.baselines, candidate=candidate)
         if not out.ok:
-            return StageResult.fail(out.status, _failure(out, self.entry),
+            return StageResult.fail(_hardware_or(out), _failure(out, self.entry),
                                     logs=out.logs + "\n" + out.reason)
         return self._judge_benchmark(cases, out)
 
@@ -269,7 +270,7 @@ class AttentionEvaluator(Evaluator):
             source = candidate.files.get(self.entry, "")
             reports, failed = self.static.report(source, self.entry, self.suite.static_configs(), self.archs, sandbox)
             if failed is not None:
-                return StageResult.fail(failed.status, f"static compile: {failed.reason.splitlines()[0]}")
+                return StageResult.fail(_hardware_or(failed), f"static compile: {failed.reason.splitlines()[0]}")
             static = {arch: compact_report(report) for arch, report in reports.items()}
             return StageResult(details={"device": _CPU_LABEL, "static": static})
         from .timing import profile
@@ -317,6 +318,13 @@ class AttentionEvaluator(Evaluator):
         return {"config": config.to_dict(), "seed": int(rng.integers(2**31)), "sm_scale": scale, "rows": rows}
 
 
+def _hardware_or(out: SandboxResult) -> Status:
+    """`needs_device` when a crashed call failed for want of a GPU (judge.missing_hardware), else its label."""
+    if out.status is Status.CRASH and missing_hardware(f"{out.reason}\n{out.error}"):
+        return Status.NEEDS_DEVICE
+    return out.status
+
+
 def _failure(out: SandboxResult, entry: str) -> str:
     """The sandbox's one-line reason plus the last frame in the candidate's file, if the traceback has one."""
     first = out.reason.splitlines()[0] if out.reason else out.status.value
@@ -353,16 +361,17 @@ def bench_row(config: AttentionConfig, timings: dict[str, Any], errors: dict[str
 
 
 def compact_report(report: dict[str, Any]) -> dict[str, Any]:
-    """A static report without bulky fields, for stage details an agent reads."""
-    kernels = [{k: kern.get(k) for k in ("kernel", "config", "num_warps", "num_stages", "shared_bytes",
-                                          "registers", "stack_bytes", "tmem_bytes", "compile_seconds")}
+    """A static report without bulky fields, for stage details an agent reads (one entry per autotune config)."""
+    kernels = [{k: kern.get(k) for k in ("kernel", "config", "autotune", "autotune_rank", "num_warps", "num_stages",
+                                          "shared_bytes", "registers", "stack_bytes", "tmem_bytes", "compile_seconds")}
                | {"sass_analysed": bool(kern.get("sass")), "tensor_core": kern.get("sass", {}).get("tensor_core", {}),
+                  "tma": {op: n for op, n in kern.get("sass", {}).get("memory", {}).items() if op.startswith("UTMA")},
                   "global_access_bits": kern.get("sass", {}).get("global_access_bits", {}),
                   "spill_instructions": kern.get("sass", {}).get("spill_instructions"),
                   "ptx": kern.get("ptx", {})}
                for kern in report.get("kernels", [])]
-    keep = ("ok", "shared_bytes", "registers", "spill_bytes", "spill_instructions", "compile_seconds", "cached",
-            "errors", "wrapper_errors")
+    keep = ("ok", "describes", "shared_bytes", "registers", "spill_bytes", "spill_instructions", "compile_seconds",
+            "cached", "errors", "skipped", "wrapper_errors")
     return {k: report.get(k) for k in keep} | {"kernels": kernels}
 
 

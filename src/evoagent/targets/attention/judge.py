@@ -49,11 +49,32 @@ class Verdict:
 OK = Verdict(status=Status.OK)
 
 
+# Errors that say the machine lacks a GPU (or the interpreter a feature), not that the kernel is wrong.
+_MISSING_HARDWARE = (
+    "Torch not compiled with CUDA enabled", "No CUDA GPUs are available", "Found no NVIDIA driver",
+    "active drivers", "CUDA driver initialization failed", "not supported in interpreter mode",
+    "no GPU here",
+)
+
+
+def missing_hardware(error: str) -> bool:
+    """Whether an error from the candidate's process is this machine's lack of a GPU (or of an
+    interpreter feature). Such a stage ends `needs_device`: never a score, never the kernel's blame."""
+    return any(marker in error for marker in _MISSING_HARDWARE)
+
+
+def needs_device_reason(where: str, error: str) -> str:
+    return (f"{where}: this machine cannot run this stage (no GPU, or a feature the Triton interpreter lacks): "
+            f"{error.splitlines()[0][:300]}; the kernel is not at fault, run it on a GPU to test it")
+
+
 def judge_case(case: Mapping[str, Any], result: Mapping[str, Any]) -> Verdict:
     """One test case: contract, legality of what ran, untouched inputs, then numerics."""
     config = AttentionConfig.from_dict(case["config"])
     where = f"config {config.name} (seed {case['seed']})"
     if "error" in result:
+        if missing_hardware(str(result["error"])):
+            return Verdict(status=Status.NEEDS_DEVICE, reason=needs_device_reason(where, str(result["error"])))
         status = Status.OOM if result.get("oom") else Status.CRASH
         return Verdict(status=status, reason=f"{where}: attention() raised {result['error']}")
     try:

@@ -25,8 +25,10 @@ from .suites import AttentionConfig
 if TYPE_CHECKING:
     from ...sandbox import Sandbox
 
-REPORT_VERSION = 1
+REPORT_VERSION = 3
 SUPPORTED_ARCHS = ("sm_90a", "sm_100a")
+# The environment variable naming the arch a sandbox child without a GPU presents (target_view.py).
+TARGET_ARCH_ENV = "EVOAGENT_TARGET_ARCH"
 # Largest dynamic shared memory one block may use (CUDA programming guide, compute capabilities table).
 SHARED_LIMIT_BYTES = {"sm_90a": 232448, "sm_90": 232448, "sm_100a": 232448, "sm_100": 232448,
                       "sm_80": 166912, "sm_86": 101376, "sm_89": 101376}
@@ -164,33 +166,41 @@ def _communicate(proc: subprocess.Popen[str], timeout_s: float) -> str:
 
 
 def summarise(arch: str, compiled: list[dict[str, Any]], wrapper_errors: list[dict[str, Any]]) -> dict[str, Any]:
-    """One arch's report from the child's compile records (cubins analysed here, then dropped)."""
-    good = [r for r in compiled if r.get("ok")]
-    first_of_kernel = [r["kernel"] not in {g["kernel"] for g in good[:i]} for i, r in enumerate(good)]
-    analyses = analyse_cubins([r["cubin"] for r in good], sass=first_of_kernel)  # SASS once per kernel
-    kernels = []
-    for record, analysis in zip(good, analyses):
-        resources = analysis.get("resources", {})
-        kernels.append({
-            "kernel": record["kernel"], "config": record["config"], "num_warps": record["num_warps"],
-            "num_stages": record["num_stages"], "shared_bytes": record["shared_bytes"],
-            "tmem_bytes": record.get("tmem_bytes", 0), "registers": resources.get("registers"),
-            "stack_bytes": resources.get("stack_bytes"), "local_bytes": resources.get("local_bytes"),
-            "sass": analysis.get("sass", {}), "ptx": ptx_mix(record["ptx"]),
-            "compile_seconds": round(record["seconds"], 3),
-        })
-    errors = [{k: r.get(k) for k in ("kernel", "config", "line", "error")} for r in compiled if not r.get("ok")]
+    """One arch's report from the child's compile records (cubins analysed here, then dropped).
+
+    Every autotune config that survived pruning was compiled and is listed with its own registers
+    and spills. A config that autotuning would skip on the device (over the shared-memory limit,
+    a failed `tl.static_assert`, a ptxas resource error) is listed under `skipped` when another
+    config of the same kernel compiled; otherwise it is an error. The report's totals (largest
+    shared memory and registers, summed spills) cover every listed kernel and config.
+    """
     limit = SHARED_LIMIT_BYTES.get(arch)
-    for k in kernels:
-        if limit is not None and k["shared_bytes"] > limit:
-            errors.append({"kernel": k["kernel"], "config": k["config"], "line": None,
-                           "error": f"needs {k['shared_bytes']} bytes of shared memory, over the {arch} limit of "
-                                    f"{limit} (the launch would fail with OutOfResources); use smaller blocks "
-                                    "or fewer pipeline stages (num_stages)"})
+    for record in compiled:
+        if record.get("ok") and limit is not None and record["shared_bytes"] > limit:
+            record.update(ok=False, skippable=True, line=None,
+                          error=f"needs {record['shared_bytes']} bytes of shared memory, over the {arch} limit "
+                                f"of {limit} (the launch would fail with OutOfResources); use smaller blocks or "
+                                "fewer pipeline stages (num_stages)")
+    good = [r for r in compiled if r.get("ok")]
+    variants = [(r["kernel"], (r.get("autotune") or {}).get("config")) for r in good]
+    first_of_variant = [v not in variants[:i] for i, v in enumerate(variants)]
+    analyses = analyse_cubins([r["cubin"] for r in good], sass=first_of_variant)  # SASS once per kernel and config
+    kernels = [_kernel_entry(record, analysis) for record, analysis in zip(good, analyses)]
+    compiled_kernels = {r["kernel"] for r in good}
+    errors, skipped = [], []
+    for r in compiled:
+        if r.get("ok"):
+            continue
+        entry = {k: r.get(k) for k in ("kernel", "config", "line", "error")}
+        if r.get("autotune") and r.get("skippable") and r["kernel"] in compiled_kernels:
+            skipped.append(entry | {"autotune": r["autotune"]["config"]})
+        else:
+            errors.append(entry | ({"autotune": r["autotune"]["config"]} if r.get("autotune") else {}))
     registers = [k["registers"] for k in kernels if k["registers"] is not None]
     return {
         "ok": not errors and not wrapper_errors and bool(kernels),
-        "errors": errors, "wrapper_errors": wrapper_errors, "kernels": kernels,
+        "errors": errors, "wrapper_errors": wrapper_errors, "kernels": kernels, "skipped": skipped,
+        "describes": describes(kernels),
         "shared_bytes": max((k["shared_bytes"] for k in kernels), default=0),
         "registers": max(registers, default=None),
         "spill_bytes": sum(k["stack_bytes"] or 0 for k in kernels),
@@ -198,6 +208,36 @@ def summarise(arch: str, compiled: list[dict[str, Any]], wrapper_errors: list[di
         "compile_seconds": round(sum(r.get("seconds", 0.0) for r in compiled), 3),
         "cuobjdump": tool_path("cuobjdump") is not None,
     }
+
+
+def _kernel_entry(record: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
+    resources = analysis.get("resources", {})
+    tune = record.get("autotune")
+    return {
+        "kernel": record["kernel"], "config": record["config"], "num_warps": record["num_warps"],
+        "num_stages": record["num_stages"], "shared_bytes": record["shared_bytes"],
+        "tmem_bytes": record.get("tmem_bytes", 0), "registers": resources.get("registers"),
+        "stack_bytes": resources.get("stack_bytes"), "local_bytes": resources.get("local_bytes"),
+        "sass": analysis.get("sass", {}), "ptx": ptx_mix(record["ptx"]),
+        "compile_seconds": round(record["seconds"], 3),
+        "autotune": tune["config"] if tune else None,
+        "autotune_rank": f"{tune['index'] + 1} of {tune['count']}" if tune else None,
+    }
+
+
+def describes(kernels: Sequence[dict[str, Any]]) -> str:
+    """Which launches and autotune configs the report covers, in one line."""
+    names = sorted({k["kernel"] for k in kernels})
+    parts = []
+    for name in names:
+        configs = sorted({k["autotune"] for k in kernels if k["kernel"] == name and k.get("autotune")})
+        parts.append(f"{name}: every autotune config that survives pruning ({len(configs)}: "
+                     + "; ".join(configs) + ")" if configs else f"{name}: its launch configuration")
+    if not parts:
+        return ""
+    tuned = any(k.get("autotune") for k in kernels)
+    return ("; ".join(parts) + ". Totals are the largest shared memory and registers and the summed spills over "
+            "them" + ("; the interpreter runs the first config that survives pruning." if tuned else "."))
 
 
 class StaticCompiler:
