@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from . import llm
 from .candidate import Candidate
-from .engine import BestVersion, Budget, Event, EvolveResult, evolve, iterate
+from .config import Budget, Options
+from .engine import BestVersion, EvolveResult, evolve, iterate
 from .errors import (
     BudgetExhausted,
     ConfigError,
@@ -23,7 +24,7 @@ from .operators.base import Proposal, VariationContext, VariationOperator
 from .operators.mutation import ParameterMutation
 from .operators.supervisor import Supervisor
 from .population import Chain, MatchOrImprove, Population, Tree
-from .records import Member, Trial, TrialOutcome, Usage
+from .records import Event, Member, Trial, TrialOutcome, Usage
 from .result import EvalResult, StageResult, Status
 from .run import Run
 from .sandbox import Sandbox, SandboxConfig, SandboxResult
@@ -52,6 +53,7 @@ __all__ = [
     "Lineage",
     "MatchOrImprove",
     "Member",
+    "Options",
     "ParameterMutation",
     "Population",
     "Proposal",

@@ -1,4 +1,4 @@
-"""From config records to objects: the evaluator, seeds, population, operator, budget and engine options."""
+"""From a run config to objects: the evaluator, seeds, population, knowledge base and operators."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, from_dict
-from .engine import Budget
+from .config import RunConfig, construct, from_dict, to_dict
 from .errors import ConfigError
 from .evaluator import Evaluator
+from .knowledge import KnowledgeBase, Lesson
 from .operators.base import VariationOperator
-from .population import Population, population_from_spec
+from .population import Population, population_from_spec, population_kind, settings
 from .references import BUILTIN_TARGETS
-from .run import evaluator_from_spec
-from .sandbox import SandboxConfig
+from .run import Run, evaluator_from_spec
+from .services import Knowledge
 
 OPERATOR_KINDS = ("agentic", "heuristic", "parameter_mutation")
 
@@ -39,13 +39,23 @@ def builtin_config(target: str, *, suite: str | None = None) -> RunConfig:
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    """The config as stored with a run (`config_from_dict` reads it back)."""
+    return {**to_dict(config), "base_dir": config.base_dir}
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
-    """The RunConfig stored with a run (keys that are not config fields, like 'instruction', are skipped)."""
+    """The RunConfig stored with a run (keys that are not config fields, like 'instruction', are skipped).
+
+    Runs made by earlier versions stored every population setting whatever the kind; the ones the
+    kind does not take are dropped.
+    """
     known = {f.name for f in dataclasses.fields(RunConfig)} - {"base_dir"}
-    config: RunConfig = from_dict(RunConfig, {k: v for k, v in data.items() if k in known}, "")
+    tables = {k: v for k, v in data.items() if k in known}
+    if isinstance(tables.get("population"), dict):
+        kind = tables["population"].get("kind", "chain")
+        takes = {"kind", *settings(population_kind(kind))}
+        tables["population"] = {k: v for k, v in tables["population"].items() if k in takes}
+    config: RunConfig = from_dict(RunConfig, tables, "")
     return dataclasses.replace(config, base_dir=data.get("base_dir", ""))
 
 
@@ -72,35 +82,14 @@ def seed_paths(config: RunConfig) -> list[Path]:
 
 
 def build_population(config: RunConfig) -> Population:
-    return population_from_spec(dataclasses.asdict(config.population))
+    return population_from_spec(config.population)
 
 
-def build_budget(config: RunConfig) -> Budget:
-    b = config.budget
-    return Budget(trials=b.trials or None, hours=b.hours or None, tokens=b.tokens or None, usd=b.usd or None)
-
-
-def build_sandbox_config(config: RunConfig, evaluator: Evaluator) -> SandboxConfig:
-    base = evaluator.sandbox_config()
-    s = config.sandbox
-    changes: dict[str, Any] = {}
-    if s.timeout_s:
-        changes["timeout_s"] = s.timeout_s
-    if s.memory_mb:
-        changes["memory_mb"] = s.memory_mb
-    if s.env_allowlist:
-        changes["env_allowlist"] = tuple(base.env_allowlist) + tuple(s.env_allowlist)
-    return dataclasses.replace(base, **changes)
-
-
-def build_knowledge(config: RunConfig) -> Any:
+def build_knowledge(config: RunConfig) -> Knowledge:
     """Built-in documents, the config's folders, and the lessons of the earlier runs it names.
 
     The engine adds this run's own lessons before every trial.
     """
-    from .knowledge import KnowledgeBase, Lesson
-    from .run import Run
-
     base = Path(config.base_dir or ".")
     kb = KnowledgeBase(paths=[base / p for p in config.knowledge.paths])
     earlier = []
@@ -110,7 +99,8 @@ def build_knowledge(config: RunConfig) -> Any:
     return kb.with_lessons(earlier)
 
 
-def build_operator(config: RunConfig, knowledge: Any = None, *, instruction: str = "") -> VariationOperator:
+def build_operator(config: RunConfig, knowledge: Knowledge | None = None, *,
+                   instruction: str = "") -> VariationOperator:
     """The operator the config asks for; 'agentic' uses Claude only when ANTHROPIC_API_KEY is set."""
     op = config.operator
     if op.kind not in OPERATOR_KINDS:
@@ -119,7 +109,7 @@ def build_operator(config: RunConfig, knowledge: Any = None, *, instruction: str
     if op.kind == "parameter_mutation":
         from .operators.mutation import ParameterMutation
 
-        return _construct(ParameterMutation, params, "parameter_mutation")
+        return construct(ParameterMutation, params, "operator.params")  # type: ignore[no-any-return]
     from .operators.agentic import AgenticVariationOperator
 
     if op.kind == "agentic" and os.environ.get("ANTHROPIC_API_KEY"):
@@ -134,11 +124,4 @@ def build_operator(config: RunConfig, knowledge: Any = None, *, instruction: str
         params["instruction"] = instruction
     # The operator reads the knowledge base from each step's context, where the engine keeps this
     # run's lessons up to date.
-    return _construct(AgenticVariationOperator, {"llm": llm, **params}, op.kind)
-
-
-def _construct(cls: type[VariationOperator], params: dict[str, Any], kind: str) -> VariationOperator:
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        raise ConfigError(f"bad [operator] params for kind {kind!r}: {exc}") from None
+    return construct(AgenticVariationOperator, {"llm": llm, **params}, "operator.params")  # type: ignore[no-any-return]

@@ -7,22 +7,23 @@ import dataclasses
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import assemble
 from .config import RunConfig, load_config
-from .engine import Event, EvolveResult, evolve
+from .engine import EvolveResult, evolve
 from .errors import ConfigError, RunStoreError
+from .operators.base import VariationOperator
+from .records import Event
 from .run import Run
+from .services import Knowledge
 
 
 def run(args: argparse.Namespace) -> int:
     if Path(args.config).suffix == ".toml" or Path(args.config).exists():
-        config = load_config(args.config)
-        if args.suite:
-            config = dataclasses.replace(config, evaluator=dataclasses.replace(
-                config.evaluator, params={**config.evaluator.params, "suite": args.suite}))
+        config = _with_suite(load_config(args.config), args.suite)
         name = Path(args.config).parent.name or "run"
     else:
         config = assemble.builtin_config(args.config, suite=args.suite)
@@ -32,15 +33,13 @@ def run(args: argparse.Namespace) -> int:
     evaluator = assemble.build_evaluator(config)
     seeds = assemble.seed_paths(config)
     population = assemble.build_population(config)
-    assemble.build_operator(config, None)  # fail on a bad operator or knowledge config before creating anything
-    if config.knowledge.paths or config.knowledge.lesson_runs:
-        if config.operator.kind == "parameter_mutation":
-            raise ConfigError("[knowledge] is read by the agentic operators only; operator kind is "
-                              "'parameter_mutation' (remove the section or choose kind = \"agentic\")")
-        assemble.build_knowledge(config)
+    if (config.knowledge.paths or config.knowledge.lesson_runs) and config.operator.kind == "parameter_mutation":
+        raise ConfigError("[knowledge] is read by the agentic operators only; operator kind is "
+                          "'parameter_mutation' (remove the section or choose kind = \"agentic\")")
+    agents = _Agents.build(config)  # a bad operator or knowledge config fails before anything is created
     run_ = Run.create(run_dir, evaluator=evaluator, seeds=seeds, population=population,
                       config=assemble.config_to_dict(config))
-    return _evolve(run_, config, quiet=args.quiet)
+    return _evolve(run_, config, agents, quiet=args.quiet)
 
 
 def resume(args: argparse.Namespace) -> int:
@@ -49,7 +48,17 @@ def resume(args: argparse.Namespace) -> int:
     config = _with_overrides(config, args)
     stored = run_.config
     run_.store.set_meta("config", {**stored, **assemble.config_to_dict(config)})
-    return _evolve(run_, config, quiet=args.quiet, instruction=stored.get("instruction", ""))
+    agents = _Agents.build(config, instruction=stored.get("instruction", ""))
+    for operator in agents.operators:  # the agents start from a summary of their earlier work
+        operator.remember(run_.store.transcript())
+    return _evolve(run_, config, agents, quiet=args.quiet)
+
+
+def _with_suite(config: RunConfig, suite: str | None) -> RunConfig:
+    if not suite:
+        return config
+    return dataclasses.replace(config, evaluator=dataclasses.replace(
+        config.evaluator, params={**config.evaluator.params, "suite": suite}))
 
 
 def _with_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
@@ -64,23 +73,30 @@ def _with_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     return dataclasses.replace(config, budget=budget, engine=engine)
 
 
-def _evolve(run_: Run, config: RunConfig, *, quiet: bool, instruction: str = "") -> int:
-    knowledge = assemble.build_knowledge(config) if config.operator.kind != "parameter_mutation" else None
-    operators = [assemble.build_operator(config, knowledge, instruction=instruction)
-                 for _ in range(config.engine.slots)]
-    transcript = run_.store.transcript()
-    for operator in operators:  # a resumed run: the agents start from a summary of their earlier work
-        if transcript and hasattr(operator, "remember"):
-            operator.remember(transcript)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Agents:
+    """The knowledge base and one operator per slot, built once from a config."""
+
+    knowledge: Knowledge | None
+    operators: tuple[VariationOperator, ...]
+
+    @classmethod
+    def build(cls, config: RunConfig, *, instruction: str = "") -> _Agents:
+        knowledge = assemble.build_knowledge(config) if config.operator.kind != "parameter_mutation" else None
+        return cls(knowledge=knowledge, operators=tuple(
+            assemble.build_operator(config, knowledge, instruction=instruction) for _ in range(config.engine.slots)))
+
+
+def _evolve(run_: Run, config: RunConfig, agents: _Agents, *, quiet: bool) -> int:
     evaluator = run_.evaluator
     print(f"evoagent: run {run_.dir} | target {evaluator.name} on {evaluator.device_label()} | "
-          f"operator {operators[0].name} | budget {config.budget.trials or 'unlimited'} trials", file=sys.stderr)
+          f"operator {agents.operators[0].name} | budget {config.budget.trials or 'unlimited'} trials",
+          file=sys.stderr)
+    options = dataclasses.replace(config.engine, knowledge=agents.knowledge,
+                                  on_event=None if quiet else _progress(run_),
+                                  sandbox_config=config.sandbox_for(evaluator.sandbox_config()))
     with run_:
-        result = evolve(run_, operators, assemble.build_budget(config), slots=config.engine.slots,
-                        seed=config.engine.seed, patience=config.engine.patience,
-                        target_score=config.engine.target_score, knowledge=knowledge,
-                        on_event=None if quiet else _progress(run_),
-                        sandbox_config=assemble.build_sandbox_config(config, evaluator))
+        result = evolve(run_, list(agents.operators), config.budget, options)
         _print_summary(run_, result)
     return 0 if result.best is not None else 1
 
@@ -196,17 +212,14 @@ def adapt(args: argparse.Namespace) -> int:
             raise ConfigError(f"run {args.run_dir!r} has no version {args.version!r}" if args.version
                               else f"run {args.run_dir!r} has no committed version to adapt")
         seed = dataclasses.replace(start, hypothesis=f"adapted from {args.run_dir} version {start.id}")
-    if args.suite:
-        config = dataclasses.replace(config, evaluator=dataclasses.replace(
-            config.evaluator, params={**config.evaluator.params, "suite": args.suite}))
-    config = _with_overrides(config, args)
+    config = _with_overrides(_with_suite(config, args.suite), args)
     new_dir = Path(args.new_run_dir) if args.new_run_dir else Path(args.run_dir).with_name(
         Path(args.run_dir).name + f"-adapt-{time.strftime('%Y%m%d-%H%M%S')}")
     evaluator = assemble.build_evaluator(config)
     run_ = Run.create(new_dir, evaluator=evaluator, seeds=[seed], population=assemble.build_population(config),
                       config={**assemble.config_to_dict(config), "adapted_from": str(args.run_dir),
                               "instruction": args.instruction})
-    return _evolve(run_, config, quiet=args.quiet, instruction=args.instruction)
+    return _evolve(run_, config, _Agents.build(config, instruction=args.instruction), quiet=args.quiet)
 
 
 def _render(content: Any) -> str:

@@ -8,51 +8,24 @@ import random
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .candidate import Candidate
+from .config import Budget, Options
 from .errors import BudgetExhausted, ConfigError, LLMError
 from .operators.base import Proposal, VariationContext, VariationOperator
 from .population import StoredMembers
-from .records import Trial, TrialOutcome, Usage
+from .records import Event, Trial, TrialOutcome, Usage
 from .result import EvalResult, Status
 from .run import Run
-from .sandbox import Sandbox, SandboxConfig
+from .sandbox import Sandbox
+from .services import Knowledge
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Budget:
-    """Limits of a run; None means no limit.
-
-    Attributes:
-        trials: variation trials in the whole run (seeds not counted).
-        hours: wall-clock hours of this call to evolve().
-        tokens: model tokens in the whole run.
-        usd: model cost in US dollars in the whole run.
-    """
-
-    trials: int | None = None
-    hours: float | None = None
-    tokens: int | None = None
-    usd: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("trials", "hours", "tokens", "usd"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-                raise ConfigError(f"Budget.{name} must be a number >= 0 or None (got {value!r})")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
-    """Something the engine reports while it runs (for progress bars and reports)."""
-
-    kind: str  # seed | trial | commit | stop | supervisor | ...
-    payload: dict[str, Any] = field(default_factory=dict)
-    trial: Trial | None = None
+# Budget, Options (config) and Event (records) stay importable from here.
+__all__ = ["BestVersion", "Budget", "Event", "EvolveResult", "Options", "evolve", "export_best", "iterate"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,19 +47,12 @@ class EvolveResult:
     run_dir: Path
 
 
-EventHandler = Callable[[Event], None]
-
-
 class _Engine:
     """The state of one evolve() call. Worker threads run variation steps; the caller's thread yields trials."""
 
-    def __init__(self, run: Run, operators: Sequence[VariationOperator], budget: Budget, *, seed: int,
-                 patience: int, target_score: float | None, knowledge: Any, on_event: EventHandler | None,
-                 sandbox_config: SandboxConfig | None) -> None:
+    def __init__(self, run: Run, operators: Sequence[VariationOperator], budget: Budget, options: Options) -> None:
         self.run, self.store, self.evaluator = run, run.store, run.evaluator
-        self.operators, self.budget = list(operators), budget
-        self.seed, self.patience, self.target_score = seed, patience, target_score
-        self.knowledge, self.on_event = knowledge, on_event
+        self.operators, self.budget, self.options = list(operators), budget, options
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.stop_reason = ""
@@ -98,7 +64,7 @@ class _Engine:
         self.trials_done = totals["trials"]
         self.pending = 0  # trials started and not yet handed back to the caller's thread
         self.since_commit = 0
-        self.sandbox = Sandbox(sandbox_config or self.evaluator.sandbox_config())
+        self.sandbox = Sandbox(options.sandbox_config or self.evaluator.sandbox_config())
         self.started = time.monotonic()  # the time budget counts from a ready sandbox
 
     # -- events and budgets ---------------------------------------------------------------
@@ -106,8 +72,8 @@ class _Engine:
     def emit(self, kind: str, payload: dict[str, Any], trial: Trial | None = None, *, store: bool = True) -> None:
         if store:
             self.store.add_event(kind, payload, trial_id=trial.id if trial else payload.get("trial_id"))
-        if self.on_event is not None:
-            self.on_event(Event(kind=kind, payload=payload, trial=trial))
+        if self.options.on_event is not None:
+            self.options.on_event(Event(kind=kind, payload=payload, trial=trial))
 
     def charge(self, trial_id: int, usage: Usage) -> None:
         self.store.add_usage(trial_id, usage)
@@ -163,7 +129,7 @@ class _Engine:
 
     def start_trial(self, slot: int) -> int:
         with self.lock:
-            rng = random.Random(f"{self.seed}:{self.store.last_trial_id()}")
+            rng = random.Random(f"{self.options.seed}:{self.store.last_trial_id()}")
             parent = self.run.population.select_parent(StoredMembers(self.store), rng)
             trial_id = self.store.begin_trial(operator=self.operators[slot].name, parent_id=parent.candidate_id)
             self.inflight[trial_id] = ""
@@ -188,24 +154,10 @@ class _Engine:
             if best_candidate is not None and best_result is not None:
                 best_pair = (best_candidate, best_result)
         recent = [_outcome(t) for t in self.store.trials(state="done", last=20, include_seeds=False)]
-
-        def evaluate(candidate: Candidate, stages: Sequence[str] | None) -> EvalResult:
-            result = self.evaluator.evaluate(candidate, self.sandbox, stages=stages)
-            self.store.add_evaluation(candidate, result, kind="exploratory", trial_id=trial_id)
-            return result
-
-        def get(candidate_id: str) -> tuple[Candidate, EvalResult | None] | None:
-            found = self.store.candidate(candidate_id)
-            return (found, self.store.result(found.id)) if found else None
-
         return VariationContext(
             trial_id=trial_id, parent=parent, parent_result=self.store.result(parent.id), best=best_pair,
             evaluator=self.evaluator, lineage=self.run.lineage, recent=recent, knowledge=self._knowledge(), rng=rng,
-            run_dir=self.run.dir, _evaluate=evaluate,
-            _record_message=lambda role, content: self.store.add_message(trial_id, role, content),
-            _charge=lambda usage: self.charge(trial_id, usage),
-            _emit=lambda kind, payload: self.emit(kind, {**payload, "trial_id": trial_id}), _get=get,
-        )
+            run_dir=self.run.dir, services=_Services(self, trial_id))
 
     def _trial(self, operator: VariationOperator, trial_id: int, parent_id: str, rng: random.Random) -> Trial | None:
         parent = self.store.candidate(parent_id)
@@ -260,14 +212,15 @@ class _Engine:
             return None, EvalResult(status=Status.HARNESS_ERROR,
                                     reason=f"operator {operator.name!r} raised {type(exc).__name__}: {exc}")
 
-    def _knowledge(self) -> Any:
+    def _knowledge(self) -> Knowledge | None:
         """The knowledge base with this run's lessons so far added to the ones it came with."""
-        if self.knowledge is None or not hasattr(self.knowledge, "with_lessons"):
-            return self.knowledge
+        knowledge = self.options.knowledge
+        if knowledge is None:
+            return None
         from .knowledge import Lesson
 
         own = [Lesson(run=self.run.dir.name, trial_id=t, text=text) for t, text in self.store.lessons()]
-        return self.knowledge.with_lessons([*self.knowledge.lessons, *own]) if own else self.knowledge
+        return knowledge.with_lessons([*knowledge.lessons, *own]) if own else knowledge
 
     def _seen(self, trial_id: int, candidate: Candidate) -> bool:
         with self.lock:
@@ -330,11 +283,38 @@ class _Engine:
         payload = {"trial_id": trial.id, "status": str(trial.status), "score": trial.score,
                    "committed": trial.committed, "hypothesis": trial.hypothesis[:200], "reason": trial.reason[:200]}
         self.emit("commit" if trial.committed else "trial", payload, trial, store=trial.committed)
-        best = self.run.lineage.best()
-        if self.target_score is not None and best is not None and best[1] >= self.target_score:
-            self._request_stop(f"target score {self.target_score} reached ({best[1]:.6g})")
-        elif self.patience and self.since_commit >= self.patience:
-            self._request_stop(f"no commit in {self.patience} trials")
+        best, target, patience = self.run.lineage.best(), self.options.target_score, self.options.patience
+        if target is not None and best is not None and best[1] >= target:
+            self._request_stop(f"target score {target} reached ({best[1]:.6g})")
+        elif patience and self.since_commit >= patience:
+            self._request_stop(f"no commit in {patience} trials")
+
+
+class _Services:
+    """`TrialServices` of one trial: exploratory evaluations, transcript, usage and events go to the run."""
+
+    def __init__(self, engine: _Engine, trial_id: int) -> None:
+        self._engine, self._trial_id = engine, trial_id
+
+    def evaluate(self, candidate: Candidate, stages: Sequence[str] | None) -> EvalResult:
+        engine = self._engine
+        result = engine.evaluator.evaluate(candidate, engine.sandbox, stages=stages)
+        engine.store.add_evaluation(candidate, result, kind="exploratory", trial_id=self._trial_id)
+        return result
+
+    def record_message(self, role: str, content: Any) -> None:
+        self._engine.store.add_message(self._trial_id, role, content)
+
+    def charge(self, usage: Usage) -> None:
+        self._engine.charge(self._trial_id, usage)
+
+    def emit(self, kind: str, payload: dict[str, Any]) -> None:
+        self._engine.emit(kind, {**payload, "trial_id": self._trial_id})
+
+    def get(self, candidate_id: str) -> tuple[Candidate, EvalResult | None] | None:
+        store = self._engine.store
+        found = store.candidate(candidate_id)
+        return (found, store.result(found.id)) if found else None
 
 
 @dataclass(frozen=True)
@@ -378,19 +358,25 @@ def _operators(operator: VariationOperator | Sequence[VariationOperator], slots:
     return operators
 
 
-def iterate(run: Run, operator: VariationOperator | Sequence[VariationOperator], budget: Budget | None = None, *,
-            slots: int = 1, seed: int = 0, patience: int = 0, target_score: float | None = None,
-            knowledge: Any = None, on_event: EventHandler | None = None,
-            sandbox_config: SandboxConfig | None = None) -> Iterator[Trial]:
-    """Runs the search, yielding each finished trial; stop early by breaking out of the loop."""
+def _options(options: Options | None, changes: dict[str, Any]) -> Options:
+    known = {f.name for f in dataclasses.fields(Options)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; the Options fields are {', '.join(sorted(known))}")
+    return dataclasses.replace(options or Options(), **changes)
+
+
+def iterate(run: Run, operator: VariationOperator | Sequence[VariationOperator], budget: Budget | None = None,
+            options: Options | None = None, **changes: Any) -> Iterator[Trial]:
+    """Runs the search, yielding each finished trial; stop early by breaking out of the loop.
+
+    `options` (an `Options`) says how; keyword arguments change single fields of it (`slots=2`).
+    """
     if run.store.readonly:
         raise ConfigError(f"run {str(run.dir)!r} was opened read-only; open it writable to evolve it")
-    if not isinstance(slots, int) or slots < 1:
-        raise ConfigError(f"slots must be an integer >= 1 (got {slots!r})")
-    engine = _Engine(run, _operators(operator, slots), budget or Budget(), seed=seed, patience=patience,
-                     target_score=target_score, knowledge=knowledge, on_event=on_event,
-                     sandbox_config=sandbox_config)
-    yield from _drive(engine, slots)
+    options = _options(options, changes)
+    engine = _Engine(run, _operators(operator, options.slots), budget or Budget(), options)
+    yield from _drive(engine, options.slots)
 
 
 def _drive(engine: _Engine, slots: int) -> Iterator[Trial]:
@@ -431,11 +417,10 @@ def _drive(engine: _Engine, slots: int) -> Iterator[Trial]:
         raise engine.error
 
 
-def evolve(run: Run, operator: VariationOperator | Sequence[VariationOperator], budget: Budget | None = None, *,
-           slots: int = 1, seed: int = 0, patience: int = 0, target_score: float | None = None,
-           knowledge: Any = None, on_event: EventHandler | None = None,
-           sandbox_config: SandboxConfig | None = None) -> EvolveResult:
-    """Runs the search until a budget or stop condition ends it (Ctrl-C stops gracefully)."""
+def evolve(run: Run, operator: VariationOperator | Sequence[VariationOperator], budget: Budget | None = None,
+           options: Options | None = None, **changes: Any) -> EvolveResult:
+    """Runs the search until a budget or stop condition ends it (Ctrl-C stops gracefully); arguments as `iterate`."""
+    options = _options(options, changes)
     trials: list[Trial] = []
     reason = ""
 
@@ -443,13 +428,11 @@ def evolve(run: Run, operator: VariationOperator | Sequence[VariationOperator], 
         nonlocal reason
         if event.kind == "stop":
             reason = event.payload.get("reason", "")
-        if on_event is not None:
-            on_event(event)
+        if options.on_event is not None:
+            options.on_event(event)
 
     try:
-        for trial in iterate(run, operator, budget, slots=slots, seed=seed, patience=patience,
-                             target_score=target_score, knowledge=knowledge, on_event=remember,
-                             sandbox_config=sandbox_config):
+        for trial in iterate(run, operator, budget, dataclasses.replace(options, on_event=remember)):
             trials.append(trial)
     except KeyboardInterrupt:
         reason = "interrupted"

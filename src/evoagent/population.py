@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import abc
+import inspect
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .config import check_keys, construct
 from .errors import ConfigError
 from .records import Member
 from .result import EvalResult
+from .store import RunStore
 
 
 class Members(Protocol):
@@ -44,20 +47,20 @@ class MemberList:
 class StoredMembers:
     """`Members` read from a run store with indexed queries."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: RunStore) -> None:
         self._store = store
 
     def __len__(self) -> int:
-        return int(self._store.member_count())
+        return self._store.member_count()
 
     def best(self) -> Member | None:
-        return self._store.best_member()  # type: ignore[no-any-return]
+        return self._store.best_member()
 
     def latest(self) -> Member | None:
-        return self._store.latest_member()  # type: ignore[no-any-return]
+        return self._store.latest_member()
 
     def at(self, index: int) -> Member:
-        return self._store.member_at(index)  # type: ignore[no-any-return]
+        return self._store.member_at(index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +123,10 @@ class Population(abc.ABC):
         """The member the next variation step starts from (members is never empty)."""
 
     def spec(self) -> dict[str, Any]:
-        return {"kind": self.name, "confirm": self.confirm, **_rule_spec(self.rule)}
+        """How to rebuild this policy (stored with the run): its kind, constructor arguments and rule's name."""
+        values = {name: getattr(self, name) for name in settings(type(self))}
+        return {"kind": self.name, **{k: v if not callable(v) else "custom" for k, v in values.items()},
+                **_rule_spec(self.rule)}
 
 
 class Chain(Population):
@@ -130,6 +136,7 @@ class Chain(Population):
 
     def __init__(self, tolerance: float = 0.0, *, confirm: int = 0, rule: CommitRule | None = None) -> None:
         super().__init__(rule or MatchOrImprove(tolerance), confirm=confirm)
+        self.tolerance = tolerance
 
     def select_parent(self, members: Members, rng: random.Random) -> Member:
         latest = members.latest()
@@ -170,20 +177,28 @@ class Tree(Population):
         picks = rng.sample(range(len(members)), min(self.tournament_size, len(members)))
         return max((members.at(i) for i in picks), key=lambda m: (m.score, m.seq))
 
-    def spec(self) -> dict[str, Any]:
-        selection = self.parent_selection if isinstance(self.parent_selection, str) else "custom"
-        rule = _rule_spec(self.rule)
-        return {"kind": self.name, "parent_selection": selection, "tournament_size": self.tournament_size,
-                "confirm": self.confirm, **rule}
 
 
-def population_from_spec(spec: dict[str, Any]) -> Population:
-    """Rebuilds a built-in population policy from its stored or configured spec."""
-    kind = spec.get("kind", "chain")
-    confirm = int(spec.get("confirm", 0))
-    if kind == "chain":
-        return Chain(float(spec.get("tolerance", 0.0)), confirm=confirm)
-    if kind == "tree":
-        return Tree(spec.get("parent_selection", "tournament"), tournament_size=int(spec.get("tournament_size", 3)),
-                    confirm=confirm)
-    raise ConfigError(f"unknown population kind {kind!r}; expected 'chain' or 'tree'")
+POPULATIONS: dict[str, type[Population]] = {"chain": Chain, "tree": Tree}
+
+
+def settings(cls: type[Population]) -> list[str]:
+    """The settings of a population kind: its constructor's arguments (the commit rule aside, a function)."""
+    return [name for name in inspect.signature(cls).parameters if name != "rule"]
+
+
+def population_kind(kind: Any) -> type[Population]:
+    if kind not in POPULATIONS:
+        raise ConfigError(f"unknown population kind {kind!r}; expected one of {', '.join(map(repr, POPULATIONS))}")
+    return POPULATIONS[kind]
+
+
+def population_from_spec(spec: Mapping[str, Any], where: str = "population") -> Population:
+    """Builds a built-in population policy from a `[population]` table or a stored spec.
+
+    `kind` names the policy; the other keys are its constructor's arguments. A stored spec's
+    `rule` (the commit rule's name) is informational: built-in kinds bring their own rule.
+    """
+    cls = population_kind(spec.get("kind", "chain"))
+    check_keys({k: v for k, v in spec.items() if k != "rule"}, ["kind", *settings(cls)], where)
+    return construct(cls, {k: v for k, v in spec.items() if k not in ("kind", "rule")}, where)  # type: ignore[no-any-return]

@@ -1,4 +1,4 @@
-"""Shared records: model usage, stored trials, committed members and trial outcomes (a leaf module).
+"""Shared records: model usage, stored trials, members, trial outcomes and engine events (a leaf module).
 
 Every part reads these (the store writes them, populations and operators read them), so they sit
 below all of them and import nothing of evoagent but `result`.
@@ -6,8 +6,9 @@ below all of them and import nothing of evoagent but `result`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .result import Status
 
@@ -81,3 +82,15 @@ class TrialOutcome:
     reason: str
     score: float | None
     committed: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Something the engine reports while it runs (for progress bars and reports)."""
+
+    kind: str  # seed | trial | commit | stop | supervisor | confirm | start
+    payload: dict[str, Any] = field(default_factory=dict)
+    trial: Trial | None = None
+
+
+EventHandler = Callable[[Event], None]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .candidate import Candidate
+from .config import construct
 from .errors import ConfigError, RunStoreError
 from .evaluator import Evaluator
 from .lineage import Lineage
@@ -22,13 +23,11 @@ DB_NAME = "run.db"
 LOCK_NAME = "run.lock"
 
 def evaluator_from_spec(spec: dict[str, Any], base_dir: str | os.PathLike[str] | None = None) -> Evaluator:
+    """Builds the evaluator a stored or configured spec names: {"class": reference, "params": {...}}."""
     cls = load_object(spec["class"], base_dir)
     if not (isinstance(cls, type) and issubclass(cls, Evaluator)):
         raise ConfigError(f"{spec['class']!r} is not an Evaluator subclass")
-    try:
-        return cls(**spec.get("params", {}))
-    except TypeError as exc:
-        raise ConfigError(f"cannot build evaluator {spec['class']!r} with params {spec.get('params')}: {exc}") from None
+    return construct(cls, spec.get("params", {}), f"evaluator {spec['class']!r} params")  # type: ignore[no-any-return]
 
 
 class Run:

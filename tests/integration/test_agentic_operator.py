@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fake_messages_server import FakeMessagesServer
+from recording_services import RecordingServices
 
 from evoagent.candidate import Candidate
 from evoagent.errors import BudgetExhausted, ConfigError, LLMError
@@ -92,9 +93,9 @@ class Run:
         result = self.evaluator.evaluate(parent, None)  # type: ignore[arg-type]
         return VariationContext(
             trial_id=trial_id, parent=parent, parent_result=result, best=(parent, result), evaluator=self.evaluator,
-            lineage=FakeLineage(), recent=recent, _evaluate=self.evaluate,
-            _record_message=lambda role, content: self.messages.append((role, json.loads(json.dumps(content)))),
-            _charge=self.charge, _emit=lambda kind, payload: self.events.append((kind, payload)),
+            lineage=FakeLineage(), recent=recent,
+            services=RecordingServices(run=self.evaluate, messages=self.messages, events=self.events,
+                                       on_charge=self.charge),
         )
 
     def transcript(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from recording_services import RecordingServices
 
 from evoagent.candidate import Candidate
 from evoagent.knowledge import KnowledgeBase, Recipe
@@ -99,7 +100,7 @@ def test_the_heuristic_policy_drives_one_agentic_step_on_the_seed(evaluator: Att
     parent = Candidate.from_path(default_seed(), entry="kernel.py")
     context = VariationContext(trial_id=1, parent=parent, parent_result=None, best=None, evaluator=evaluator,
                                lineage=_Lineage(), knowledge=kb,  # type: ignore[arg-type]
-                               _evaluate=lambda c, stages: evaluator.evaluate(c, sandbox, stages=stages))
+                               services=RecordingServices(run=lambda c, stages: evaluator.evaluate(c, sandbox, stages=stages)))
     proposal = AgenticVariationOperator(policy, knowledge=kb, supervisor=False).vary(context)
     first = policy.moves(SEED)[0]
     assert proposal.candidate is not None, proposal.reason

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from evoagent.config import load_config
+import evoagent as ea
+from evoagent.assemble import build_population, config_from_dict, config_to_dict
+from evoagent.config import Budget, Options, RunConfig, load_config
 from evoagent.errors import ConfigError
 
 
@@ -34,5 +36,74 @@ def test_values_are_read_and_paths_resolve_next_to_the_file(tmp_path):
     config = load_config(_write(tmp_path, 'seeds = ["s.py"]\n[budget]\ntrials = 3\nhours = 1\n'
                                           '[engine]\ntarget_score = 2\n[population]\nkind = "tree"\n'))
     assert config.budget.trials == 3 and config.budget.hours == 1.0
-    assert config.engine.target_score == 2.0 and config.population.kind == "tree"
+    assert config.engine.target_score == 2.0 and config.population == {"kind": "tree"}
     assert config.base_dir == str(tmp_path.resolve())
+
+
+def test_budget_and_engine_sections_are_the_engine_types(tmp_path):
+    config = load_config(_write(tmp_path, '[budget]\nhours = 2\n[engine]\nslots = 3\n'))
+    assert config.budget == Budget(trials=20, hours=2.0)  # a config file's trials default to 20
+    assert config.engine == Options(slots=3)
+    assert RunConfig().budget.trials == 20 and Budget().trials is None
+
+
+def test_a_zero_budget_means_no_limit_as_config_files_wrote_it(tmp_path):
+    config = load_config(_write(tmp_path, '[budget]\ntrials = 0\nusd = 0\n'))
+    assert config.budget == Budget() and Budget(trials=0, hours=0).trials is None
+
+
+def test_code_only_options_cannot_be_set_from_a_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'engine.on_event'"):
+        load_config(_write(tmp_path, '[engine]\non_event = "print"\n'))
+
+
+def test_bad_engine_option_is_rejected_once_for_files_and_code(tmp_path):
+    with pytest.raises(ConfigError, match=r"Options.slots must be an integer >= 1 \(got 0\)"):
+        load_config(_write(tmp_path, '[engine]\nslots = 0\n'))
+    with pytest.raises(ConfigError, match=r"Options.slots must be an integer >= 1 \(got 0\)"):
+        Options(slots=0)
+
+
+def test_sandbox_section_changes_the_evaluators_settings(tmp_path):
+    config = load_config(_write(tmp_path, '[sandbox]\ntimeout_s = 5\nmemory_mb = 0\nworkers = 3\n'
+                                          'env_allowlist = ["MY_TOKEN"]\n'))
+    base = ea.SandboxConfig(memory_mb=100, env_allowlist=("A_KEY",))
+    changed = config.sandbox_for(base)
+    assert changed.timeout_s == 5 and changed.workers == 3
+    assert changed.memory_mb == 100  # 0 keeps the evaluator's value
+    assert changed.env_allowlist == ("A_KEY", "MY_TOKEN")  # allowlists add up
+
+
+def test_unknown_sandbox_key_is_rejected_with_suggestion(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'sandbox.timout_s' .*did you mean 'timeout_s'\?"):
+        load_config(_write(tmp_path, '[sandbox]\ntimout_s = 5\n'))
+
+
+def test_population_table_is_checked_against_its_kinds_constructor(tmp_path):
+    config = load_config(_write(tmp_path, '[population]\nkind = "tree"\ntournament_size = 5\nconfirm = 1\n'))
+    tree = build_population(config)
+    assert isinstance(tree, ea.Tree) and tree.tournament_size == 5 and tree.confirm == 1
+    config = load_config(_write(tmp_path, '[population]\nkind = "chain"\ntournament_size = 5\n'))
+    with pytest.raises(ConfigError, match=r"unknown key 'population.tournament_size'; known keys: confirm, kind, tolerance"):
+        build_population(config)
+    config = load_config(_write(tmp_path, '[population]\ntolerance = "small"\n'))
+    with pytest.raises(ConfigError, match=r"'population.tolerance' must be float \(got 'small'\)"):
+        build_population(config)
+
+
+def test_a_config_stored_by_an_earlier_version_still_loads():
+    stored = {"seeds": ["s.py"], "evaluator": {"target": "attention", "params": {}},
+              "population": {"kind": "chain", "tolerance": 0.0, "parent_selection": "tournament",
+                             "tournament_size": 3, "confirm": 2},
+              "operator": {"kind": "agentic", "model": "", "params": {}},
+              "knowledge": {"paths": [], "lesson_runs": []},
+              "budget": {"trials": 6, "hours": 0.0, "tokens": 0, "usd": 0.0},
+              "engine": {"slots": 1, "seed": 0, "patience": 0, "target_score": None},
+              "sandbox": {"timeout_s": 0.0, "memory_mb": 0, "env_allowlist": []}, "base_dir": "/x",
+              "instruction": ""}
+    config = config_from_dict(stored)
+    assert config.budget == Budget(trials=6) and config.population == {"kind": "chain", "tolerance": 0.0,
+                                                                         "confirm": 2}
+    assert build_population(config).confirm == 2
+    assert config.sandbox_for(ea.SandboxConfig()) == ea.SandboxConfig()
+    assert config_from_dict(config_to_dict(config)) == config

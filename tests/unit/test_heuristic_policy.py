@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from recording_services import RecordingServices
 
 from evoagent.knowledge import KnowledgeBase
 from evoagent.llm.base import LLM
@@ -373,7 +374,7 @@ def _context(trial_id: int, recent: tuple[Any, ...] = (), knowledge: Any = None)
     result = evaluator.evaluate(parent)
     return VariationContext(trial_id=trial_id, parent=parent, parent_result=result, best=(parent, result),
                             evaluator=evaluator, lineage=Lineage(), recent=recent, knowledge=knowledge,  # type: ignore[arg-type]
-                            _evaluate=lambda c, stages: evaluator.evaluate(c, stages=stages))
+                            services=RecordingServices(run=lambda c, stages: evaluator.evaluate(c, stages=stages)))
 
 
 def _run_steps(kb: KnowledgeBase, seed: int, steps: int = 3) -> tuple[list[Any], Any]:

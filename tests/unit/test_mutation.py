@@ -5,6 +5,7 @@ import random
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from recording_services import RecordingServices
 
 from evoagent import Candidate, ConfigError
 from evoagent.operators.base import VariationContext
@@ -51,7 +52,7 @@ def _context(parent, seen=()):
     seen = set(seen)
     return VariationContext(trial_id=1, parent=parent, parent_result=None, best=None, evaluator=None,
                             lineage=None, rng=random.Random(0),
-                            _get=lambda cid: (parent, None) if cid in seen else None)
+                            services=RecordingServices(versions={cid: (parent, None) for cid in seen}))
 
 
 def test_mutation_proposes_an_unseen_child_naming_its_changes():

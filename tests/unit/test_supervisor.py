@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from recording_services import RecordingServices
 
 from evoagent.candidate import Candidate
 from evoagent.errors import BudgetExhausted, ConfigError, LLMError
@@ -75,8 +76,8 @@ def context(recent: list[TrialOutcome], rec: Recorder, knowledge: Any = None) ->
     return VariationContext(
         trial_id=max((o.trial_id for o in recent), default=0) + 1, parent=Candidate.from_source(SEED),
         parent_result=None, best=None, evaluator=NullEvaluator(), lineage=FakeLineage(), recent=recent,
-        knowledge=knowledge, _emit=lambda kind, payload: rec.events.append((kind, payload)),
-        _record_message=lambda role, content: rec.messages.append((role, content)), _charge=rec.charge,
+        knowledge=knowledge,
+        services=RecordingServices(events=rec.events, messages=rec.messages, on_charge=rec.charge),
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from recording_services import RecordingServices
 
 from evoagent.candidate import Candidate
 from evoagent.errors import BudgetExhausted
@@ -103,8 +104,8 @@ def make_box(tmp_path: Path, *, limits: ToolLimits | None = None, knowledge: Any
     versions = {parent.id: (parent, None), other.id: (other, None)}
     context = VariationContext(
         trial_id=7, parent=parent, parent_result=None, best=(other, EvalResult(status=Status.OK, score=3.0)),
-        evaluator=evaluator, lineage=FakeLineage(), _evaluate=evaluate or run,
-        _get=lambda ref: next((v for k, v in versions.items() if k.startswith(ref)), None),
+        evaluator=evaluator, lineage=FakeLineage(),
+        services=RecordingServices(run=evaluate or run, versions=versions),
     )
     box = Toolbox(workspace=Workspace(tmp_path / "ws", parent), context=context, knowledge=knowledge,
                   limits=limits or ToolLimits())

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..knowledge.recipes import Edit, Recipe, RecipeError, marked_params, param_recipe
 from ..records import Usage
+from ..services import Knowledge
 from .base import Block, LLMResponse, Message
 
 _NAMED = re.compile(r"\brecipe ([a-z0-9][a-z0-9._-]*):")  # how hypotheses name a recipe
@@ -56,7 +57,7 @@ class HeuristicPolicy:
 
     name = "heuristic"
 
-    def __init__(self, knowledge: Any = None, seed: int = 0, *, max_attempts: int = 4) -> None:
+    def __init__(self, knowledge: Knowledge | None = None, seed: int = 0, *, max_attempts: int = 4) -> None:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise TypeError(f"HeuristicPolicy seed must be an int (got {seed!r})")
         if not isinstance(max_attempts, int) or max_attempts < 1:
@@ -79,7 +80,7 @@ class HeuristicPolicy:
         return {"name": self.name, "seed": self.seed, "max_attempts": self.max_attempts}
 
     @property
-    def knowledge(self) -> Any:
+    def knowledge(self) -> Knowledge:
         if self._knowledge is None:
             from ..knowledge import KnowledgeBase
 

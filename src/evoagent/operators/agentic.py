@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import ConfigError, LLMError
 from ..llm.base import LLM, Block, LLMResponse
 from ..records import TrialOutcome
+from ..services import Knowledge
 from .base import Proposal, VariationContext, VariationOperator
 from .supervisor import Advice, Supervisor
 from .tools import Toolbox, ToolLimits, Workspace, tool_definitions, truncate
@@ -65,7 +66,8 @@ class AgenticVariationOperator(VariationOperator):
 
     name = "agentic"
 
-    def __init__(self, llm: LLM, knowledge: Any = None, *, max_turns: int = 40, max_exploratory_evals: int = 12,
+    def __init__(self, llm: LLM, knowledge: Knowledge | None = None, *, max_turns: int = 40,
+                 max_exploratory_evals: int = 12,
                  repair_budget: int = 6, critique: bool = True, context_limit_tokens: int = 150_000,
                  supervisor: Supervisor | bool | None = None, max_tokens: int = 8192, instruction: str = "",
                  max_result_chars: int = 12_000) -> None:

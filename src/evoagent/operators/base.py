@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import abc
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..candidate import Candidate
 from ..records import TrialOutcome, Usage
 from ..references import class_reference
 from ..result import EvalResult
+from ..services import Knowledge, NoServices, TrialServices
 
 if TYPE_CHECKING:
     from ..evaluator import Evaluator
@@ -50,8 +52,11 @@ class VariationContext:
         evaluator: the target (its description, entry file and stage names).
         lineage: the ancestry view (text summaries for prompts).
         recent: the last finished trials, newest last.
-        knowledge: a KnowledgeBase, or None.
+        knowledge: the knowledge base (with the run's lessons so far), or None.
         rng: a random source seeded per trial (deterministic runs).
+        run_dir: the run's directory (None outside a run).
+        services: what the engine does for this trial (`TrialServices`); by default nothing is
+            recorded or charged and `evaluate` raises, for contexts built outside a run.
     """
 
     trial_id: int
@@ -61,39 +66,30 @@ class VariationContext:
     evaluator: Evaluator
     lineage: Lineage
     recent: Sequence[TrialOutcome] = ()
-    knowledge: Any = None
+    knowledge: Knowledge | None = None
     rng: random.Random = field(default_factory=random.Random)
-    run_dir: Any = None
-    _evaluate: Callable[[Candidate, Sequence[str] | None], EvalResult] | None = None
-    _record_message: Callable[[str, Any], None] | None = None
-    _charge: Callable[[Usage], None] | None = None
-    _emit: Callable[[str, dict[str, Any]], None] | None = None
-    _get: Callable[[str], tuple[Candidate, EvalResult | None] | None] | None = None
+    run_dir: Path | None = None
+    services: TrialServices = field(default_factory=NoServices)
 
     def evaluate(self, candidate: Candidate, stages: Sequence[str] | None = None) -> EvalResult:
         """Runs (some) stages on a draft; recorded as exploratory, never committed."""
-        if self._evaluate is None:
-            raise RuntimeError("this VariationContext has no evaluator attached")
-        return self._evaluate(candidate, stages)
+        return self.services.evaluate(candidate, stages)
 
     def record_message(self, role: str, content: Any) -> None:
         """Appends one message (JSON-serializable) to this trial's transcript."""
-        if self._record_message is not None:
-            self._record_message(role, content)
+        self.services.record_message(role, content)
 
     def charge(self, usage: Usage) -> None:
         """Counts model usage against the run's budgets; raises BudgetExhausted when one runs out."""
-        if self._charge is not None:
-            self._charge(usage)
+        self.services.charge(usage)
 
     def emit(self, kind: str, payload: dict[str, Any]) -> None:
         """Records an event (for example supervisor advice) in the run's store."""
-        if self._emit is not None:
-            self._emit(kind, payload)
+        self.services.emit(kind, payload)
 
     def get(self, candidate_id: str) -> tuple[Candidate, EvalResult | None] | None:
         """Any version of this run by id (or unique id prefix), with its authoritative result."""
-        return self._get(candidate_id) if self._get is not None else None
+        return self.services.get(candidate_id)
 
 
 class VariationOperator(abc.ABC):
@@ -107,6 +103,9 @@ class VariationOperator(abc.ABC):
 
     def observe(self, outcome: TrialOutcome) -> None:  # noqa: B027 (optional hook, no-op by default)
         """Told the authoritative outcome of the proposal this operator made (memory hook)."""
+
+    def remember(self, transcript: Sequence[Mapping[str, Any]]) -> None:  # noqa: B027 (optional hook)
+        """Given the run's stored transcripts when a run resumes (memory hook; an empty list for a new run)."""
 
     def spec(self) -> dict[str, Any]:
         """How to rebuild this operator (stored with the run)."""

@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import ConfigError, LLMError
 from ..records import TrialOutcome
 from ..result import Status
+from ..services import Knowledge
 from .base import VariationContext
 
 _SYSTEM = (
@@ -68,7 +69,8 @@ class Supervisor:
         directions: how many directions to propose.
     """
 
-    def __init__(self, llm: Any = None, knowledge: Any = None, *, stall_steps: int = 8, failure_streak: int = 4,
+    def __init__(self, llm: Any = None, knowledge: Knowledge | None = None, *, stall_steps: int = 8,
+                 failure_streak: int = 4,
                  directions: int = 3, max_tokens: int = 2048) -> None:
         for name, value in (("stall_steps", stall_steps), ("failure_streak", failure_streak),
                             ("directions", directions), ("max_tokens", max_tokens)):

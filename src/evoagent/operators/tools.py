@@ -12,6 +12,7 @@ from typing import Any
 from ..candidate import Candidate
 from ..errors import BudgetExhausted
 from ..result import EvalResult, Status
+from ..services import Knowledge
 from .base import VariationContext
 
 MAX_FILE_CHARS = 256_000
@@ -216,7 +217,7 @@ class Toolbox:
 
     workspace: Workspace
     context: VariationContext
-    knowledge: Any = None
+    knowledge: Knowledge | None = None
     limits: ToolLimits = field(default_factory=ToolLimits)
     rules: str = ""
     evaluations: int = 0
@@ -281,14 +282,16 @@ class Toolbox:
         return new.diff(old) or f"{a} and {b} are identical"
 
     def _search_knowledge(self, query: str) -> str:
+        assert self.knowledge is not None  # Check internal correctness: call() offers knowledge tools only then.
         hits = self.knowledge.search(query, k=5)
         if not hits:
             return f"no section matches {query!r}; try other words"
         return "\n\n".join(f"{h.doc} / {h.section} — {h.title} (score {h.score:.3g})\n{h.snippet}" for h in hits)
 
     def _read_knowledge(self, doc: str, section: str | None = None) -> str:
+        assert self.knowledge is not None  # Check internal correctness: call() offers knowledge tools only then.
         try:
-            return str(self.knowledge.read(doc, section))
+            return self.knowledge.read(doc, section)
         except (LookupError, ValueError) as err:
             raise ToolError(str(err).strip("'\"")) from None
 
