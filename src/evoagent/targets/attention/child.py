@@ -25,9 +25,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .reference import make_inputs
-from .static import TARGET_ARCH_ENV
 from .suites import AttentionConfig
-from .target_view import arch_capability, target_view
+from .target_view import TARGET_ARCH_ENV, arch_capability, target_view
 
 # Captured before the candidate is imported (the sandbox imports this module to find the function).
 _perf_counter = time.perf_counter

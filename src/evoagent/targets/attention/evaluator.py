@@ -20,8 +20,9 @@ from ...result import StageResult, Status
 from . import legality
 from .judge import dense_peak_tflops, judge_benchmark, judge_case, judge_output, judge_timers, missing_hardware
 from .reference import sample_rows
-from .static import SUPPORTED_ARCHS, TARGET_ARCH_ENV, StaticCompiler, default_cache_dir, first_error
+from .static import SUPPORTED_ARCHS, StaticCompiler, default_cache_dir, first_error
 from .suites import AttentionConfig, Suite, get_suite, make_config
+from .target_view import TARGET_ARCH_ENV
 
 if TYPE_CHECKING:
     from ...sandbox import Sandbox, SandboxConfig, SandboxResult

@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 REPORT_VERSION = 3
 SUPPORTED_ARCHS = ("sm_90a", "sm_100a")
-# The environment variable naming the arch a sandbox child without a GPU presents (target_view.py).
-TARGET_ARCH_ENV = "EVOAGENT_TARGET_ARCH"
 # Largest dynamic shared memory one block may use (CUDA programming guide, compute capabilities table).
 SHARED_LIMIT_BYTES = {"sm_90a": 232448, "sm_90": 232448, "sm_100a": 232448, "sm_100": 232448,
                       "sm_80": 166912, "sm_86": 101376, "sm_89": 101376}

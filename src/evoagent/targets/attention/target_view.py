@@ -28,7 +28,10 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["TARGET_DEVICES", "TargetDevice", "arch_capability", "target_view"]
+__all__ = ["TARGET_ARCH_ENV", "TARGET_DEVICES", "TargetDevice", "arch_capability", "target_view"]
+
+# The environment variable naming the arch a sandbox child without a GPU presents.
+TARGET_ARCH_ENV = "EVOAGENT_TARGET_ARCH"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
