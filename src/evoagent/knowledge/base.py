@@ -1,4 +1,4 @@
-"""KnowledgeBase: markdown documents split into sections, ranked for a query with BM25 (bm25s)."""
+"""KnowledgeBase: markdown documents split into sections, ranked for a query with BM25 (see ranking.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import bm25s
-
 from ..errors import ConfigError, EvoagentError
+from .ranking import Index, build_index
+from .ranking import tokenize as _tokenize
 from .recipes import Recipe, RecipeError, find_recipe_blocks, parse_recipe, strip_recipe_blocks
 
 BUILTIN_DIR = Path(__file__).parent / "docs"
@@ -19,7 +19,6 @@ LESSONS_DOC = "lessons"
 _HEADING = re.compile(r"^##[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 _TITLE = re.compile(r"^#[ \t]+(.+?)[ \t]*$", re.MULTILINE)
 _FENCE_LINE = re.compile(r"^(```|~~~)")
-_TOKEN = r"(?u)\b\w\w+\b"
 _SNIPPET_CHARS = 240
 
 
@@ -88,21 +87,9 @@ def _light_stem(word: str) -> str:
     return word
 
 
-def _stem_words(words: list[str]) -> list[str]:
-    return [_light_stem(w) for w in words]
-
-
 def tokenize(texts: Sequence[str]) -> list[list[str]]:
-    """bm25s's tokenizer with English stopwords and the light stemmer above."""
-    tokens = bm25s.tokenize(
-        list(texts),
-        token_pattern=_TOKEN,
-        stopwords="en",
-        stemmer=_stem_words,
-        return_ids=False,
-        show_progress=False,
-    )
-    return [list(t) for t in tokens]
+    """Words of two or more characters, lowercased, English stopwords dropped, lightly stemmed."""
+    return _tokenize(texts, _light_stem)
 
 
 def split_sections(name: str, text: str) -> tuple[str, tuple[Section, ...]]:
@@ -215,11 +202,10 @@ class KnowledgeBase:
             self._docs[LESSONS_DOC] = lessons
         self._sections = [s for d in self._docs.values() for s in d.sections]
         self._recipes = _collect_recipes(docs)
-        self._index: bm25s.BM25 | None = None
+        self._index: Index | None = None
         if self._sections:
             corpus = tokenize([_index_text(self._docs[s.doc], s) for s in self._sections])
-            self._index = bm25s.BM25()
-            self._index.index(corpus, show_progress=False)
+            self._index = build_index(corpus)
 
     def with_lessons(self, lessons: Sequence[Lesson]) -> KnowledgeBase:
         """A copy whose `lessons` document holds these lessons (replacing any it had)."""
@@ -248,11 +234,9 @@ class KnowledgeBase:
         tokens = tokenize([query])
         if self._index is None or not tokens[0]:
             return []
-        k = min(k, len(self._sections))
-        ids, scores = self._index.retrieve(tokens, k=k, show_progress=False)
         terms = set(tokens[0])
         hits = []
-        for i, score in zip(ids[0].tolist(), scores[0].tolist()):
+        for i, score in self._index.top(tokens[0], k):
             if score <= 0:
                 continue
             s = self._sections[i]

@@ -290,7 +290,11 @@ def _check_args(model: str, max_tokens: int, thinking_budget: int | str | None, 
 
 
 def _make_client(base_url: str | None, timeout_s: float) -> Any:
-    import anthropic
+    try:
+        import anthropic
+    except ImportError:
+        raise ConfigError("the Anthropic backend needs the anthropic SDK, which is not installed; "
+                          "run `pip install 'evoagent[anthropic]'` (or use the offline HeuristicPolicy)") from None
 
     key = os.environ.get("ANTHROPIC_API_KEY")
     if not key:
