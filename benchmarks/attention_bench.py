@@ -1,180 +1,471 @@
-"""Benchmarks attention kernels against cuDNN / FlashAttention on a GPU; writes a JSON file and a markdown table.
+"""Times the attention seeds against cuDNN, FlashAttention and FlexAttention per configuration, saving as it goes.
 
-    python benchmarks/attention_bench.py --suite h100-mha --suite h100-d64 [--kernel PATH ...] [--reps N]
-    python benchmarks/attention_bench.py --dry-run      # what would run (works without a GPU)
+    python benchmarks/attention_bench.py --out benchmarks/out                  # every seed, default suites
+    python benchmarks/attention_bench.py --seed kernels/attention/fa2.py --suite h100-mha --budget-s 200
+    python benchmarks/attention_bench.py --dry-run                             # the plan (no GPU needed)
 
-Each kernel goes through AttentionEvaluator's check, test and benchmark stages (the same honest path
-as an evolutionary run), so a number lands in the table only for a kernel that passed the checks.
-Results go to benchmarks/results/<date>-<gpu>.json and .md (and to --copy-to, e.g. the device tool's $OUT).
+Every seed first passes the attention evaluator's check stage (legality scan and the static compile
+for sm_90a, no GPU needed). Then, per configuration, on the GPU:
+
+- inputs come from a seeded torch generator on the device, and the reference is computed there too:
+  fp32 (no TF32) in query chunks, fp64 for small shapes; every implementation's first output is
+  compared with it under the evaluator's tolerances, and a wrong one is not timed;
+- each implementation is warmed up for at least `--warmup-ms` of its own calls (clocks ramp up, JIT
+  and autotuning finish), the repetitions are chosen from the warm-up's time per call, and the
+  timed calls are interleaved (each repetition runs every implementation once, in a rotating order)
+  after zeroing a buffer twice the L2's size, between CUDA events;
+- the median, 10th/90th percentiles and interquartile range are kept, and the SM clock is read
+  (never set) before the run and after each configuration.
+
+Without a GPU the same flow runs the seeds in Triton's interpreter on the `smoke` suite (wall-clock
+times, baselines recorded as missing with the reason). The JSON and Markdown files are rewritten after
+every configuration (see device_report.py), and each row is printed as it is measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import ast
+import dataclasses
 import importlib
 import importlib.util
-import json
 import math
+import os
 import platform
-import re
 import shutil
+import statistics
+import subprocess
 import sys
 import time
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from evoagent.targets.attention import AttentionEvaluator, default_seed, get_suite  # noqa: E402
-from evoagent.targets.attention.cli import format_bench_table  # noqa: E402
+import device_report  # noqa: E402
+from attention_baselines import BASELINES, Missing, build, first_line  # noqa: E402
+from device_report import CUDNN  # noqa: E402
 
-OPTIONAL_BASELINES = {"flash-attn": "flash_attn", "flash-attn-3": "flash_attn_interface"}
+SEED_DIR = ROOT / "kernels" / "attention"
+GPU_SUITES = ("h100-mha", "avo-gqa")
+CPU_SUITES = ("smoke",)
+
+
+# -- what to run ----------------------------------------------------------------------------------
+
+
+def default_seeds() -> list[Path]:
+    """Every kernels/attention/*.py that defines a module-level `attention` function."""
+    seeds = []
+    for path in sorted(SEED_DIR.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        if any(isinstance(node, ast.FunctionDef) and node.name == "attention" for node in tree.body):
+            seeds.append(path)
+    return seeds
+
+
+def suite_configs(name: str) -> list[Any]:
+    """A suite's configurations; 'NAME-gqa' keeps only its grouped-query ones (e.g. 'avo-gqa')."""
+    from evoagent.targets.attention import get_suite
+
+    if name.endswith("-gqa"):
+        return [c for c in get_suite(name.removesuffix("-gqa")).configs if c.heads_q != c.heads_kv]
+    return list(get_suite(name).configs)
+
+
+def seed_name(path: Path) -> str:
+    return path.stem
+
+
+# -- the machine ----------------------------------------------------------------------------------
 
 
 def versions() -> dict[str, Any]:
-    """Python, platform and library versions, and the GPU with its driver when there is one."""
     info: dict[str, Any] = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for name in ("torch", "triton", "numpy", "flash_attn", "flash_attn_interface"):
+    for name in ("torch", "triton", "numpy", "flash_attn", "flash_attn_interface", "evoagent"):
         try:
-            info[name] = getattr(importlib.import_module(name), "__version__", "present")
+            info[name] = str(getattr(importlib.import_module(name), "__version__", "present"))
         except Exception as exc:  # an optional baseline that is missing or broken
             info[name] = f"not importable ({type(exc).__name__})"
     import torch
 
     info["cuda_runtime"] = torch.version.cuda
     info["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["sm_count"] = props.multi_processor_count
-        info["capability"] = f"{props.major}.{props.minor}"
-    info["driver"] = _driver_version()
     return info
 
 
-def _driver_version() -> str | None:
-    import subprocess
+def device_facts() -> dict[str, Any]:
+    import torch
 
+    if not torch.cuda.is_available():
+        return {"name": "cpu-interpreter", "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+    props = torch.cuda.get_device_properties(0)
+    return {"name": torch.cuda.get_device_name(0), "capability": f"{props.major}.{props.minor}",
+            "sm_count": props.multi_processor_count, "memory_gib": round(props.total_memory / 2**30, 1),
+            "l2_mib": round(getattr(props, "L2_cache_size", 0) / 2**20, 1), "driver": _smi("driver_version"),
+            "clocks_before": read_clocks()}
+
+
+def _smi(query: str) -> str | None:
     if shutil.which("nvidia-smi") is None:
         return None
-    done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                          capture_output=True, text=True, timeout=30)
+    try:
+        done = subprocess.run(["nvidia-smi", "-i", "0", f"--query-gpu={query}", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
     return done.stdout.strip() or None
 
 
-def plan(suites: list[str], kernels: list[Path]) -> list[str]:
-    """The lines --dry-run prints: every suite, configuration, kernel and optional baseline."""
-    lines = []
-    for name in suites:
-        suite = get_suite(name)
-        lines.append(f"suite {name}: {suite.description}")
-        lines += [f"  {c.name}: {c.flops() / 1e9:.1f} GFLOP" for c in suite.configs]
-    lines += [f"kernel {k}" for k in kernels]
-    lines.append("baselines: sdpa-cudnn, sdpa-flash, sdpa-efficient (PyTorch SDPA, each backend forced)")
-    for label, module in OPTIONAL_BASELINES.items():
-        found = importlib.util.find_spec(module) is not None
-        lines.append(f"  {label}: {'importable' if found else 'not installed (skipped)'}")
-    return lines
+def read_clocks() -> dict[str, str] | None:
+    """SM and memory clocks (MHz), the SM clock's maximum, temperature and power, read with nvidia-smi."""
+    fields = ("clocks.sm", "clocks.mem", "clocks.max.sm", "temperature.gpu", "power.draw")
+    line = _smi(",".join(fields))
+    if not line:
+        return None
+    names = ("sm_mhz", "mem_mhz", "max_sm_mhz", "temperature_c", "power_w")
+    return dict(zip(names, (v.strip() for v in line.splitlines()[0].split(","))))
 
 
-def run_one(suite: str, kernel: Path, reps: int | None) -> dict[str, Any]:
+# -- the seeds' check stage -----------------------------------------------------------------------
+
+
+def check_seeds(seeds: list[Path], suite: str) -> list[dict[str, Any]]:
+    """The evaluator's check stage (legality, static compile for sm_90a) for each seed, in a CPU sandbox."""
     from evoagent.candidate import Candidate
     from evoagent.sandbox import Sandbox
+    from evoagent.targets.attention import AttentionEvaluator
+    from evoagent.targets.attention.cli import format_check
 
-    evaluator = AttentionEvaluator(suite, reps=reps)
-    candidate = Candidate.from_source(kernel.read_text(), entry=evaluator.entry)
+    evaluator = AttentionEvaluator(suite)
+    config = dataclasses.replace(evaluator.sandbox_config(), gpus=())
+    records = []
+    with Sandbox(config) as sandbox:
+        for path in seeds:
+            started = time.perf_counter()
+            result = evaluator.evaluate(Candidate.from_path(path, entry=evaluator.entry), sandbox, stages=("check",))
+            check = result.stage("check")
+            records.append({"name": seed_name(path), "path": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT)
+                            else str(path), "check": {
+                                "status": result.status.value, "reason": result.reason,
+                                "seconds": round(time.perf_counter() - started, 2),
+                                "static": check.details.get("static") if check is not None else None,
+                                "text": format_check(result)}})
+            print(f"check {path.name}: {result.status.value} {result.reason}", flush=True)
+    return records
+
+
+def load_seed(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(f"seed_{path.stem}", path)
+    assert spec is not None and spec.loader is not None  # Check internal correctness.
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- inputs, reference, correctness ---------------------------------------------------------------
+
+
+def make_inputs(config: Any, device: str) -> tuple[Any, Any, Any]:
+    """q, k, v from a torch generator on the device, seeded from the configuration's name."""
+    import torch
+
+    dtype = getattr(torch, config.dtype)
+    gen = torch.Generator(device=device).manual_seed(zlib.crc32(config.name.encode()))
+    return tuple(torch.randn(shape, generator=gen, device=device, dtype=dtype)  # type: ignore[return-value]
+                 for shape in (config.q_shape, config.kv_shape, config.kv_shape))
+
+
+_FP64_SCORE_ELEMENTS = 2**27  # B*H*N^2 up to this: the reference is computed in fp64
+_CHUNK_SCORE_ELEMENTS = 2**28  # score elements per query chunk (1 GiB in fp32)
+
+
+def reference(q: Any, k: Any, v: Any, *, causal: bool, sm_scale: float) -> Any:
+    """softmax(sm_scale q k^T [causal]) v on q's device, fp64 for small shapes else fp32 without TF32."""
+    import torch
+
+    batch, heads, n, _ = q.shape
+    acc = torch.float64 if batch * heads * n * n <= _FP64_SCORE_ELEMENTS else torch.float32
+    group = heads // k.shape[1]
+    kk = k.to(acc).repeat_interleave(group, dim=1).transpose(-1, -2)
+    vv = v.to(acc).repeat_interleave(group, dim=1)
+    out = torch.empty(q.shape, dtype=acc, device=q.device)
+    chunk = max(1, min(n, _CHUNK_SCORE_ELEMENTS // (batch * heads * n)))
+    allow_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        for start in range(0, n, chunk):
+            scores = (q[:, :, start:start + chunk].to(acc) @ kk) * sm_scale  # (B, H, chunk, N)
+            if causal:
+                rows = torch.arange(start, min(start + chunk, n), device=q.device)[:, None]
+                scores.masked_fill_(torch.arange(n, device=q.device)[None, :] > rows, float("-inf"))
+            out[:, :, start:start + chunk] = torch.softmax(scores, dim=-1) @ vv
+            del scores
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    return out
+
+
+def compare(out: Any, ref: Any, dtype: str) -> dict[str, Any]:
+    """The evaluator's tolerance (|err| <= atol*rms(ref) + rtol*|ref| and a relative L2 bound), on the device."""
+    import torch
+
+    from evoagent.targets.attention.reference import TOLERANCES
+
+    tol = TOLERANCES[dtype]
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != tuple(ref.shape):
+        return {"ok": False, "reason": f"output is {type(out).__name__} {getattr(out, 'shape', '')}, "
+                                       f"expected shape {tuple(ref.shape)}"}
+    got = out.to(ref.dtype)
+    err = (got - ref).abs()
+    rms = ref.pow(2).mean().sqrt()
+    bad = int((~(err <= tol.atol * rms + tol.rtol * ref.abs())).sum())  # NaN counts as bad
+    rel_l2 = float(err.norm() / ref.norm())
+    max_abs = float(err.max())
+    ok = bad == 0 and rel_l2 <= tol.rel_l2
+    reason = "" if ok else f"{bad} elements outside tolerance, relative L2 error {rel_l2:.3g} (bound {tol.rel_l2})"
+    return {"ok": ok, "reason": reason, "rel_l2": float(f"{rel_l2:.3g}"), "max_abs_err": float(f"{max_abs:.3g}"),
+            "reference": str(ref.dtype).replace("torch.", "")}
+
+
+# -- timing ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Method:
+    """How implementations are timed.
+
+    Attributes:
+        warmup_ms: untimed calls per implementation until this much wall time has passed.
+        target_ms: timed time per implementation the repetitions aim at.
+        min_reps: fewest timed repetitions.
+        max_reps: most timed repetitions.
+    """
+
+    warmup_ms: float
+    target_ms: float
+    min_reps: int
+    max_reps: int
+
+
+GPU_METHOD = Method(warmup_ms=200.0, target_ms=300.0, min_reps=10, max_reps=100)
+CPU_METHOD = Method(warmup_ms=200.0, target_ms=300.0, min_reps=3, max_reps=10)
+
+
+def warm_up(fn: Callable[[], Any], sync: Callable[[], None], warmup_ms: float) -> float:
+    """Calls fn until warmup_ms of wall time passed; returns the seconds per call of the later half."""
+    started, calls, half_at, half_calls = time.perf_counter(), 0, None, 0
+    while True:
+        fn()
+        sync()
+        calls += 1
+        elapsed = time.perf_counter() - started
+        if half_at is None and elapsed >= warmup_ms / 2000:
+            half_at, half_calls = time.perf_counter(), calls
+        if elapsed >= warmup_ms / 1000:
+            later = calls - half_calls
+            return (time.perf_counter() - half_at) / later if half_at is not None and later else elapsed / calls
+
+
+def time_interleaved(impls: dict[str, Callable[[], Any]], reps: int, gpu: bool) -> dict[str, list[float]]:
+    """Milliseconds per call; each repetition calls every implementation once, in a rotating order."""
+    import torch
+
+    names = list(impls)
+    if not gpu:
+        times: dict[str, list[float]] = {n: [] for n in names}
+        for rep in range(reps):
+            for i in range(len(names)):
+                name = names[(rep + i) % len(names)]
+                started = time.perf_counter()
+                impls[name]()
+                times[name].append((time.perf_counter() - started) * 1e3)
+        return times
+    l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 0) or 64 * 2**20
+    flush = torch.empty(2 * l2, dtype=torch.uint8, device="cuda")
+    events = {n: [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+              for n in names}
+    torch.cuda.synchronize()
+    for rep in range(reps):
+        for i in range(len(names)):
+            name = names[(rep + i) % len(names)]
+            flush.zero_()  # the next call starts with a cold L2, as in a real model
+            start, end = events[name][rep]
+            start.record()
+            impls[name]()
+            end.record()
+    torch.cuda.synchronize()
+    return {n: [s.elapsed_time(e) for s, e in events[n]] for n in names}
+
+
+def stats(times_ms: list[float], flops: float) -> dict[str, Any]:
+    ordered = sorted(times_ms)
+    q = statistics.quantiles(ordered, n=20, method="inclusive") if len(ordered) > 1 else ordered * 19
+    median = statistics.median(ordered)
+    return {"tflops": float(f"{flops / (median * 1e-3) / 1e12:.5g}"), "median_ms": round(median, 5),
+            "p10_ms": round(q[1], 5), "p90_ms": round(q[17], 5), "iqr_ms": round(q[14] - q[4], 5),
+            "min_ms": round(ordered[0], 5), "reps": len(ordered)}
+
+
+# -- one configuration ----------------------------------------------------------------------------
+
+
+def measure(suite: str, config: Any, seeds: dict[str, Any], method: Method, gpu: bool) -> dict[str, Any]:
+    """One row: each seed's and baseline's numbers (or why there are none), ratios to cuDNN, clocks after."""
+    import torch
+
     started = time.perf_counter()
-    with Sandbox(evaluator.sandbox_config(), gpus=(0,)) as sandbox:
-        result = evaluator.evaluate(candidate, sandbox, stages=("check", "test", "benchmark"))
-    bench = result.stage("benchmark")
-    table = list(bench.details.get("table", [])) if bench is not None else []
-    ratios = [r["ratio_to_cudnn"] for r in table if r.get("ratio_to_cudnn")]
-    check = result.stage("check")
-    return {
-        "suite": suite, "kernel": str(kernel), "status": result.status.value, "reason": result.reason,
-        "score_tflops": result.score, "device": result.device, "seconds": round(time.perf_counter() - started, 1),
-        "stages": {s.name: {"status": s.status.value, "seconds": s.seconds} for s in result.stages},
-        "geomean_ratio_to_cudnn": math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else None,
-        "static": (check.details.get("static") if check is not None else None),
-        "table": table,
-    }
+    device = "cuda" if gpu else "cpu"
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
+    q, k, v = make_inputs(config, device)
+    sm_scale = 1.0 / math.sqrt(config.head_dim)
+    ref = reference(q, k, v, causal=config.causal, sm_scale=sm_scale)
+    impls: dict[str, Callable[[], Any]] = {}
+    missing: dict[str, str] = {}
+    for name, module in seeds.items():
+        if isinstance(module, str):
+            missing[name] = module
+        else:
+            impls[name] = _seed_call(module, q, k, v, config.causal, sm_scale)
+    for name in BASELINES:
+        try:
+            impls[name] = build(name, q, k, v, causal=config.causal, sm_scale=sm_scale)
+        except Missing as exc:
+            missing[name] = str(exc)
+        except Exception as exc:
+            missing[name] = f"could not be set up: {first_line(exc)}"
+    checks, per_call_s = {}, {}
+    for name in list(impls):
+        try:
+            first = time.perf_counter()
+            checks[name] = compare(impls[name](), ref, config.dtype)
+            sync()
+            checks[name]["first_call_s"] = round(time.perf_counter() - first, 2)
+            if not checks[name]["ok"]:
+                raise ValueError(f"wrong output: {checks[name]['reason']}")
+            per_call_s[name] = warm_up(impls[name], sync, method.warmup_ms)
+        except Exception as exc:
+            missing[name] = first_line(exc) if not isinstance(exc, ValueError) else str(exc)
+            del impls[name]
+    del ref
+    numbers: dict[str, Any] = {}
+    if impls:
+        slowest_ms = max(per_call_s.values()) * 1e3
+        reps = int(min(method.max_reps, max(method.min_reps, method.target_ms / max(slowest_ms, 1e-6))))
+        times = time_interleaved(impls, reps, gpu)
+        numbers = {name: stats(times[name], config.flops()) | {"rel_l2": checks[name]["rel_l2"]} for name in impls}
+    cudnn = numbers.get(CUDNN, {}).get("tflops")
+    return {"suite": suite, "config": config.name, "shape": config.to_dict(), "gflop": round(config.flops() / 1e9, 3),
+            "numbers": numbers, "missing": missing,
+            "ratio_to_cudnn": {n: round(x["tflops"] / cudnn, 4) for n, x in numbers.items() if cudnn},
+            "checks": checks, "clocks_after": read_clocks() if gpu else None,
+            "seconds": round(time.perf_counter() - started, 2)}
 
 
-def markdown(report: dict[str, Any]) -> str:
-    env = report["env"]
-    lines = [f"# Attention benchmarks, {report['date']}", "",
-             f"GPU {env.get('gpu')} (driver {env.get('driver')}), torch {env.get('torch')} "
-             f"(CUDA {env.get('cuda_runtime')}, "
-             f"cuDNN {env.get('cudnn')}), Triton {env.get('triton')}, flash-attn {env.get('flash_attn')}.", ""]
-    for run in report["runs"]:
-        lines.append(f"## {Path(run['kernel']).name} on {run['suite']}: {run['status']}"
-                     + (f" ({run['reason']})" if run["reason"] else ""))
-        ratio = run.get("geomean_ratio_to_cudnn")
-        if ratio is not None:
-            lines.append(f"geometric mean vs cuDNN: {ratio:.3f}x; score {run['score_tflops']:.1f} TFLOPS")
-        if run["table"]:
-            lines += ["", format_bench_table(run["table"], run["device"])]
-        lines.append("")
-    return "\n".join(lines)
+def _seed_call(module: Any, q: Any, k: Any, v: Any, causal: bool, sm_scale: float) -> Callable[[], Any]:
+    def run() -> Any:
+        return module.attention(q, k, v, causal=causal, sm_scale=sm_scale)
+
+    return run
+
+
+def row_line(row: dict[str, Any]) -> str:
+    parts = [f"{n} {x['tflops']:.4g}" for n, x in row["numbers"].items()]
+    ratios = [f"{n}/cuDNN {r:.3f}x" for n, r in row["ratio_to_cudnn"].items() if n not in BASELINES]
+    return f"{row['config']}: " + ", ".join(parts + ratios) + f" TFLOPS ({row['seconds']} s; {len(row['missing'])} missing)"
+
+
+# -- main -----------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", action="append", help="suite(s) to run (default h100-mha and h100-d64)")
-    parser.add_argument("--kernel", action="append", type=Path, help="kernel file(s) (default: the shipped seed)")
-    parser.add_argument("--reps", type=int, help="timed repetitions per configuration (default 30)")
-    parser.add_argument("--budget-s", type=float, default=300.0, help="skip what would start after this many seconds")
-    parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--copy-to", type=Path, help="also copy the JSON and markdown files here")
-    parser.add_argument("--dry-run", action="store_true", help="print what would run and exit (no GPU needed)")
+    parser.add_argument("--seed", action="append", type=Path, help="a kernel file (repeatable; default: every seed)")
+    parser.add_argument("--suite", action="append", help=f"suite (repeatable; default {GPU_SUITES} on a GPU, "
+                                                         f"{CPU_SUITES} without); 'NAME-gqa' keeps NAME's GQA rows")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out", help="folder of device_check.json/.md")
+    parser.add_argument("--budget-s", type=float, default=200.0, help="start no configuration after this many seconds")
+    parser.add_argument("--warmup-ms", type=float, help="warm-up per implementation (default 200)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and exit (no GPU needed)")
     args = parser.parse_args(argv)
-    suites = args.suite or ["h100-mha", "h100-d64"]
-    kernels = args.kernel or [default_seed()]
-    for kernel in kernels:
-        if not kernel.is_file():
-            parser.error(f"kernel file {str(kernel)!r} does not exist")
-    if args.dry_run:
-        print("\n".join(plan(suites, kernels)))
-        return 0
+    seeds = args.seed or default_seeds()
+    for path in seeds:
+        if not path.is_file():
+            parser.error(f"seed file {str(path)!r} does not exist")
     import torch
 
-    if not torch.cuda.is_available():
-        print("attention_bench: no CUDA device; use --dry-run to see the plan", file=sys.stderr)
-        return 2
-    env = versions()
-    print(json.dumps(env, indent=1))
-    report: dict[str, Any] = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "env": env,
-                              "runs": []}
+    gpu = bool(torch.cuda.is_available()) and not args.dry_run
+    if not gpu:
+        os.environ["TRITON_INTERPRET"] = "1"  # before the seeds import triton
+    suites = args.suite or list(GPU_SUITES if (gpu or args.dry_run) else CPU_SUITES)
+    try:
+        plan = [(s, c) for s in suites for c in suite_configs(s)]
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.dry_run:
+        print("\n".join(dry_run_lines(plan, seeds)))
+        return 0
+    return run(plan, seeds, args.out, args.budget_s, gpu, args.warmup_ms)
+
+
+def dry_run_lines(plan: list[tuple[str, Any]], seeds: list[Path]) -> list[str]:
+    lines = [f"suite {suite}: {config.name} ({config.flops() / 1e9:.1f} GFLOP)" for suite, config in plan]
+    lines += [f"seed {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}" for path in seeds]
+    lines.append("baselines: " + ", ".join(BASELINES))
+    for label, module in (("flash-attn", "flash_attn"), ("flash-attn-3", "flash_attn_interface")):
+        found = importlib.util.find_spec(module) is not None
+        lines.append(f"  {label}: {'importable' if found else 'not installed (recorded as missing)'}")
+    return lines
+
+
+def run(plan: list[tuple[str, Any]], seeds: list[Path], out: Path, budget_s: float, gpu: bool,
+        warmup_ms: float | None) -> int:
     started = time.perf_counter()
-    for suite in suites:
-        for kernel in kernels:
-            if time.perf_counter() - started > args.budget_s:
-                report["runs"].append({"suite": suite, "kernel": str(kernel), "status": "skipped",
-                                       "reason": f"time budget of {args.budget_s:.0f} s spent", "table": []})
-                continue
-            run = run_one(suite, kernel, args.reps)
-            report["runs"].append(run)
-            print(f"{suite} {kernel.name}: {run['status']} {run['reason']} ({run['seconds']} s)", flush=True)
-    paths = write(report, args.out_dir, args.copy_to)
-    print(markdown(report))
-    print("wrote " + ", ".join(str(p) for p in paths))
-    return 0 if all(r["status"] == "ok" for r in report["runs"]) else 1
-
-
-def write(report: dict[str, Any], out_dir: Path, copy_to: Path | None) -> list[Path]:
-    gpu = re.sub(r"[^a-z0-9]+", "-", str(report["env"].get("gpu", "gpu")).lower()).strip("-")
-    stem = f"{report['date'][:10]}-{gpu}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.json", out_dir / f"{stem}.md"]
-    paths[0].write_text(json.dumps(report, indent=1, default=str) + "\n")
-    paths[1].write_text(markdown(report) + "\n")
-    if copy_to is not None:
-        copy_to.mkdir(parents=True, exist_ok=True)
-        for path in paths:
-            shutil.copy(path, copy_to / path.name)
-    return paths
+    method = GPU_METHOD if gpu else CPU_METHOD
+    if warmup_ms is not None:
+        method = dataclasses.replace(method, warmup_ms=warmup_ms)
+    report = device_report.load(out)
+    names = [seed_name(p) for p in seeds]
+    report.update(device=report.get("device", {}) | device_facts(), versions=report.get("versions", {}) | versions(),
+                  candidates=names, baselines=list(BASELINES),
+                  method=dataclasses.asdict(method) | {"interleaved": True, "l2_flush": gpu, "statistic": "median",
+                                                       "timer": "cuda events" if gpu else "wall clock"},
+                  rows=[], skipped=[])
+    device_report.save(report, out)
+    print(f"device: {report['device'].get('name')}; versions: {report['versions']}", flush=True)
+    report["seeds"] = check_seeds(seeds, plan[0][0] if plan else "smoke")
+    modules: dict[str, Any] = {}
+    for path, record in zip(seeds, report["seeds"]):
+        if record["check"]["status"] != "ok":
+            modules[record["name"]] = f"failed the check stage: {record['check']['reason']}"
+            continue
+        try:
+            modules[record["name"]] = load_seed(path)
+        except Exception as exc:
+            modules[record["name"]] = f"could not be imported: {first_line(exc)}"
+    device_report.save(report, out)
+    slowest_s = 0.0
+    for suite, config in plan:
+        elapsed = time.perf_counter() - started
+        if elapsed + slowest_s > budget_s:
+            report["skipped"].append({"suite": suite, "config": config.name,
+                                      "reason": f"time budget of {budget_s:.0f} s (at {elapsed:.0f} s)"})
+            continue
+        row = measure(suite, config, modules, method, gpu)
+        slowest_s = max(slowest_s, row["seconds"])
+        report["rows"].append(row)
+        device_report.save(report, out)
+        print(row_line(row), flush=True)
+    if gpu:
+        report["device"]["clocks_after"] = read_clocks()
+    device_report.save(report, out)
+    problems = device_report.validate(report)
+    print("\n".join(problems) if problems else f"wrote {device_report.json_path(out)} and {out}/device_check.md")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

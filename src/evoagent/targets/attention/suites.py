@@ -183,6 +183,13 @@ SUITES: dict[str, Suite] = {
             gqa_groups=(1, 2, 4, 8),
         ),
         Suite(
+            name="h100-short",
+            description="bf16, D=128, 16 heads, N = 2k and 8k at 8k tokens, causal and not (short GPU runs)",
+            configs=_tokens_sweep(8 * _K, (2 * _K, 8 * _K), ((16, 16),), 128, "bfloat16"),
+            max_test_seqlen=1100,
+            gqa_groups=(1, 2, 4, 8),
+        ),
+        Suite(
             name="avo",
             description="AVO paper's protocol: bf16, D=128, N = 4k..32k at 32k tokens; MHA 16 heads, GQA 32/4 and 32/8",
             configs=_tokens_sweep(32 * _K, (4 * _K, 8 * _K, 16 * _K, 32 * _K), ((16, 16), (32, 4), (32, 8)),

@@ -1,0 +1,210 @@
+"""The device check's steps other than the benchmark; each adds its part to OUT/device_check.json as it goes.
+
+    python benchmarks/device_steps.py versions --out OUT          # versions and the import check (fresh report)
+    python benchmarks/device_steps.py evolve --out OUT --budget-s 120 [--seed FILE ...] [--suite NAME] [--trials N]
+    python benchmarks/device_steps.py profile --out OUT [--seed FILE] [--suite NAME]
+    python benchmarks/device_steps.py record --out OUT --step NAME --rc N --seconds S [--note TEXT]
+
+`evolve` runs a short evolution with the offline policy (HeuristicPolicy: knowledge-base recipes and
+marked-parameter moves, no model) through the real engine, sandbox and attention evaluator, and
+writes a before/after table (the seed's per-configuration TFLOPS against the best committed
+version's) after every trial. `profile` runs the evaluator's profile stage on a seed: per-kernel GPU
+times and Nsight Compute's speed-of-light section on a GPU, the static profile without one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import device_report  # noqa: E402
+
+OPTIONAL = ("bm25s", "anthropic", "pydantic", "flash_attn", "flash_attn_interface")
+
+
+def versions(out: Path) -> int:
+    """A fresh report holding the device and versions; fails (exit 1) if evoagent cannot be imported."""
+    from attention_bench import device_facts
+    from attention_bench import versions as library_versions
+
+    report = device_report.load(out)
+    report.update(device=device_facts(), versions=library_versions(), rows=[], steps={})
+    optional = {}
+    for name in OPTIONAL:
+        try:
+            importlib.import_module(name)
+            optional[name] = "importable"
+        except Exception as exc:
+            optional[name] = f"not importable ({type(exc).__name__})"
+    report["versions"]["optional"] = optional
+    problem = ""
+    try:
+        import evoagent
+        import evoagent.llm  # noqa: F401
+        import evoagent.targets.attention  # noqa: F401
+        from evoagent.knowledge import KnowledgeBase
+
+        hits = KnowledgeBase().search("skip fully masked key blocks", k=1)
+        report["versions"]["import_check"] = f"ok: evoagent {evoagent.__version__}, knowledge search -> " + (
+            f"{hits[0].doc}#{hits[0].section}" if hits else "no hit")
+    except Exception as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+        report["versions"]["import_check"] = f"failed: {problem}"
+    device_report.save(report, out)
+    print(f"device: {report['device']}\nversions: {report['versions']}", flush=True)
+    if problem:
+        print(f"import check failed: {problem}", file=sys.stderr)
+    return 1 if problem else 0
+
+
+# -- the short evolution --------------------------------------------------------------------------
+
+
+def evolve(out: Path, seeds: list[Path], suite: str | None, budget_s: float, trials: int, run_dir: Path | None) -> int:
+    import evoagent as ea
+    from evoagent.knowledge import KnowledgeBase
+    from evoagent.llm import HeuristicPolicy
+    from evoagent.targets.attention import AttentionEvaluator
+    from evoagent.targets.attention.evaluator import cuda_available
+
+    gpu = cuda_available()
+    suite = suite or ("h100-short" if gpu else "smoke")
+    # On a GPU: no baselines in the run (the benchmark step times them), fewer test draws, one re-measure.
+    evaluator = AttentionEvaluator(suite, seed=0, baselines=False, seeds=1 if gpu else 2, extra_shapes=2)
+    population = ea.Chain(confirm=1 if gpu else 0)
+    directory = run_dir or Path(tempfile.mkdtemp(prefix="evoagent-device-evolve-")) / "run"
+    run = ea.Run.create(directory, evaluator=evaluator, seeds=[str(s) for s in seeds], population=population)
+    section: dict[str, Any] = {"status": "running", "suite": suite, "run_dir": str(directory),
+                               "seeds": [s.name for s in seeds], "budget_s": budget_s, "max_trials": trials,
+                               "operator": "agentic + HeuristicPolicy (offline)"}
+    started = time.perf_counter()
+    device_report.update(out, evolution=section)
+
+    def on_event(event: Any) -> None:
+        if event.kind in ("seed", "trial", "commit"):
+            device_report.update(out, evolution=section | _progress(run, started))
+            print(f"evolution {event.kind}: {event.payload}", flush=True)
+
+    operator = ea.AgenticVariationOperator(llm=HeuristicPolicy(knowledge=KnowledgeBase(), seed=0))
+    with run:
+        result = ea.evolve(run, operator, ea.Budget(trials=trials, hours=budget_s / 3600), on_event=on_event)
+        final = section | _progress(run, started) | {"status": "done", "stopped_because": result.stopped_because}
+        if result.best is not None:
+            final["best_source_file"] = "evolved_best.py"
+            (out / "evolved_best.py").write_text(result.best.path.read_text())
+    device_report.update(out, evolution=final)
+    print(final["summary"], flush=True)
+    return 0
+
+
+def _progress(run: Any, started: float) -> dict[str, Any]:
+    """The trials so far and the before/after table: best seed against the best committed version."""
+    trials = run.store.trials(include_seeds=True)
+    rows = [{"id": t.id, "operator": t.operator, "status": t.status.value if t.status else t.state,
+             "score": t.score, "committed": t.committed, "hypothesis": t.hypothesis, "wall_s": t.wall_s}
+            for t in trials]
+    seeds = [t for t in trials if t.operator == "seed" and t.score is not None]
+    seed = max(seeds, key=lambda t: t.score, default=None)
+    best = run.best_result
+    table = []
+    if seed is not None and best is not None:
+        for config, before in seed.metrics.items():
+            after = best.metrics.get(config)
+            table.append({"config": config, "seed": before, "best": after,
+                          "ratio": round(after / before, 4) if after and before else None})
+    variations = [t for t in trials if t.operator != "seed"]
+    committed = sum(1 for t in variations if t.committed)
+    gain = (best.score / seed.score) if seed is not None and best is not None and best.score and seed.score else None
+    summary = (f"{len(variations)} trials in {time.perf_counter() - started:.0f} s, {committed} committed; "
+               + (f"best / seed geometric mean {gain:.3f}x" if gain else "no score yet"))
+    return {"trials": rows, "before_after": table, "summary": summary}
+
+
+# -- the profile stage ----------------------------------------------------------------------------
+
+
+def profile(out: Path, seed: Path, suite: str | None) -> int:
+    import dataclasses
+
+    from evoagent.candidate import Candidate
+    from evoagent.sandbox import Sandbox
+    from evoagent.targets.attention import AttentionEvaluator
+    from evoagent.targets.attention.evaluator import cuda_available
+    from evoagent.targets.attention.cli import format_check
+
+    gpu = cuda_available()
+    evaluator = AttentionEvaluator(suite or ("h100-mha" if gpu else "smoke"), ncu=gpu, seed=0)
+    config = evaluator.sandbox_config()
+    if not gpu:
+        config = dataclasses.replace(config, gpus=())
+    started = time.perf_counter()
+    device_report.update(out, profile={"status": "running", "seed": seed.name, "suite": evaluator.suite.name})
+    with Sandbox(config) as sandbox:
+        result = evaluator.evaluate(Candidate.from_path(seed, entry=evaluator.entry), sandbox, stages=("profile",))
+    stage = result.stage("profile")
+    details = dict(stage.details) if stage is not None else {}
+    section = {"status": result.status.value, "reason": result.reason, "seed": seed.name,
+               "suite": evaluator.suite.name, "seconds": round(time.perf_counter() - started, 1),
+               "config": details.get("config", ""), "kernels": details.get("kernels", []),
+               "ncu": details.get("ncu"), "text": format_check(result)}
+    device_report.update(out, profile=section)
+    print(section["text"], flush=True)
+    ncu = section["ncu"] or {}
+    if ncu.get("csv"):
+        print("\n".join(ncu["csv"][:20]))
+    return 0 if result.status.value == "ok" else 1
+
+
+def record(out: Path, step: str, rc: int, seconds: float, note: str) -> int:
+    status = {0: "ok", 124: "timeout", 137: "killed"}.get(rc, f"failed (exit {rc})")
+    device_report.update(out, steps={step: {"status": status, "rc": rc, "seconds": seconds, "note": note}})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="step", required=True)
+    for name in ("versions", "evolve", "profile", "record"):
+        p = sub.add_parser(name)
+        p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    sub.choices["evolve"].add_argument("--seed", action="append", type=Path, help="seed file (repeatable)")
+    sub.choices["evolve"].add_argument("--suite")
+    sub.choices["evolve"].add_argument("--budget-s", type=float, default=120.0, help="start no trial after this")
+    sub.choices["evolve"].add_argument("--trials", type=int, default=20)
+    sub.choices["evolve"].add_argument("--run-dir", type=Path, help="where the run's store goes (default: a temp dir)")
+    sub.choices["profile"].add_argument("--seed", type=Path)
+    sub.choices["profile"].add_argument("--suite")
+    sub.choices["record"].add_argument("--step", dest="name", required=True)
+    sub.choices["record"].add_argument("--rc", type=int, required=True)
+    sub.choices["record"].add_argument("--seconds", type=float, required=True)
+    sub.choices["record"].add_argument("--note", default="")
+    args = parser.parse_args(argv)
+    if args.step == "versions":
+        return versions(args.out)
+    if args.step == "record":
+        return record(args.out, args.name, args.rc, args.seconds, args.note)
+    from attention_bench import default_seeds
+
+    if args.step == "evolve":
+        seeds = args.seed or default_seeds()
+        missing = [str(s) for s in seeds if not s.is_file()]
+        if missing:
+            parser.error(f"seed file(s) {missing} do not exist")
+        return evolve(args.out, seeds, args.suite, args.budget_s, args.trials, args.run_dir)
+    seed = args.seed or default_seeds()[0]
+    if not seed.is_file():
+        parser.error(f"seed file {str(seed)!r} does not exist")
+    return profile(args.out, seed, args.suite)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
