@@ -23,10 +23,12 @@ from typing import Any
 
 import torch
 
-SDPA_BACKENDS = {"sdpa-cudnn": "CUDNN_ATTENTION", "sdpa-flash": "FLASH_ATTENTION", "sdpa-efficient": "EFFICIENT_ATTENTION"}
+SDPA_BACKENDS = {"sdpa-cudnn": "CUDNN_ATTENTION", "sdpa-flash": "FLASH_ATTENTION",
+                 "sdpa-efficient": "EFFICIENT_ATTENTION"}
 BASELINES = (*SDPA_BACKENDS, "flex", "flash-attn", "flash-attn-3")
 _FLASH_MODULES = {"flash-attn": "flash_attn", "flash-attn-3": "flash_attn_interface"}
-_RECOMPILE_LIMIT = 64  # every (shape, causal) may recompile Flex; past dynamo's default limit it would fall back to eager
+# Every (shape, causal) may recompile Flex; past dynamo's default limit it would fall back to eager.
+_RECOMPILE_LIMIT = 64
 
 Attention = Callable[[], torch.Tensor]
 

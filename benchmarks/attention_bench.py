@@ -376,7 +376,8 @@ def _seed_call(module: Any, q: Any, k: Any, v: Any, causal: bool, sm_scale: floa
 def row_line(row: dict[str, Any]) -> str:
     parts = [f"{n} {x['tflops']:.4g}" for n, x in row["numbers"].items()]
     ratios = [f"{n}/cuDNN {r:.3f}x" for n, r in row["ratio_to_cudnn"].items() if n not in BASELINES]
-    return f"{row['config']}: " + ", ".join(parts + ratios) + f" TFLOPS ({row['seconds']} s; {len(row['missing'])} missing)"
+    tail = f" TFLOPS ({row['seconds']} s; {len(row['missing'])} missing)"
+    return f"{row['config']}: " + ", ".join(parts + ratios) + tail
 
 
 # -- main -----------------------------------------------------------------------------------------

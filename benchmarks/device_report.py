@@ -145,7 +145,7 @@ def _cell(number: dict[str, Any] | None) -> str:
     spread = number.get("iqr_ms")
     median = number.get("median_ms")
     tail = f" ±{100 * spread / 2 / median:.0f}%" if spread is not None and median else ""
-    return f"{number['tflops']:.1f}{tail}"
+    return f"{_tflops(number['tflops'])}{tail}"
 
 
 def _tables(report: dict[str, Any]) -> list[str]:
@@ -165,7 +165,7 @@ def _tables(report: dict[str, Any]) -> list[str]:
             cells += [f"{ratios[c]:.3f}x" if ratios.get(c) is not None else "-" for c in candidates]
             lines.append(f"| {row.get('config')} | " + " | ".join(cells) + " |")
         gm = summary(suite_rows)
-        cells = [f"{gm['geomean_tflops'].get(n):.1f}" if gm["geomean_tflops"].get(n) else "-" for n in names]
+        cells = [_tflops(gm["geomean_tflops"][n]) if gm["geomean_tflops"].get(n) else "-" for n in names]
         cells += [f"{gm['geomean_ratio_to_cudnn'][c]:.3f}x" if gm["geomean_ratio_to_cudnn"].get(c) else "-"
                   for c in candidates]
         lines += ["| geometric mean | " + " | ".join(cells) + " |", ""]
@@ -225,6 +225,10 @@ def _steps(steps: dict[str, Any]) -> list[str]:
         note = str(step.get("note", "")).replace("|", "/").replace("\n", " ")[:160]
         lines.append(f"| {name} | {step.get('status')} | {_num(step.get('seconds'))} | {note} |")
     return lines + [""]
+
+
+def _tflops(value: float) -> str:
+    return f"{value:.1f}" if value >= 1 else f"{value:.3g}"  # interpreter numbers are tiny
 
 
 def _num(value: Any) -> str:

@@ -138,8 +138,8 @@ def profile(out: Path, seed: Path, suite: str | None) -> int:
     from evoagent.candidate import Candidate
     from evoagent.sandbox import Sandbox
     from evoagent.targets.attention import AttentionEvaluator
-    from evoagent.targets.attention.evaluator import cuda_available
     from evoagent.targets.attention.cli import format_check
+    from evoagent.targets.attention.evaluator import cuda_available
 
     gpu = cuda_available()
     evaluator = AttentionEvaluator(suite or ("h100-mha" if gpu else "smoke"), ncu=gpu, seed=0)

@@ -1,23 +1,36 @@
-"""The GPU check script's CPU-testable parts: the dry run lists the plan, and the report files are written."""
+"""The device check's CPU-testable parts: the plan, the report files (also when a run stopped part-way),
+the benchmark on the interpreter with several seeds, the baselines' plumbing and the GPU-side reference."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
+import math
 import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+SEED = ROOT / "kernels" / "attention" / "fa2.py"
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("attention_bench", ROOT / "benchmarks" / "attention_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("attention_bench")
+
+
+@pytest.fixture(scope="module")
+def report_module():
+    return importlib.import_module("device_report")
+
+
+@pytest.fixture(scope="module")
+def baselines():
+    return importlib.import_module("attention_baselines")
 
 
 def test_device_check_dry_run_prints_versions_and_the_plan_without_a_gpu() -> None:
@@ -26,28 +39,156 @@ def test_device_check_dry_run_prints_versions_and_the_plan_without_a_gpu() -> No
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "== versions" in out and "torch" in out and "triton" in out
-    assert "suite h100-mha" in out and "suite h100-d64" in out
-    assert "b1-h16-n16384-d128-causal-bf16" in out and "b16-h32-n1024-d64-full-bf16" in out
-    assert "sdpa-cudnn" in out and "fa2.py" in out
-    assert "== GPU tests" not in out  # nothing runs on a GPU in a dry run
+    assert "suite h100-mha: b1-h16-n16384-d128-causal-bf16" in out
+    assert "suite avo-gqa: b1-h32-kv4-n32768-d128-full-bf16" in out and "avo-gqa: b8-h16-n4096" not in out
+    assert "seed kernels/attention/fa2.py" in out
+    assert "baselines: sdpa-cudnn, sdpa-flash, sdpa-efficient, flex, flash-attn, flash-attn-3" in out
+    assert "== benchmark" not in out  # nothing is measured in a dry run
 
 
-def test_bench_script_refuses_a_missing_kernel(bench, capsys) -> None:
+def test_device_check_refuses_an_unknown_argument() -> None:
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "device_check.sh"), "--gpu"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "unknown argument '--gpu'" in done.stderr
+
+
+def test_bench_refuses_a_missing_seed(bench, capsys) -> None:
     with pytest.raises(SystemExit):
-        bench.main(["--dry-run", "--kernel", "/nonexistent/kernel.py"])
+        bench.main(["--dry-run", "--seed", "/nonexistent/kernel.py"])
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_bench_script_writes_json_and_markdown_named_by_date_and_gpu(bench, tmp_path: Path) -> None:
-    row = {"config": "b1-h16-n16384-d128-full-bf16", "tflops": {"candidate": 390.0, "sdpa-cudnn": 600.0},
-           "median_ms": {}, "iqr_ms": {}, "ratio_to_cudnn": 0.65, "baseline_errors": {}}
-    report = {"date": "2030-01-02T03:04:05+00:00", "env": {"gpu": "NVIDIA H100 80GB HBM3", "driver": "580"},
-              "runs": [{"suite": "h100-mha", "kernel": "fa2.py", "status": "ok", "reason": "", "score_tflops": 390.0,
-                        "device": "NVIDIA H100 80GB HBM3", "geomean_ratio_to_cudnn": 0.65, "table": [row]}]}
-    copies = tmp_path / "out"
-    paths = bench.write(report, tmp_path / "results", copies)
-    assert [p.name for p in paths] == ["2030-01-02-nvidia-h100-80gb-hbm3.json", "2030-01-02-nvidia-h100-80gb-hbm3.md"]
-    assert json.loads(paths[0].read_text())["runs"][0]["table"][0]["ratio_to_cudnn"] == 0.65
-    text = paths[1].read_text()
-    assert "geometric mean vs cuDNN: 0.650x" in text and "| b1-h16-n16384-d128-full-bf16 | 390 | 600 | 0.650x |" in text
-    assert sorted(p.name for p in copies.iterdir()) == sorted(p.name for p in paths)
+def test_default_seeds_are_the_files_that_define_attention(bench, tmp_path: Path, monkeypatch) -> None:
+    assert SEED.resolve() in [p.resolve() for p in bench.default_seeds()]
+    (tmp_path / "a.py").write_text("def attention(q, k, v, *, causal, sm_scale):\n    return q\n")
+    (tmp_path / "helpers.py").write_text("def attend(x):\n    return x\n")
+    (tmp_path / "b.py").write_text("class K:\n    def attention(self):\n        pass\n")
+    monkeypatch.setattr(bench, "SEED_DIR", tmp_path)
+    assert [p.name for p in bench.default_seeds()] == ["a.py"]
+
+
+def test_bench_measures_every_seed_on_the_interpreter_and_records_why_one_was_not_timed(bench, report_module,
+                                                                                        tmp_path: Path) -> None:
+    illegal = tmp_path / "softmax_seed.py"
+    illegal.write_text("import torch\n\ndef attention(q, k, v, *, causal, sm_scale):\n"
+                       "    return torch.softmax(q @ k.transpose(-1, -2) * sm_scale, -1) @ v\n")
+    out = tmp_path / "out"
+    rc = bench.main(["--out", str(out), "--suite", "smoke", "--seed", str(SEED), "--seed", str(illegal),
+                     "--warmup-ms", "20"])
+    report = json.loads((out / "device_check.json").read_text())
+    assert rc == 0, report_module.validate(report)
+    assert report["device"]["name"] == "cpu-interpreter" and report["versions"]["torch"]
+    assert report["candidates"] == ["fa2", "softmax_seed"]
+    assert [s["check"]["status"] for s in report["seeds"]] == ["ok", "illegal"]
+    assert len(report["rows"]) == 3
+    for row in report["rows"]:
+        assert row["numbers"]["fa2"]["tflops"] > 0 and row["checks"]["fa2"]["ok"]
+        assert row["numbers"]["fa2"]["p10_ms"] <= row["numbers"]["fa2"]["median_ms"] <= row["numbers"]["fa2"]["p90_ms"]
+        assert row["checks"]["fa2"]["reference"] == "float64"
+        assert row["missing"]["softmax_seed"].startswith("failed the check stage: ")
+        assert set(row["missing"]) >= {"sdpa-cudnn", "sdpa-flash", "sdpa-efficient", "flex", "flash-attn"}
+    assert report_module.validate(report) == []
+    text = (out / "device_check.md").read_text()
+    assert "| config | fa2 | softmax_seed | sdpa-cudnn |" in text and "failed the check stage" in text
+
+
+def _row(config: str, numbers: dict, missing: dict, ratio: dict | None = None) -> dict:
+    return {"suite": "h100-mha", "config": config, "numbers": {n: {"tflops": t, "median_ms": 1.0, "iqr_ms": 0.02}
+                                                                for n, t in numbers.items()},
+            "missing": missing, "ratio_to_cudnn": ratio or {}}
+
+
+def test_report_of_a_run_stopped_part_way_renders_and_names_what_is_missing(report_module, tmp_path: Path) -> None:
+    report = report_module.load(tmp_path)
+    report.update(device={"name": "NVIDIA H200", "driver": "580.1"}, versions={"torch": "2.11.0"},
+                  candidates=["fa2"], baselines=["sdpa-cudnn", "flex"],
+                  rows=[_row("b1-h16-n16384-d128-full-bf16", {"fa2": 400.0, "sdpa-cudnn": 600.0},
+                             {"flex": "RuntimeError: compile failed"}, {"fa2": 0.6667, "sdpa-cudnn": 1.0}),
+                        _row("b2-h16-n8192-d128-full-bf16", {"fa2": 380.0}, {})],
+                  evolution={"status": "running", "trials": [{"id": 1, "operator": "seed", "status": "ok"}]},
+                  profile={"status": "running"}, steps={"benchmark": {"status": "timeout", "seconds": 230}})
+    report_module.save(report, tmp_path)
+    problems = report_module.validate(json.loads((tmp_path / "device_check.json").read_text()))
+    assert problems == ["row 'b2-h16-n8192-d128-full-bf16' has neither a number nor a reason for "
+                        "['sdpa-cudnn', 'flex']"]
+    text = (tmp_path / "device_check.md").read_text()
+    assert "| b1-h16-n16384-d128-full-bf16 | 400.0 ±1% | 600.0 ±1% | - | 0.667x |" in text
+    assert "| b2-h16-n8192-d128-full-bf16 | 380.0 ±1% | - | - | - |" in text
+    assert "- flex: RuntimeError: compile failed" in text and "| benchmark | timeout | 230 |" in text
+    saved = json.loads((tmp_path / "device_check.json").read_text())
+    assert saved["summary"]["geomean_tflops"]["fa2"] == pytest.approx(math.sqrt(400 * 380), rel=1e-3)
+    assert saved["summary"]["geomean_ratio_to_cudnn"]["fa2"] == pytest.approx(0.6667)
+
+
+def test_saved_results_are_named_by_gpu_and_date_and_refused_when_incomplete(report_module, tmp_path: Path) -> None:
+    report = {"date": "2030-01-02T03:04:05+00:00", "device": {"name": "NVIDIA H200"}, "versions": {"torch": "x"},
+              "candidates": ["fa2"], "baselines": ["sdpa-cudnn"],
+              "rows": [_row("c", {"fa2": 1.0}, {"sdpa-cudnn": "needs a CUDA device"})]}
+    path = tmp_path / "device_check.json"
+    path.write_text(json.dumps(report))
+    written = report_module.save_results(path, tmp_path / "results")
+    assert [p.name for p in written] == ["nvidia-h200-2030-01-02.json", "nvidia-h200-2030-01-02.md"]
+    path.write_text(json.dumps(report | {"rows": []}))
+    with pytest.raises(SystemExit, match="no 'rows'"):
+        report_module.save_results(path, tmp_path / "results")
+
+
+def test_reference_is_fp64_for_small_shapes_and_chunking_does_not_change_it(bench, monkeypatch) -> None:
+    import numpy as np
+    import torch
+
+    from evoagent.targets.attention.reference import reference_attention
+    from evoagent.targets.attention.suites import make_config
+
+    config = make_config(2, 4, 2, 37, 16, True, "float32")
+    q, k, v = bench.make_inputs(config, "cpu")
+    want = reference_attention(q.numpy(), k.numpy(), v.numpy(), causal=True, sm_scale=0.3)
+    whole = bench.reference(q, k, v, causal=True, sm_scale=0.3)
+    assert whole.dtype == torch.float64 and np.allclose(whole.numpy(), want, atol=1e-12)
+    monkeypatch.setattr(bench, "_FP64_SCORE_ELEMENTS", 0)
+    monkeypatch.setattr(bench, "_CHUNK_SCORE_ELEMENTS", 2 * 4 * 37 * 5)  # query chunks of 5 rows
+    chunked = bench.reference(q, k, v, causal=True, sm_scale=0.3)
+    assert chunked.dtype == torch.float32 and np.allclose(chunked.numpy(), want, atol=1e-5)
+    assert bench.compare(chunked, whole, "float16")["ok"]
+    bad = chunked.clone()
+    bad[1, 3, 36] += 0.5
+    verdict = bench.compare(bad, whole, "float16")
+    assert not verdict["ok"] and "outside tolerance" in verdict["reason"]
+
+
+def test_timing_statistics_are_median_percentiles_and_tflops(bench) -> None:
+    numbers = bench.stats([float(x) for x in range(1, 22)], flops=11e9)  # 1..21 ms
+    assert numbers["median_ms"] == 11 and numbers["p10_ms"] == 3 and numbers["p90_ms"] == 19
+    assert numbers["iqr_ms"] == 10 and numbers["min_ms"] == 1 and numbers["reps"] == 21
+    assert numbers["tflops"] == pytest.approx(1.0)  # 11 GFLOP in 11 ms
+
+
+def test_baselines_say_why_they_cannot_run_here(baselines) -> None:
+    import torch
+
+    q = torch.zeros(1, 2, 8, 16)
+    for name in ("sdpa-cudnn", "sdpa-flash", "sdpa-efficient"):
+        with pytest.raises(baselines.Missing, match="needs a CUDA device"):
+            baselines.build(name, q, q, q, causal=False, sm_scale=0.25)
+    with pytest.raises(baselines.Missing, match="timed on GPUs only"):
+        baselines.build("flex", q, q, q, causal=False, sm_scale=0.25)
+    for name, module in (("flash-attn", "flash_attn"), ("flash-attn-3", "flash_attn_interface")):
+        if importlib.util.find_spec(module) is None:
+            with pytest.raises(baselines.Missing, match="not importable: ModuleNotFoundError"):
+                baselines.build(name, q, q, q, causal=True, sm_scale=0.25)
+    with pytest.raises(ValueError, match="unknown baseline 'cudnn'"):
+        baselines.build("cudnn", q, q, q, causal=True, sm_scale=0.25)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_flex_baseline_computes_gqa_attention_with_the_causal_block_mask(bench, baselines, causal) -> None:
+    from evoagent.targets.attention.suites import make_config
+
+    config = make_config(1, 4, 2, 160, 16, causal, "float32")  # GQA 4/2, N not a multiple of Flex's 128 blocks
+    q, k, v = bench.make_inputs(config, "cpu")
+    flex = baselines.build("flex", q, k, v, causal=causal, sm_scale=0.25, compile_flex=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # uncompiled Flex warns that it is slow
+        out = flex()
+    want = bench.reference(q, k, v, causal=causal, sm_scale=0.25)
+    assert bench.compare(out, want, "float32")["ok"]

@@ -196,7 +196,9 @@ def _ncu_summary(entry: str, case: dict[str, Any], timeout_s: float) -> dict[str
         return {"available": False}
     probe = _NCU_PROBE.format(cwd=os.getcwd(), config=case["config"], entry=entry, seed=case["seed"],
                               scale=case["sm_scale"])
-    command = [ncu, "--csv", "--clock-control", "none", "--section", "SpeedOfLight", "--launch-count", "3", sys.executable, "-c", probe]
+    # --clock-control none: measure the clocks as they are (ncu would otherwise lock them to base).
+    command = [ncu, "--csv", "--clock-control", "none", "--section", "SpeedOfLight", "--launch-count", "3",
+               sys.executable, "-c", probe]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     except (OSError, subprocess.TimeoutExpired) as exc:
