@@ -4,6 +4,7 @@
     python benchmarks/device_steps.py evolve --out OUT --budget-s 120 [--seed FILE ...] [--suite NAME] [--trials N]
     python benchmarks/device_steps.py profile --out OUT [--seed FILE] [--suite NAME]
     python benchmarks/device_steps.py record --out OUT --step NAME --rc N --seconds S [--note TEXT]
+    python benchmarks/device_steps.py compile [--seed FILE ...] [--arch sm_90a ...] [--expect-triton 3.6.0]
 
 `evolve` runs a short evolution with the offline policy (HeuristicPolicy: knowledge-base recipes and
 marked-parameter moves, no model) through the real engine, sandbox and attention evaluator, and
@@ -164,6 +165,37 @@ def profile(out: Path, seed: Path, suite: str | None) -> int:
     return 0 if result.status.value == "ok" else 1
 
 
+def compile_seeds(seeds: list[Path], archs: list[str], expect_triton: str | None) -> int:
+    """The check stage per seed and arch; exit 1 unless every one compiles and uses tensor cores."""
+    import dataclasses
+
+    import triton
+
+    from evoagent.candidate import Candidate
+    from evoagent.sandbox import Sandbox
+    from evoagent.targets.attention import AttentionEvaluator
+    from evoagent.targets.attention.cli import format_check
+
+    print(f"triton {triton.__version__} ({Path(triton.__file__).parent})", flush=True)
+    if expect_triton and triton.__version__ != expect_triton:
+        print(f"expected Triton {expect_triton}, found {triton.__version__}", file=sys.stderr)
+        return 1
+    evaluator = AttentionEvaluator("h100-mha", archs=archs)
+    failures = []
+    with Sandbox(dataclasses.replace(evaluator.sandbox_config(), gpus=())) as sandbox:
+        for seed in seeds:
+            result = evaluator.evaluate(Candidate.from_path(seed, entry=evaluator.entry), sandbox, stages=("check",))
+            print(f"== {seed.name}\n{format_check(result)}", flush=True)
+            stage = result.stage("check")
+            static = stage.details.get("static", {}) if stage is not None else {}
+            for arch in archs:
+                kernels = static.get(arch, {}).get("kernels", [])
+                if result.status.value != "ok" or not any(k.get("tensor_core") for k in kernels):
+                    failures.append(f"{seed.name} on {arch}: {result.status.value} {result.reason}".rstrip())
+    print("\n".join(failures) if failures else f"compiled {len(seeds)} seed(s) for {', '.join(archs)}")
+    return 1 if failures else 0
+
+
 def record(out: Path, step: str, rc: int, seconds: float, note: str) -> int:
     status = {0: "ok", 124: "timeout", 137: "killed"}.get(rc, f"failed (exit {rc})")
     device_report.update(out, steps={step: {"status": status, "rc": rc, "seconds": seconds, "note": note}})
@@ -173,7 +205,7 @@ def record(out: Path, step: str, rc: int, seconds: float, note: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="step", required=True)
-    for name in ("versions", "evolve", "profile", "record"):
+    for name in ("versions", "evolve", "profile", "record", "compile"):
         p = sub.add_parser(name)
         p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     sub.choices["evolve"].add_argument("--seed", action="append", type=Path, help="seed file (repeatable)")
@@ -187,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["record"].add_argument("--rc", type=int, required=True)
     sub.choices["record"].add_argument("--seconds", type=float, required=True)
     sub.choices["record"].add_argument("--note", default="")
+    sub.choices["compile"].add_argument("--seed", action="append", type=Path, help="seed file (repeatable)")
+    sub.choices["compile"].add_argument("--arch", action="append", help="sm_90a (default) and/or sm_100a")
+    sub.choices["compile"].add_argument("--expect-triton", help="fail unless this Triton version is imported")
     args = parser.parse_args(argv)
     if args.step == "versions":
         return versions(args.out)
@@ -194,11 +229,13 @@ def main(argv: list[str] | None = None) -> int:
         return record(args.out, args.name, args.rc, args.seconds, args.note)
     from attention_bench import default_seeds
 
-    if args.step == "evolve":
+    if args.step in ("evolve", "compile"):
         seeds = args.seed or default_seeds()
         missing = [str(s) for s in seeds if not s.is_file()]
         if missing:
             parser.error(f"seed file(s) {missing} do not exist")
+        if args.step == "compile":
+            return compile_seeds(seeds, args.arch or ["sm_90a"], args.expect_triton)
         return evolve(args.out, seeds, args.suite, args.budget_s, args.trials, args.run_dir)
     seed = args.seed or default_seeds()[0]
     if not seed.is_file():
