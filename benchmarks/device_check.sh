@@ -52,10 +52,13 @@ if [[ $DRY_RUN -eq 1 ]]; then
   exec "$PY" benchmarks/attention_bench.py --dry-run "${SEEDS[@]}"
 fi
 
-rm -f "$OUT/device_check.json" "$OUT/device_check.md" "$OUT/device_check.log" "$OUT/evolved_best.py"
+if [[ "${KEEP_REPORT:-0}" != 1 ]]; then  # KEEP_REPORT=1 adds to an earlier report (a second call)
+  rm -f "$OUT/device_check.json" "$OUT/device_check.md" "$OUT/device_check.log" "$OUT/evolved_best.py"
+fi
 exec > >(tee -a "$OUT/device_check.log") 2>&1
 STARTED=$(date +%s)
-if [[ $GPU -eq 1 ]]; then DEADLINE_S="${DEADLINE_S:-380}"; else DEADLINE_S="${DEADLINE_S:-170}"; fi
+if [[ $GPU -eq 1 ]]; then DEADLINE_S="${DEADLINE_S:-390}"; else DEADLINE_S="${DEADLINE_S:-170}"; fi
+STEPS=" ${STEPS:-versions benchmark evolution profile gpu-tests} "  # e.g. STEPS="versions gpu-tests" for a second call
 FAILED=()
 
 left() { echo $(( DEADLINE_S - ($(date +%s) - STARTED) )); }
@@ -64,6 +67,7 @@ left() { echo $(( DEADLINE_S - ($(date +%s) - STARTED) )); }
 # deadline), then records the exit code and time in the report.
 step() {
   local name="$1" max="$2"; shift 2
+  [[ "$STEPS" == *" $name "* ]] || { echo "== $name: not in STEPS"; return; }
   local limit; limit=$(left)
   (( limit > max )) && limit=$max
   echo "== $name (at $(( $(date +%s) - STARTED )) s, budget ${limit} s)"
@@ -83,10 +87,10 @@ echo "== device check, GPU=$GPU, OUT=$OUT, deadline ${DEADLINE_S} s"
 [[ $GPU -eq 1 ]] && nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader
 step versions 60 "$PY" benchmarks/device_steps.py versions --out "$OUT"
 if [[ $GPU -eq 1 ]]; then
-  step benchmark 230 "$PY" benchmarks/attention_bench.py --out "$OUT" --budget-s 170 "${SEEDS[@]}"
-  step evolution 150 "$PY" benchmarks/device_steps.py evolve --out "$OUT" --budget-s 100 "${SEEDS[@]}"
-  step profile 90 "$PY" benchmarks/device_steps.py profile --out "$OUT"
-  step gpu-tests 120 "$PY" -m pytest tests/gpu -m gpu -v -x -p no:cacheprovider
+  step benchmark 190 "$PY" benchmarks/attention_bench.py --out "$OUT" --budget-s 140 "${SEEDS[@]}"
+  step evolution 120 "$PY" benchmarks/device_steps.py evolve --out "$OUT" --budget-s 80 "${SEEDS[@]}"
+  step profile 120 "$PY" benchmarks/device_steps.py profile --out "$OUT"
+  step gpu-tests 150 "$PY" -m pytest tests/gpu -m gpu -v -x -p no:cacheprovider
 else
   step benchmark 100 "$PY" benchmarks/attention_bench.py --out "$OUT" --budget-s 60 "${SEEDS[@]}"
   step evolution 110 "$PY" benchmarks/device_steps.py evolve --out "$OUT" --budget-s 80 --trials 2 "${SEEDS[@]}"

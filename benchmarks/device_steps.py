@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 import tempfile
 import time
@@ -38,7 +39,7 @@ def versions(out: Path) -> int:
     from attention_bench import versions as library_versions
 
     report = device_report.load(out)
-    report.update(device=device_facts(), versions=library_versions(), rows=[], steps={})
+    report.update(device=report.get("device", {}) | device_facts(), versions=library_versions())
     optional = {}
     for name in OPTIONAL:
         try:
@@ -244,4 +245,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # `timeout` stops a step with SIGTERM: exit through the context managers, so sandboxes close.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sys.exit(main())

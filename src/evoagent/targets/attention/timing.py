@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -173,7 +174,8 @@ def profile(entry: str, case: dict[str, Any], interpret: bool, triton_cache: str
         if cuda_us:
             kernels.append({"name": event.key[:120], "calls": int(event.count), "device_ms_total": cuda_us / 1e3})
     kernels.sort(key=lambda k: -k["device_ms_total"])
-    summary = _ncu_summary(entry, case, ncu_timeout_s) if ncu else {"requested": False}
+    launched = sorted(child._Launches.kernels)  # the candidate's own kernels, not torch's input casts
+    summary = _ncu_summary(entry, case, ncu_timeout_s, launched) if ncu else {"requested": False}
     return {"config": config.name, "kernels": kernels[:10], "ncu": summary}
 
 
@@ -189,7 +191,7 @@ _call(module, config, inputs, {scale!r}); torch.cuda.synchronize()
 """
 
 
-def _ncu_summary(entry: str, case: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+def _ncu_summary(entry: str, case: dict[str, Any], timeout_s: float, kernels: list[str]) -> dict[str, Any]:
     """Nsight Compute's SpeedOfLight section for the candidate's first launches, if ncu is installed."""
     ncu = shutil.which("ncu")
     if ncu is None:
@@ -199,6 +201,8 @@ def _ncu_summary(entry: str, case: dict[str, Any], timeout_s: float) -> dict[str
     # --clock-control none: measure the clocks as they are (ncu would otherwise lock them to base).
     command = [ncu, "--csv", "--clock-control", "none", "--section", "SpeedOfLight", "--launch-count", "3",
                sys.executable, "-c", probe]
+    if kernels:  # profile the candidate's launches, not the elementwise kernels that build the inputs
+        command[1:1] = ["--kernel-name", "regex:^(" + "|".join(re.escape(k) for k in kernels) + ")"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     except (OSError, subprocess.TimeoutExpired) as exc:
