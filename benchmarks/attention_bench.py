@@ -403,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     gpu = bool(torch.cuda.is_available()) and not args.dry_run
     if not gpu:
         os.environ["TRITON_INTERPRET"] = "1"  # before the seeds import triton
+        from evoagent.targets.attention.child import _ensure_triton_mode
+
+        _ensure_triton_mode(True)  # re-imports triton in interpreter mode if something imported it already
     suites = args.suite or list(GPU_SUITES if (gpu or args.dry_run) else CPU_SUITES)
     try:
         plan = [(s, c) for s in suites for c in suite_configs(s)]
