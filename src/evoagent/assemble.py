@@ -75,10 +75,33 @@ def _absolute(reference: str, base_dir: str) -> str:
 
 
 def seed_paths(config: RunConfig) -> list[Path]:
+    """The config's seed files: paths (relative to the config file) or shipped seeds named 'attention:NAME'."""
     if not config.seeds:
         raise ConfigError("the config lists no seeds: set seeds = [\"path/to/seed.py\"]")
     base = Path(config.base_dir) if config.base_dir else Path.cwd()
-    return [p if p.is_absolute() else base / p for p in (Path(s) for s in config.seeds)]
+    return [_builtin_seed(s) or (p if p.is_absolute() else base / p) for s, p in ((s, Path(s)) for s in config.seeds)]
+
+
+def with_builtin_seeds(config: RunConfig, names: list[str]) -> RunConfig:
+    """The config starting from the built-in target's shipped seeds `names` (`evoagent run --seed NAME`)."""
+    target = config.evaluator.target
+    if target not in BUILTIN_TARGETS:
+        raise ConfigError(f"--seed names a shipped seed of a built-in target ({', '.join(BUILTIN_TARGETS)}); "
+                          f"this config's target is {target!r}: list its seed files in `seeds` instead")
+    entries = [f"{target}:{name}" for name in names]
+    for entry in entries:
+        _builtin_seed(entry)  # an unknown name fails here, before anything is created
+    return dataclasses.replace(config, seeds=entries)
+
+
+def _builtin_seed(entry: str) -> Path | None:
+    """'attention:hopper-tma' -> the shipped seed file; None for anything that is not such a name."""
+    target, sep, name = entry.partition(":")
+    if not sep or target not in BUILTIN_TARGETS or "/" in name or name.endswith(".py"):
+        return None
+    from .targets.attention import seed_path
+
+    return seed_path(name)
 
 
 def build_population(config: RunConfig) -> Population:

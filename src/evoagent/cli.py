@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=_nonneg_int, help="variation trials in the run (seeds not counted)")
     p.add_argument("--hours", type=_nonneg_float, help="wall-clock hours for this invocation")
     p.add_argument("--suite", help="configuration suite of the target (built-in targets)")
+    p.add_argument("--seed", action="append", dest="seeds", metavar="NAME",
+                   help="a shipped seed kernel to start from, by name (repeatable; attention: fa2 (default), "
+                        "hopper-tma); replaces the config's seeds")
     p.add_argument("--slots", type=_pos_int, help="variation steps in flight at once")
     p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
     p.set_defaults(func=_commands().run)

@@ -1,4 +1,4 @@
-"""On a CUDA device: the seed kernel against the torch reference in fp16/bf16, and the evaluator's GPU path."""
+"""On a CUDA device: the seed kernels against the torch reference in fp16/bf16, and the evaluator's GPU path."""
 
 from __future__ import annotations
 
@@ -18,13 +18,14 @@ def cuda():
     return torch
 
 
-@pytest.fixture(scope="module")
-def seed_module(cuda):
+@pytest.fixture(scope="module", params=["fa2", "hopper-tma"])
+def seed_module(cuda, request):
+    """Each shipped seed kernel, imported as a module."""
     import importlib.util
 
-    from evoagent.targets.attention import default_seed
+    from evoagent.targets.attention import seed_path
 
-    spec = importlib.util.spec_from_file_location("fa2_seed", default_seed())
+    spec = importlib.util.spec_from_file_location(f"seed_{request.param.replace('-', '_')}", seed_path(request.param))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -154,3 +154,32 @@ def test_the_seed_marks_its_tuning_knobs_for_parameter_mutation() -> None:
 
     found = {p.name for p in find_parameters({"kernel.py": default_seed().read_text()})}
     assert {"BLOCK_M", "BLOCK_N", "NUM_WARPS", "NUM_STAGES"} <= found
+
+
+def test_seeds_are_chosen_by_name_and_an_unknown_name_lists_the_shipped_ones() -> None:
+    from evoagent.errors import ConfigError
+    from evoagent.targets.attention import SEEDS, seed_names, seed_path
+
+    assert seed_names()[0] == "fa2" and set(seed_names()) == set(SEEDS) >= {"fa2", "hopper-tma"}
+    assert seed_path("hopper-tma").name == "hopper_tma.py" and default_seed() == seed_path("fa2")
+    with pytest.raises(ConfigError, match=r"'hoper-tma'.*did you mean 'hopper-tma'"):
+        seed_path("hoper-tma")
+
+
+def test_a_run_config_names_shipped_seeds_as_target_colon_name(tmp_path) -> None:
+    import dataclasses
+
+    from evoagent import assemble
+    from evoagent.errors import ConfigError
+    from evoagent.targets.attention import seed_path
+
+    config = assemble.with_builtin_seeds(assemble.builtin_config("attention", suite="smoke"), ["hopper-tma", "fa2"])
+    assert config.seeds == ["attention:hopper-tma", "attention:fa2"]
+    assert assemble.seed_paths(config) == [seed_path("hopper-tma"), seed_path("fa2")]
+    local = dataclasses.replace(config, seeds=["my_seed.py"], base_dir=str(tmp_path))
+    assert assemble.seed_paths(local) == [tmp_path / "my_seed.py"]
+    with pytest.raises(ConfigError, match="unknown attention seed"):
+        assemble.with_builtin_seeds(config, ["nope"])
+    custom = dataclasses.replace(config, evaluator=dataclasses.replace(config.evaluator, target="my.py:Eval"))
+    with pytest.raises(ConfigError, match="--seed"):
+        assemble.with_builtin_seeds(custom, ["fa2"])

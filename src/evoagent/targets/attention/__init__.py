@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
+from ...errors import ConfigError
 from .evaluator import AttentionEvaluator, default_suite
 from .reference import TOLERANCES, reference_attention
 from .suites import SUITES, AttentionConfig, Suite, get_suite
 
 __all__ = [
+    "SEEDS",
     "SUITES",
     "TOLERANCES",
     "AttentionConfig",
@@ -19,7 +22,17 @@ __all__ = [
     "get_suite",
     "kernels_dir",
     "reference_attention",
+    "seed_names",
+    "seed_path",
 ]
+
+# The shipped seed kernels by name (files in kernels_dir()); `evoagent run attention --seed NAME`,
+# `seeds = ["attention:NAME"]` in a run config, or seed_path(NAME) in Python.
+SEEDS = {
+    "fa2": "fa2.py",  # plain FlashAttention-2-style Triton (pointer loads); the default
+    "hopper-tma": "hopper_tma.py",  # TMA descriptors shaped in autotune pre_hooks, warp-specialized loop
+}
+DEFAULT_SEED = "fa2"
 
 
 def kernels_dir() -> Path:
@@ -27,6 +40,20 @@ def kernels_dir() -> Path:
     return Path(__file__).parent / "kernels"
 
 
+def seed_names() -> list[str]:
+    """The names of the shipped seed kernels, default first."""
+    return [DEFAULT_SEED, *sorted(n for n in SEEDS if n != DEFAULT_SEED)]
+
+
+def seed_path(name: str) -> Path:
+    """The file of the shipped seed kernel `name` (see SEEDS); a ConfigError names the known ones."""
+    if name not in SEEDS:
+        close = difflib.get_close_matches(name, SEEDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown attention seed {name!r}; the shipped seeds are {seed_names()}{hint}")
+    return kernels_dir() / SEEDS[name]
+
+
 def default_seed() -> Path:
     """The seed kernel `evoagent run attention` starts from: a plain FlashAttention-2-style Triton kernel."""
-    return kernels_dir() / "fa2.py"
+    return seed_path(DEFAULT_SEED)
