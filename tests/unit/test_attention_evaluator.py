@@ -183,3 +183,10 @@ def test_a_run_config_names_shipped_seeds_as_target_colon_name(tmp_path) -> None
     custom = dataclasses.replace(config, evaluator=dataclasses.replace(config.evaluator, target="my.py:Eval"))
     with pytest.raises(ConfigError, match="--seed"):
         assemble.with_builtin_seeds(custom, ["fa2"])
+
+
+def test_run_takes_seeds_by_name_on_the_command_line() -> None:
+    from evoagent.cli import build_parser
+
+    args = build_parser().parse_args(["run", "attention", "--seed", "hopper-tma", "--seed", "fa2"])
+    assert args.seeds == ["hopper-tma", "fa2"]
