@@ -190,3 +190,20 @@ def test_run_takes_seeds_by_name_on_the_command_line() -> None:
 
     args = build_parser().parse_args(["run", "attention", "--seed", "hopper-tma", "--seed", "fa2"])
     assert args.seeds == ["hopper-tma", "fa2"]
+
+
+def test_the_compact_static_report_opens_with_one_line_per_autotune_config() -> None:
+    import json
+
+    from evoagent.targets.attention.evaluator import compact_report
+
+    kernel = {"kernel": "_fwd", "config": "b1-h2-n64", "num_warps": 8, "num_stages": 2, "shared_bytes": 164864,
+              "registers": 187, "stack_bytes": 0, "sass": {"tensor_core": {"HGMMA": 32}, "memory": {"UTMALDG": 9}},
+              "ptx": {}, "autotune_rank": "1 of 2"}
+    report = {"ok": True, "describes": "x" * 3000, "kernels": [
+        kernel | {"autotune": "BLOCK_M=128, num_warps=8"}, kernel | {"autotune": "BLOCK_M=64, num_warps=4"}]}
+    compact = compact_report(report)
+    assert list(compact)[:2] == ["ok", "per_config"]
+    assert compact["per_config"][0] == ("_fwd [b1-h2-n64] BLOCK_M=128, num_warps=8 (1 of 2): 187 registers, 0 B "
+                                        "spilled, 164864 B shared, HGMMA 32, UTMALDG 9")
+    assert "BLOCK_M=64" in json.dumps(compact)[:2000]  # a reader that cuts at 2000 characters sees every config

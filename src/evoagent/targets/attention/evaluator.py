@@ -371,9 +371,19 @@ def compact_report(report: dict[str, Any]) -> dict[str, Any]:
                   "spill_instructions": kern.get("sass", {}).get("spill_instructions"),
                   "ptx": kern.get("ptx", {})}
                for kern in report.get("kernels", [])]
-    keep = ("ok", "describes", "shared_bytes", "registers", "spill_bytes", "spill_instructions", "compile_seconds",
+    keep = ("describes", "shared_bytes", "registers", "spill_bytes", "spill_instructions", "compile_seconds",
             "cached", "errors", "skipped", "wrapper_errors")
-    return {k: report.get(k) for k in keep} | {"kernels": kernels}
+    # One line per compiled kernel and autotune config first: a reader that truncates still sees them all.
+    return ({"ok": report.get("ok"), "per_config": [_config_line(k) for k in kernels]}
+            | {k: report.get(k) for k in keep} | {"kernels": kernels})
+
+
+def _config_line(kern: dict[str, Any]) -> str:
+    """'_attn [shape] BLOCK_M=128, ... : 187 registers, 0 B spilled, 164864 B shared, HGMMA 32, UTMALDG 9'."""
+    tune = f" {kern['autotune']} ({kern['autotune_rank']})" if kern.get("autotune") else ""
+    mix = {**kern["tensor_core"], **kern["tma"]} or kern["ptx"]
+    return (f"{kern['kernel']} [{kern['config']}]{tune}: {kern['registers']} registers, {kern['stack_bytes']} B "
+            f"spilled, {kern['shared_bytes']} B shared" + "".join(f", {op} {n}" for op, n in mix.items()))
 
 
 @functools.cache
