@@ -62,13 +62,15 @@ class Budget:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Options:
-    """How `evolve`/`iterate` run, besides the budget. A config file's `[engine]` sets the first four.
+    """How `evolve`/`iterate` run, besides the budget. A config file's `[engine]` sets the first five.
 
     Attributes:
         slots: variation steps in flight at once.
         seed: random seed (parent choice, operators).
         patience: stop after this many trials in a row without a commit; 0 = never.
         target_score: stop once the best score reaches this; None = never.
+        no_proposal_limit: stop after this many trials in a row whose operator made no proposal
+            (status `no_proposal`, e.g. a mutation operator with no unseen values left); 0 = never.
         knowledge: the knowledge base operators read; the engine adds the run's lessons before each trial.
         on_event: called with every `Event` (progress bars, reports).
         sandbox_config: the sandbox's settings (None: the evaluator's `sandbox_config()`).
@@ -78,12 +80,13 @@ class Options:
     seed: int = 0
     patience: int = 0
     target_score: float | None = None
+    no_proposal_limit: int = 5
     knowledge: Knowledge | None = field(default=None, metadata=CODE_ONLY)
     on_event: EventHandler | None = field(default=None, metadata=CODE_ONLY)
     sandbox_config: SandboxConfig | None = field(default=None, metadata=CODE_ONLY)
 
     def __post_init__(self) -> None:
-        for name, low in (("slots", 1), ("seed", None), ("patience", 0)):
+        for name, low in (("slots", 1), ("seed", None), ("patience", 0), ("no_proposal_limit", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
                 expected = "an integer" if low is None else f"an integer >= {low}"

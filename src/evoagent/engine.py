@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 import queue
 import random
-import statistics
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from .config import Budget, Options
 from .errors import BudgetExhausted, ConfigError, LLMError
 from .operators.base import Proposal, VariationContext, VariationOperator
 from .population import StoredMembers
-from .records import Event, Trial, TrialOutcome, Usage
+from .records import Event, Member, Trial, TrialOutcome, Usage
 from .result import EvalResult, Status
 from .run import Run
 from .sandbox import Sandbox
@@ -64,6 +63,7 @@ class _Engine:
         self.trials_done = totals["trials"]
         self.pending = 0  # trials started and not yet handed back to the caller's thread
         self.since_commit = 0
+        self.since_proposal = 0  # trials in a row whose operator made no proposal
         self.sandbox = Sandbox(options.sandbox_config or self.evaluator.sandbox_config())
         self.started = time.monotonic()  # the time budget counts from a ready sandbox
 
@@ -113,7 +113,7 @@ class _Engine:
             trial_id = self.store.begin_trial(operator="seed", parent_id=None)
             started = time.perf_counter()
             result = self.evaluator.evaluate(seed, self.sandbox)
-            committed = self.run.population.accepts(result, self._best_score())
+            committed = self.run.population.decide(result, self.store.best_member()).committed
             trial = self.store.finish_trial(
                 trial_id, candidate=seed, result=result, hypothesis="seed", diff="", committed=committed,
                 eval_s=time.perf_counter() - started, lesson="")
@@ -172,19 +172,23 @@ class _Engine:
         if failure is not None:
             result = failure
         elif candidate is None:
-            result = EvalResult(status=Status.BUDGET_OVERRUN,
+            result = EvalResult(status=Status.NO_PROPOSAL,
                                 reason=(proposal.reason if proposal else "") or "the operator made no proposal")
         elif self._seen(trial_id, candidate):
             result = EvalResult(status=Status.DUPLICATE, reason=f"version {candidate.id} was already evaluated")
         else:
             result = self.evaluator.evaluate(candidate, self.sandbox)
-        confirmed = None
-        if candidate is not None and self._needs_confirmation(candidate, result):
-            result, confirmed = self._confirm(trial_id, candidate, result)
+        best = self.store.best_member()
+        decision = self.run.population.decide(result, best, self._remeasure(trial_id, candidate, best))
+        if decision.best_score is not None:
+            self.emit("confirm", {"trial_id": trial_id, "score": decision.result.score, "passed": decision.committed,
+                                  "best_score": decision.best_score, "best_id": best.candidate_id if best else None})
         eval_s = time.perf_counter() - started
         with self.lock:
-            accepted = self.run.population.accepts(result, self._best_score())
-            committed = accepted if confirmed is None else confirmed and result.ok
+            now = self.store.best_member()
+            if decision.committed and now != best:  # another slot committed meanwhile: judge against the new best
+                decision = self.run.population.decide(decision.result, now)
+            result, committed = decision.result, decision.committed
             parent_score = self.store.result(parent.id)
             lesson = _lesson(trial_id, hypothesis, result, committed,
                              parent_score.score if parent_score else None)
@@ -229,45 +233,13 @@ class _Engine:
             self.inflight[trial_id] = candidate.id
             return False
 
-    # -- noise-aware acceptance -------------------------------------------------------------
-
-    def _needs_confirmation(self, candidate: Candidate, result: EvalResult) -> bool:
-        best = self.store.best_member()
-        return bool(self.run.population.confirm and self.evaluator.timing_stages and best is not None
-                    and best.candidate_id != candidate.id and self.run.population.accepts(result, best.score))
-
-    def _confirm(self, trial_id: int, candidate: Candidate, result: EvalResult) -> tuple[EvalResult, bool]:
-        """Re-measures the candidate and the best, interleaved; judges their per-config medians."""
-        best_member = self.store.best_member()
-        assert best_member is not None  # Check internal correctness.
-        best = self.store.candidate(best_member.candidate_id)
-        assert best is not None  # Check internal correctness.
-        stages = self.evaluator.timing_stages
-        mine: list[dict[str, float]] = [dict(result.metrics)]
-        theirs: list[dict[str, float]] = []
-        for round_ in range(1, self.run.population.confirm + 1):
-            for who, runs in ((candidate, mine), (best, theirs)):
-                again = self.evaluator.evaluate(who, self.sandbox, stages=stages)
-                self.store.add_evaluation(who, again, kind="confirmation", trial_id=trial_id)
-                if not again.ok and who is candidate:
-                    return dataclasses.replace(
-                        again, reason=f"re-measurement {round_} of {len(mine)}: {again.reason}"), False
-                if again.ok:
-                    runs.append(dict(again.metrics))
-        if not theirs:  # the incumbent could not be re-measured: judge on the first measurement
-            return result, self.run.population.accepts(result, best_member.score)
-        metrics, best_metrics = _medians(mine), _medians(theirs)
-        score, best_score = self.evaluator.aggregate(metrics), self.evaluator.aggregate(best_metrics)
-        passed = score is not None and best_score is not None and bool(self.run.population.rule(score, best_score))
-        note = (f"re-measured {len(mine) - 1}x interleaved with best {best.id}: median {_num(score)} vs "
-                f"{_num(best_score)}" + ("" if passed else "; not committed"))
-        self.emit("confirm", {"trial_id": trial_id, "score": score, "best_score": best_score, "passed": passed,
-                              "best_id": best.id})
-        return dataclasses.replace(result, metrics=metrics, score=score, reason=note), passed
-
-    def _best_score(self) -> float | None:
-        best = self.store.best_member()
-        return best.score if best else None
+    def _remeasure(self, trial_id: int, candidate: Candidate | None, best: Member | None) -> _Remeasure | None:
+        """The re-measurement service for a population that confirms (None when there is nothing to time)."""
+        if candidate is None or best is None or best.candidate_id == candidate.id or not self.evaluator.timing_stages:
+            return None
+        incumbent = self.store.candidate(best.candidate_id)
+        assert incumbent is not None  # Check internal correctness.
+        return _Remeasure(self, trial_id, candidate, incumbent)
 
     def _request_stop(self, reason: str) -> None:
         with self.lock:
@@ -280,6 +252,7 @@ class _Engine:
     def after(self, trial: Trial) -> None:
         self.trials_done += 1
         self.since_commit = 0 if trial.committed else self.since_commit + 1
+        self.since_proposal = self.since_proposal + 1 if trial.status is Status.NO_PROPOSAL else 0
         payload = {"trial_id": trial.id, "status": str(trial.status), "score": trial.score,
                    "committed": trial.committed, "hypothesis": trial.hypothesis[:200], "reason": trial.reason[:200]}
         self.emit("commit" if trial.committed else "trial", payload, trial, store=trial.committed)
@@ -288,6 +261,31 @@ class _Engine:
             self._request_stop(f"target score {target} reached ({best[1]:.6g})")
         elif patience and self.since_commit >= patience:
             self._request_stop(f"no commit in {patience} trials")
+        elif self.options.no_proposal_limit and self.since_proposal >= self.options.no_proposal_limit:
+            self._request_stop(f"no proposal in {self.since_proposal} trials in a row (last: {trial.reason})")
+
+
+class _Remeasure:
+    """`Remeasure` for one would-be commit: timing stages in the run's sandbox, stored as `confirmation`."""
+
+    def __init__(self, engine: _Engine, trial_id: int, candidate: Candidate, incumbent: Candidate) -> None:
+        self._engine, self._trial_id = engine, trial_id
+        self._candidate, self._incumbent = candidate, incumbent
+
+    def candidate(self) -> EvalResult:
+        return self._measure(self._candidate)
+
+    def best(self) -> EvalResult:
+        return self._measure(self._incumbent)
+
+    def aggregate(self, metrics: Mapping[str, float]) -> float | None:
+        return self._engine.evaluator.aggregate(metrics)
+
+    def _measure(self, who: Candidate) -> EvalResult:
+        engine = self._engine
+        again = engine.evaluator.evaluate(who, engine.sandbox, stages=engine.evaluator.timing_stages)
+        engine.store.add_evaluation(who, again, kind="confirmation", trial_id=self._trial_id)
+        return again
 
 
 class _Services:
@@ -320,16 +318,6 @@ class _Services:
 @dataclass(frozen=True)
 class _Dropped:
     trial_id: int  # finished after being marked interrupted (e.g. after Ctrl-C)
-
-
-def _medians(runs: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Per-configuration median over repeated measurements (configurations present in every run)."""
-    names = set(runs[0]).intersection(*runs[1:])
-    return {name: statistics.median(run[name] for run in runs) for name in sorted(names)}
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.6g}"
 
 
 def _outcome(t: Trial) -> TrialOutcome:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import inspect
 import random
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -12,7 +14,7 @@ from typing import Any, Protocol
 from .config import check_keys, construct
 from .errors import ConfigError
 from .records import Member
-from .result import EvalResult
+from .result import EvalResult, format_score
 from .store import RunStore
 
 
@@ -61,6 +63,43 @@ class StoredMembers:
 
     def at(self, index: int) -> Member:
         return self._store.member_at(index)
+
+
+class Remeasure(Protocol):
+    """The engine's re-measurement service for one would-be commit (its timing stages, in the same sandbox)."""
+
+    def candidate(self) -> EvalResult:
+        """The would-be commit measured again."""
+        ...
+
+    def best(self) -> EvalResult:
+        """The incumbent (best committed member) measured again."""
+        ...
+
+    def aggregate(self, metrics: Mapping[str, float]) -> float | None:
+        """The target's scalar score of a metrics vector."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """A population's verdict on one result.
+
+    Attributes:
+        committed: whether the result's version joins the population.
+        result: the result to store (after re-measurement: per-config medians and their score).
+        best_score: the incumbent's median score when it was re-measured, else None.
+    """
+
+    committed: bool
+    result: EvalResult
+    best_score: float | None = None
+
+
+def medians(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Per-configuration median over repeated measurements (configurations present in every run)."""
+    names = set(runs[0]).intersection(*runs[1:])
+    return {name: statistics.median(run[name] for run in runs) for name in sorted(names)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +156,38 @@ class Population(abc.ABC):
         if not result.ok or result.score is None:
             return False
         return bool(self.rule(result.score, best_score))
+
+    def decide(self, result: EvalResult, best: Member | None, remeasure: Remeasure | None = None) -> Decision:
+        """The whole acceptance decision for one authoritative result, given the best committed member.
+
+        With `confirm > 0` and a `remeasure` service, a result that passes the commit rule is
+        re-measured `confirm` times, each time followed by the incumbent, and judged on the
+        per-configuration medians; the decision's result then carries the medians and their score.
+        """
+        if not self.accepts(result, best.score if best else None):
+            return Decision(committed=False, result=result)
+        if not self.confirm or best is None or remeasure is None:
+            return Decision(committed=True, result=result)
+        mine: list[Mapping[str, float]] = [result.metrics]
+        theirs: list[Mapping[str, float]] = []
+        for round_ in range(1, self.confirm + 1):
+            again = remeasure.candidate()
+            if not again.ok:
+                reason = f"re-measurement {round_} of {self.confirm}: {again.reason}"
+                return Decision(committed=False, result=dataclasses.replace(again, reason=reason))
+            mine.append(again.metrics)
+            incumbent = remeasure.best()
+            if incumbent.ok:
+                theirs.append(incumbent.metrics)
+        if not theirs:  # the incumbent could not be re-measured: judge on the first measurement
+            return Decision(committed=True, result=result)
+        metrics, best_metrics = medians(mine), medians(theirs)
+        score, best_score = remeasure.aggregate(metrics), remeasure.aggregate(best_metrics)
+        passed = score is not None and best_score is not None and bool(self.rule(score, best_score))
+        note = (f"re-measured {len(mine) - 1}x interleaved with best {best.candidate_id}: median "
+                f"{format_score(score)} vs {format_score(best_score)}" + ("" if passed else "; not committed"))
+        return Decision(committed=passed, result=dataclasses.replace(result, metrics=metrics, score=score, reason=note),
+                        best_score=best_score)
 
     @abc.abstractmethod
     def select_parent(self, members: Members, rng: random.Random) -> Member:

@@ -19,7 +19,8 @@ class Status(str, enum.Enum):
     TIMEOUT = "timeout"
     CRASH = "crash"
     OOM = "oom"
-    BUDGET_OVERRUN = "budget_overrun"
+    BUDGET_OVERRUN = "budget_overrun"  # a budget ran out during the step
+    NO_PROPOSAL = "no_proposal"  # the operator gave up without a candidate (e.g. nothing left to try)
     DUPLICATE = "duplicate"
     HARNESS_ERROR = "harness_error"  # our fault, never the candidate's
     NEEDS_DEVICE = "needs_device"  # this machine lacks the hardware the stage needs; not the candidate's fault
@@ -35,6 +36,11 @@ def geometric_mean(values: Sequence[float]) -> float | None:
     if any(v <= 0 or math.isnan(v) for v in values):
         return 0.0
     return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def format_score(value: float | None, spec: str = ".6g") -> str:
+    """A score or other measured number for people to read; "-" when it was not measured."""
+    return "-" if value is None else format(value, spec)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,6 +156,6 @@ class EvalResult:
 
     def summary(self) -> str:
         """One line: label, score and reason."""
-        score = "-" if self.score is None else f"{self.score:.6g}"
+        score = format_score(self.score)
         tail = f": {self.reason}" if self.reason else ""
         return f"{self.status.value} score={score}{tail}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import time
 
 from evoagent import Candidate, Evaluator, StageResult, Status, Usage, VariationOperator
@@ -11,10 +12,15 @@ from evoagent.operators.base import Proposal
 SEED = "X = 0.0  # evo: range -10 10 step 0.5\nDELAY = 0.0\n"
 
 
-def read_x(delay_s: float) -> object:
-    """Runs in the sandbox child: import the candidate, return its raw X (judged by the parent)."""
+def read_x(delay_s: float, hold_file: str = "") -> object:
+    """Runs in the sandbox child: import the candidate, return its raw X (judged by the parent).
+
+    While `hold_file` exists the call does not return (a test holds the run still with it).
+    """
     module = importlib.import_module("main")
     time.sleep(delay_s + float(getattr(module, "DELAY", 0.0)))
+    while hold_file and os.path.exists(hold_file):
+        time.sleep(0.01)
     return module.X
 
 
@@ -26,8 +32,10 @@ class Quadratic(Evaluator):
     entry = "main.py"
     stages = ("check", "measure")
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, hold_file: str = "", timeout_s: float = 10.0) -> None:
         self.delay_s = delay_s
+        self.hold_file = hold_file
+        self.timeout_s = timeout_s
 
     def check(self, candidate: Candidate, sandbox) -> StageResult:
         try:
@@ -37,7 +45,7 @@ class Quadratic(Evaluator):
         return StageResult()
 
     def measure(self, candidate: Candidate, sandbox) -> StageResult:
-        out = sandbox.call(read_x, self.delay_s, files=candidate.files, timeout_s=10)
+        out = sandbox.call(read_x, self.delay_s, self.hold_file, files=candidate.files, timeout_s=self.timeout_s)
         if not out.ok:
             return StageResult.fail(out.status, out.reason, logs=out.logs)
         if isinstance(out.value, bool) or not isinstance(out.value, (int, float)):

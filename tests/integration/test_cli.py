@@ -6,7 +6,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -97,19 +96,35 @@ def _done_trials(db: Path) -> list[tuple]:
         con.close()
 
 
-def test_sigkill_mid_run_then_resume_loses_no_finished_trial(tmp_path):
-    config = _config(tmp_path, trials=12, delay_s=0.25)
+def _start_and_hold(tmp_path: Path, *, trials: int, reported: int, stdout: int) -> tuple[subprocess.Popen, Path]:
+    """Starts a run, reads its progress until `reported` trials are finished, then holds every later evaluation.
+
+    The run cannot finish while held, so a signal sent next finds it mid-run however busy the machine is.
+    """
+    hold = tmp_path / "hold"
+    config = _config(tmp_path, trials=trials, extra="")
+    config.write_text(config.read_text().replace("params = {", f'params = {{ hold_file = "{hold}", timeout_s = 600.0,'))
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "evoagent.cli", "run", str(config), "--run-dir", str(run_dir),
-                             "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(_done_trials(run_dir / "run.db")) < 3:
-        time.sleep(0.05)
+    proc = subprocess.Popen([sys.executable, "-m", "evoagent.cli", "run", str(config), "--run-dir", str(run_dir)],
+                            stdout=stdout, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stderr is not None
+    seen = 0
+    for line in proc.stderr:  # the run's own progress report, one line per finished trial
+        seen += line.lstrip().startswith("trial ")
+        if seen == reported:
+            break
+    assert seen == reported, f"the run ended after reporting {seen} trials (exit {proc.wait()})"
+    hold.touch()
+    return proc, run_dir
+
+
+def test_sigkill_mid_run_then_resume_loses_no_finished_trial(tmp_path):
+    proc, run_dir = _start_and_hold(tmp_path, trials=12, reported=3, stdout=subprocess.DEVNULL)
     os.killpg(proc.pid, signal.SIGKILL)  # the run and its sandbox servers, without warning
-    proc.wait()
+    proc.communicate()
     before = _done_trials(run_dir / "run.db")
     assert 3 <= len(before) < 12
+    (tmp_path / "hold").unlink()
     evoagent("resume", str(run_dir), "--quiet")
     after = _done_trials(run_dir / "run.db")
     assert after[: len(before)] == before and len(after) == 12
@@ -118,21 +133,14 @@ def test_sigkill_mid_run_then_resume_loses_no_finished_trial(tmp_path):
 
 
 def test_ctrl_c_stops_gracefully_and_records_in_flight_work(tmp_path):
-    config = _config(tmp_path, trials=50, delay_s=0.3)
-    run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "evoagent.cli", "run", str(config), "--run-dir", str(run_dir),
-                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(_done_trials(run_dir / "run.db")) < 2:
-        time.sleep(0.05)
+    proc, run_dir = _start_and_hold(tmp_path, trials=50, reported=2, stdout=subprocess.PIPE)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does to the foreground group
-    stdout, _ = proc.communicate(timeout=60)
+    stdout, _ = proc.communicate(timeout=120)
     assert proc.returncode in (0, 130) and "stopped: interrupted" in stdout
     con = sqlite3.connect(f"file:{run_dir / 'run.db'}?mode=ro", uri=True)
     states = dict(con.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
     con.close()
-    assert "running" not in states and states["done"] >= 3
+    assert "running" not in states and states["done"] >= 3 and states.get("interrupted", 0) >= 1
 
 
 def test_adapt_starts_a_new_run_from_the_best_version(tmp_path):

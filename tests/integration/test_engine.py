@@ -238,3 +238,45 @@ def test_time_budget_ends_a_long_model_step_at_its_next_call(tmp_path):
     assert result.stopped_because == f"time budget of {0.1 / 3600} h reached"
     assert [t.status for t in result.trials] == [ea.Status.BUDGET_OVERRUN]
     run.close()
+
+
+class _GivesUp(ea.VariationOperator):
+    """Makes a proposal for its first `proposals` steps, then none."""
+
+    name = "gives_up"
+
+    def __init__(self, proposals: int) -> None:
+        self.left = proposals
+
+    def vary(self, context):
+        if self.left <= 0:
+            return ea.Proposal(candidate=None, reason="nothing left to try")
+        self.left -= 1
+        return ea.Proposal(candidate=context.parent.with_files({"main.py": f"X = {self.left}.0\n"}), hypothesis="x")
+
+
+def test_a_trial_without_a_proposal_is_labelled_no_proposal_not_budget_overrun(tmp_path):
+    from engine_targets import Noisy
+
+    run = _run(tmp_path, evaluator=Noisy())
+    result = ea.evolve(run, _GivesUp(1), ea.Budget(trials=3), no_proposal_limit=0)
+    assert [t.status for t in result.trials] == [ea.Status.OK, ea.Status.NO_PROPOSAL, ea.Status.NO_PROPOSAL]
+    assert result.trials[1].reason == "nothing left to try" and result.stopped_because == "trial budget of 3 reached"
+    run.close()
+
+
+def test_the_run_stops_when_the_operator_keeps_making_no_proposal(tmp_path):
+    from engine_targets import Noisy
+
+    run = _run(tmp_path, evaluator=Noisy())
+    result = ea.evolve(run, _GivesUp(2), ea.Budget(trials=50), ea.Options(no_proposal_limit=3))
+    assert [t.status.value for t in result.trials] == ["ok", "ok", "no_proposal", "no_proposal", "no_proposal"]
+    assert result.stopped_because == "no proposal in 3 trials in a row (last: nothing left to try)"
+    run.close()
+
+
+def test_unknown_option_names_the_options_fields(tmp_path):
+    run = _run(tmp_path)
+    with pytest.raises(ea.ConfigError, match=r"unknown option\(s\) slotz; the Options fields are .*slots"):
+        ea.evolve(run, ea.ParameterMutation(), ea.Budget(trials=1), slotz=2)
+    run.close()

@@ -76,3 +76,64 @@ def test_rule_spec_is_recorded():
                                              "tolerance": 0.005}
     assert Chain(confirm=2).spec()["confirm"] == 2 and Tree(confirm=1).spec()["confirm"] == 1
     assert MatchOrImprove(0.0)(1.0, 1.0)
+
+
+class _Remeasure:
+    """Scripted re-measurements: the candidate's and the incumbent's metrics, in order."""
+
+    def __init__(self, candidate, best):
+        self._candidate, self._best = list(candidate), list(best)
+        self.calls: list[str] = []
+
+    def candidate(self) -> EvalResult:
+        self.calls.append("candidate")
+        return self._candidate.pop(0)
+
+    def best(self) -> EvalResult:
+        self.calls.append("best")
+        return self._best.pop(0)
+
+    def aggregate(self, metrics):
+        return metrics["a"]
+
+
+def _best(score: float) -> Member:
+    return Member(seq=1, candidate_id="incumbent", trial_id=1, score=score)
+
+
+def test_decide_commits_on_one_measurement_without_confirm():
+    decision = Chain().decide(_ok(2.0), _best(1.0), _Remeasure([], []))
+    assert decision.committed and decision.result == _ok(2.0) and decision.best_score is None
+    assert not Chain().decide(_ok(0.5), _best(1.0)).committed
+
+
+def test_decide_rejects_a_lucky_measurement_on_the_medians():
+    remeasure = _Remeasure([_ok(0.9), _ok(1.0)], [_ok(1.1), _ok(1.2)])
+    decision = Chain(confirm=2).decide(_ok(3.0), _best(1.0), remeasure)
+    assert remeasure.calls == ["candidate", "best", "candidate", "best"]  # interleaved
+    assert not decision.committed and decision.result.score == 1.0 and decision.best_score == 1.15
+    assert "median 1 vs 1.15; not committed" in decision.result.reason
+
+
+def test_decide_keeps_a_real_gain_with_its_median_score():
+    decision = Chain(confirm=2).decide(_ok(2.0), _best(1.0), _Remeasure([_ok(1.8), _ok(2.2)], [_ok(1.0), _ok(1.1)]))
+    assert decision.committed and decision.result.score == 2.0 and decision.result.metrics == {"a": 2.0}
+
+
+def test_decide_refuses_a_candidate_whose_remeasurement_fails():
+    crash = EvalResult(status=Status.CRASH, reason="segfault")
+    decision = Chain(confirm=2).decide(_ok(2.0), _best(1.0), _Remeasure([crash], []))
+    assert not decision.committed and decision.result.status is Status.CRASH
+    assert decision.result.reason == "re-measurement 1 of 2: segfault"
+
+
+def test_decide_judges_the_first_measurement_when_the_incumbent_cannot_be_remeasured():
+    broken = EvalResult(status=Status.CRASH, reason="gone")
+    decision = Chain(confirm=1).decide(_ok(2.0), _best(1.0), _Remeasure([_ok(0.5)], [broken]))
+    assert decision.committed and decision.result == _ok(2.0)
+
+
+def test_decide_without_an_incumbent_or_a_remeasure_service_does_not_remeasure():
+    remeasure = _Remeasure([], [])
+    assert Chain(confirm=2).decide(_ok(2.0), None, remeasure).committed and remeasure.calls == []
+    assert Chain(confirm=2).decide(_ok(2.0), _best(1.0), None).committed

@@ -28,7 +28,8 @@ class Proposal:
     """What one variation step hands back: a new candidate and the hypothesis behind it.
 
     `candidate` is None when the operator gave up (no submission within its own limits); the
-    engine records that trial as `budget_overrun` with `reason`.
+    engine records that trial as `no_proposal` with `reason` (and stops the run after
+    `Options.no_proposal_limit` of them in a row).
     """
 
     candidate: Candidate | None
