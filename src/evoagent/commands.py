@@ -17,6 +17,7 @@ from .engine import EvolveResult, evolve
 from .errors import ConfigError, RunStoreError
 from .operators.base import VariationOperator
 from .records import Event
+from .result import format_score
 from .run import Run
 from .services import Knowledge
 
@@ -110,14 +111,14 @@ def _progress(run_: Run) -> Any:
         p = event.payload
         if event.kind == "seed":
             best[0] = p.get("score") if p.get("score") is not None else best[0]
-            print(f"  seed      {p['status']:<13} score {_fmt(p.get('score'))}  {p.get('reason', '')[:100]}",
+            print(f"  seed      {p['status']:<13} score {format_score(p.get('score'))}  {p.get('reason', '')[:100]}",
                   file=sys.stderr)
         elif event.kind in ("trial", "commit"):
             mark = "committed" if p["committed"] else p["status"]
             if p["committed"]:
                 best[0] = p["score"]
-            print(f"  trial {p['trial_id']:<3} {mark:<13} score {_fmt(p.get('score'))}  best {_fmt(best[0])}  "
-                  f"{p.get('hypothesis', '')[:90]}", file=sys.stderr)
+            print(f"  trial {p['trial_id']:<3} {mark:<13} score {format_score(p.get('score'))}  "
+                  f"best {format_score(best[0])}  {p.get('hypothesis', '')[:90]}", file=sys.stderr)
             if not p["committed"] and p.get("reason"):
                 print(f"            {p['reason'][:150]}", file=sys.stderr)
         elif event.kind == "supervisor":
@@ -132,7 +133,8 @@ def _print_summary(run_: Run, result: EvolveResult) -> None:
     if result.best is None:
         print("no correct version: see `evoagent status` and `evoagent show` for the reasons")
     else:
-        print(f"best: {result.best.candidate.id}  score {_fmt(result.best.score)} ({result.best.result.device})")
+        best_ = result.best
+        print(f"best: {best_.candidate.id}  score {format_score(best_.score)} ({best_.result.device})")
         print(f"best version written to {result.best.path}")
     print(f"run stored in {run_.dir} (inspect: evoagent status {run_.dir})")
 
@@ -146,7 +148,7 @@ def status(args: argparse.Namespace) -> int:
         print(f"run {summary['run_dir']}")
         print(f"  trials {summary['trials']} (interrupted {summary['interrupted']}), committed {summary['committed']}")
         print("  by status: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
-        print(f"  best {summary['best_id']} score {_fmt(summary['best_score'])} on {summary['device']}")
+        print(f"  best {summary['best_id']} score {format_score(summary['best_score'])} on {summary['device']}")
         print(f"  tokens {summary['tokens']}, cost ${summary['cost_usd']:.4f}")
     return 0
 
@@ -164,8 +166,8 @@ def best(args: argparse.Namespace) -> int:
             raise ConfigError(f"{str(out)!r} exists; choose another --output (nothing is overwritten)")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(candidate.source)
-        print(f"wrote best version {candidate.id} (score {_fmt(run_.best_result.score if run_.best_result else None)})"
-              f" to {out}", file=sys.stderr)
+        score = format_score(run_.best_result.score if run_.best_result else None)
+        print(f"wrote best version {candidate.id} (score {score}) to {out}", file=sys.stderr)
     return 0
 
 
@@ -193,10 +195,10 @@ def show(args: argparse.Namespace) -> int:
         print(f"trial {trial.id} [{trial.state}] operator {trial.operator}, parent {trial.parent_id}, "
               f"candidate {trial.candidate_id}")
         print(f"hypothesis: {trial.hypothesis}")
-        print(f"outcome: {trial.status} score {_fmt(trial.score)} committed {trial.committed}"
+        print(f"outcome: {trial.status} score {format_score(trial.score)} committed {trial.committed}"
               + (f"\nreason: {trial.reason}" if trial.reason else ""))
         print(f"tokens: in {u.input_tokens} out {u.output_tokens} cache-read {u.cache_read_tokens} "
-              f"cache-write {u.cache_write_tokens}; cost ${u.cost_usd:.4f}; wall {_fmt(trial.wall_s)} s")
+              f"cache-write {u.cache_write_tokens}; cost ${u.cost_usd:.4f}; wall {format_score(trial.wall_s)} s")
         if trial.diff:
             print("\n" + trial.diff)
         if not args.no_transcript:
@@ -246,6 +248,3 @@ def _render_block(block: Any) -> str:
         return f"[tool_result{' ERROR' if block.get('is_error') else ''}] {text[:2000]}"
     return json.dumps(block)[:2000]
 
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.6g}"

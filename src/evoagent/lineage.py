@@ -13,11 +13,8 @@ import networkx as nx
 from .candidate import Candidate
 from .errors import RunStoreError
 from .records import Trial
+from .result import format_score
 from .store import RunStore
-
-
-def _fmt(score: float | None) -> str:
-    return "-" if score is None else f"{score:.6g}"
 
 
 class Lineage:
@@ -61,12 +58,12 @@ class Lineage:
             return "No committed version yet."
         best_id, best_score = best
         trials = {t.candidate_id: t for t in self.store.trials(state="done") if t.candidate_id}
-        lines = [f"Best committed version: {best_id} (score {_fmt(best_score)}).", "",
+        lines = [f"Best committed version: {best_id} (score {format_score(best_score)}).", "",
                  "Chain from the root to the best:"]
         for c in self.ancestors(best_id):
             t = trials.get(c.id)
             hypothesis = (t.hypothesis if t else c.hypothesis) or "(seed)"
-            lines.append(f"  {c.id}  score {_fmt(t.score if t else None)}  {hypothesis[:160]}")
+            lines.append(f"  {c.id}  score {format_score(t.score if t else None)}  {hypothesis[:160]}")
         children = [t for t in trials.values() if t.parent_id == best_id and t.candidate_id != best_id]
         if children:
             lines += ["", f"Attempts started from the best ({len(children)}, latest {max_children}):"]
@@ -111,12 +108,12 @@ class Lineage:
 def _trial_line(t: Trial) -> str:
     mark = "committed" if t.committed else str(t.status)
     reason = f" ({t.reason[:100]})" if t.reason and not t.committed else ""
-    return f"  trial {t.id}: {mark:<13} score {_fmt(t.score):>9}  {t.hypothesis[:120]}{reason}"
+    return f"  trial {t.id}: {mark:<13} score {format_score(t.score):>9}  {t.hypothesis[:120]}{reason}"
 
 
 def _commit_message(candidate: Candidate, trial: Trial) -> str:
     title = (trial.hypothesis or candidate.hypothesis or "seed").splitlines()[0][:72]
-    return (f"{title}\n\nscore: {_fmt(trial.score)}\ncandidate: {candidate.id}\ntrial: {trial.id}\n"
+    return (f"{title}\n\nscore: {format_score(trial.score)}\ncandidate: {candidate.id}\ntrial: {trial.id}\n"
             f"metrics: {dict(trial.metrics)}\n\n{trial.hypothesis}\n")
 
 

@@ -11,63 +11,18 @@ from typing import Any
 import pytest
 from fake_messages_server import FakeMessagesServer
 from recording_services import RecordingServices
+from toy_target import SEED, FakeLineage, ToyEvaluator
 
 from evoagent.candidate import Candidate
 from evoagent.errors import BudgetExhausted, ConfigError, LLMError
-from evoagent.evaluator import Evaluator
 from evoagent.llm.anthropic import Anthropic
 from evoagent.llm.scripted import ScriptedLLM
 from evoagent.operators.agentic import AgenticVariationOperator
 from evoagent.operators.base import TrialOutcome, Usage, VariationContext
 from evoagent.operators.supervisor import Supervisor
-from evoagent.result import EvalResult, StageResult, Status
+from evoagent.result import EvalResult, Status
 
 KEY = "sk-ant-test-operator-SECRET-42"
-SEED = "SPEED = 1\n\n\ndef solve(xs):\n    return sorted(xs)\n"
-
-
-class ToyEvaluator(Evaluator):
-    """check compiles, test runs solve, benchmark reports SPEED, profile reports a static fact."""
-
-    name = "toy"
-    description = "Define solve(xs) that returns xs sorted; the module constant SPEED is the score."
-    rules = "SPEED must be an integer literal."
-    entry = "main.py"
-    stages = ("check", "test", "benchmark", "profile")
-
-    def check(self, candidate: Candidate, sandbox: Any) -> StageResult:
-        try:
-            compile(candidate.source, candidate.entry, "exec")
-        except SyntaxError as err:
-            return StageResult.fail(Status.COMPILE_ERROR, f"line {err.lineno}: {err.msg}")
-        return StageResult()
-
-    def _module(self, candidate: Candidate) -> dict[str, Any]:
-        namespace: dict[str, Any] = {}
-        exec(compile(candidate.source, candidate.entry, "exec"), namespace)  # noqa: S102 (test code, trusted)
-        return namespace
-
-    def test(self, candidate: Candidate, sandbox: Any) -> StageResult:
-        got = self._module(candidate)["solve"]([3, 1, 2])
-        if got != [1, 2, 3]:
-            return StageResult.fail(Status.INCORRECT, f"solve([3, 1, 2]) returned {got!r}")
-        return StageResult()
-
-    def benchmark(self, candidate: Candidate, sandbox: Any) -> StageResult:
-        return StageResult(metrics={"n64": float(self._module(candidate)["SPEED"])})
-
-    def profile(self, candidate: Candidate, sandbox: Any) -> StageResult:
-        return StageResult(details={"registers": 42})
-
-
-@dataclass
-class FakeLineage:
-    text: str = "Best committed version: seed (score 1)."
-
-    def summary(self) -> str:
-        return self.text
-
-
 @dataclass
 class Run:
     """What a run would store: transcript, events, usage, exploratory evaluations."""
@@ -77,7 +32,7 @@ class Run:
     usage: list[Usage] = field(default_factory=list)
     evaluations: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     budget_tokens: int | None = None
-    evaluator: ToyEvaluator = field(default_factory=ToyEvaluator)
+    evaluator: ToyEvaluator = field(default_factory=lambda: ToyEvaluator(scales={"n64": 1.0}))
 
     def charge(self, usage: Usage) -> None:
         self.usage.append(usage)

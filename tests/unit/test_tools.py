@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from recording_services import RecordingServices
+from toy_target import SEED, FakeLineage, ToyEvaluator
 
 from evoagent.candidate import Candidate
 from evoagent.errors import BudgetExhausted
-from evoagent.evaluator import Evaluator
+from evoagent.knowledge.base import Hit
 from evoagent.operators.base import VariationContext
 from evoagent.operators.tools import (
     TOOLS,
@@ -26,63 +26,12 @@ from evoagent.operators.tools import (
 )
 from evoagent.result import EvalResult, StageResult, Status
 
-SEED = "SPEED = 1\n\n\ndef solve(xs):\n    return sorted(xs)\n"
-
-
-class ToyEvaluator(Evaluator):
-    """check compiles, test runs solve, benchmark reports SPEED for two configurations, profile counts lines."""
-
-    name = "toy"
-    description = "Define solve(xs) that returns xs sorted; the module constant SPEED is the score."
-    entry = "main.py"
-    stages = ("check", "test", "benchmark", "profile")
-
-    def check(self, candidate: Candidate, sandbox: Any) -> StageResult:
-        try:
-            compile(candidate.source, candidate.entry, "exec")
-        except SyntaxError as err:
-            return StageResult.fail(Status.COMPILE_ERROR, f"line {err.lineno}: {err.msg}")
-        return StageResult(details={"lines": candidate.source.count("\n")})
-
-    def _module(self, candidate: Candidate) -> dict[str, Any]:
-        namespace: dict[str, Any] = {}
-        exec(compile(candidate.source, candidate.entry, "exec"), namespace)  # noqa: S102 (test code, trusted)
-        return namespace
-
-    def test(self, candidate: Candidate, sandbox: Any) -> StageResult:
-        got = self._module(candidate)["solve"]([3, 1, 2])
-        if got != [1, 2, 3]:
-            return StageResult.fail(Status.INCORRECT, f"solve([3, 1, 2]) returned {got!r}, expected [1, 2, 3]")
-        return StageResult()
-
-    def benchmark(self, candidate: Candidate, sandbox: Any) -> StageResult:
-        speed = float(self._module(candidate)["SPEED"])
-        return StageResult(metrics={"n64": speed, "n128": speed * 2})
-
-    def profile(self, candidate: Candidate, sandbox: Any) -> StageResult:
-        return StageResult(details={"hot_loop": "sorted", "registers": 42})
-
-
-@dataclass
-class FakeLineage:
-    text: str = "Best committed version: seed (score 1)."
-
-    def summary(self) -> str:
-        return self.text
-
-
-@dataclass
-class Hit:
-    doc: str
-    section: str
-    title: str
-    score: float
-    snippet: str
-
 
 class FakeKnowledge:
     def search(self, query: str, k: int = 5) -> list[Hit]:
-        return [Hit("triton", "blocks", "Block sizes", 3.5, "BLOCK_M trades registers for reuse")] if "block" in query else []
+        hit = Hit(doc="triton", section="blocks", title="Block sizes", score=3.5,
+                  snippet="BLOCK_M trades registers for reuse")
+        return [hit] if "block" in query else []
 
     def read(self, doc: str, section: str | None = None) -> str:
         if doc != "triton":

@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import ConfigError, LLMError
 from ..llm.base import LLM, Block, LLMResponse
 from ..records import TrialOutcome
+from ..result import format_score
 from ..services import Knowledge
 from .base import Proposal, VariationContext, VariationOperator
 from .supervisor import Advice, Supervisor
@@ -299,7 +300,7 @@ class AgenticVariationOperator(VariationOperator):
                 lines.append(f"Your submission in trial {trial_id} is still being evaluated.")
                 continue
             verdict = "COMMITTED to the lineage" if outcome.committed else "not committed"
-            score = "-" if outcome.score is None else f"{outcome.score:.6g}"
+            score = format_score(outcome.score)
             reason = f"; reason: {outcome.reason}" if outcome.reason else ""
             lines.append(f"Outcome of your submission in trial {trial_id} (version {outcome.candidate_id}): "
                          f"{outcome.status.value}, score {score}, {verdict}{reason}.")

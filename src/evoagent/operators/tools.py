@@ -11,7 +11,7 @@ from typing import Any
 
 from ..candidate import Candidate
 from ..errors import BudgetExhausted
-from ..result import EvalResult, Status
+from ..result import EvalResult, Status, format_score
 from ..services import Knowledge
 from .base import VariationContext
 
@@ -191,7 +191,7 @@ def default_tool_stages(stages: Sequence[str]) -> dict[str, tuple[str, ...]]:
 
 def format_result(result: EvalResult, *, note: str = "") -> str:
     """An evaluation as text: `status:`, then `score:`, then per-stage reasons, metrics and details."""
-    score = "-" if result.score is None else f"{result.score:.6g}"
+    score = format_score(result.score)
     lines = [f"status: {result.status.value}", f"score: {score}"]
     if result.device:
         lines.append(f"device: {result.device}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ...candidate import Candidate
-from ...result import EvalResult
+from ...result import EvalResult, format_score
 from .evaluator import AttentionEvaluator, cuda_available
 from .static import SUPPORTED_ARCHS
 from .suites import SUITES
@@ -141,13 +141,10 @@ def format_bench_table(rows: Sequence[dict[str, Any]], device: str) -> str:
     header = ["config", "candidate", *present, "vs cuDNN"]
     out = [f"TFLOPS on {device}", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [r["config"], _fmt(r["tflops"].get("candidate"))]
-        cells += [_fmt(r["tflops"].get(b)) if b in r["tflops"] else ("error" if b in r["baseline_errors"] else "-")
-                  for b in present]
+        cells = [r["config"], format_score(r["tflops"].get("candidate"), ".4g")]
+        cells += [format_score(r["tflops"].get(b), ".4g") if b in r["tflops"]
+                  else ("error" if b in r["baseline_errors"] else "-") for b in present]
         cells.append("-" if r.get("ratio_to_cudnn") is None else f"{r['ratio_to_cudnn']:.3f}x")
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
