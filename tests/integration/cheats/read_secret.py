@@ -12,10 +12,4 @@ import triton.language as tl
 
 _KEY = os.environ.get("ANTHROPIC_API_KEY", "")
 
-def attention(q, k, v, *, causal, sm_scale):
-    batch, heads_q, n_ctx, head_dim = q.shape
-    out = torch.empty_like(q)
-    grid = (triton.cdiv(n_ctx, 32), batch * heads_q)
-    _attn[grid](q, k, v, out, sm_scale, heads_q, heads_q // k.shape[1], n_ctx,
-                HEAD_DIM=head_dim, BLOCK_M=32, BLOCK_N=32, CAUSAL=causal)
-    return out
+# <the honest attention() launcher of _honest_kernel.py is inserted here by cheat_files.cheat()>
