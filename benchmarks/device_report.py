@@ -184,11 +184,13 @@ def _evolution(evolution: dict[str, Any] | None) -> list[str]:
     lines = [f"## Short evolution: {evolution.get('status', '?')}", "", str(evolution.get("summary", "")), ""]
     table = evolution.get("before_after", [])
     if table:
-        lines += ["| config | seed TFLOPS | best TFLOPS | best / seed |", "|---|---|---|---|"]
+        lines += ["| config | seed TFLOPS | best TFLOPS | best / seed | cuDNN TFLOPS | best / cuDNN |",
+                  "|---|---|---|---|---|---|"]
         for row in table:
-            ratio = row.get("ratio")
+            ratio, vs_cudnn = row.get("ratio"), row.get("best_vs_cudnn")
             lines.append(f"| {row['config']} | {_num(row.get('seed'))} | {_num(row.get('best'))} | "
-                         f"{f'{ratio:.3f}x' if ratio else '-'} |")
+                         f"{f'{ratio:.3f}x' if ratio else '-'} | {_num(row.get('cudnn'))} | "
+                         f"{f'{vs_cudnn:.3f}x' if vs_cudnn else '-'} |")
         lines.append("")
     trials = evolution.get("trials", [])
     if trials:

@@ -80,8 +80,10 @@ def evolve(out: Path, seeds: list[Path], suite: str | None, budget_s: float, tri
 
     gpu = cuda_available()
     suite = suite or ("h100-short" if gpu else "smoke")
-    # On a GPU: no baselines in the run (the benchmark step times them), fewer test draws, one re-measure.
-    evaluator = AttentionEvaluator(suite, seed=0, baselines=False, seeds=1 if gpu else 2, extra_shapes=2)
+    # One input draw per test shape and two extra shapes keep a trial short; on a GPU, cuDNN and the
+    # other baselines are timed next to every version (so the table has best / cuDNN), and a result is
+    # re-measured once before it is committed.
+    evaluator = AttentionEvaluator(suite, seed=0, seeds=1, extra_shapes=2)
     population = ea.Chain(confirm=1 if gpu else 0)
     directory = run_dir or Path(tempfile.mkdtemp(prefix="evoagent-device-evolve-")) / "run"
     run = ea.Run.create(directory, evaluator=evaluator, seeds=[str(s) for s in seeds], population=population)
@@ -119,16 +121,26 @@ def _progress(run: Any, started: float) -> dict[str, Any]:
     best = run.best_result
     table = []
     if seed is not None and best is not None:
+        cudnn = _cudnn_tflops(best)
         for config, before in seed.metrics.items():
             after = best.metrics.get(config)
             table.append({"config": config, "seed": before, "best": after,
-                          "ratio": round(after / before, 4) if after and before else None})
+                          "ratio": round(after / before, 4) if after and before else None,
+                          "cudnn": cudnn.get(config),
+                          "best_vs_cudnn": round(after / cudnn[config], 4) if after and cudnn.get(config) else None})
     variations = [t for t in trials if t.operator != "seed"]
     committed = sum(1 for t in variations if t.committed)
     gain = (best.score / seed.score) if seed is not None and best is not None and best.score and seed.score else None
     summary = (f"{len(variations)} trials in {time.perf_counter() - started:.0f} s, {committed} committed; "
                + (f"best / seed geometric mean {gain:.3f}x" if gain else "no score yet"))
     return {"trials": rows, "before_after": table, "summary": summary}
+
+
+def _cudnn_tflops(result: Any) -> dict[str, float]:
+    """cuDNN's TFLOPS per configuration as timed next to this version (GPU only; empty otherwise)."""
+    stage = result.stage("benchmark")
+    rows = stage.details.get("table", []) if stage is not None else []
+    return {r["config"]: r["tflops"]["sdpa-cudnn"] for r in rows if "sdpa-cudnn" in r.get("tflops", {})}
 
 
 # -- the profile stage ----------------------------------------------------------------------------

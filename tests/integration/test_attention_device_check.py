@@ -107,7 +107,9 @@ def test_report_of_a_run_stopped_part_way_renders_and_names_what_is_missing(repo
                   rows=[_row("b1-h16-n16384-d128-full-bf16", {"fa2": 400.0, "sdpa-cudnn": 600.0},
                              {"flex": "RuntimeError: compile failed"}, {"fa2": 0.6667, "sdpa-cudnn": 1.0}),
                         _row("b2-h16-n8192-d128-full-bf16", {"fa2": 380.0}, {})],
-                  evolution={"status": "running", "trials": [{"id": 1, "operator": "seed", "status": "ok"}]},
+                  evolution={"status": "running", "trials": [{"id": 1, "operator": "seed", "status": "ok"}],
+                             "before_after": [{"config": "b2-h16-n2048-d128-full-bf16", "seed": 300.0, "best": 330.0,
+                                               "ratio": 1.1, "cudnn": 600.0, "best_vs_cudnn": 0.55}]},
                   profile={"status": "running"}, steps={"benchmark": {"status": "timeout", "seconds": 230}})
     report_module.save(report, tmp_path)
     problems = report_module.validate(json.loads((tmp_path / "device_check.json").read_text()))
@@ -116,6 +118,8 @@ def test_report_of_a_run_stopped_part_way_renders_and_names_what_is_missing(repo
     text = (tmp_path / "device_check.md").read_text()
     assert "| b1-h16-n16384-d128-full-bf16 | 400.0 ±1% | 600.0 ±1% | - | 0.667x |" in text
     assert "| b2-h16-n8192-d128-full-bf16 | 380.0 ±1% | - | - | - |" in text
+    assert "| b2-h16-n2048-d128-full-bf16 | 300 | 330 | 1.100x | 600 | 0.550x |" in text
+    assert "| 1 | seed | ok | - | no |  |" in text
     assert "- flex: RuntimeError: compile failed" in text and "| benchmark | timeout | 230 |" in text
     saved = json.loads((tmp_path / "device_check.json").read_text())
     assert saved["summary"]["geomean_tflops"]["fa2"] == pytest.approx(math.sqrt(400 * 380), rel=1e-3)
