@@ -70,11 +70,12 @@ step() {
   [[ "$STEPS" == *" $name "* ]] || { echo "== $name: not in STEPS"; return; }
   local limit; limit=$(left)
   (( limit > max )) && limit=$max
-  echo "== $name (at $(( $(date +%s) - STARTED )) s, budget ${limit} s)"
   if (( limit < 5 )); then
+    echo "== $name: not started, no time left (at $(( $(date +%s) - STARTED )) s)"
     "$PY" benchmarks/device_steps.py record --out "$OUT" --step "$name" --rc 124 --seconds 0 --note "not started: no time left"
     FAILED+=("$name"); return
   fi
+  echo "== $name (at $(( $(date +%s) - STARTED )) s, budget ${limit} s)"
   local t0 rc; t0=$(date +%s)
   timeout -k 10 "$limit" "$@"; rc=$?
   echo "== $name: exit $rc in $(( $(date +%s) - t0 )) s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -50,6 +51,22 @@ def test_evoagent_imports_and_checks_the_seed_without_the_optional_packages(bloc
     assert done.stdout.startswith("ok score=")
     assert "[check] ok" in done.stdout and "[test] ok" in done.stdout
     assert "loaded: []" in done.stdout
+
+
+def test_an_offline_run_evolves_the_seed_without_the_optional_packages(blocked_env, tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from evoagent.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    run_dir = tmp_path / "run"
+    done = _python(code, blocked_env, "run", "attention", "--suite", "smoke", "--trials", "1", "--run-dir",
+                   str(run_dir), "--quiet")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "HeuristicPolicy" in done.stderr or "agentic" in done.stderr
+    status = _python(code, blocked_env, "status", str(run_dir), "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["trials"] >= 1
 
 
 def test_knowledge_search_and_the_offline_policy_work_without_bm25s(blocked_env) -> None:
