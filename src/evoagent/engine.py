@@ -237,9 +237,7 @@ class _Engine:
         """The re-measurement service for a population that confirms (None when there is nothing to time)."""
         if candidate is None or best is None or best.candidate_id == candidate.id or not self.evaluator.timing_stages:
             return None
-        incumbent = self.store.candidate(best.candidate_id)
-        assert incumbent is not None  # Check internal correctness.
-        return _Remeasure(self, trial_id, candidate, incumbent)
+        return _Remeasure(self, trial_id, candidate, best.candidate_id)
 
     def _request_stop(self, reason: str) -> None:
         with self.lock:
@@ -268,15 +266,17 @@ class _Engine:
 class _Remeasure:
     """`Remeasure` for one would-be commit: timing stages in the run's sandbox, stored as `confirmation`."""
 
-    def __init__(self, engine: _Engine, trial_id: int, candidate: Candidate, incumbent: Candidate) -> None:
+    def __init__(self, engine: _Engine, trial_id: int, candidate: Candidate, incumbent_id: str) -> None:
         self._engine, self._trial_id = engine, trial_id
-        self._candidate, self._incumbent = candidate, incumbent
+        self._candidate, self._incumbent_id = candidate, incumbent_id
 
     def candidate(self) -> EvalResult:
         return self._measure(self._candidate)
 
     def best(self) -> EvalResult:
-        return self._measure(self._incumbent)
+        incumbent = self._engine.store.candidate(self._incumbent_id)  # read only when a population confirms
+        assert incumbent is not None  # Check internal correctness.
+        return self._measure(incumbent)
 
     def aggregate(self, metrics: Mapping[str, float]) -> float | None:
         return self._engine.evaluator.aggregate(metrics)
