@@ -6,15 +6,20 @@ pipe reader with deadlines that both ends share; the result channel's codec is i
 
 Protocol, over the server's stdin/stdout pipes (moved off fds 0 and 1 at start), one JSON line each:
   trusted -> server   config   {"preload": [...], "sys_path": [...]}
-  server  -> trusted  ready    {"pid": int, "preload_errors": {module: "Error: text"}}
+  server  -> trusted  ready    {"pid": int, "preload_errors": {module: "Error: text"},
+                                "namespace_error": null or why the server has no network namespace}
   then for every call:
   trusted -> server   request  {"cwd", "stdout", "stderr", "env", "sys_path", "module_files",
-                                "memory_mb", "timeout_s", "max_result_bytes", "blob_len"} + blob
+                                "memory_mb", "timeout_s", "max_result_bytes", "reach", "blob_len"} + blob
                                (blob: pickle of (fn, args), unpickled only in the child)
   server  -> trusted  started  {"pid": child pid}
   server  -> trusted  done     {"exitcode", "signal", "timed_out", "wall_s", "setup_done",
                                 "setup_error", "overflow", "payload_len"} + payload
                                (payload: what the child wrote to its result pipe, passed on unread)
+
+Confinement (`evoagent.confinement`): a confined server is started by a bootstrap that enters a new
+user and network namespace before anything is imported (`fork_server_command`); each child applies its Landlock domain (`reach`: null when confinement is off) after
+loading the call's function and before running it, i.e. before any candidate code is imported.
 
 The child reports setup failures through a second pipe that it closes before the call's function
 runs, so a candidate cannot make its own failure look like ours (`harness_error`).
@@ -37,6 +42,7 @@ import traceback
 from typing import Any
 
 from evoagent._codec import CodecError, encode_ok_message, encode_value
+from evoagent.confinement import NAMESPACE_REPORT, restrict_self
 
 # ---------------------------------------------------------------------------------------------
 # Pipes with deadlines (both ends).
@@ -121,7 +127,8 @@ def main() -> None:
     import gc
 
     gc.freeze()  # keep pre-imported objects out of the children's garbage collections (fewer page copies)
-    send_line(resp_fd, {"pid": os.getpid(), "preload_errors": errors})
+    namespace = os.environ.pop(NAMESPACE_REPORT, "not asked for")
+    send_line(resp_fd, {"pid": os.getpid(), "preload_errors": errors, "namespace_error": namespace or None})
     try:
         while True:
             try:
@@ -329,7 +336,9 @@ def _set_up(request: dict[str, Any], blob: bytes) -> tuple[Any, tuple[Any, ...]]
     sys.path[:] = request["sys_path"]
     sys.dont_write_bytecode = True  # no __pycache__ among the call's files
     faulthandler.enable()
-    fn, args = _CallUnpickler(blob, request["module_files"]).load()
+    fn, args = _CallUnpickler(blob, request["module_files"]).load()  # the trusted side's modules, by reference
+    if request["reach"] is not None:
+        restrict_self(request["reach"])  # before any candidate code: it is imported by fn
     return fn, tuple(args)
 
 

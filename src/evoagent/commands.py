@@ -150,6 +150,8 @@ def status(args: argparse.Namespace) -> int:
         print("  by status: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
         print(f"  best {summary['best_id']} score {format_score(summary['best_score'])} on {summary['device']}")
         print(f"  tokens {summary['tokens']}, cost ${summary['cost_usd']:.4f}")
+        confinement = summary["confinement"]
+        print(f"  sandbox confinement {confinement['description'] if confinement else 'not recorded (no session yet)'}")
     return 0
 
 

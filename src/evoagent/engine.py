@@ -65,6 +65,7 @@ class _Engine:
         self.since_commit = 0
         self.since_proposal = 0  # trials in a row whose operator made no proposal
         self.sandbox = Sandbox(options.sandbox_config or self.evaluator.sandbox_config())
+        self.store.set_meta("confinement", self.sandbox.confinement.as_dict())  # of the latest session
         self.started = time.monotonic()  # the time budget counts from a ready sandbox
 
     # -- events and budgets ---------------------------------------------------------------

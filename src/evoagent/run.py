@@ -146,6 +146,7 @@ class Run:
             "device": result.device if result else None,
             "tokens": totals["tokens"],
             "cost_usd": round(totals["cost_usd"], 6),
+            "confinement": self.store.meta("confinement"),
         }
 
 

@@ -8,14 +8,15 @@ fresh working directory holding the call's files, stdout/stderr captured to file
 result pipe whose bytes the trusted side decodes with a restricted codec (plain values and numeric
 numpy arrays only; never pickle). What a call can and cannot do:
 
-- it can do anything its own process can do as the same user (signal or, where ptrace is not
-  restricted, debug other processes of that user): the sandbox is a robustness and honesty
-  boundary for an evaluator, not a container. Verdicts belong in the trusted process.
+- with `SandboxConfig.confine` (the default) the operating system confines it (`confinement.py`):
+  it reads only Python, site-packages, system files and `read_paths`, writes only its private
+  working and temp directories, the sandbox's caches and `write_paths`, has no network, and cannot
+  ptrace, signal or read /proc of processes outside its sandbox. Verdicts belong in the trusted process.
 - it cannot make the trusted side run its code (no pickle is read back), forge the server's
   report (those pipes are closed in the child), fake a result by printing, or leave processes
   behind (its process group is killed; escapees are re-parented to the server and killed).
   It cannot report a set-up failure either; the one way it can end as `harness_error` is
-  killing its own fork server, and then it never scores.
+  killing its own fork server (only when not confined), and then it never scores.
 
 Labels: OK; CRASH (fn raised, the process died or exited early, or the result channel held
 something that is not a plain value); OOM (MemoryError, ENOMEM, torch's out-of-memory errors);
@@ -49,6 +50,7 @@ from typing import Any
 
 from ._codec import CodecError, decode_value, encode_value
 from ._forkserver import PipeReader, send_line
+from .confinement import Confinement, Reach, cache_environment, fork_server_command, protect_trusted_process
 from .errors import ConfigError, SandboxError
 from .result import Status
 
@@ -92,6 +94,10 @@ class SandboxConfig:
         max_result_bytes: a larger encoded return value is refused (the call is a crash).
         gpus: GPU ids that get one pinned worker each (see `Sandbox`); a target that times on GPUs
             sets this in its `sandbox_config()` so that the engine's sandbox schedules by device.
+        confine: confine calls with the operating system (Landlock, namespaces; see `confinement.py`).
+        read_paths: absolute paths calls may read besides Python, site-packages and system files.
+        write_paths: absolute directories calls may write besides their own (created if missing;
+            shared by every call, so meant for compile caches).
     """
 
     timeout_s: float = 60.0
@@ -102,14 +108,21 @@ class SandboxConfig:
     max_output_bytes: int = 64 * 1024
     max_result_bytes: int = 1 << 30
     gpus: tuple[str, ...] = ()
+    confine: bool = True
+    read_paths: tuple[str, ...] = ()
+    write_paths: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "gpus", tuple(str(g) for g in self.gpus))
-        for name in ("env_allowlist", "preload"):
+        for name in ("env_allowlist", "preload", "read_paths", "write_paths"):
             value = getattr(self, name)
-            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+            if isinstance(value, str) or not all(isinstance(v, (str, os.PathLike)) for v in value):
                 raise ConfigError(f"SandboxConfig.{name} must be a sequence of names (got {value!r})")
-            object.__setattr__(self, name, tuple(value))
+            object.__setattr__(self, name, tuple(os.fspath(v) for v in value))
+        for name in ("read_paths", "write_paths"):
+            relative = [p for p in getattr(self, name) if not os.path.isabs(p)]
+            if relative:
+                raise ConfigError(f"SandboxConfig.{name} must hold absolute paths (got {relative[0]!r})")
         _positive("timeout_s", self.timeout_s, float)
         if self.memory_mb is not None:
             _positive("memory_mb", self.memory_mb, int)
@@ -194,6 +207,7 @@ class Sandbox:
 
     `gpus` adds one worker per GPU id (CUDA_VISIBLE_DEVICES pinned to it) for `call(..., gpu=True)`,
     one call per GPU at a time; CPU workers then see no GPU (CUDA_VISIBLE_DEVICES="").
+    `confinement` says what the operating system confines its calls with (see `confinement.py`).
     """
 
     def __init__(self, config: SandboxConfig | None = None, *, gpus: Sequence[int | str] = ()) -> None:
@@ -207,9 +221,13 @@ class Sandbox:
         if len(set(self.gpus)) != len(self.gpus):
             raise ValueError(f"Sandbox gpus must not repeat a device (got {gpus!r}); each GPU gets one worker")
         root = Path(tempfile.mkdtemp(prefix="evoagent-sandbox-"))
+        if config.confine:
+            protect_trusted_process()
+            for path in (*config.write_paths, root / "cache"):
+                Path(path).mkdir(parents=True, exist_ok=True)
         hide = {"CUDA_VISIBLE_DEVICES": ""} if self.gpus else {}
-        cpu = [_Server(f"cpu{i}", root, config.preload, hide) for i in range(config.workers)]
-        gpu = [_Server(f"gpu{g}", root, config.preload, {"CUDA_VISIBLE_DEVICES": g}, gpu=True) for g in self.gpus]
+        cpu = [_Server(f"cpu{i}", root, config, hide) for i in range(config.workers)]
+        gpu = [_Server(f"gpu{g}", root, config, {"CUDA_VISIBLE_DEVICES": g}, gpu=True) for g in self.gpus]
         self._state = _PoolState(queue.Queue(), queue.Queue())
         self._finalizer = weakref.finalize(self, _shutdown, cpu + gpu, self._state, root, os.getpid())
         self._root = root
@@ -221,6 +239,8 @@ class Sandbox:
         except BaseException:
             self._finalizer()
             raise
+        self.confinement = Confinement.measure(enabled=config.confine, namespace_error=cpu[0].namespace_error)
+        self.confinement.warn_if_partial()
         for server in cpu:
             self._state.cpu.put(server)
         for server in gpu:
@@ -280,11 +300,16 @@ class Sandbox:
             for name, data in files.items():
                 (work / name).parent.mkdir(parents=True, exist_ok=True)
                 (work / name).write_bytes(data)
+            confine, cache = self.config.confine, self._root / "cache"
+            reach = Reach.for_call(work=str(work), tmp=str(tmp), read=self.config.read_paths,
+                                   write=(*self.config.write_paths, str(cache)))
             request = {
                 "cwd": str(work), "stdout": str(calldir / "stdout"), "stderr": str(calldir / "stderr"),
-                "env": {**scrubbed_environ(os.environ, self.config.env_allowlist), "TMPDIR": str(tmp),
+                "env": {**scrubbed_environ(os.environ, self.config.env_allowlist),
+                        **(cache_environment(cache, home=tmp) if confine else {}), "TMPDIR": str(tmp),
                         **env, **server.pinned},
                 "sys_path": _child_sys_path(), "module_files": module_files,
+                "reach": reach.as_request() if confine else None,
                 "memory_mb": None if server.gpu else self.config.memory_mb, "timeout_s": timeout_s,
                 "max_result_bytes": self.config.max_result_bytes, "blob_len": len(blob),
             }
@@ -377,9 +402,11 @@ class _ServerLost(Exception):
 class _Server:
     """One fork server process and its pipes; used by one thread at a time."""
 
-    def __init__(self, name: str, root: Path, preload: tuple[str, ...], pinned: dict[str, str],
+    def __init__(self, name: str, root: Path, config: SandboxConfig, pinned: dict[str, str],
                  *, gpu: bool = False) -> None:
-        self.name, self.root, self.preload, self.pinned, self.gpu = name, root, preload, pinned, gpu
+        self.name, self.root, self.pinned, self.gpu = name, root, pinned, gpu
+        self.preload, self.confine = config.preload, config.confine
+        self.namespace_error: str | None = None
         self.log = root / f"server-{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.reader: PipeReader | None = None
@@ -390,7 +417,7 @@ class _Server:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "evoagent._forkserver"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                fork_server_command(confine=self.confine), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=log, env=env, cwd=self.root, start_new_session=True, bufsize=0)
         assert self.proc.stdin is not None and self.proc.stdout is not None  # Check internal correctness.
         self.reader = PipeReader(self.proc.stdout.fileno())
@@ -403,6 +430,7 @@ class _Server:
         except (EOFError, TimeoutError, OSError, ValueError) as exc:
             log = self.log_tail()
             raise SandboxError(f"fork server {self.name} did not start ({exc}); its log ends: {log}") from None
+        self.namespace_error = ready.get("namespace_error")
         failed = ready.get("preload_errors") or {}
         if failed:
             name, error = next(iter(failed.items()))

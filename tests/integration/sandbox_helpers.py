@@ -191,3 +191,39 @@ def run_triton_add(n: int) -> Any:
     kern = importlib.import_module("kern")
     x = torch.arange(n, dtype=torch.float32)
     return kern.add(x, torch.ones(n)).numpy()
+
+
+def write_file(path: str, text: str) -> str:
+    Path(path).write_text(text)
+    return path
+
+
+def read_file(path: str) -> str:
+    return Path(path).read_text()
+
+
+def connect(port: int, message: bytes) -> str:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(message)
+    return "connected"
+
+
+def network_interfaces() -> list[str]:
+    import socket
+
+    return sorted(name for _, name in socket.if_nameindex())
+
+
+def send_signal(pid: int, number: int) -> str:
+    os.kill(pid, number)
+    return "sent"
+
+
+def write_under(variable: str) -> str:
+    """Creates the folder named by an environment variable (if needed) and writes a file in it."""
+    folder = Path(os.environ[variable])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "probe").write_text("x")
+    return str(folder)

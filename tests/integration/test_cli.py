@@ -42,6 +42,8 @@ def test_run_status_best_lineage_and_show(tmp_path):
     assert status["trials"] == 6 and sum(status["by_status"].values()) == 6
     assert isinstance(status["committed"], int) and status["best_score"] > 0
     assert status["tokens"] == 0 and status["cost_usd"] == 0
+    assert status["confinement"]["level"] in ("full", "partial")  # "partial" where the kernel lacks a mechanism
+    assert "sandbox confinement " + status["confinement"]["description"] in evoagent("status", str(run_dir)).stdout
     assert "X =" in evoagent("best", str(run_dir)).stdout
     evoagent("best", str(run_dir), "--output", str(tmp_path / "best.py"))
     refused = evoagent("best", str(run_dir), "--output", str(tmp_path / "best.py"), check=False)

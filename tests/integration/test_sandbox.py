@@ -22,8 +22,14 @@ from evoagent.sandbox import Sandbox, SandboxConfig
 
 
 @pytest.fixture(scope="module")
-def sb() -> Sandbox:
-    with Sandbox(SandboxConfig(timeout_s=20.0, workers=2, preload=("numpy",))) as sandbox:
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory the calls of `sb` may write (confined calls write nowhere else but their own)."""
+    return tmp_path_factory.mktemp("shared")
+
+
+@pytest.fixture(scope="module")
+def sb(shared: Path) -> Sandbox:
+    with Sandbox(SandboxConfig(timeout_s=20.0, workers=2, preload=("numpy",), write_paths=(shared,))) as sandbox:
         yield sandbox
 
 
@@ -62,8 +68,8 @@ def test_arguments_and_numpy_arrays_round_trip(sb: Sandbox) -> None:
                                                              np.arange(4096.0).reshape(64, 64)).sum())
 
 
-def test_timeout_kills_the_whole_process_group(sb: Sandbox, tmp_path: Path) -> None:
-    pid_file = tmp_path / "grandchild.pid"
+def test_timeout_kills_the_whole_process_group(sb: Sandbox, shared: Path) -> None:
+    pid_file = shared / "grandchild.pid"
     started = time.monotonic()
     out = sb.call(helpers.sleep_with_grandchild, str(pid_file), 100.0, timeout_s=1.0)
     assert out.status is Status.TIMEOUT
@@ -72,8 +78,8 @@ def test_timeout_kills_the_whole_process_group(sb: Sandbox, tmp_path: Path) -> N
     assert _is_gone(int(pid_file.read_text())), "the grandchild `sleep 100` survived the timeout"
 
 
-def test_processes_escaping_into_a_new_session_are_killed_after_the_call(sb: Sandbox, tmp_path: Path) -> None:
-    out = sb.call(helpers.escape_process_group, str(tmp_path / "escapee.pid"))
+def test_processes_escaping_into_a_new_session_are_killed_after_the_call(sb: Sandbox, shared: Path) -> None:
+    out = sb.call(helpers.escape_process_group, str(shared / "escapee.pid"))
     assert out.ok, out.reason
     assert _is_gone(out.value), "a process started with setsid outlived its call"
 
@@ -117,19 +123,24 @@ def test_memory_limit_turns_big_allocations_into_oom() -> None:
         assert out.status is Status.OOM and "ArrayMemoryError" in out.reason
 
 
-def test_secrets_never_reach_the_server_or_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("confine", [True, False])
+def test_secrets_never_reach_the_server_or_the_call(monkeypatch: pytest.MonkeyPatch, confine: bool) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-leaked")
     monkeypatch.setenv("MY_TOKEN", "tok-leaked")
     monkeypatch.setenv("TRITON_API_KEY", "tri-leaked")
     monkeypatch.setenv("EVO_PUBLIC_KEY", "allowed")
     monkeypatch.setenv("EVO_UNLISTED_SETTING", "not-base")
-    with Sandbox(SandboxConfig(workers=1, preload=(), env_allowlist=("EVO_PUBLIC_KEY",))) as sandbox:
+    config = SandboxConfig(workers=1, preload=(), env_allowlist=("EVO_PUBLIC_KEY",), confine=confine)
+    with Sandbox(config) as sandbox:
         monkeypatch.setenv("LATE_SECRET", "set-after-start")
         env = sandbox.call(helpers.environment).value
-        server_env = sandbox.call(helpers.server_environment).value
+        server_env = sandbox.call(helpers.server_environment)
     for leaked in ("OPENAI_API_KEY", "MY_TOKEN", "TRITON_API_KEY", "LATE_SECRET", "EVO_UNLISTED_SETTING"):
         assert leaked not in env
-    assert "leaked" not in server_env
+    if confine:  # the server is outside the call's Landlock domain: its /proc is out of reach
+        assert server_env.status is Status.CRASH and "Permission denied" in server_env.reason
+    else:
+        assert "leaked" not in server_env.value
     assert env["EVO_PUBLIC_KEY"] == "allowed"
     assert env["PATH"] == os.environ["PATH"]
 
@@ -196,11 +207,19 @@ def test_killed_server_is_restarted_transparently() -> None:
 
 
 def test_call_that_kills_its_server_is_a_harness_error_and_the_next_call_works() -> None:
-    with Sandbox(SandboxConfig(workers=1, preload=())) as sandbox:
+    with Sandbox(SandboxConfig(workers=1, preload=(), confine=False)) as sandbox:
         out = sandbox.call(helpers.kill_server, timeout_s=5.0)
         assert out.status is Status.HARNESS_ERROR
         assert "died during the call" in out.reason
         assert sandbox.call(helpers.add, 1, 2).value == 3
+
+
+def test_a_confined_call_cannot_signal_its_server() -> None:
+    with Sandbox(SandboxConfig(workers=1, preload=())) as sandbox:
+        server = sandbox.call(helpers.child_facts).value["ppid"]
+        out = sandbox.call(helpers.kill_server, timeout_s=5.0)
+        assert out.status is Status.CRASH and "PermissionError" in out.reason
+        assert sandbox.call(helpers.child_facts).value["ppid"] == server  # the same server, still alive
 
 
 def test_gpu_calls_go_to_the_pinned_worker() -> None:
@@ -293,7 +312,7 @@ def test_closed_sandbox_refuses_calls_and_stops_its_servers() -> None:
 
 
 def test_closing_during_a_call_ends_it_and_kills_its_processes(tmp_path: Path) -> None:
-    sandbox = Sandbox(SandboxConfig(workers=1, preload=()))
+    sandbox = Sandbox(SandboxConfig(workers=1, preload=(), write_paths=(tmp_path,)))
     pid_file = tmp_path / "grandchild.pid"
     results = []
     worker = threading.Thread(target=lambda: results.append(

@@ -147,7 +147,7 @@ class AttentionEvaluator(Evaluator):
 
         return SandboxConfig(timeout_s=self.timeout_s, memory_mb=None if cuda_available() else 8192,
                              preload=("numpy", "torch", "triton", "evoagent.targets.attention.child"),
-                             gpus=_gpu_ids())
+                             gpus=_gpu_ids(), write_paths=(self._triton_cache(),))
 
     def device_label(self) -> str:
         return _gpu_name() if cuda_available() else _CPU_LABEL
