@@ -18,8 +18,9 @@ Protocol, over the server's stdin/stdout pipes (moved off fds 0 and 1 at start),
                                (payload: what the child wrote to its result pipe, passed on unread)
 
 Confinement (`evoagent.confinement`): a confined server is started by a bootstrap that enters a new
-user and network namespace before anything is imported (`fork_server_command`); each child applies its Landlock domain (`reach`: null when confinement is off) after
-loading the call's function and before running it, i.e. before any candidate code is imported.
+user and network namespace before anything is imported (`fork_server_command`); each child applies
+its Landlock domain (`reach`: null when confinement is off) after loading the call's function and
+before running it, i.e. before any candidate code is imported.
 
 The child reports setup failures through a second pipe that it closes before the call's function
 runs, so a candidate cannot make its own failure look like ours (`harness_error`).
@@ -361,10 +362,10 @@ def _run(fn: Any, args: tuple[Any, ...]) -> dict[str, Any]:
         kind = type(exc)
         name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
         return {"kind": "raised", "exc_type": name, "message": text,
-                "traceback": _traceback_text(exc), "oom": _is_oom(exc)}
+                "traceback": _traceback_text(exc), "oom": is_out_of_memory(exc)}
 
 
-def _is_oom(exc: BaseException) -> bool:
+def is_out_of_memory(exc: BaseException) -> bool:
     """MemoryError (numpy's _ArrayMemoryError too), ENOMEM, torch's OutOfMemoryError and CPU alloc errors."""
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
         return True

@@ -223,8 +223,8 @@ class Sandbox:
         root = Path(tempfile.mkdtemp(prefix="evoagent-sandbox-"))
         if config.confine:
             protect_trusted_process()
-            for path in (*config.write_paths, root / "cache"):
-                Path(path).mkdir(parents=True, exist_ok=True)
+            for path in (*map(Path, config.write_paths), root / "cache"):
+                path.mkdir(parents=True, exist_ok=True)
         hide = {"CUDA_VISIBLE_DEVICES": ""} if self.gpus else {}
         cpu = [_Server(f"cpu{i}", root, config, hide) for i in range(config.workers)]
         gpu = [_Server(f"gpu{g}", root, config, {"CUDA_VISIBLE_DEVICES": g}, gpu=True) for g in self.gpus]

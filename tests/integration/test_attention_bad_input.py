@@ -86,3 +86,12 @@ def test_the_cli_reports_a_missing_file(tmp_path: Path) -> None:
     args = parser.parse_args(["check", "attention", str(tmp_path / "missing.py")])
     with pytest.raises(FileNotFoundError, match="missing.py"):
         args.func(args)
+
+
+@pytest.mark.parametrize("stages", [("check",), ("test",)])
+def test_running_out_of_memory_in_any_stage_is_oom_never_a_compile_error(evaluator, sandbox, stages) -> None:
+    hungry = SEED.replace("out = torch.empty_like(q)", "out = torch.empty_like(q)\n    torch.empty(1 << 50, dtype=torch.uint8)")
+    assert hungry != SEED
+    result = _evaluate(evaluator, sandbox, hungry, stages=stages)
+    assert result.status is Status.OOM, result.reason
+    assert "allocate" in result.reason

@@ -39,6 +39,7 @@ EXPECTED = {
     "fake_channel.py": ({Status.ILLEGAL}, "'os'"),
     "read_secret.py": ({Status.ILLEGAL}, "'os'"),
     "skip_work.py": ({Status.INCORRECT}, "outside tolerance"),
+    "memoise_by_pointer.py": ({Status.INCORRECT}, "the benchmark's output differed from the test"),
 }
 
 
@@ -62,6 +63,12 @@ def test_every_cheat_file_has_an_expectation() -> None:
 def test_the_honest_base_kernel_passes(evaluator: AttentionEvaluator, sandbox: Sandbox) -> None:
     result = evaluator.evaluate(Candidate.from_path(CHEATS / "_honest_kernel.py", entry="kernel.py"), sandbox,
                                 stages=("check", "test"))
+    assert result.status is Status.OK, result.reason
+
+
+def test_a_pointer_memoiser_passes_the_test_stage_so_only_the_timed_check_catches_it(
+        evaluator: AttentionEvaluator, sandbox: Sandbox) -> None:
+    result = evaluator.evaluate(cheat("memoise_by_pointer.py"), sandbox, stages=("check", "test"))
     assert result.status is Status.OK, result.reason
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..._forkserver import is_out_of_memory
 from .reference import make_inputs
 from .suites import AttentionConfig
 from .target_view import TARGET_ARCH_ENV, arch_capability, target_view
@@ -233,10 +234,6 @@ def _error_text(exc: BaseException, entry: str) -> str:
     return f"{type(exc).__name__}: {str(exc).strip()[:1500]}{where}"
 
 
-def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in str(exc).lower()
-
-
 def _rows(t: torch.Tensor, rows: np.ndarray, head_div: int = 1) -> np.ndarray:
     index = torch.as_tensor(rows, device=t.device)
     picked = t[index[:, 0], index[:, 1] // head_div, index[:, 2]]
@@ -300,7 +297,7 @@ def run_cases(entry: str, cases: list[dict[str, Any]], interpret: bool, triton_c
             if device == "cuda":
                 _synchronize()
         except Exception as exc:  # the candidate's failure is data
-            results.append({"error": _error_text(exc, entry), "oom": _is_oom(exc)})
+            results.append({"error": _error_text(exc, entry), "oom": is_out_of_memory(exc)})
             kept.append((None, inputs, case["rows"], 1))
             continue
         results.append({
@@ -369,7 +366,8 @@ def _capture(module: Any, entry: str, configs: list[dict[str, Any]], device: str
         try:
             _call(module, config, (q, k, v), config.head_dim ** -0.5)
         except Exception as exc:
-            wrapper_errors.append({"config": config.name, "arch": arch, "error": _error_text(exc, entry)})
+            wrapper_errors.append({"config": config.name, "arch": arch, "error": _error_text(exc, entry),
+                                   "oom": is_out_of_memory(exc)})
         for fn, args, kwargs, tune in _Launches.captured:
             key = (_kernel_name(fn), _launch_key(fn, args, kwargs))
             if key not in seen:
@@ -428,7 +426,8 @@ def _compile_one(module: Any, entry: str, config_name: str, fn: Any, args: tuple
         options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound, specialization, options)
         kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__)
     except Exception as exc:
-        record.update(ok=False, seconds=_perf_counter() - started, **_compile_error(exc, module, entry),
+        record.update(ok=False, seconds=_perf_counter() - started, oom=is_out_of_memory(exc),
+                      **_compile_error(exc, module, entry),
                       skippable=_autotune_skips(exc))
         return record
     meta = kernel.metadata

@@ -190,7 +190,9 @@ class AttentionEvaluator(Evaluator):
         details = {"legality": [], "static": {arch: compact_report(r) for arch, r in reports.items()}}
         error = first_error(reports)
         if error:
-            status = Status.NEEDS_DEVICE if missing_hardware(error) else Status.COMPILE_ERROR
+            out_of_memory = any(r.get("oom") for r in reports.values())
+            status = Status.OOM if out_of_memory else Status.NEEDS_DEVICE if missing_hardware(error) \
+                else Status.COMPILE_ERROR
             return StageResult.fail(status, error, details=details)
         if not any(r["kernels"] for r in reports.values()):
             return StageResult.fail(Status.ILLEGAL, "attention() launched no Triton kernel; the work must be done "
@@ -233,14 +235,18 @@ class AttentionEvaluator(Evaluator):
         reps = self.reps or (30 if self.on_gpu else 5)
         warmup = self.warmup if self.warmup is not None else (3 if self.on_gpu else 1)
         with self._draws_lock:
-            cases = [self._case(c, max_rows=512) | {"check_rep": int(self._draws.integers(reps))}
-                     for c in self.suite.configs]
+            cases = [self._case(c, max_rows=512) | self._timed_check(reps) for c in self.suite.configs]
         out = self._call(sandbox, benchmark, self.entry, cases, reps, warmup, not self.on_gpu,
                          self._triton_cache(), self.baselines, candidate=candidate)
         if not out.ok:
             return StageResult.fail(_hardware_or(out), _failure(out, self.entry),
                                     logs=out.logs + "\n" + out.reason)
         return self._judge_benchmark(cases, out)
+
+    def _timed_check(self, reps: int) -> dict[str, int]:
+        """Which timed repetition is verified, the seed of its inputs, and the seed of the others' new values."""
+        draw = self._draws.integers
+        return {"check_rep": int(draw(reps)), "check_seed": int(draw(2**31)), "refresh_seed": int(draw(2**31))}
 
     def _judge_benchmark(self, cases: list[dict[str, Any]], out: SandboxResult) -> StageResult:
         value = out.value

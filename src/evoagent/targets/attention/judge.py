@@ -175,12 +175,14 @@ def _check_numerics(config: AttentionConfig, case: Mapping[str, Any], result: Ma
 
 
 def judge_output(case: Mapping[str, Any], out_rows: Any) -> Verdict:
-    """Numerics only: the rows of an output produced while being timed."""
+    """Numerics only: the rows of the output of timed repetition `check_rep`, whose inputs were refilled
+    in place with the values of `check_seed` (a memoised or skipped call shows here)."""
     config = AttentionConfig.from_dict(case["config"])
-    where = f"config {config.name} (seed {case['seed']}, timed run)"
+    where = (f"config {config.name}: the benchmark's output differed from the test: timed call {case['check_rep']} "
+             f"(inputs refilled in place, seed {case['check_seed']})")
     if out_rows is None:
         return Verdict(status=Status.INCORRECT, reason=f"{where}: attention() did not return a tensor")
-    return _check_numerics(config, case, {"out_rows": out_rows}, where)
+    return _check_numerics(config, {**case, "seed": case["check_seed"]}, {"out_rows": out_rows}, where)
 
 
 def judge_timers(changed: Sequence[str]) -> Verdict:

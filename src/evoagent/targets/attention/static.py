@@ -189,7 +189,7 @@ def summarise(arch: str, compiled: list[dict[str, Any]], wrapper_errors: list[di
     for r in compiled:
         if r.get("ok"):
             continue
-        entry = {k: r.get(k) for k in ("kernel", "config", "line", "error")}
+        entry = {k: r.get(k) for k in ("kernel", "config", "line", "error", "oom")}
         if r.get("autotune") and r.get("skippable") and r["kernel"] in compiled_kernels:
             skipped.append(entry | {"autotune": r["autotune"]["config"]})
         else:
@@ -197,6 +197,7 @@ def summarise(arch: str, compiled: list[dict[str, Any]], wrapper_errors: list[di
     registers = [k["registers"] for k in kernels if k["registers"] is not None]
     return {
         "ok": not errors and not wrapper_errors and bool(kernels),
+        "oom": any(e.get("oom") for e in [*errors, *wrapper_errors]),
         "errors": errors, "wrapper_errors": wrapper_errors, "kernels": kernels, "skipped": skipped,
         "describes": describes(kernels),
         "shared_bytes": max((k["shared_bytes"] for k in kernels), default=0),
@@ -269,7 +270,8 @@ class StaticCompiler:
             compiled = [r for r in value["launches"] if r["arch"] == arch]
             report = summarise(arch, compiled, value["wrapper_errors"])
             report["kernels_defined"] = value["kernels_defined"]
-            self._store(cache_key(source, arch, configs), report)
+            if not report["oom"]:  # running out of memory says nothing lasting about the source
+                self._store(cache_key(source, arch, configs), report)
             reports[arch] = {**report, "cached": False}
         return {arch: reports[arch] for arch in archs}, None
 

@@ -61,17 +61,40 @@ def _timing_event() -> Any:
     return child._Event(enable_timing=True)  # type: ignore[no-untyped-call]
 
 
-def _time_interleaved(impls: dict[str, Callable[[], Any]], reps: int, check_rep: int
+class _Refresher:
+    """Refills the inputs in place before every timed repetition (same tensors, new values): random
+    ones, except at the checked repetition, whose values come from `check_seed` so that the trusted
+    side can rebuild them and verify that call's output. A candidate that memoises by tensor identity
+    or pointer, or skips repeated work, returns a wrong output there; it cannot tell which call it is."""
+
+    def __init__(self, inputs: tuple[torch.Tensor, ...], config: AttentionConfig, case: dict[str, Any],
+                 device: str, reps: int) -> None:
+        self.inputs = inputs
+        self.check_rep = min(int(case["check_rep"]), reps - 1)
+        self.checked = _inputs(config, int(case["check_seed"]), device)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(int(case["refresh_seed"]))
+
+    def __call__(self, rep: int) -> None:
+        for tensor, checked in zip(self.inputs, self.checked):
+            if rep == self.check_rep:
+                tensor.copy_(checked)
+            else:
+                tensor.normal_(generator=self.generator)
+
+
+def _time_interleaved(impls: dict[str, Callable[[], Any]], reps: int, refresh: _Refresher
                       ) -> tuple[dict[str, list[float]], float, Any]:
-    """Per-implementation CUDA-event times (ms); each repetition runs every implementation once,
-    in a rotating order, after zeroing a buffer twice the L2's size. Also returns the candidate's
-    output of repetition `check_rep` (the trusted side checks it: every timed call must be right)."""
+    """Per-implementation CUDA-event times (ms); each repetition refreshes the inputs, then runs every
+    implementation once, in a rotating order, after zeroing a buffer twice the L2's size. Also returns
+    the candidate's output of repetition `refresh.check_rep` (the trusted side checks it)."""
     flush = _flush_buffer()
     names = list(impls)
     events = {n: [(_timing_event(), _timing_event()) for _ in range(reps)] for n in names}
     child._synchronize()
     started, checked = child._perf_counter(), None
     for rep in range(reps):
+        refresh(rep)
         for i in range(len(names)):
             name = names[(rep + i) % len(names)]
             flush.zero_()
@@ -79,7 +102,7 @@ def _time_interleaved(impls: dict[str, Callable[[], Any]], reps: int, check_rep:
             child._event_record(start)
             out = impls[name]()
             child._event_record(end)
-            if name == "candidate" and rep == check_rep:
+            if name == "candidate" and rep == refresh.check_rep:
                 checked = out
             del out
     child._synchronize()
@@ -88,13 +111,14 @@ def _time_interleaved(impls: dict[str, Callable[[], Any]], reps: int, check_rep:
     return times, region_s, checked
 
 
-def _time_wall(fn: Callable[[], Any], reps: int, check_rep: int) -> tuple[list[float], float, Any]:
+def _time_wall(fn: Callable[[], Any], reps: int, refresh: _Refresher) -> tuple[list[float], float, Any]:
     times, started, checked = [], child._perf_counter(), None
     for rep in range(reps):
+        refresh(rep)
         t0 = child._perf_counter()
         out = fn()
         times.append((child._perf_counter() - t0) * 1e3)
-        if rep == check_rep:
+        if rep == refresh.check_rep:
             checked = out
     return times, child._perf_counter() - started, checked
 
@@ -103,7 +127,9 @@ def benchmark(entry: str, cases: list[dict[str, Any]], reps: int, warmup: int, i
               triton_cache: str | None = None, baselines: bool = True) -> dict[str, Any]:
     """Times the candidate (and baselines on a GPU) per case; returns raw times and one timed output's rows.
 
-    A case is {"config": dict, "seed": int, "sm_scale": float, "rows": int64 (R, 3)}.
+    A case is {"config": dict, "seed": int, "sm_scale": float, "rows": int64 (R, 3), "check_rep": int,
+    "check_seed": int, "refresh_seed": int}: warm-up calls see the inputs of `seed`; every timed
+    repetition sees new values in the same tensors (`_Refresher`), those of `check_seed` at `check_rep`.
     """
     _prepare(interpret, triton_cache)
     _install_launch_hooks(capture=False, interpret=interpret)
@@ -136,11 +162,11 @@ def _bench_case(module: Any, case: dict[str, Any], reps: int, warmup: int, devic
                 raise
             errors[name] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
             del impls[name]
-    check_rep = min(int(case.get("check_rep", reps - 1)), reps - 1)
+    refresh = _Refresher(inputs, config, case, device, reps)
     if device == "cuda":
-        times, region_s, out = _time_interleaved(impls, reps, check_rep)
+        times, region_s, out = _time_interleaved(impls, reps, refresh)
     else:
-        candidate_times, region_s, out = _time_wall(impls["candidate"], reps, check_rep)
+        candidate_times, region_s, out = _time_wall(impls["candidate"], reps, refresh)
         times = {"candidate": candidate_times}
     return {"config": config.name, "times_ms": times, "errors": errors, "region_s": region_s,
             "out_rows": _rows(out, case["rows"]) if isinstance(out, torch.Tensor) else None}
