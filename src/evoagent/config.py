@@ -146,8 +146,8 @@ class RunConfig:
         budget: `[budget]`, a `Budget` (in a config file, trials default to 20).
         engine: `[engine]`, the `Options` slots, seed, patience and target_score.
         sandbox: `[sandbox]`, `SandboxConfig` fields that change the evaluator's sandbox settings: a
-            value replaces the evaluator's, except that `env_allowlist` and `preload` add to it (and a
-            0 keeps it, as older config files wrote "the evaluator's default").
+            value replaces the evaluator's, except that `env_allowlist`, `preload`, `read_paths` and
+            `write_paths` add to it (and a 0 keeps it, as older config files wrote "the evaluator's default").
         base_dir: where relative paths resolve (the config file's folder); set by the loader.
     """
 
@@ -165,9 +165,9 @@ class RunConfig:
         """`base` (the evaluator's sandbox settings) with this config's `[sandbox]` changes."""
         changes: dict[str, Any] = {}
         for name, value in self.sandbox.items():
-            if name in ("env_allowlist", "preload"):
+            if name in ("env_allowlist", "preload", "read_paths", "write_paths"):
                 changes[name] = (*getattr(base, name), *value)
-            elif value != 0:
+            elif isinstance(value, bool) or value != 0:  # `confine = false` is a choice, not a 0
                 changes[name] = value
         return dataclasses.replace(base, **changes)
 

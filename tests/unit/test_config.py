@@ -74,6 +74,12 @@ def test_sandbox_section_changes_the_evaluators_settings(tmp_path):
     assert changed.env_allowlist == ("A_KEY", "MY_TOKEN")  # allowlists add up
 
 
+def test_sandbox_section_turns_confinement_off_and_adds_paths(tmp_path):
+    config = load_config(_write(tmp_path, '[sandbox]\nconfine = false\nwrite_paths = ["/cache/b"]\n'))
+    changed = config.sandbox_for(ea.SandboxConfig(write_paths=("/cache/a",)))
+    assert changed.confine is False and changed.write_paths == ("/cache/a", "/cache/b")
+
+
 def test_unknown_sandbox_key_is_rejected_with_suggestion(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown key 'sandbox.timout_s' .*did you mean 'timeout_s'\?"):
         load_config(_write(tmp_path, '[sandbox]\ntimout_s = 5\n'))
