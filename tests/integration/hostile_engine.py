@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from cheat_files import MARK, honest_kernel_block  # this folder is sys.path[0] for a script and in tests
+from cheat_files import CHEATS  # this folder is sys.path[0] for a script and in tests
 from engine_targets import Scripted
 
 import evoagent as ea
@@ -22,12 +22,20 @@ from evoagent.targets.attention import AttentionEvaluator
 
 HERE = Path(__file__).parent
 HOSTILE = HERE / "hostile"
+MARK = "# <the honest kernel of cheats/_honest_kernel.py, its wrapper renamed _honest_attention, goes here>\n"
+
+
+def honest_block() -> str:
+    """The honest kernel of cheats/_honest_kernel.py and its wrapper, renamed `_honest_attention`."""
+    source = (CHEATS / "_honest_kernel.py").read_text()
+    return source[source.index("@triton.jit"):].replace("def attention(", "def _honest_attention(")
 
 
 def hostile_sources(tokens: dict[str, str]) -> list[str]:
+    """hostile/*.py in name order, with the honest kernel put in and `tokens` replaced by their values."""
     sources = []
     for path in sorted(HOSTILE.glob("*.py")):
-        source = path.read_text().replace(MARK, honest_kernel_block(), 1)
+        source = path.read_text().replace(MARK, honest_block(), 1)
         for token, value in tokens.items():
             source = source.replace(token, value)
         sources.append(source)
@@ -40,7 +48,7 @@ def main(run_dir: str, cache_dir: str, confine: str, secret_file: str, target_di
     tokens = {"__SECRET_FILE__": secret_file, "__TARGET_DIR__": target_dir, "__ENGINE_PID__": str(os.getpid()),
               "__PORT__": port}
     evaluator = AttentionEvaluator("smoke", cache_dir=cache_dir, seed=5, seeds=1, extra_shapes=1)
-    seed = ea.Candidate.from_source((HERE / "cheats" / "_honest_kernel.py").read_text(), entry="kernel.py")
+    seed = ea.Candidate.from_source((CHEATS / "_honest_kernel.py").read_text(), entry="kernel.py")
     run = ea.Run.create(run_dir, evaluator=evaluator, seeds=[seed])
     sources = hostile_sources(tokens)
     config = dataclasses.replace(evaluator.sandbox_config(), confine=confine == "1")

@@ -1,6 +1,6 @@
 """Hostile candidates that pass the static scan, run by a real engine: the confinement makes each attempt fail.
 
-Each file under hostile/ computes attention honestly (the shared kernel of cheats/) and, at call
+Each file under hostile/ computes attention honestly (the kernel and wrapper of cheats/_honest_kernel.py) and, at call
 time, tries one thing the sandbox must stop: write outside its directories, read a secret file and
 leak it through its error text, read the engine's environment, signal the engine, connect to a
 listener on 127.0.0.1. The engine runs in a subprocess (`hostile_engine.py`) with an API key in its
@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cheat_files import MARK, honest_kernel_block
-from hostile_engine import HOSTILE, hostile_sources
+from hostile_engine import HOSTILE, MARK, honest_block, hostile_sources
 
 from evoagent import Run, confinement
 from evoagent.targets.attention import legality
@@ -38,7 +37,7 @@ pytestmark = [pytest.mark.slow,
 def test_every_hostile_candidate_passes_the_static_scan() -> None:
     assert {p.stem for p in HOSTILE.glob("*.py")} == ATTEMPTS
     for source in hostile_sources({"__ENGINE_PID__": "1", "__PORT__": "9"}):
-        assert MARK not in source and honest_kernel_block() in source
+        assert MARK not in source and honest_block() in source
         assert legality.scan(source) == [] and legality.check_contract(source) is None
 
 

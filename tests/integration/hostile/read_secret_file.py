@@ -2,7 +2,7 @@
 
 import torch
 
-# <the honest _attn kernel of _honest_kernel.py is inserted here by cheat_files.cheat()>
+# <the honest kernel of cheats/_honest_kernel.py, its wrapper renamed _honest_attention, goes here>
 
 
 def attention(q, k, v, *, causal, sm_scale):
