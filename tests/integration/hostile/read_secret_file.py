@@ -1,6 +1,9 @@
 """Hostile: reads a secret file outside its working directory and leaks it through its error text."""
 
 import torch
+import triton
+import triton.language as tl
+
 
 # <the honest kernel of cheats/_honest_kernel.py, its wrapper renamed _honest_attention, goes here>
 
