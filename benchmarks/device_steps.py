@@ -250,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.step == "compile":
             return compile_seeds(seeds, args.arch or ["sm_90a"], args.expect_triton)
         return evolve(args.out, seeds, args.suite, args.budget_s, args.trials, args.run_dir)
-    seed = args.seed or default_seeds()[0]
+    from evoagent.targets.attention import default_seed
+
+    seed = args.seed or default_seed()
     if not seed.is_file():
         parser.error(f"seed file {str(seed)!r} does not exist")
     return profile(args.out, seed, args.suite)
