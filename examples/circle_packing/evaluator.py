@@ -17,6 +17,7 @@ def run_packing() -> tuple:
 
 class CirclePackingEvaluator(Evaluator):
     name = "circle_packing"
+    score_unit = "sum of radii"
     description = f"packing.py defines pack() -> (centers (n,2), radii (n,)) for {N_CIRCLES} circles in [0,1]^2."
     entry = "packing.py"
     stages = ("validate",)

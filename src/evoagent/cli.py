@@ -1,4 +1,4 @@
-"""The `evoagent` command line: run, resume, status, best, lineage, show, adapt, check, bench, kb."""
+"""The `evoagent` command line: run, resume, status, report, best, lineage, show, adapt, check, bench, kb."""
 
 from __future__ import annotations
 
@@ -56,7 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="summary of a run (works while it runs)")
     p.add_argument("run_dir")
     p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--watch", action="store_true", help="refresh in place until the run stops (Ctrl-C leaves)")
+    p.add_argument("--interval", type=_pos_float, default=2.0, help="seconds between refreshes with --watch")
     p.set_defaults(func=_commands().status)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report with plots (works while it runs)")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="the HTML file (default RUN_DIR/report.html; only an earlier report is replaced)")
+    p.add_argument("--open", action="store_true", help="open the report in a web browser")
+    p.set_defaults(func=_commands().report)
 
     p = sub.add_parser("best", help="print or write the best committed version")
     p.add_argument("run_dir")
@@ -117,6 +125,13 @@ def _pos_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1 (got {text})")
+    return value
+
+
+def _pos_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
     return value
 
 

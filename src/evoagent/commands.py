@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import assemble
+from . import assemble, views
 from .config import RunConfig, load_config
 from .engine import EvolveResult, evolve
 from .errors import ConfigError, RunStoreError
 from .operators.base import VariationOperator
-from .records import Event
 from .result import format_score
 from .run import Run
 from .services import Knowledge
@@ -92,67 +92,129 @@ class _Agents:
 
 def _evolve(run_: Run, config: RunConfig, agents: _Agents, *, quiet: bool) -> int:
     evaluator = run_.evaluator
+    caption = evaluator.score_caption(evaluator.device_label())
     print(f"evoagent: run {run_.dir} | target {evaluator.name} on {evaluator.device_label()} | "
-          f"operator {agents.operators[0].name} | budget {config.budget.trials or 'unlimited'} trials",
-          file=sys.stderr)
-    options = dataclasses.replace(config.engine, knowledge=agents.knowledge,
-                                  on_event=None if quiet else _progress(run_),
+          f"operator {agents.operators[0].name} | budget {config.budget.trials or 'unlimited'} trials | "
+          f"score: {caption}, higher is better", file=sys.stderr)
+    options = dataclasses.replace(config.engine, knowledge=agents.knowledge, progress=not quiet,
                                   sandbox_config=config.sandbox_for(evaluator.sandbox_config()))
     with run_:
         result = evolve(run_, list(agents.operators), config.budget, options)
-        _print_summary(run_, result)
+        _print_summary(run_, result, caption)
     return 0 if result.best is not None else 1
 
 
-def _progress(run_: Run) -> Any:
-    best: list[float | None] = [None]
-
-    def show(event: Event) -> None:
-        p = event.payload
-        if event.kind == "seed":
-            best[0] = p.get("score") if p.get("score") is not None else best[0]
-            print(f"  seed      {p['status']:<13} score {format_score(p.get('score'))}  {p.get('reason', '')[:100]}",
-                  file=sys.stderr)
-        elif event.kind in ("trial", "commit"):
-            mark = "committed" if p["committed"] else p["status"]
-            if p["committed"]:
-                best[0] = p["score"]
-            print(f"  trial {p['trial_id']:<3} {mark:<13} score {format_score(p.get('score'))}  "
-                  f"best {format_score(best[0])}  {p.get('hypothesis', '')[:90]}", file=sys.stderr)
-            if not p["committed"] and p.get("reason"):
-                print(f"            {p['reason'][:150]}", file=sys.stderr)
-        elif event.kind == "supervisor":
-            print(f"  supervisor: {str(p.get('advice', ''))[:120]}", file=sys.stderr)
-    return show
-
-
-def _print_summary(run_: Run, result: EvolveResult) -> None:
-    status = run_.status()
+def _print_summary(run_: Run, result: EvolveResult, caption: str) -> None:
+    summary = views.summarize(run_.store, caption=caption)
     print(f"stopped: {result.stopped_because}")
-    print(f"trials: {status['trials']}  committed: {status['committed']}  by status: {status['by_status']}")
+    print(f"trials: {summary.trials}  committed: {summary.committed}  labels: "
+          + (", ".join(f"{k} {v}" for k, v in sorted(summary.labels.items())) or "none"))
     if result.best is None:
-        print("no correct version: see `evoagent status` and `evoagent show` for the reasons")
+        print("no correct version: the reasons are in `evoagent show RUN TRIAL` and the report")
     else:
-        best_ = result.best
-        print(f"best: {best_.candidate.id}  score {format_score(best_.score)} ({best_.result.device})")
+        seed = f", {summary.ratio_to_seed:.3f}x the seed" if summary.ratio_to_seed is not None else ""
+        print(f"best: version {result.best.candidate.id}, score {format_score(result.best.score)} {caption}{seed}")
         print(f"best version written to {result.best.path}")
-    print(f"run stored in {run_.dir} (inspect: evoagent status {run_.dir})")
+    where = shlex.quote(str(run_.dir))
+    print(f"run stored in {run_.dir}; next:")
+    print(f"  evoagent report {where} --open     # HTML report: scores, lineage, every trial's diff")
+    print(f"  evoagent resume {where} --trials N # continue the search (finished trials are kept)")
+    print(f"  evoagent status {where} --watch    # follow it; evoagent best {where} prints the best version")
 
 
 def status(args: argparse.Namespace) -> int:
+    if args.watch and not args.json:
+        return _watch(Path(args.run_dir), args.interval)
     with Run.open(args.run_dir, readonly=True) as run_:
         summary = run_.status()
         if args.json:
             print(json.dumps(summary, sort_keys=True))
             return 0
-        print(f"run {summary['run_dir']}")
-        print(f"  trials {summary['trials']} (interrupted {summary['interrupted']}), committed {summary['committed']}")
-        print("  by status: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["by_status"].items())))
-        print(f"  best {summary['best_id']} score {format_score(summary['best_score'])} on {summary['device']}")
-        print(f"  tokens {summary['tokens']}, cost ${summary['cost_usd']:.4f}")
+        print(_status_text(run_))
         confinement = summary["confinement"]
         print(f"  sandbox confinement {confinement['description'] if confinement else 'not recorded (no session yet)'}")
     return 0
+
+
+def _status_text(run_: Run) -> str:
+    """The status a person reads: state, the progress line, the last trials, where to look next."""
+    summary = views.summarize(run_.store, now=time.time())
+    state = f"stopped ({summary.stopped})" if summary.stopped else (
+        f"running, {summary.running} trial(s) in flight" if summary.running else "not running")
+    lines = [f"run {summary.run_dir} | target {summary.target} | {state}", f"  {summary.line()}"]
+    if summary.best_id:
+        lines.append(f"  best version {summary.best_id}: evoagent best {shlex.quote(summary.run_dir)}")
+    for row in views.trial_rows(run_.store)[-5:]:
+        label = "committed" if row.committed else row.status
+        lines.append(f"  trial {row.id:<4} {label:<13} {format_score(row.score):>12}  {row.hypothesis[:80]}")
+    return "\n".join(lines)
+
+
+def _watch(run_dir: Path, interval_s: float) -> int:
+    """Redraws the status in place until the run's last evolve() call has stopped (Ctrl-C leaves earlier)."""
+    live = _live_display()
+    last = ""
+    try:
+        while True:
+            with Run.open(run_dir, readonly=True) as run_:
+                text = _status_text(run_)
+                stopped = bool(views.summarize(run_.store).stopped)
+            if live is not None:
+                live.update(text)
+            elif text != last:
+                print(text, flush=True)
+            last = text
+            if stopped:
+                return 0
+            time.sleep(interval_s)
+    finally:
+        if live is not None:
+            live.stop()
+
+
+def _live_display() -> Any:
+    """A rich Live region on a terminal (None without one or without rich: then changes are printed)."""
+    if not sys.stdout.isatty():
+        return None
+    try:
+        from rich.live import Live
+        from rich.text import Text
+    except ImportError:
+        return None
+
+    class Region:
+        def __init__(self) -> None:
+            self.live = Live(Text(""), auto_refresh=False)
+            self.live.start()
+
+        def update(self, text: str) -> None:
+            self.live.update(Text(text), refresh=True)
+
+        def stop(self) -> None:
+            self.live.stop()
+
+    return Region()
+
+
+def report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    out = Path(args.out) if args.out else Path(args.run_dir) / "report.html"
+    if args.out and out.exists() and not _is_report(out):
+        raise ConfigError(f"{str(out)!r} exists and is not an evoagent report; choose another --out "
+                          "(nothing else is overwritten)")
+    path = write_report(args.run_dir, out)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, self-contained: open it in any browser, offline)")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+    return 0
+
+
+def _is_report(path: Path) -> bool:
+    with path.open("rb") as f:
+        return b"<title>evoagent report" in f.read(400)
 
 
 def best(args: argparse.Namespace) -> int:

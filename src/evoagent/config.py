@@ -74,6 +74,8 @@ class Options:
         knowledge: the knowledge base operators read; the engine adds the run's lessons before each trial.
         on_event: called with every `Event` (progress bars, reports).
         sandbox_config: the sandbox's settings (None: the evaluator's `sandbox_config()`).
+        progress: show a live progress display (a bar in a terminal, an updating block in a notebook,
+            plain lines elsewhere); it passes every event on to `on_event` too.
     """
 
     slots: int = 1
@@ -84,6 +86,7 @@ class Options:
     knowledge: Knowledge | None = field(default=None, metadata=CODE_ONLY)
     on_event: EventHandler | None = field(default=None, metadata=CODE_ONLY)
     sandbox_config: SandboxConfig | None = field(default=None, metadata=CODE_ONLY)
+    progress: bool = field(default=False, metadata=CODE_ONLY)
 
     def __post_init__(self) -> None:
         for name, low in (("slots", 1), ("seed", None), ("patience", 0), ("no_proposal_limit", 0)):

@@ -364,8 +364,18 @@ def iterate(run: Run, operator: VariationOperator | Sequence[VariationOperator],
     if run.store.readonly:
         raise ConfigError(f"run {str(run.dir)!r} was opened read-only; open it writable to evolve it")
     options = _options(options, changes)
+    display = None
+    if options.progress:  # a live display that also passes every event on to the caller's handler
+        from .progress import progress_for
+
+        display, handler = progress_for(run.store, run.evaluator), options.on_event
+        options = dataclasses.replace(options, on_event=lambda event: (display(event), handler and handler(event)))
     engine = _Engine(run, _operators(operator, options.slots), budget or Budget(), options)
-    yield from _drive(engine, options.slots)
+    try:
+        yield from _drive(engine, options.slots)
+    finally:
+        if display is not None:
+            display.close()
 
 
 def _drive(engine: _Engine, slots: int) -> Iterator[Trial]:

@@ -56,6 +56,7 @@ class Evaluator:
         stages: the stage method names, in order.
         timing_stages: the stages whose metrics are noisy measurements (timings). A population with
             `confirm > 0` re-runs them, interleaved with the incumbent, before committing.
+        score_unit: what the score measures, printed next to every score ("sum of radii", "TFLOPS").
     """
 
     name: ClassVar[str] = "custom"
@@ -63,6 +64,7 @@ class Evaluator:
     entry: str = "main.py"
     stages: ClassVar[tuple[str, ...]] = ()
     timing_stages: ClassVar[tuple[str, ...]] = ()
+    score_unit: ClassVar[str] = "score"
     _params: dict[str, Any]  # the constructor's arguments, recorded by __new__ for spec()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -97,6 +99,24 @@ class Evaluator:
     def device_label(self) -> str:
         """What produces this evaluator's numbers (shown next to every score)."""
         return "cpu"
+
+    @classmethod
+    def score_caption(cls, device: str = "") -> str:
+        """The score's unit and meaning for people, given the device label that produced it."""
+        return cls.score_unit if device in ("", "cpu") else f"{cls.score_unit} ({device})"
+
+    @classmethod
+    def baseline_metrics(cls, result: EvalResult) -> dict[str, dict[str, float]]:
+        """Reference implementations measured next to a result: name -> configuration -> metric (none here).
+
+        The first one named is the one reports compare against.
+        """
+        return {}
+
+    @classmethod
+    def profile_summary(cls, result: EvalResult) -> dict[str, float]:
+        """A few numbers from a result's profile worth following across versions (none here)."""
+        return {}
 
     def spec(self) -> dict[str, Any]:
         """How to rebuild this evaluator (stored with the run): its class and constructor arguments."""

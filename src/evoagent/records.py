@@ -59,6 +59,17 @@ class Trial:
     wall_s: float | None = None
     eval_s: float | None = None
 
+    def _repr_html_(self) -> str:
+        from .formatting import format_duration, format_score, format_tokens, table_html
+
+        label = "committed" if self.committed else str(self.status) if self.status is not None else self.state
+        return table_html([
+            ("trial", f"{self.id} ({self.operator})"), ("label", label), ("score", format_score(self.score)),
+            ("parent", self.parent_id or "-"), ("version", self.candidate_id or "-"),
+            ("hypothesis", self.hypothesis or "-"), ("reason", self.reason or "-"),
+            ("usage", f"{format_tokens(self.usage.tokens)} tokens, ${self.usage.cost_usd:.2f}, "
+                      f"wall {format_duration(self.wall_s)}")], title=f"trial {self.id}")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Member:

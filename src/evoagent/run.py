@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,31 @@ class Run:
 
     def trials(self, *, include_seeds: bool = False) -> list[Trial]:
         return self.store.trials(state="done", include_seeds=include_seeds)
+
+    def trials_frame(self) -> Any:
+        """Every trial as a pandas DataFrame indexed by trial id (needs pandas: `pip install evoagent[notebook]`)."""
+        try:
+            import pandas
+        except ImportError:
+            raise ConfigError("trials_frame() needs pandas, which is not installed: "
+                              "pip install 'evoagent[notebook]'") from None
+        from dataclasses import asdict, fields
+
+        from .views import TrialRow, trial_rows
+
+        rows = [asdict(row) for row in trial_rows(self.store)]
+        return pandas.DataFrame(rows, columns=[f.name for f in fields(TrialRow)]).set_index("id")
+
+    def report(self, out: str | os.PathLike[str] | None = None) -> Path:
+        """Writes the HTML report (default: report.html in the run directory); needs `evoagent[report]`."""
+        from .report import write_report
+
+        return write_report(self.dir, out)
+
+    def _repr_html_(self) -> str:
+        from .views import summarize, summary_html
+
+        return summary_html(summarize(self.store, now=time.time()))
 
     def status(self) -> dict[str, Any]:
         """The summary `evoagent status --json` prints."""

@@ -16,7 +16,7 @@ import numpy as np
 from ...candidate import Candidate
 from ...errors import ConfigError
 from ...evaluator import Evaluator
-from ...result import StageResult, Status
+from ...result import EvalResult, StageResult, Status
 from . import legality
 from .judge import dense_peak_tflops, judge_benchmark, judge_case, judge_output, judge_timers, missing_hardware
 from .reference import sample_rows
@@ -55,6 +55,9 @@ RULES = """\
   error bound (fp16: 1e-2, 1e-2, 2e-3; bf16: 6e-2, 5e-2, 1e-2). Accumulate in fp32.
 - Tunable module constants may be marked `NAME = value  # evo: choices a b c`.
 """
+
+# Baseline implementations as the benchmark names them -> as people know them (cuDNN first: the reference).
+BASELINE_NAMES = {"sdpa-cudnn": "cuDNN", "sdpa-flash": "FLASH", "sdpa-efficient": "EFFICIENT"}
 
 _CPU_MAX_TEST_SEQLEN = 80
 _CPU_LABEL = "cpu-interpreter"
@@ -103,6 +106,7 @@ class AttentionEvaluator(Evaluator):
     """
 
     name = "attention"
+    score_unit = "TFLOPS"
     description = DESCRIPTION
     rules = RULES
     timing_stages = ("benchmark",)
@@ -151,6 +155,38 @@ class AttentionEvaluator(Evaluator):
 
     def device_label(self) -> str:
         return _gpu_name() if cuda_available() else _CPU_LABEL
+
+    @classmethod
+    def score_caption(cls, device: str = "") -> str:
+        if device == _CPU_LABEL:
+            return "TFLOPS (cpu-interpreter: not GPU speed)"
+        return f"TFLOPS on {device}" if device else "TFLOPS"
+
+    @classmethod
+    def baseline_metrics(cls, result: EvalResult) -> dict[str, dict[str, float]]:
+        """The library attentions timed next to the candidate (GPU only), cuDNN first."""
+        table: list[dict[str, Any]] = next(
+            (s.details.get("table", []) for s in result.stages if s.name == "benchmark"), [])
+        found: dict[str, dict[str, float]] = {}
+        for row in table:
+            for impl, tflops in row.get("tflops", {}).items():
+                if impl != "candidate":
+                    found.setdefault(BASELINE_NAMES.get(impl, impl), {})[row["config"]] = float(tflops)
+        order = list(BASELINE_NAMES.values())
+        return dict(sorted(found.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+
+    @classmethod
+    def profile_summary(cls, result: EvalResult) -> dict[str, float]:
+        """The static compile report of the first architecture: registers, spills, shared memory, MMA count."""
+        static: dict[str, Any] = next((s.details.get("static", {}) for s in result.stages if s.name == "check"), {})
+        if not static:
+            return {}
+        report = next(iter(static.values()))
+        summary = {"registers": report.get("registers"), "spill bytes": report.get("spill_bytes"),
+                   "shared memory bytes": report.get("shared_bytes"),
+                   "tensor-core instructions": sum(sum(k.get("tensor_core", {}).values())
+                                                   for k in report.get("kernels", []))}
+        return {name: float(value) for name, value in summary.items() if isinstance(value, (int, float))}
 
     @property
     def on_gpu(self) -> bool:
