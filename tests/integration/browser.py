@@ -9,13 +9,46 @@ import base64
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 EXECUTABLES = ("chromium", "chromium-browser", "google-chrome")
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
+
+
+class _References(HTMLParser):
+    """Collects every URL a page's markup would load or link: tag attributes and CSS url(...) in styles."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.urls: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_style = tag == "style"
+        for name, value in attrs:
+            if value and (name in ("src", "href", "srcset", "poster", "action", "data", "background")):
+                self.urls.append(value)
+            if value and name == "style":
+                self.urls += re.findall(r"url\(([^)]*)\)", value)
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False if tag == "style" else self._in_style
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.urls += re.findall(r"url\(([^)]*)\)", data) + re.findall(r"@import\s+['\"]([^'\"]+)", data)
+
+
+def external_references(page: str) -> list[str]:
+    """URLs in the page's markup and styles that point outside the file (http, https or protocol-relative)."""
+    parser = _References()
+    parser.feed(page)
+    return [u for u in parser.urls if re.match(r"\s*['\"]?\s*(https?:)?//", u, flags=re.I)]
 
 
 def find_chromium() -> str | None:
@@ -119,7 +152,8 @@ class Browser:
         for e in self.events:
             p = e.get("params", {})
             if e["method"] == "Runtime.exceptionThrown":
-                errors.append(json.dumps(p.get("exceptionDetails", {}))[:500])
+                details = p.get("exceptionDetails", {})
+                errors.append(f"{details.get('text', '')} {details.get('exception', {}).get('description', '')}")
             elif e["method"] == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
                 errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", [])))
             elif e["method"] == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
