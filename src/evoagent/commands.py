@@ -17,6 +17,7 @@ from .config import RunConfig, load_config
 from .engine import EvolveResult, evolve
 from .errors import ConfigError, RunStoreError
 from .operators.base import VariationOperator
+from .progress import LiveText
 from .result import format_score
 from .run import Run
 from .services import Knowledge
@@ -152,7 +153,7 @@ def _status_text(run_: Run) -> str:
 
 def _watch(run_dir: Path, interval_s: float) -> int:
     """Redraws the status in place until the run's last evolve() call has stopped (Ctrl-C leaves earlier)."""
-    live = _live_display()
+    live = LiveText.on_terminal(sys.stdout)
     last = ""
     try:
         while True:
@@ -170,30 +171,6 @@ def _watch(run_dir: Path, interval_s: float) -> int:
     finally:
         if live is not None:
             live.stop()
-
-
-def _live_display() -> Any:
-    """A rich Live region on a terminal (None without one or without rich: then changes are printed)."""
-    if not sys.stdout.isatty():
-        return None
-    try:
-        from rich.live import Live
-        from rich.text import Text
-    except ImportError:
-        return None
-
-    class Region:
-        def __init__(self) -> None:
-            self.live = Live(Text(""), auto_refresh=False)
-            self.live.start()
-
-        def update(self, text: str) -> None:
-            self.live.update(Text(text), refresh=True)
-
-        def stop(self) -> None:
-            self.live.stop()
-
-    return Region()
 
 
 def report(args: argparse.Namespace) -> int:

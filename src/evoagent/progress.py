@@ -177,6 +177,30 @@ class NotebookProgress:
             self.handle.update(self._html(self._render()))
 
 
+class LiveText:
+    """A region of the terminal redrawn in place (rich), for `evoagent status --watch`."""
+
+    def __init__(self, stream: TextIO) -> None:
+        from rich.console import Console
+        from rich.live import Live
+        from rich.text import Text
+
+        self._text = Text
+        self.live = Live(Text(""), console=Console(file=stream), auto_refresh=False)
+        self.live.start()
+
+    @classmethod
+    def on_terminal(cls, stream: TextIO) -> LiveText | None:
+        """A live region when `stream` is a terminal and rich is installed, else None (print changes instead)."""
+        return cls(stream) if stream.isatty() and _has_rich() else None
+
+    def update(self, text: str) -> None:
+        self.live.update(self._text(text), refresh=True)
+
+    def stop(self) -> None:
+        self.live.stop()
+
+
 Progress = PlainProgress | RichProgress | NotebookProgress
 
 

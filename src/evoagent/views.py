@@ -208,7 +208,7 @@ def summarize(store: RunStore, *, caption: str | None = None, now: float | None 
     started_budget = next((e["payload"].get("budget", {}).get("trials") for e in reversed(events)
                            if e["kind"] == "start"), None)
     return RunSummary(
-        run_dir=str(store.path.parent), target=str(cls.name),
+        run_dir=str(store.path.parent), target=_target_name(store, cls),
         caption=caption or cls.score_caption(_best_device(store, best.candidate_id if best else None)),
         trials=len(finished), budget_trials=started_budget if started_budget is not None else config_budget,
         running=running,
@@ -216,6 +216,13 @@ def summarize(store: RunStore, *, caption: str | None = None, now: float | None 
         best_score=best.score if best else None, best_id=best.candidate_id if best else None,
         seed_score=score_series(rows).seed_score, tokens=sum(r.tokens for r in rows),
         cost_usd=sum(r.cost_usd for r in rows), elapsed_s=max(end - start, 0.0), stopped=_stopped(events))
+
+
+def _target_name(store: RunStore, cls: type[Evaluator]) -> str:
+    """The evaluator's name, or its class name when the class cannot be loaded here."""
+    if cls is not Evaluator:
+        return cls.name
+    return str((store.meta("evaluator", {}) or {}).get("class", "custom")).rpartition(":")[2] or "custom"
 
 
 def _stopped(lifecycle: Sequence[Mapping[str, Any]]) -> str:

@@ -22,7 +22,7 @@ def test_readme_python_example_runs(tmp_path):
     assert len(lines) == 3  # the score line and one line per trial
 
 
-def test_readme_main_command_runs_offline_and_prints_where_the_run_is(tmp_path):
+def test_readme_main_command_prints_scores_with_their_unit_and_where_to_look_next(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
     out = subprocess.run([sys.executable, "-m", "evoagent.cli", "run", "attention", "--trials", "2"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300, env=env)
@@ -32,3 +32,10 @@ def test_readme_main_command_runs_offline_and_prints_where_the_run_is(tmp_path):
     run_dir = next((tmp_path / "runs").iterdir())
     assert f"run stored in runs/{run_dir.name}" in out.stdout and "trials: 2" in out.stdout
     assert (run_dir / "best" / "kernel.py").is_file()
+    unit = "TFLOPS (cpu-interpreter: not GPU speed)"
+    assert "seed ok: score " in out.stderr and all(unit in line for line in out.stderr.splitlines()
+                                                     if " score " in line and "trial" in line)
+    assert f"{unit}, " in next(line for line in out.stdout.splitlines() if line.startswith("best: version"))
+    last = out.stdout.rstrip().splitlines()[-3:]  # it ends with where to look next
+    assert [line.split()[:2] for line in last] == [["evoagent", "report"], ["evoagent", "resume"],
+                                                   ["evoagent", "status"]]

@@ -82,7 +82,7 @@ def score_chart(series: ScoreSeries, rows: Sequence[TrialRow], caption: str, *,
     if supervisor_trials:
         fig.add_annotation(x=supervisor_trials[0], y=1.02, yref="paper", text="supervisor", showarrow=False,
                            font={"color": "#9467bd", "size": 11})
-    fig.update_yaxes(title_text=caption, row=1, col=1)
+    fig.update_yaxes(title_text=caption, tickformat=".3~g", row=1, col=1)
     fig.update_yaxes(title_text="label", row=2, col=1)
     fig.update_xaxes(title_text="trial", row=2, col=1)
     _trial_ticks(fig, series.trial_ids)
@@ -113,7 +113,7 @@ def configs_chart(best: EvalResult | None, seed: EvalResult | None, caption: str
         fig.add_trace(go.Bar(x=configs, y=values, name=name, marker={"color": color},
                              hovertemplate="%{x}<br>%{y:.4g}<extra>" + name + "</extra>"))
     ytitle = f"ratio to {reference[0]}" if reference is not None else caption
-    fig.update_yaxes(title_text=ytitle)
+    fig.update_yaxes(title_text=ytitle, tickformat=".3~g")
     return _layout(fig, "Per configuration: best and seed" + (" vs baselines" if baselines else ""),
                    barmode="group")
 
@@ -230,5 +230,6 @@ def profile_chart(points: Sequence[tuple[int, Mapping[str, float]]]) -> go.Figur
                                  line={"shape": "hv", "color": LABEL_COLORS["committed"]}),
                       row=i // columns + 1, col=i % columns + 1)
     fig.update_xaxes(title_text="trial of the commit")
+    _trial_ticks(fig, [t for t, _ in points])
     fig.update_yaxes(rangemode="tozero")
     return _layout(fig, "Static profile of committed versions", height=260 * grid_rows + 60)
