@@ -14,7 +14,7 @@ import pytest
 from browser import LOCAL_SCHEMES, Browser, external_references, find_chromium
 
 import evoagent as ea
-from evoagent.run import load_object
+from evoagent.references import load_object
 
 pytest.importorskip("plotly")
 pytestmark = pytest.mark.skipif(find_chromium() is None, reason="no chromium on this machine: "

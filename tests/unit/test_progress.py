@@ -6,7 +6,7 @@ import io
 
 from evoagent import Event, Usage
 from evoagent.progress import PlainProgress, ProgressState
-from evoagent.store import Trial
+from evoagent.records import Trial
 from evoagent.views import RunSummary
 
 

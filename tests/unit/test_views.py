@@ -91,6 +91,6 @@ def test_summary_of_an_empty_run_says_there_is_no_correct_version(store):
 
 def test_html_summaries_escape_what_they_show(store):
     _trial(store, None, "s = 0", score=2.0, committed=True, hypothesis="<script>alert(1)</script>")
-    row = views.trial_rows(store)[0]
-    assert "<script>" not in views.trial_html(row, "u") and "&lt;script&gt;" in views.trial_html(row, "u")
-    assert "<table>" in views.summary_html(views.summarize(store, caption="u"))
+    shown = store.trials()[0]._repr_html_()
+    assert "<script>" not in shown and "&lt;script&gt;" in shown and "committed" in shown
+    assert "<b>evoagent run</b>" in views.summary_html(views.summarize(store, caption="u"))
