@@ -71,7 +71,7 @@ def figures(data: ReportData) -> list[tuple[str, go.Figure, str]]:
             views.score_series(data.rows), data.rows, caption,
             baselines={k: v for k, v in baseline_scores.items() if v is not None},
             supervisor_trials=data.supervisor_trials),
-         f"Higher is better ({caption}). Each point is a trial, coloured by its label; the green step line is "
+         f"Higher is better; unit: {caption}. Each point is a trial, coloured by its label; the green step line is "
          "the committed best; dotted: the seed; dashed: baselines (geometric mean over the configurations); "
          "purple verticals: supervisor interventions. The strip below gives every trial's label."),
         ("Per configuration", charts.configs_chart(data.best, data.seed, caption, data.baselines),
@@ -126,6 +126,7 @@ def render(data: ReportData, diffs: Mapping[int, str]) -> str:
     s = data.summary
     sections, blobs = [], []
     for i, (title, fig, how) in enumerate(figures(data)):
+        fig.update_layout(title=None, margin={"t": 40})  # the section's heading names it
         blobs.append(f'<script type="application/json" id="figure-{i}">{_json_for_script(fig.to_json())}</script>')
         sections.append(f'<section><h2>{html.escape(title)}</h2><p class="how">{html.escape(how)}</p>'
                         f'<div class="chart" id="chart-{i}" data-figure="figure-{i}"></div></section>')
