@@ -97,7 +97,7 @@ def build_report(run_dir: str | os.PathLike[str]) -> str:
     store = open_store(run_dir)
     try:
         data = read(store)
-        diffs = {r.id: t.diff for r in data.rows if (t := store.trial(r.id)) is not None and t.diff}
+        diffs = {t.id: t.diff for t in store.trials() if t.diff}
     finally:
         store.close()
     return render(data, diffs)
