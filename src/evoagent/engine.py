@@ -17,7 +17,7 @@ from .config import Budget, Options
 from .errors import BudgetExhausted, ConfigError, LLMError
 from .operators.base import Proposal, VariationContext, VariationOperator
 from .population import StoredMembers
-from .records import Event, Member, Trial, TrialOutcome, Usage
+from .records import Event, EventHandler, Member, Trial, TrialOutcome, Usage
 from .result import EvalResult, Status
 from .run import Run
 from .sandbox import Sandbox
@@ -365,17 +365,26 @@ def iterate(run: Run, operator: VariationOperator | Sequence[VariationOperator],
         raise ConfigError(f"run {str(run.dir)!r} was opened read-only; open it writable to evolve it")
     options = _options(options, changes)
     display = None
-    if options.progress:  # a live display that also passes every event on to the caller's handler
+    if options.progress:
         from .progress import progress_for
 
-        display, handler = progress_for(run.store, run.evaluator), options.on_event
-        options = dataclasses.replace(options, on_event=lambda event: (display(event), handler and handler(event)))
+        display = progress_for(run.store, run.evaluator)
+        options = dataclasses.replace(options, on_event=_also(display, options.on_event))
     engine = _Engine(run, _operators(operator, options.slots), budget or Budget(), options)
     try:
         yield from _drive(engine, options.slots)
     finally:
         if display is not None:
             display.close()
+
+
+def _also(first: EventHandler, then: EventHandler | None) -> EventHandler:
+    """One handler calling `first` and then `then` (the caller's own) with every event."""
+    def both(event: Event) -> None:
+        first(event)
+        if then is not None:
+            then(event)
+    return both
 
 
 def _drive(engine: _Engine, slots: int) -> Iterator[Trial]:

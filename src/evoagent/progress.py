@@ -12,26 +12,15 @@ import sys
 import time
 from collections import Counter
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .formatting import format_duration, format_score
 from .views import RunSummary, summarize
 
 if TYPE_CHECKING:
     from .evaluator import Evaluator
-    from .records import Trial
+    from .records import Event
     from .store import RunStore
-
-
-class Event(Protocol):
-    """What a display reads of the engine's events (engine.Event has these fields)."""
-
-    @property
-    def kind(self) -> str: ...
-    @property
-    def payload(self) -> dict[str, Any]: ...
-    @property
-    def trial(self) -> Trial | None: ...
 
 class ProgressState:
     """What the progress line shows, kept up to date from engine events."""

@@ -57,7 +57,8 @@ RULES = """\
 """
 
 # Baseline implementations as the benchmark names them -> as people know them (cuDNN first: the reference).
-BASELINE_NAMES = {"sdpa-cudnn": "cuDNN", "sdpa-flash": "FLASH", "sdpa-efficient": "EFFICIENT"}
+BASELINE_NAMES = {"sdpa-cudnn": "cuDNN", "sdpa-flash": "FLASH", "sdpa-efficient": "EFFICIENT",
+                  "flash-attn": "FlashAttention-2", "flash-attn-3": "FlashAttention-3"}
 
 _CPU_MAX_TEST_SEQLEN = 80
 _CPU_LABEL = "cpu-interpreter"
