@@ -1,6 +1,7 @@
-"""How numbers, durations and small HTML tables read for people (a leaf module: it imports nothing of the package).
+"""How token counts, durations and small HTML tables read for people (a leaf module: it imports nothing).
 
-The CLI, the progress displays, the `_repr_html_` of records and the report all format through here.
+The CLI, the progress displays, the `_repr_html_` of records and the report format through here
+(scores: `result.format_score`).
 """
 
 from __future__ import annotations
@@ -8,10 +9,6 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
-
-
-def format_score(value: float | None) -> str:
-    return "-" if value is None else f"{value:.6g}"
 
 
 def format_tokens(tokens: int) -> str:

@@ -14,7 +14,8 @@ from collections import Counter
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .formatting import format_duration, format_score
+from .formatting import format_duration
+from .result import format_score
 from .views import RunSummary, summarize
 
 if TYPE_CHECKING:

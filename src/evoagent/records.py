@@ -60,7 +60,8 @@ class Trial:
     eval_s: float | None = None
 
     def _repr_html_(self) -> str:
-        from .formatting import format_duration, format_score, format_tokens, table_html
+        from .formatting import format_duration, format_tokens, table_html
+        from .result import format_score
 
         label = "committed" if self.committed else str(self.status) if self.status is not None else self.state
         return table_html([

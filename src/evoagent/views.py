@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .evaluator import Evaluator
-from .formatting import format_duration, format_score, format_tokens, table_html
+from .formatting import format_duration, format_tokens, table_html
 from .records import Trial
+from .result import format_score
 from .store import RunStore
 
 

@@ -8,8 +8,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..formatting import format_score
-from ..result import EvalResult
+from ..result import EvalResult, format_score
 from ..views import ScoreSeries, TreeNode, TrialRow, label_counts
 
 # One colour per label, the same in every chart (committed versions stand out in green).

@@ -18,8 +18,8 @@ import plotly.offline
 
 from .. import views
 from ..errors import RunStoreError
-from ..formatting import format_duration, format_score, format_tokens
-from ..result import EvalResult, geometric_mean
+from ..formatting import format_duration, format_tokens
+from ..result import EvalResult, format_score, geometric_mean
 from ..store import RunStore
 from . import charts
 
