@@ -134,6 +134,11 @@ def status(args: argparse.Namespace) -> int:
         print(_status_text(run_))
         confinement = summary["confinement"]
         print(f"  sandbox confinement {confinement['description'] if confinement else 'not recorded (no session yet)'}")
+        per = summary["tokens_per_trial"]
+        if per is not None:
+            print(f"  per trial: input {per['input']:.0f}, output {per['output']:.0f}, cache read "
+                  f"{per['cache_read']:.0f}, cache write {per['cache_write']:.0f} tokens; "
+                  f"${summary['usd_per_trial']:.4f}")
     return 0
 
 

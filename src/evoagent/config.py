@@ -42,7 +42,8 @@ class Budget:
     Attributes:
         trials: variation trials in the whole run (seeds not counted).
         hours: wall-clock hours of this call to evolve().
-        tokens: model tokens in the whole run.
+        tokens: new model tokens (input, cache writes, output) in the whole run; cache reads are
+            counted and reported apart, not against this budget.
         usd: model cost in US dollars in the whole run.
     """
 

@@ -16,11 +16,11 @@ from .candidate import Candidate
 from .config import Budget, Options
 from .errors import BudgetExhausted, ConfigError, LLMError
 from .operators.base import Proposal, VariationContext, VariationOperator
-from .population import StoredMembers
+from .population import Population, StoredMembers
 from .records import Event, EventHandler, Member, Trial, TrialOutcome, Usage
 from .result import EvalResult, Status
 from .run import Run
-from .sandbox import Sandbox
+from .sandbox import Sandbox, SandboxResult
 from .services import Knowledge
 
 # Budget, Options (config) and Event (records) stay importable from here.
@@ -59,7 +59,7 @@ class _Engine:
         self.inflight: dict[int, str] = {}  # trial id -> candidate id being evaluated ("" before proposal)
         self.done: queue.Queue[Trial | _Dropped | BaseException] = queue.Queue()
         totals = self.store.totals()
-        self.tokens, self.cost_usd = totals["tokens"], totals["cost_usd"]
+        self.tokens, self.cost_usd = totals["new_tokens"], totals["cost_usd"]  # cache reads are not budgeted
         self.trials_done = totals["trials"]
         self.pending = 0  # trials started and not yet handed back to the caller's thread
         self.since_commit = 0
@@ -79,7 +79,7 @@ class _Engine:
     def charge(self, trial_id: int, usage: Usage) -> None:
         self.store.add_usage(trial_id, usage)
         with self.lock:
-            self.tokens += usage.tokens
+            self.tokens += usage.new_tokens
             self.cost_usd += usage.cost_usd
             over = self._usage_over()
         if over:
@@ -90,10 +90,25 @@ class _Engine:
         if self.budget.hours is not None and time.monotonic() - self.started >= self.budget.hours * 3600:
             return f"time budget of {self.budget.hours} h reached"
         if self.budget.tokens is not None and self.tokens >= self.budget.tokens:
-            return f"token budget of {self.budget.tokens} reached ({self.tokens} used)"
+            return f"token budget of {self.budget.tokens} reached ({self.tokens} new tokens used; cache reads apart)"
         if self.budget.usd is not None and self.cost_usd >= self.budget.usd:
             return f"USD budget of {self.budget.usd} reached ({self.cost_usd:.4f} spent)"
         return ""
+
+    def budget_left(self) -> str:
+        """What is left of each set budget, in words (for the agent's step opening)."""
+        budget, parts = self.budget, []
+        with self.lock:
+            if budget.trials is not None:
+                parts.append(f"{max(0, budget.trials - self.trials_done - self.pending)} trials after this one")
+            if budget.hours is not None:
+                left_h = budget.hours - (time.monotonic() - self.started) / 3600
+                parts.append(f"{max(0.0, left_h):.2f} h")
+            if budget.tokens is not None:
+                parts.append(f"{max(0, budget.tokens - self.tokens):,} new tokens")
+            if budget.usd is not None:
+                parts.append(f"${max(0.0, budget.usd - self.cost_usd):.2f}")
+        return ", ".join(parts) or "no limit set"
 
     def exhausted(self) -> str:
         """Why no further trial may start ('' if one may), counting trials in flight."""
@@ -158,7 +173,8 @@ class _Engine:
         return VariationContext(
             trial_id=trial_id, parent=parent, parent_result=self.store.result(parent.id), best=best_pair,
             evaluator=self.evaluator, lineage=self.run.lineage, recent=recent, knowledge=self._knowledge(), rng=rng,
-            run_dir=self.run.dir, services=_Services(self, trial_id))
+            run_dir=self.run.dir, commit_rule=_commit_rule(self.run.population), budget_left=self.budget_left(),
+            services=_Services(self, trial_id))
 
     def _trial(self, operator: VariationOperator, trial_id: int, parent_id: str, rng: random.Random) -> Trial | None:
         parent = self.store.candidate(parent_id)
@@ -295,11 +311,17 @@ class _Services:
     def __init__(self, engine: _Engine, trial_id: int) -> None:
         self._engine, self._trial_id = engine, trial_id
 
-    def evaluate(self, candidate: Candidate, stages: Sequence[str] | None) -> EvalResult:
+    def evaluate(self, candidate: Candidate, stages: Sequence[str] | None,
+                 configs: Sequence[str] | None = None) -> EvalResult:
         engine = self._engine
-        result = engine.evaluator.evaluate(candidate, engine.sandbox, stages=stages)
+        evaluator = engine.evaluator if configs is None else engine.evaluator.restricted(configs)
+        result = evaluator.evaluate(candidate, engine.sandbox, stages=stages)
         engine.store.add_evaluation(candidate, result, kind="exploratory", trial_id=self._trial_id)
         return result
+
+    def experiment(self, candidate: Candidate, script: str, timeout_s: float) -> SandboxResult:
+        engine = self._engine
+        return engine.evaluator.experiment(candidate, script, engine.sandbox, timeout_s=timeout_s)
 
     def record_message(self, role: str, content: Any) -> None:
         self._engine.store.add_message(self._trial_id, role, content)
@@ -319,6 +341,20 @@ class _Services:
 @dataclass(frozen=True)
 class _Dropped:
     trial_id: int  # finished after being marked interrupted (e.g. after Ctrl-C)
+
+
+def _commit_rule(population: Population) -> str:
+    """The population's commit rule in words, for the agent."""
+    tolerance = getattr(population.rule, "tolerance", None)
+    if tolerance is not None:
+        text = (f"a correct version is committed if its score >= best - {tolerance:g} * |best| "
+                f"(tolerance {tolerance:.2%} of the best committed score)")
+    else:
+        text = f"a correct version is committed if the population's rule {population.spec().get('rule')!r} accepts it"
+    if population.confirm:
+        text += (f"; a would-be commit is first re-measured {population.confirm} more time(s), interleaved with the "
+                 "best, and judged on the per-configuration medians")
+    return text
 
 
 def _outcome(t: Trial) -> TrialOutcome:

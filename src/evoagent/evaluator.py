@@ -17,10 +17,12 @@ from .candidate import Candidate
 from .errors import EvaluatorError
 from .references import class_reference, load_object
 from .result import EvalResult, StageResult, Status, geometric_mean
+from .tables import cell, text_table
 
 if TYPE_CHECKING:
-    from .sandbox import Sandbox, SandboxConfig
+    from .sandbox import Sandbox, SandboxConfig, SandboxResult
 
+EXPERIMENT_FILE = "experiment.py"
 _VERSIONED = ("evoagent", "numpy", "torch", "triton", "anthropic")
 
 
@@ -122,6 +124,55 @@ class Evaluator:
         """How to rebuild this evaluator (stored with the run): its class and constructor arguments."""
         return {"class": class_reference(type(self)), "params": dict(getattr(self, "_params", {}))}
 
+    # -- what an agent reads -----------------------------------------------------------------------
+
+    def agent_brief(self) -> str:
+        """Facts about the target an agent reads at the start of its work (device, suite, tolerances).
+
+        Plain text, stable for a run (it joins the cached part of the prompt). Override it to name
+        the hardware, the configurations and their shapes, and how correctness is judged.
+        """
+        names = self.configurations()
+        lines = [f"device: {self.device_label()}", f"stages: {', '.join(self.stages)}"]
+        if names:
+            lines.append(f"configurations ({len(names)}): {', '.join(names)}")
+        return "\n".join(lines)
+
+    def result_sections(self, result: EvalResult) -> list[tuple[str, str]]:
+        """A result as titled text sections for an agent: tables with one row per line.
+
+        The default shows the metrics per configuration and each stage's details as `key: value`
+        lines. Agents' tools show a section again only when its text changed, so keep sections
+        deterministic (no timings that vary between identical results in slow-changing sections).
+        """
+        return default_sections(result)
+
+    def configurations(self) -> tuple[str, ...]:
+        """The names of the configurations the score is measured on (empty when not known in advance)."""
+        return ()
+
+    def restricted(self, configs: Sequence[str]) -> Evaluator:
+        """This evaluator measuring only the named configurations (an agent's quick checks).
+
+        Targets that list `configurations()` override it; the default accepts only the full set.
+        """
+        names = self.configurations()
+        if not names or set(configs) != set(names):
+            raise EvaluatorError(f"{type(self).__name__} evaluates its whole suite only"
+                                 + (f" ({', '.join(names)})" if names else "") + f"; got configs {list(configs)}")
+        return self
+
+    def experiment(self, candidate: Candidate, script: str, sandbox: Sandbox, *, timeout_s: float) -> SandboxResult:
+        """Runs `script` in the sandbox beside the candidate's files, as candidates run (an agent's probe).
+
+        The script is written as `experiment.py` next to the candidate's files and run as `__main__`;
+        its printed output is the answer. Targets that need a device or environment override it.
+        """
+        from .sandbox import run_script
+
+        return sandbox.call(run_script, EXPERIMENT_FILE, files={**candidate.files, EXPERIMENT_FILE: script},
+                            timeout_s=timeout_s)
+
     def evaluate(
         self, candidate: Candidate, sandbox: Sandbox, *, stages: Sequence[str] | None = None
     ) -> EvalResult:
@@ -158,6 +209,18 @@ class Evaluator:
             status=Status.OK, metrics=metrics, score=score, stages=tuple(done),
             env=environment(), device=self.device_label(),
         )
+
+
+def default_sections(result: EvalResult) -> list[tuple[str, str]]:
+    """The metrics per configuration as a table, then each stage's details as `key: value` lines."""
+    sections = []
+    if result.metrics:
+        rows = [(name, value) for name, value in result.metrics.items()]
+        sections.append(("scores", text_table(("configuration", "value"), rows)))
+    for stage in result.stages:
+        if stage.details:
+            sections.append((f"{stage.name} details", "\n".join(f"{k}: {cell(v)}" for k, v in stage.details.items())))
+    return sections
 
 
 def _constructor_params(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -51,8 +51,9 @@ class Lineage:
         top = self.store.best_member()
         return (top.candidate_id, top.score) if top else None
 
-    def summary(self, *, max_recent: int = 10, max_children: int = 10) -> str:
-        """Text for prompts: root-to-best chain, the best version's children, the latest trials."""
+    def summary(self, *, max_recent: int = 10, max_children: int = 10, max_chain: int = 8) -> str:
+        """Text for prompts: root-to-best chain (the root and the newest `max_chain`), the best version's
+        children, the latest trials."""
         best = self.best()
         if best is None:
             return "No committed version yet."
@@ -60,7 +61,15 @@ class Lineage:
         trials = {t.candidate_id: t for t in self.store.trials(state="done") if t.candidate_id}
         lines = [f"Best committed version: {best_id} (score {format_score(best_score)}).", "",
                  "Chain from the root to the best:"]
-        for c in self.ancestors(best_id):
+        chain = self.ancestors(best_id)
+        if len(chain) > max_chain + 1:
+            hidden = len(chain) - max_chain - 1
+            chain = [chain[0], *chain[-max_chain:]]
+        else:
+            hidden = 0
+        for i, c in enumerate(chain):
+            if hidden and i == 1:
+                lines.append(f"  ... {hidden} earlier versions (show_version or lineage tools for more)")
             t = trials.get(c.id)
             hypothesis = (t.hypothesis if t else c.hypothesis) or "(seed)"
             lines.append(f"  {c.id}  score {format_score(t.score if t else None)}  {hypothesis[:160]}")

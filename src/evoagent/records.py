@@ -25,7 +25,13 @@ class Usage:
 
     @property
     def tokens(self) -> int:
+        """Every token, cache reads included."""
         return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
+    def new_tokens(self) -> int:
+        """Tokens the model processed anew: input, cache writes and output (what the `tokens` budget counts)."""
+        return self.input_tokens + self.output_tokens + self.cache_write_tokens
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(

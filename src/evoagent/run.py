@@ -171,9 +171,20 @@ class Run:
             "best_id": best[0] if best else None,
             "device": result.device if result else None,
             "tokens": totals["tokens"],
+            "tokens_by_kind": totals["tokens_by_kind"],
             "cost_usd": round(totals["cost_usd"], 6),
             "confinement": self.store.meta("confinement"),
+            **_per_trial(totals),
         }
+
+
+def _per_trial(totals: dict[str, Any]) -> dict[str, Any]:
+    """Tokens by kind and USD per finished trial (seeds not counted; None before the first trial)."""
+    n = totals["trials"]
+    if not n:
+        return {"tokens_per_trial": None, "usd_per_trial": None}
+    return {"tokens_per_trial": {kind: round(value / n, 1) for kind, value in totals["tokens_by_kind"].items()},
+            "usd_per_trial": round(totals["cost_usd"] / n, 6)}
 
 
 def _seed(seed: str | os.PathLike[str] | Candidate, entry: str) -> Candidate:

@@ -191,6 +191,20 @@ def run_module_function(entry_file: str, score_fn: Callable[[types.ModuleType], 
         return {"error": str(exc)}
 
 
+def run_script(script_file: str) -> None:
+    """In the child: runs `script_file` (in the cwd, beside the candidate's files) as `__main__`.
+
+    Its printed output is what the caller reads; an exception makes the call a crash with the traceback.
+    """
+    import runpy
+
+    path = PurePosixPath(script_file)
+    if path.suffix != ".py" or path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"script_file must be a relative '.py' file name (got {script_file!r})")
+    sys.path.insert(0, os.getcwd())
+    runpy.run_path(os.path.join(os.getcwd(), *path.parts), run_name="__main__")
+
+
 def scrubbed_environ(source: Mapping[str, str], allowlist: Sequence[str] = ()) -> dict[str, str]:
     """The base variables of `source` minus anything that looks secret, plus `allowlist` names."""
     env = {

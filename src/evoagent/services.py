@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .knowledge.recipes import Recipe
     from .records import Usage
     from .result import EvalResult
+    from .sandbox import SandboxResult
 
 
 class Knowledge(Protocol):
@@ -36,8 +37,13 @@ class Knowledge(Protocol):
 class TrialServices(Protocol):
     """What the engine does for one trial on its operator's behalf (see `VariationContext`)."""
 
-    def evaluate(self, candidate: Candidate, stages: Sequence[str] | None) -> EvalResult:
-        """Runs (some) stages on a draft; recorded as exploratory, never committed."""
+    def evaluate(self, candidate: Candidate, stages: Sequence[str] | None,
+                 configs: Sequence[str] | None = None) -> EvalResult:
+        """Runs (some) stages on a draft, on all or the named configurations; exploratory, never committed."""
+        ...
+
+    def experiment(self, candidate: Candidate, script: str, timeout_s: float) -> SandboxResult:
+        """Runs a short script beside a draft's files in the sandbox (the evaluator's `experiment`)."""
         ...
 
     def record_message(self, role: str, content: Any) -> None:
@@ -63,8 +69,12 @@ class NoServices:
     Subclass it and override what a test needs.
     """
 
-    def evaluate(self, candidate: Candidate, stages: Sequence[str] | None) -> EvalResult:
+    def evaluate(self, candidate: Candidate, stages: Sequence[str] | None,
+                 configs: Sequence[str] | None = None) -> EvalResult:
         raise RuntimeError("this VariationContext has no evaluator attached (pass services=...)")
+
+    def experiment(self, candidate: Candidate, script: str, timeout_s: float) -> SandboxResult:
+        raise RuntimeError("this VariationContext has no sandbox attached (pass services=...)")
 
     def record_message(self, role: str, content: Any) -> None:
         return None

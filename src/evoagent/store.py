@@ -307,11 +307,16 @@ class RunStore:
             " COALESCE(SUM(cost_usd),0) AS cost FROM trials WHERE state='done' AND operator != 'seed'")[0]
         by_status = {row[0]: row[1] for row in self._rows(
             "SELECT status, COUNT(*) FROM trials WHERE state='done' AND operator != 'seed' GROUP BY status")}
-        usage = self._rows("SELECT COALESCE(SUM(input_tokens+output_tokens+cache_read_tokens+cache_write_tokens),0),"
+        usage = self._rows("SELECT COALESCE(SUM(input_tokens),0), COALESCE(SUM(output_tokens),0),"
+                           " COALESCE(SUM(cache_read_tokens),0), COALESCE(SUM(cache_write_tokens),0),"
                            " COALESCE(SUM(cost_usd),0) FROM trials")[0]
+        by_kind = {"input": int(usage[0]), "output": int(usage[1]), "cache_read": int(usage[2]),
+                   "cache_write": int(usage[3])}
         interrupted = self._rows("SELECT COUNT(*) FROM trials WHERE state='interrupted'")[0][0]
         return {"trials": r["n"], "committed": r["committed"], "by_status": by_status,
-                "tokens": int(usage[0]), "cost_usd": float(usage[1]), "interrupted": interrupted}
+                "tokens": sum(by_kind.values()), "tokens_by_kind": by_kind,
+                "new_tokens": by_kind["input"] + by_kind["output"] + by_kind["cache_write"],
+                "cost_usd": float(usage[4]), "interrupted": interrupted}
 
     # -- population -----------------------------------------------------------------------
 

@@ -7,22 +7,31 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evoagent import Candidate, EvalResult, Usage
+from evoagent import Candidate, EvalResult, Evaluator, Sandbox, Usage
+from evoagent.sandbox import SandboxResult
 from evoagent.services import NoServices
 
 
 @dataclass
 class RecordingServices(NoServices):
-    run: Callable[[Candidate, Sequence[str] | None], EvalResult] | None = None
+    run: Callable[..., EvalResult] | None = None  # (candidate, stages) or (candidate, stages, configs)
     versions: Mapping[str, tuple[Candidate, EvalResult | None]] = field(default_factory=dict)
     on_charge: Callable[[Usage], None] | None = None
     messages: list[tuple[str, Any]] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    evaluator: Evaluator | None = None  # with `sandbox`: experiments run for real
+    sandbox: Sandbox | None = None
 
-    def evaluate(self, candidate: Candidate, stages: Sequence[str] | None) -> EvalResult:
+    def evaluate(self, candidate: Candidate, stages: Sequence[str] | None,
+                 configs: Sequence[str] | None = None) -> EvalResult:
         if self.run is None:
-            return super().evaluate(candidate, stages)
-        return self.run(candidate, stages)
+            return super().evaluate(candidate, stages, configs)
+        return self.run(candidate, stages) if configs is None else self.run(candidate, stages, configs)
+
+    def experiment(self, candidate: Candidate, script: str, timeout_s: float) -> SandboxResult:
+        if self.evaluator is None or self.sandbox is None:
+            return super().experiment(candidate, script, timeout_s)
+        return self.evaluator.experiment(candidate, script, self.sandbox, timeout_s=timeout_s)
 
     def record_message(self, role: str, content: Any) -> None:
         self.messages.append((role, json.loads(json.dumps(content))))

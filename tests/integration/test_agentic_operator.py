@@ -111,7 +111,7 @@ def test_multi_turn_tool_use_step_over_http_submits_the_edited_version(server: F
     bodies = [r.body for r in server.requests]
     assert len(bodies) == 5 and bodies[2] == bodies[3]  # the 429 was retried with the same request
     read = tool_results(bodies[1]["messages"])[0]
-    assert read["content"] == SEED and "is_error" not in read
+    assert read["content"].startswith("main.py (5 lines)\n1\tSPEED = 1\n") and "is_error" not in read
     edit, bench = tool_results(bodies[2]["messages"])[1:]
     assert edit["content"].startswith("edited main.py") and bench["content"].startswith("status: ok\nscore: 5")
     assert tool_results(bodies[4]["messages"])[-1]["content"].startswith("critique requested")
@@ -200,10 +200,16 @@ def test_exceeding_the_repair_budget_ends_the_step() -> None:
     assert llm.remaining == 0
 
 
-def test_a_refusal_ends_the_step() -> None:
+def test_a_refusal_ends_the_step_and_is_dropped_from_memory() -> None:
     llm = ScriptedLLM().enqueue(ScriptedLLM().response([{"type": "text", "text": "I can't help."}], stop_reason="refusal"))
-    proposal = operator(llm).vary(Run().context())
+    op, run = operator(llm), Run()
+    proposal = op.vary(run.context())
     assert proposal.candidate is None and "refused" in proposal.reason
+    assert "I can't help." in run.transcript()  # stored, but not remembered
+    llm.enqueue_text("Thinking.").enqueue_text("Nothing.")
+    op.vary(run.context(trial_id=2))
+    assert "I can't help." not in json.dumps(llm.requests[1].messages)
+    assert_valid_conversation(llm.requests[1].messages)
 
 
 def test_budget_running_out_mid_step_propagates_and_the_next_step_recovers() -> None:
@@ -242,7 +248,7 @@ def test_the_conversation_persists_and_reports_the_last_outcome() -> None:
     opening = sent[-1]["content"][-1]["text"]
     assert opening.startswith("## Variation step 2 (trial 2)")
     assert f"Outcome of your submission in trial 1 (version {first.candidate.id}): ok, score 5, COMMITTED" in opening
-    assert "Lineage (current):\nBest committed version: seed (score 1)." in opening
+    assert "### Lineage\nBest committed version: seed (score 1)." in opening
 
     llm.enqueue_tool_use("read_file", {"path": "main.py"})
     op.vary(run.context(trial_id=3))
@@ -292,7 +298,7 @@ def test_a_long_conversation_is_compacted_into_a_model_summary() -> None:
     _long_step(llm, 2, last=Usage(input_tokens=5000))  # the model reports a prompt near the limit
     llm.enqueue_text("Tried SPEED 5; read main.py twice. Next: keep SPEED high.", usage=SMALL)
     _long_step(llm, 1)
-    op = operator(llm, critique=False, context_limit_tokens=6000)
+    op = operator(llm, critique=False, compact_at_tokens=4800)
     run = Run()
     for trial_id in (1, 2):
         assert op.vary(run.context(trial_id=trial_id, source=BIG)).candidate is not None
@@ -312,17 +318,37 @@ def test_a_long_conversation_is_compacted_into_a_model_summary() -> None:
     assert len(run.usage) == len(llm.requests)  # the summary call was charged too
 
 
+def test_compaction_inside_a_step_keeps_the_workspace_diff_the_latest_result_and_the_plan() -> None:
+    llm = ScriptedLLM()
+    for _ in range(2):
+        llm.enqueue_tool_use("read_file", {"path": "main.py"}, usage=SMALL)
+    llm.enqueue_tool_uses([("edit_file", FAST), ("benchmark", {})], text="Plan: raise SPEED to 5, then submit.",
+                          usage=Usage(input_tokens=5000))  # the prompt is now past compact_at_tokens
+    llm.enqueue_text("Read main.py twice.", usage=SMALL)  # the summary
+    llm.enqueue_tool_use("submit", {"hypothesis": "SPEED 5"}, usage=SMALL)
+    op = operator(llm, critique=False, compact_at_tokens=4800)
+    assert op.vary(Run().context(source=BIG)).candidate is not None
+    assert op.compactions == 1
+    head = llm.requests[-1].messages[0]["content"][0]["text"]
+    assert head.startswith("Summary of your earlier work") and "Read main.py twice." in head
+    state = head[head.index("## State of the current step"):]
+    assert "-SPEED = 1\n+SPEED = 5" in state
+    assert "Latest evaluation:\nstatus: ok\nscore: 5" in state
+    assert "Your latest plan:\nPlan: raise SPEED to 5, then submit." in state
+    assert_valid_conversation(llm.requests[-1].messages)
+
+
 def test_compaction_falls_back_to_a_mechanical_summary_when_the_model_fails() -> None:
     llm = ScriptedLLM()
     _long_step(llm, 2, last=Usage(input_tokens=5000))
     llm.enqueue(LLMError("overloaded"))
     _long_step(llm, 1)
-    op = operator(llm, critique=False, context_limit_tokens=6000)
+    op = operator(llm, critique=False, compact_at_tokens=4800)
     run = Run()
     for trial_id in (1, 2):
         assert op.vary(run.context(trial_id=trial_id, source=BIG)).candidate is not None
     assert op.summary.startswith("Earlier work (mechanical summary)")
-    assert "- read_file main.py -> SPEED = 1" in op.summary
+    assert "- read_file main.py -> main.py (405 lines)" in op.summary
     assert any(kind == "compaction" and p["method"] == "fallback" for kind, p in run.events)
     assert llm.requests[5].messages[0]["content"][0]["text"].startswith("Summary of your earlier work")
     assert_valid_conversation(llm.requests[-1].messages)
@@ -366,7 +392,7 @@ def test_a_backend_reporting_no_usage_is_still_compacted_by_size() -> None:
                 return ScriptedLLM().enqueue_text("summary of the reads", usage=zero).complete(**request)
             return llm.complete(**request)
 
-    op = operator(Summarizing(), critique=False, context_limit_tokens=6000)
+    op = operator(Summarizing(), critique=False, compact_at_tokens=4800)
     run = Run()
     for trial_id in (1, 2):
         assert op.vary(run.context(trial_id=trial_id, source=BIG)).candidate is not None

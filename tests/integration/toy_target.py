@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,12 @@ class ToyEvaluator(Evaluator):
         if got != [1, 2, 3]:
             return StageResult.fail(Status.INCORRECT, f"solve([3, 1, 2]) returned {got!r}, expected [1, 2, 3]")
         return StageResult()
+
+    def configurations(self) -> tuple[str, ...]:
+        return tuple(self.scales)
+
+    def restricted(self, configs: Sequence[str]) -> ToyEvaluator:
+        return ToyEvaluator({name: self.scales[name] for name in configs})
 
     def benchmark(self, candidate: Candidate, sandbox: Any) -> StageResult:
         speed = float(self._module(candidate)["SPEED"])

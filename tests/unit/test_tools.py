@@ -22,9 +22,9 @@ from evoagent.operators.tools import (
     default_tool_stages,
     format_result,
     tool_definitions,
-    truncate,
 )
 from evoagent.result import EvalResult, StageResult, Status
+from evoagent.tables import cut_lines
 
 
 class FakeKnowledge:
@@ -64,7 +64,7 @@ def make_box(tmp_path: Path, *, limits: ToolLimits | None = None, knowledge: Any
 def test_tool_names_match_the_contract() -> None:
     names = [t["name"] for t in TOOLS]
     assert names == ["lineage", "show_version", "diff_versions", "search_knowledge", "read_knowledge", "read_file",
-                     "edit_file", "write_file", "compile", "test", "benchmark", "profile", "submit"]
+                     "edit_file", "write_file", "compile", "test", "benchmark", "profile", "experiment", "submit"]
     for tool in TOOLS:
         schema = tool["input_schema"]
         assert schema["type"] == "object" and set(schema["required"]) <= set(schema["properties"])
@@ -95,12 +95,24 @@ def test_a_symlink_out_of_the_workspace_is_refused(tmp_path: Path) -> None:
     assert result.is_error and "outside the workspace" in result.text
 
 
-def test_read_file_returns_the_exact_text_and_lists_files(tmp_path: Path) -> None:
+def test_read_file_answers_with_numbered_lines_and_lists_files(tmp_path: Path) -> None:
     box, _ = make_box(tmp_path)
-    assert box.call("read_file", {"path": "main.py"}).text == SEED
+    text = box.call("read_file", {"path": "main.py"}).text
+    assert text.splitlines() == ["main.py (5 lines)", "1\tSPEED = 1", "2\t", "3\t", "4\tdef solve(xs):",
+                                 "5\t    return sorted(xs)"]
     assert box.call("read_file", {"path": "."}).text == "files: main.py"
     missing = box.call("read_file", {"path": "kernel.py"})
     assert missing.is_error and "files: main.py" in missing.text
+
+
+def test_read_file_reads_a_line_range(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    text = box.call("read_file", {"path": "main.py", "start_line": 4, "end_line": 9}).text
+    assert text.splitlines() == ["main.py lines 4-5 of 5", "4\tdef solve(xs):", "5\t    return sorted(xs)"]
+    bad = box.call("read_file", {"path": "main.py", "start_line": 7})
+    assert bad.is_error and "main.py has 5 lines" in bad.text
+    wrong = box.call("read_file", {"path": "main.py", "start_line": "4"})
+    assert wrong.is_error and "'start_line' must be an integer >= 1" in wrong.text
 
 
 def test_edit_file_replaces_one_exact_match(tmp_path: Path) -> None:
@@ -167,8 +179,37 @@ def test_benchmark_reports_the_score_and_each_configuration(tmp_path: Path) -> N
     box, calls = make_box(tmp_path)
     text = box.call("benchmark", {}).text
     assert text.splitlines()[:2] == ["status: ok", "score: 1.41421"]  # geometric mean of 1 and 2
-    assert "n64: 1" in text and "n128: 2" in text
+    assert "configuration  value\nn64            1\nn128           2" in text  # a table, one row per line
     assert calls[-1][1] == ("check", "test", "benchmark")
+
+
+def test_a_section_is_shown_again_only_when_it_changed(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    first = box.call("benchmark", {}).text
+    assert "== check details ==\nlines: 5" in first
+    box.call("edit_file", {"path": "main.py", "old": "SPEED = 1", "new": "SPEED = 2"})
+    second = box.call("benchmark", {}).text
+    assert "== check details: unchanged since it was last shown ==" in second and "lines: 5" not in second
+    assert "n64            2" in second  # the scores changed, so they are shown
+    box.call("edit_file", {"path": "main.py", "old": "SPEED = 2", "new": "SPEED = 3\n"})
+    assert "== check details ==\nlines: 6" in box.call("benchmark", {}).text
+
+
+def test_evaluation_tools_take_a_subset_of_the_configurations(tmp_path: Path) -> None:
+    box, calls = make_box(tmp_path)
+    ran: list[Any] = []
+
+    def run(candidate: Candidate, stages: Any, configs: Any = None) -> EvalResult:
+        ran.append(configs)
+        evaluator = box.context.evaluator if configs is None else box.context.evaluator.restricted(configs)
+        return evaluator.evaluate(candidate, None, stages=stages)  # type: ignore[arg-type]
+
+    box.context.services = RecordingServices(run=run)
+    text = box.call("benchmark", {"configs": ["n128"]}).text
+    assert ran == [("n128",)] and "configurations: n128 (a subset of the suite)" in text
+    assert "n128           2" in text and "n64 " not in text
+    unknown = box.call("test", {"configs": ["n4096"]})
+    assert unknown.is_error and "unknown configuration(s) 'n4096'" in unknown.text and "n64, n128" in unknown.text
 
 
 def test_tools_map_to_stage_prefixes_unless_the_evaluator_says_otherwise(tmp_path: Path) -> None:
@@ -295,10 +336,12 @@ def test_long_results_are_cut_with_a_note(tmp_path: Path) -> None:
     box, _ = make_box(tmp_path, limits=ToolLimits(max_result_chars=300, max_file_chars=500))
     box.call("write_file", {"path": "main.py", "content": "x = 1\n" * 1000})
     text = box.call("read_file", {"path": "main.py"}).text
-    assert 500 <= len(text) < 600 and "characters cut" in text
+    assert 400 <= len(text) <= 500 and "lines (" in text and "characters) cut" in text
+    assert all(line.startswith("[...") or line == "main.py (1000 lines)" or line.endswith("\tx = 1")
+               for line in text.splitlines())  # cut between lines, never inside one
     diff = box.call("diff_versions", {"a": "parent", "b": "workspace"}).text
-    assert 300 <= len(diff) < 400 and "characters cut" in diff
-    assert truncate("short", 10) == "short"
+    assert 200 <= len(diff) <= 300 and "characters) cut" in diff
+    assert cut_lines("short", 10) == "short"
 
 
 def test_format_result_lists_stage_reasons_and_logs() -> None:
@@ -308,5 +351,5 @@ def test_format_result_lists_stage_reasons_and_logs() -> None:
     ))
     lines = format_result(result).splitlines()
     assert lines[:3] == ["status: crash", "score: -", "reason: test: segfault"]
-    assert "[test] crash (0.00 s): segfault" in lines and "  spills: 0" in lines
+    assert "[test] crash (0.00 s): segfault" in lines and "spills: 0" in lines
     assert any("boom at line 3" in line for line in lines)

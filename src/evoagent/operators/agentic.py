@@ -14,12 +14,12 @@ from ..llm.base import LLM, Block, LLMResponse
 from ..records import TrialOutcome
 from ..result import format_score
 from ..services import Knowledge
+from ..tables import cut_lines
 from .base import Proposal, VariationContext, VariationOperator
 from .supervisor import Advice, Supervisor
-from .tools import Toolbox, ToolLimits, Workspace, tool_definitions, truncate
+from .tools import Toolbox, ToolLimits, Workspace, tool_definitions
 
-_COMPACT_AT = 0.8  # compact when the prompt reaches this share of context_limit_tokens
-_KEEP_SHARE = 0.4  # ... keeping the newest turns up to this share
+_KEEP_SHARE = 0.4  # compaction keeps the newest turns up to this share of compact_at_tokens
 _MAX_TOKENS_CAP = 64_000
 _GENERIC_RULES = """\
 - The work must be done by code in your files. Calling a library implementation of the target
@@ -44,12 +44,16 @@ class AgenticVariationOperator(VariationOperator):
     review request (its diff, the rules, its last profile) and the next one is accepted. A step that
     runs out of turns or of repair budget returns `Proposal(candidate=None, reason=...)`.
 
-    The system prompt and tool definitions are the stable, cached prefix; everything that changes
-    (lineage, outcome of the last submission, supervisor advice) opens each step as a user message.
-    Near `context_limit_tokens` the older turns are compacted into a summary written by the model
-    (or, if that fails, a mechanical one). Every message goes to `context.record_message`, every
-    usage to `context.charge` (whose BudgetExhausted propagates). Calls to `vary` on one instance
-    are serialized: one agent, one memory.
+    The system prompt and tool definitions are the stable, cached prefix. The target's facts
+    (the evaluator's `agent_brief`: device, suite, tolerances) and the commit rule
+    are part of the cached system prompt; each step opens with the starting version's stored result
+    (per-configuration table, static report, profile, as the evaluator's `result_sections`), the
+    budget left, the outcome of the last submission, supervisor advice and the lineage. When the
+    prompt reaches `compact_at_tokens` the older turns are compacted into a summary written by the
+    model (or, if that fails, a mechanical one) plus the step's state: the workspace diff, the latest
+    evaluation and the model's latest plan. A refused turn is dropped from memory. Every message
+    goes to `context.record_message`, every usage to `context.charge` (whose BudgetExhausted
+    propagates). Calls to `vary` on one instance are serialized: one agent, one memory.
 
     Args:
         llm: the model (Anthropic, HeuristicPolicy, ScriptedLLM...).
@@ -58,7 +62,9 @@ class AgenticVariationOperator(VariationOperator):
         max_exploratory_evals: compile/test/benchmark/profile runs per step.
         repair_budget: failed exploratory evaluations per step; one more ends the step.
         critique: ask for a review of the diff before accepting a submission.
-        context_limit_tokens: prompt size at which older turns are compacted (at 80%).
+        compact_at_tokens: prompt size (tokens) at which older turns are compacted; the newest turns
+            up to 40% of it are kept. Every request resends the conversation, so this bounds the
+            input tokens of a request (cache reads when the backend caches).
         supervisor: a Supervisor; None builds one on `llm` with default thresholds; False: none.
         max_tokens: output tokens per reply (doubled, up to 64k, after a reply is cut off).
         instruction: extra direction for the whole run (e.g. "adapt this kernel to GQA").
@@ -69,13 +75,13 @@ class AgenticVariationOperator(VariationOperator):
 
     def __init__(self, llm: LLM, knowledge: Knowledge | None = None, *, max_turns: int = 40,
                  max_exploratory_evals: int = 12,
-                 repair_budget: int = 6, critique: bool = True, context_limit_tokens: int = 150_000,
+                 repair_budget: int = 6, critique: bool = True, compact_at_tokens: int = 24_000,
                  supervisor: Supervisor | bool | None = None, max_tokens: int = 8192, instruction: str = "",
                  max_result_chars: int = 12_000) -> None:
         if not callable(getattr(llm, "complete", None)):
             raise ConfigError(f"AgenticVariationOperator llm must have complete(...) (the LLM protocol), got {llm!r}")
         for name, value in (("max_turns", max_turns), ("max_exploratory_evals", max_exploratory_evals),
-                            ("context_limit_tokens", context_limit_tokens), ("max_tokens", max_tokens),
+                            ("compact_at_tokens", compact_at_tokens), ("max_tokens", max_tokens),
                             ("max_result_chars", max_result_chars)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"AgenticVariationOperator {name} must be a positive integer, got {value!r}")
@@ -88,7 +94,7 @@ class AgenticVariationOperator(VariationOperator):
         self.max_turns = max_turns
         self.limits = ToolLimits(max_exploratory_evals=max_exploratory_evals, repair_budget=repair_budget,
                                  max_result_chars=max_result_chars, critique=critique)
-        self.context_limit_tokens = context_limit_tokens
+        self.compact_at_tokens = compact_at_tokens
         self.supervisor: Supervisor | None = Supervisor(llm) if supervisor is None else (supervisor or None)
         self.max_tokens = max_tokens
         self.instruction = instruction
@@ -113,7 +119,7 @@ class AgenticVariationOperator(VariationOperator):
         return {"class": "evoagent.operators.agentic:AgenticVariationOperator", "params": {
             "llm": llm_spec, "max_turns": self.max_turns, "max_exploratory_evals": self.limits.max_exploratory_evals,
             "repair_budget": self.limits.repair_budget, "critique": self.limits.critique,
-            "context_limit_tokens": self.context_limit_tokens, "max_tokens": self.max_tokens,
+            "compact_at_tokens": self.compact_at_tokens, "max_tokens": self.max_tokens,
             "instruction": self.instruction, "supervisor": repr(self.supervisor)}}
 
     def observe(self, outcome: TrialOutcome) -> None:
@@ -151,12 +157,12 @@ class AgenticVariationOperator(VariationOperator):
                 context.record_message("summary", self.messages[0]["content"][0]["text"])
                 self._restored = False
             self._close_dangling(context)
-            self._add_user(context, [_text(self._opening(context, advice))])
+            self._add_user(context, [_text(self._opening(context, advice, box))])
             proposal = self._loop(context, system, tools, box)
         if proposal.candidate is not None:
             self._awaiting.append(context.trial_id)
             self._previous_end = ""
-        else:
+        elif not proposal.reason.startswith("the model refused"):
             self._previous_end = proposal.reason
         return proposal
 
@@ -164,9 +170,12 @@ class AgenticVariationOperator(VariationOperator):
         max_tokens = self.max_tokens
         idle = 0  # consecutive replies without a tool call
         for turn in range(1, self.max_turns + 1):
-            self._maybe_compact(context, system, tools)
+            self._maybe_compact(context, system, tools, box)
             response = self._ask(context, system, tools, max_tokens)
-            if response.stop_reason == "refusal":
+            if response.stop_reason == "refusal":  # the refused turn stays in the transcript, not in memory
+                self.messages.pop()
+                self._prompt_tokens = None
+                self._previous_end = "the model refused to continue (that turn was dropped from memory)"
                 return Proposal(candidate=None, reason=f"the model refused to continue: {response.text[:300]}")
             notes = []
             uses = response.tool_uses
@@ -176,7 +185,7 @@ class AgenticVariationOperator(VariationOperator):
                 notes.append("Your reply was cut off by the max_tokens limit. Continue where you stopped; keep "
                              "tool inputs short (edit_file with small replacements rather than write_file).")
             if response.stop_reason == "model_context_window_exceeded":
-                self._maybe_compact(context, system, tools, force=True)
+                self._maybe_compact(context, system, tools, box, force=True)
             blocks = [self._run_tool(box, use, cut=cut and use is uses[-1] and response.content[-1] is use)
                       for use in uses]
             idle = 0 if uses or cut else idle + 1
@@ -252,15 +261,20 @@ class AgenticVariationOperator(VariationOperator):
             ("You are the variation operator of an evolutionary search over code. In each variation step you "
              "start from a version of the program, improve it with your tools, and submit one new version."),
             (f"# Target: {ev.name}\n{ev.description.strip() or '(no description)'}\n"
-             f"The entry file of a version is `{ev.entry}` unless the version says otherwise."),
+             f"The entry file of a version is `{ev.entry}` unless the version says otherwise.\n\n"
+             f"{ev.agent_brief().strip()}"),
             f"# Rules of legality\n{_GENERIC_RULES}" + (f"\nTarget-specific rules:\n{rules}" if rules else ""),
             ("# Commit rule\nA version is committed to the lineage only if it is correct and its score >= "
              "best * (1 - tolerance), where best is the best committed score and the tolerance is a small margin "
              "set for the run. Scores are higher-is-better aggregates over a suite of configurations. Failed "
-             "attempts never enter the lineage; they stay in your memory, so learn from them."),
+             "attempts never enter the lineage; they stay in your memory, so learn from them."
+             + (f"\nIn this run: {context.commit_rule}." if context.commit_rule else "")),
             ("# How to work\n- Read the lineage and the profile, form a hypothesis, then edit the workspace "
              "(edit_file: exact, unique replacement).\n- compile, test, benchmark and profile run the target's "
              "stages on your workspace. They are exploratory: recorded, never committed, and limited per step.\n"
+             "- The evaluation tools take `configs` (names from the suite) for a quick check on a few configurations; "
+             "`experiment` runs a short script of yours beside the workspace files for a micro-measurement.\n"
+             "- Results show a section (such as the static report) again only when it changed.\n"
              "- When an evaluation fails, read the reason (it names the line), repair, and evaluate again; "
              "failed evaluations draw on a repair budget.\n- submit {\"hypothesis\": ...} hands your workspace "
              "to the engine's authoritative evaluation (fresh inputs, hidden shapes, legality checks) that you "
@@ -271,7 +285,7 @@ class AgenticVariationOperator(VariationOperator):
             parts.append(f"# Instruction for this run\n{self.instruction}")
         return "\n\n".join(parts)
 
-    def _opening(self, context: VariationContext, advice: Advice | None) -> str:
+    def _opening(self, context: VariationContext, advice: Advice | None, box: Toolbox) -> str:
         lines = [f"## Variation step {self._steps} (trial {context.trial_id})"]
         lines += self._reports(context)
         if self._previous_end:
@@ -279,14 +293,18 @@ class AgenticVariationOperator(VariationOperator):
         if advice is not None:
             lines.append(advice.text())
         parent, result = context.parent, context.parent_result
-        lines.append(f"Starting version: {parent.id} ({result.summary() if result else 'not evaluated'}).")
-        if context.best is not None:
+        lines.append(f"### Starting version {parent.id}: {result.summary() if result else 'not evaluated'}"
+                     + (f" on {result.device}" if result is not None and result.device else ""))
+        if result is not None:
+            lines.append(box.describe(result))
+        if context.best is not None and context.best[0].id != parent.id:
             lines.append(f"Best committed version: {context.best[0].id} ({context.best[1].summary()}).")
         lines.append(f"Your workspace holds a fresh copy of the starting version: files {', '.join(parent.files)}; "
                      f"entry {parent.entry}.")
-        lines.append(f"Lineage (current):\n{context.lineage.summary()}")
-        lines.append(f"Limits of this step: {self.max_turns} turns, {self.limits.max_exploratory_evals} exploratory "
-                     f"evaluations, {self.limits.repair_budget} failed evaluations (repair budget).")
+        lines.append(f"### Lineage\n{context.lineage.summary()}")
+        lines.append(f"### Limits\nThis step: {self.max_turns} turns, {self.limits.max_exploratory_evals} exploratory "
+                     f"evaluations, {self.limits.repair_budget} failed evaluations (repair budget). "
+                     f"Run budget left: {context.budget_left or 'not reported'}.")
         return "\n\n".join(lines)
 
     def _reports(self, context: VariationContext) -> list[str]:
@@ -315,16 +333,19 @@ class AgenticVariationOperator(VariationOperator):
         return _tokens([system, tools, self.messages])
 
     def _maybe_compact(self, context: VariationContext, system: str, tools: list[dict[str, Any]],
-                       force: bool = False) -> None:
+                       box: Toolbox | None = None, force: bool = False) -> None:
         size = self._prompt_size(system, tools)
-        if not force and size < self.context_limit_tokens * _COMPACT_AT:
+        if not force and size < self.compact_at_tokens:
             return
         cut = self._cut_point()
         if cut is None:
             return
         old, kept = self.messages[:cut], self.messages[cut:]
         summary, response, method = self._summarize(context, old)
-        head = [_text(f"Summary of your earlier work (older turns were compacted):\n{summary}")]
+        state = _step_state(box, self.messages) if box is not None else ""
+        head = [_text(f"Summary of your earlier work (older turns were compacted):\n{summary}{state}")]
+        if box is not None:
+            box.shown.clear()  # what was shown may be gone: show every section again
         kept[0] = {"role": "user", "content": head + [_as_text(b) for b in kept[0]["content"]]}
         self.messages, self.summary = kept, summary
         self._prompt_tokens = None
@@ -336,7 +357,7 @@ class AgenticVariationOperator(VariationOperator):
 
     def _cut_point(self) -> int | None:
         """The first user message of the newest turns that fit in the kept share of the context."""
-        keep = self.context_limit_tokens * _KEEP_SHARE
+        keep = self.compact_at_tokens * _KEEP_SHARE
         starts = [i for i, m in enumerate(self.messages) if m["role"] == "user" and i > 0]
         if not starts:
             return None
@@ -347,7 +368,7 @@ class AgenticVariationOperator(VariationOperator):
 
     def _summarize(self, context: VariationContext,
                    old: Sequence[Mapping[str, Any]]) -> tuple[str, LLMResponse | None, str]:
-        transcript = truncate(_render(old), 80_000)
+        transcript = cut_lines(_render(old), 80_000)
         prompt = ("Summarize the work below for your future self, in at most 400 words: versions and hypotheses "
                   "tried, their outcomes with numbers, what failed and why, facts learned about the target, and "
                   f"promising next ideas.\n\n{transcript}")
@@ -360,6 +381,19 @@ class AgenticVariationOperator(VariationOperator):
         if not response.text.strip():
             return _mechanical_summary(old), response, "fallback"
         return response.text.strip(), response, "model"
+
+
+def _step_state(box: Toolbox, messages: Sequence[Mapping[str, Any]]) -> str:
+    """What the current step stands on, kept whole through a compaction: its diff, latest result and plan."""
+    diff = box.workspace.candidate().diff(box.workspace.parent)
+    plan = next((b["text"] for m in reversed(messages) if m["role"] == "assistant" for b in m["content"]
+                 if b.get("type") == "text" and b["text"].strip()), "")
+    parts = ["\n\n## State of the current step",
+             f"Workspace diff against the starting version:\n{cut_lines(diff, 6000) if diff else '(no edits yet)'}",
+             f"Latest evaluation:\n{cut_lines(box.last_result, 4000) if box.last_result else '(none yet)'}"]
+    if plan:
+        parts.append(f"Your latest plan:\n{cut_lines(plan.strip(), 2000)}")
+    return "\n\n".join(parts)
 
 
 def _target_rules(context: VariationContext) -> str:
@@ -379,7 +413,7 @@ def _as_text(block: Block) -> Block:
     """A block that can stand without its partner: a tool_result whose tool_use was compacted becomes text."""
     if block.get("type") != "tool_result":
         return block
-    return _text(f"(result of an earlier tool call)\n{truncate(_result_text(block), 4000)}")
+    return _text(f"(result of an earlier tool call)\n{cut_lines(_result_text(block), 4000)}")
 
 
 def _result_text(block: Mapping[str, Any]) -> str:
@@ -398,10 +432,10 @@ def _render(messages: Sequence[Mapping[str, Any]]) -> str:
             if kind == "text":
                 lines.append(f"[{message['role']}] {block['text']}")
             elif kind == "tool_use":
-                arguments = truncate(json.dumps(block.get("input"), default=str), 1500)
+                arguments = cut_lines(json.dumps(block.get("input"), default=str), 1500)
                 lines.append(f"[call] {block.get('name')} {arguments}")
             elif kind == "tool_result":
-                lines.append(f"[result] {truncate(_result_text(block), 1500)}")
+                lines.append(f"[result] {cut_lines(_result_text(block), 1500)}")
     return "\n".join(lines)
 
 
@@ -421,8 +455,8 @@ def _mechanical_summary(old: Sequence[Mapping[str, Any]]) -> str:
                 call = calls.get(block.get("tool_use_id", ""), "tool")
                 facts.append(f"- {call} -> {first[0][:160] if first else ''}")
             elif kind == "text" and message["role"] == "user" and block["text"].startswith("Summary of"):
-                facts.append(truncate(block["text"], 2000))
+                facts.append(cut_lines(block["text"], 2000))
             elif kind == "text" and message["role"] == "user":
                 facts += [f"- {line[:300]}" for line in block["text"].splitlines()
                           if line.startswith(("Outcome of", "Supervisor:", "Your previous step"))]
-    return truncate("Earlier work (mechanical summary):\n" + "\n".join(facts), 6000)
+    return cut_lines("Earlier work (mechanical summary):\n" + "\n".join(facts), 6000)

@@ -18,6 +18,7 @@ from ..services import Knowledge, NoServices, TrialServices
 if TYPE_CHECKING:
     from ..evaluator import Evaluator
     from ..lineage import Lineage
+    from ..sandbox import SandboxResult
 
 # TrialOutcome and Usage live in records; they stay importable from here.
 __all__ = ["Proposal", "TrialOutcome", "Usage", "VariationContext", "VariationOperator"]
@@ -56,6 +57,8 @@ class VariationContext:
         knowledge: the knowledge base (with the run's lessons so far), or None.
         rng: a random source seeded per trial (deterministic runs).
         run_dir: the run's directory (None outside a run).
+        commit_rule: the population's commit rule in words (tolerance, re-measurements).
+        budget_left: what is left of the run's budgets, in words, when the step starts.
         services: what the engine does for this trial (`TrialServices`); by default nothing is
             recorded or charged and `evaluate` raises, for contexts built outside a run.
     """
@@ -70,11 +73,18 @@ class VariationContext:
     knowledge: Knowledge | None = None
     rng: random.Random = field(default_factory=random.Random)
     run_dir: Path | None = None
+    commit_rule: str = ""
+    budget_left: str = ""
     services: TrialServices = field(default_factory=NoServices)
 
-    def evaluate(self, candidate: Candidate, stages: Sequence[str] | None = None) -> EvalResult:
-        """Runs (some) stages on a draft; recorded as exploratory, never committed."""
-        return self.services.evaluate(candidate, stages)
+    def evaluate(self, candidate: Candidate, stages: Sequence[str] | None = None,
+                 configs: Sequence[str] | None = None) -> EvalResult:
+        """Runs (some) stages on a draft, on all or the named configurations; exploratory, never committed."""
+        return self.services.evaluate(candidate, stages, configs)
+
+    def experiment(self, candidate: Candidate, script: str, timeout_s: float = 60.0) -> SandboxResult:
+        """Runs a short script beside a draft's files in the sandbox, confined as candidates are."""
+        return self.services.experiment(candidate, script, timeout_s)
 
     def record_message(self, role: str, content: Any) -> None:
         """Appends one message (JSON-serializable) to this trial's transcript."""

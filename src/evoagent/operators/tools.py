@@ -11,13 +11,19 @@ from typing import Any
 
 from ..candidate import Candidate
 from ..errors import BudgetExhausted
+from ..evaluator import Evaluator, default_sections
 from ..result import EvalResult, Status, format_score
 from ..services import Knowledge
+from ..tables import cut_lines, numbered
 from .base import VariationContext
 
 MAX_FILE_CHARS = 256_000
+MAX_SCRIPT_CHARS = 20_000
 
 _STRING = {"type": "string"}
+_LINE = {"type": "integer", "minimum": 1}
+_CONFIGS = {"type": "array", "items": {"type": "string"},
+            "description": "names of the suite's configurations to run on (a quick check); default: all"}
 
 
 def _tool(name: str, description: str, properties: Mapping[str, Any] | None = None,
@@ -28,8 +34,8 @@ def _tool(name: str, description: str, properties: Mapping[str, Any] | None = No
 
 TOOLS: tuple[dict[str, Any], ...] = (
     _tool("lineage", "List the committed versions of this run with their scores and hypotheses (fresh)."),
-    _tool("show_version", "Show one version: its hypothesis, its authoritative result and its source. `version` is an "
-          "id, a unique id prefix, 'parent' (your starting version) or 'best'.",
+    _tool("show_version", "Show one version: its hypothesis, its authoritative result and its source (numbered "
+          "lines). `version` is an id, a unique id prefix, 'parent' (your starting version) or 'best'.",
           {"version": _STRING}, ["version"]),
     _tool("diff_versions", "Unified diff from version `a` to version `b`. Each is an id, a unique prefix, 'parent', "
           "'best' or 'workspace' (your current edits).", {"a": _STRING, "b": _STRING}, ["a", "b"]),
@@ -37,22 +43,30 @@ TOOLS: tuple[dict[str, Any], ...] = (
           "from earlier trials); returns ranked sections with snippets.", {"query": _STRING}, ["query"]),
     _tool("read_knowledge", "Read a knowledge-base document, or one section of it (names as search_knowledge "
           "shows them).", {"doc": _STRING, "section": _STRING}, ["doc"]),
-    _tool("read_file", "Return the exact text of a workspace file (path relative to the workspace, e.g. the "
-          "entry file); '.' lists the files.", {"path": _STRING}, ["path"]),
+    _tool("read_file", "Return a workspace file with numbered lines ('12<TAB>code'; the numbers and the tab are not "
+          "part of the file: leave them out of edit_file's `old`). `start_line` and `end_line` (1-based, "
+          "inclusive) read a part; '.' lists the files.",
+          {"path": _STRING, "start_line": _LINE, "end_line": _LINE}, ["path"]),
     _tool("edit_file", "Replace the exact text `old` by `new` in a workspace file. `old` must occur exactly once: "
-          "copy it from read_file, whitespace included, with enough context to be unique.",
+          "copy it from read_file (without the line numbers), whitespace included, with enough context to be unique.",
           {"path": _STRING, "old": _STRING, "new": _STRING}, ["path", "old", "new"]),
     _tool("write_file", "Create or overwrite a workspace file with `content`. Prefer edit_file for small changes.",
           {"path": _STRING, "content": _STRING}, ["path", "content"]),
-    _tool("compile", "Run the target's first stage (static checks, compile report) on the workspace."),
-    _tool("test", "Compile and check correctness of the workspace version."),
-    _tool("benchmark", "Compile, test and benchmark the workspace version; reports the score per configuration."),
-    _tool("profile", "Run every stage on the workspace version, profile included."),
+    _tool("compile", "Run the target's first stage (static checks, compile report) on the workspace.",
+          {"configs": _CONFIGS}),
+    _tool("test", "Compile and check correctness of the workspace version.", {"configs": _CONFIGS}),
+    _tool("benchmark", "Compile, test and benchmark the workspace version; reports the score per configuration.",
+          {"configs": _CONFIGS}),
+    _tool("profile", "Run every stage on the workspace version, profile included.", {"configs": _CONFIGS}),
+    _tool("experiment", "Run a short Python `script` in the sandbox beside your workspace files, confined like "
+          "candidates (your entry file is importable as a module) for a micro-measurement or a probe; its printed "
+          "output (capped) is the answer. Counts as an exploratory evaluation; failures cost no repair budget.",
+          {"script": _STRING, "timeout_s": {"type": "number", "exclusiveMinimum": 0}}, ["script"]),
     _tool("submit", "Hand the workspace version to the engine for its authoritative evaluation. `hypothesis` says "
           "what you changed and why it should be faster. Ends the variation step.",
           {"hypothesis": _STRING}, ["hypothesis"]),
 )
-EVAL_TOOLS = ("compile", "test", "benchmark", "profile")
+EVAL_TOOLS = ("compile", "test", "benchmark", "profile")  # experiment counts against the same budget
 KNOWLEDGE_TOOLS = ("search_knowledge", "read_knowledge")
 _SOURCE_TOOLS = ("read_file", "show_version")
 _BY_NAME = {t["name"]: t for t in TOOLS}
@@ -83,6 +97,8 @@ class ToolLimits:
         max_result_chars: the longest tool result; longer ones are cut with a note.
         max_file_chars: the longest result of read_file and show_version (sources must be readable whole).
         critique: answer the first submit with a review request (AVO's critique and verify).
+        experiment_timeout_s: the longest an experiment script may run, in seconds.
+        max_experiment_chars: the most of an experiment's output shown (stdout and stderr together).
     """
 
     max_exploratory_evals: int = 12
@@ -90,14 +106,8 @@ class ToolLimits:
     max_result_chars: int = 12_000
     max_file_chars: int = 60_000
     critique: bool = True
-
-
-def truncate(text: str, limit: int) -> str:
-    """Keeps the head and the tail of a long text, saying how much was cut."""
-    if len(text) <= limit:
-        return text
-    head, tail = limit * 2 // 3, limit // 3
-    return f"{text[:head]}\n[... {len(text) - head - tail} characters cut ...]\n{text[-tail:]}"
+    experiment_timeout_s: float = 60.0
+    max_experiment_chars: int = 4_000
 
 
 class Workspace:
@@ -189,10 +199,14 @@ def default_tool_stages(stages: Sequence[str]) -> dict[str, tuple[str, ...]]:
     return {"compile": stages[:1], "test": stages[:2], "benchmark": stages[:3], "profile": stages}
 
 
-def format_result(result: EvalResult, *, note: str = "") -> str:
-    """An evaluation as text: `status:`, then `score:`, then per-stage reasons, metrics and details."""
-    score = format_score(result.score)
-    lines = [f"status: {result.status.value}", f"score: {score}"]
+def format_result(result: EvalResult, *, note: str = "", evaluator: Evaluator | None = None,
+                  shown: dict[str, str] | None = None) -> str:
+    """An evaluation as text: `status:`, `score:`, one line per stage, then the evaluator's sections.
+
+    With `shown` (section title -> text last shown to the agent), a section whose text has not
+    changed is named but not repeated, and `shown` is updated with what this text shows.
+    """
+    lines = [f"status: {result.status.value}", f"score: {format_score(result.score)}"]
     if result.device:
         lines.append(f"device: {result.device}")
     if result.reason:
@@ -202,13 +216,26 @@ def format_result(result: EvalResult, *, note: str = "") -> str:
     for stage in result.stages:
         lines.append(f"[{stage.name}] {stage.status.value} ({stage.seconds:.2f} s)"
                      + (f": {stage.reason}" if stage.reason else ""))
-        lines += [f"  {name}: {value:.6g}" for name, value in stage.metrics.items()]
-        for key, value in stage.details.items():
-            text = value if isinstance(value, str) else json.dumps(value, default=str)
-            lines.append(f"  {key}: {truncate(text, 2000)}")
+    lines += describe(result, evaluator=evaluator, shown=shown)
+    for stage in result.stages:
         if stage.logs and not stage.ok:
-            lines.append("  logs (tail):\n" + stage.logs[-2000:])
+            lines.append(f"[{stage.name} logs]\n{cut_lines(stage.logs.strip(), 3000)}")
     return "\n".join(lines)
+
+
+def describe(result: EvalResult, *, evaluator: Evaluator | None = None,
+             shown: dict[str, str] | None = None) -> list[str]:
+    """The evaluator's titled sections of a result; with `shown`, unchanged ones are only named."""
+    sections = evaluator.result_sections(result) if evaluator is not None else default_sections(result)
+    lines = []
+    for title, text in sections:
+        if shown is not None and shown.get(title) == text:
+            lines.append(f"== {title}: unchanged since it was last shown ==")
+            continue
+        if shown is not None:
+            shown[title] = text
+        lines += [f"== {title} ==", text]
+    return lines
 
 
 @dataclass(kw_only=True)
@@ -225,8 +252,14 @@ class Toolbox:
     critiqued: bool = False
     submission: Candidate | None = None
     stop_reason: str = ""
-    results: dict[tuple[str, tuple[str, ...]], EvalResult] = field(default_factory=dict)
+    results: dict[tuple[str, tuple[str, ...], tuple[str, ...]], EvalResult] = field(default_factory=dict)
     last_profile: str = ""
+    last_result: str = ""  # the latest evaluation as the agent saw it (kept through compaction)
+    shown: dict[str, str] = field(default_factory=dict)  # result section title -> text last shown
+
+    def describe(self, result: EvalResult) -> str:
+        """A stored result's sections as the agent reads them (unchanged sections only named)."""
+        return "\n".join(describe(result, evaluator=self.context.evaluator, shown=self.shown))
 
     def call(self, name: str, tool_input: Any) -> ToolResult:
         """Runs one tool; mistakes come back as is_error results, budget errors propagate."""
@@ -238,7 +271,7 @@ class Toolbox:
             _validate(spec, tool_input)
             text = getattr(self, f"_{name}")(**tool_input)
             limit = self.limits.max_file_chars if name in _SOURCE_TOOLS else self.limits.max_result_chars
-            return ToolResult(truncate(text, limit))
+            return ToolResult(cut_lines(text, limit))
         except ToolError as err:
             return ToolResult(str(err), True)
         except BudgetExhausted:
@@ -274,7 +307,7 @@ class Toolbox:
         if result is not None:
             lines += [f"  {k}: {v:.6g}" for k, v in result.metrics.items()]
         for name, text in candidate.files.items():
-            lines += [f"--- {name} ---", text]
+            lines += [f"--- {name} (numbered lines) ---", numbered(text)]
         return "\n".join(lines)
 
     def _diff_versions(self, a: str, b: str) -> str:
@@ -295,8 +328,18 @@ class Toolbox:
         except (LookupError, ValueError) as err:
             raise ToolError(str(err).strip("'\"")) from None
 
-    def _read_file(self, path: str) -> str:
-        return self.workspace.read(path)
+    def _read_file(self, path: str, start_line: int = 1, end_line: int | None = None) -> str:
+        text = self.workspace.read(path)
+        if self.workspace.resolve(path).is_dir():
+            return text
+        count = len(text.splitlines())
+        last = count if end_line is None else min(end_line, count)
+        if start_line > max(count, 1) or last < start_line:
+            raise ToolError(f"{path} has {count} lines; start_line must be 1..{count} and end_line >= start_line "
+                            f"(got {start_line}..{end_line})")
+        if start_line == 1 and last == count:
+            return f"{path} ({count} lines)\n{numbered(text)}"
+        return f"{path} lines {start_line}-{last} of {count}\n{numbered(text, start_line, last)}"
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -308,42 +351,85 @@ class Toolbox:
 
     # -- evaluating ------------------------------------------------------------------------------
 
-    def _compile(self) -> str:
-        return self._evaluate("compile")
+    def _compile(self, configs: list[str] | None = None) -> str:
+        return self._evaluate("compile", configs)
 
-    def _test(self) -> str:
-        return self._evaluate("test")
+    def _test(self, configs: list[str] | None = None) -> str:
+        return self._evaluate("test", configs)
 
-    def _benchmark(self) -> str:
-        return self._evaluate("benchmark")
+    def _benchmark(self, configs: list[str] | None = None) -> str:
+        return self._evaluate("benchmark", configs)
 
-    def _profile(self) -> str:
-        return self._evaluate("profile")
+    def _profile(self, configs: list[str] | None = None) -> str:
+        return self._evaluate("profile", configs)
 
-    def _evaluate(self, tool: str) -> str:
+    def _evaluate(self, tool: str, configs: list[str] | None) -> str:
         evaluator = self.context.evaluator
         mapping = getattr(evaluator, "tool_stages", None) or default_tool_stages(evaluator.stages)
         stages = tuple(mapping[tool])
+        subset = self._subset(configs)
         candidate = self.workspace.candidate()
-        key = (candidate.id, stages)
+        key = (candidate.id, stages, subset or ())
         if key in self.results:
-            return format_result(self.results[key], note="(this exact version was already evaluated; not re-run)")
-        if self.evaluations >= self.limits.max_exploratory_evals:
-            raise ToolError(f"status: {Status.BUDGET_OVERRUN.value}\nscore: -\nthe exploratory evaluation budget of "
-                            f"this step is spent ({self.evaluations} of {self.limits.max_exploratory_evals}); "
-                            "submit your version or keep reading and editing")
-        self.evaluations += 1
+            text = format_result(self.results[key], note="(this exact version was already evaluated; not re-run)",
+                                 evaluator=evaluator, shown=self.shown)
+            self.last_result = text
+            return text
+        self._spend_evaluation()
         try:
-            result = self.context.evaluate(candidate, stages)
+            result = self.context.evaluate(candidate, stages, subset)
         except BudgetExhausted:
             raise
         except Exception as err:  # noqa: BLE001 (the harness failed, not the candidate)
             return (f"status: {Status.HARNESS_ERROR.value}\nscore: -\nthe evaluation itself failed "
                     f"({type(err).__name__}: {err}); this is not your code's fault")
         self.results[key] = result
+        note = self._after_failure(result)
+        if subset:
+            note = f"configurations: {', '.join(subset)} (a subset of the suite)" + (f"\n{note}" if note else "")
+        text = format_result(result, note=note, evaluator=evaluator, shown=self.shown)
         if result.profile:
-            self.last_profile = truncate(json.dumps(result.profile, default=str), 3000)
-        return format_result(result, note=self._after_failure(result))
+            self.last_profile = cut_lines("\n".join(describe(result, evaluator=evaluator)), 3000)
+        self.last_result = text
+        return text
+
+    def _subset(self, configs: list[str] | None) -> tuple[str, ...] | None:
+        """The named configurations, checked against the suite (None: all of them)."""
+        if not configs:
+            return None
+        names = self.context.evaluator.configurations()
+        if not names:
+            raise ToolError("this target has no named configurations to choose from; call the tool without `configs`")
+        unknown = [c for c in configs if c not in names]
+        if unknown:
+            raise ToolError(f"unknown configuration(s) {', '.join(map(repr, unknown))}; the suite's configurations "
+                            f"are: {', '.join(names)}")
+        return tuple(dict.fromkeys(configs))
+
+    def _spend_evaluation(self) -> None:
+        if self.evaluations >= self.limits.max_exploratory_evals:
+            raise ToolError(f"status: {Status.BUDGET_OVERRUN.value}\nscore: -\nthe exploratory evaluation budget of "
+                            f"this step is spent ({self.evaluations} of {self.limits.max_exploratory_evals}); "
+                            "submit your version or keep reading and editing")
+        self.evaluations += 1
+
+    def _experiment(self, script: str, timeout_s: float | None = None) -> str:
+        if not script.strip():
+            raise ToolError("script is empty; write Python that imports your entry file and prints what you measure")
+        if len(script) > MAX_SCRIPT_CHARS:
+            raise ToolError(f"script is {len(script)} characters; the limit is {MAX_SCRIPT_CHARS}: "
+                            "keep experiments short")
+        limit_s = self.limits.experiment_timeout_s
+        timeout = limit_s if timeout_s is None else min(float(timeout_s), limit_s)
+        self._spend_evaluation()
+        out = self.context.experiment(self.workspace.candidate(), script, timeout)
+        lines = [f"status: {out.status.value}", f"wall: {out.wall_s:.3f} s (timeout {timeout:g} s)"]
+        if not out.ok:
+            lines.append(f"reason: {cut_lines((out.error or out.reason).strip(), 2000)}")
+        streams = (("stdout", out.stdout), ("stderr", out.stderr))
+        output = "\n".join(f"[{name}]\n{text.rstrip()}" for name, text in streams if text.strip())
+        lines.append(cut_lines(output, self.limits.max_experiment_chars) if output else "(no output)")
+        return "\n".join(lines)
 
     def _after_failure(self, result: EvalResult) -> str:
         if result.ok or result.status is Status.HARNESS_ERROR:
@@ -377,12 +463,12 @@ class Toolbox:
                 "you will see its outcome at the start of the next step")
 
     def _critique(self, candidate: Candidate) -> str:
-        tested = [r for (cid, _), r in self.results.items() if cid == candidate.id]
+        tested = [r for (cid, _, _), r in self.results.items() if cid == candidate.id]
         verdict = (f"the latest evaluation of this exact version: {tested[-1].summary()}" if tested
                    else "this exact version has not been evaluated: run `test` (and `benchmark`) first")
         parts = [
             "critique requested: before the authoritative evaluation, review this version. It is NOT submitted yet.",
-            f"1. Your diff against the starting version:\n{truncate(candidate.diff(self.context.parent), 6000)}",
+            f"1. Your diff against the starting version:\n{cut_lines(candidate.diff(self.context.parent), 6000)}",
             "2. Check it against the rules: the work is done by code in your files, nothing is cached or "
             "replayed across calls, inputs are not modified, every output element is written, nothing runs "
             "outside the timed call, and numerics stay within the target's tolerance."
@@ -394,17 +480,34 @@ class Toolbox:
         return "\n\n".join(parts)
 
 
+_EXPECTED = {"string": "a string", "integer": "an integer >= 1", "number": "a positive number",
+             "array": "a list of strings"}
+
+
+def _fits(schema: Mapping[str, Any], value: Any) -> bool:
+    kind = schema.get("type")
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool) and value >= schema.get("minimum", value)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    if kind == "array":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, str)
+
+
 def _validate(spec: Mapping[str, Any], tool_input: Any) -> None:
     schema = spec["input_schema"]
-    example = json.dumps({k: "..." for k in schema["properties"]})
+    example = json.dumps({k: "..." for k in schema["required"]})
     how = f"call it as {spec['name']} {example}"
     if not isinstance(tool_input, dict):
         raise ToolError(f"{spec['name']} input must be a JSON object, got {type(tool_input).__name__}; {how}")
+    properties = schema["properties"]
     missing = [k for k in schema["required"] if k not in tool_input]
-    unknown = [k for k in tool_input if k not in schema["properties"]]
-    wrong = [k for k, v in tool_input.items() if k in schema["properties"] and not isinstance(v, str)]
+    unknown = [k for k in tool_input if k not in properties]
+    wrong = [f"{k!r} must be {_EXPECTED[properties[k].get('type', 'string')]}" for k, v in tool_input.items()
+             if k in properties and not _fits(properties[k], v)]
     problems = ([f"missing {', '.join(map(repr, missing))}"] if missing else []) + (
-        [f"unknown {', '.join(map(repr, unknown))}"] if unknown else []) + (
-        [f"{', '.join(map(repr, wrong))} must be a string"] if wrong else [])
+        [f"unknown {', '.join(map(repr, unknown))} (it takes {', '.join(properties) or 'no input'})"]
+        if unknown else []) + wrong
     if problems:
         raise ToolError(f"{spec['name']} input is malformed: {'; '.join(problems)}; {how}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import math
 import os
@@ -14,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...candidate import Candidate
-from ...errors import ConfigError
-from ...evaluator import Evaluator
+from ...errors import ConfigError, EvaluatorError
+from ...evaluator import EXPERIMENT_FILE, Evaluator
 from ...result import EvalResult, StageResult, Status
-from . import legality
+from . import agent_text, legality
 from .judge import dense_peak_tflops, judge_benchmark, judge_case, judge_output, judge_timers, missing_hardware
 from .reference import sample_rows
 from .static import SUPPORTED_ARCHS, StaticCompiler, default_cache_dir, first_error
@@ -196,10 +198,45 @@ class AttentionEvaluator(Evaluator):
     def _triton_cache(self) -> str:
         return str((self.cache_dir or default_cache_dir()).parent / "triton")
 
-    def _call(self, sandbox: Sandbox, fn: Any, *args: Any, candidate: Candidate) -> SandboxResult:
+    def _call(self, sandbox: Sandbox, fn: Any, *args: Any, candidate: Candidate,
+              timeout_s: float | None = None) -> SandboxResult:
         gpu = bool(getattr(sandbox, "gpus", ())) and self.on_gpu
         env = {"TRITON_INTERPRET": "0" if self.on_gpu else "1", TARGET_ARCH_ENV: self.archs[0]}
-        return sandbox.call(fn, *args, files=dict(candidate.files), timeout_s=self.timeout_s, env=env, gpu=gpu)
+        return sandbox.call(fn, *args, files=dict(candidate.files), timeout_s=timeout_s or self.timeout_s, env=env,
+                            gpu=gpu)
+
+    # -- what an agent reads and may try ---------------------------------------------------------------
+
+    def agent_brief(self) -> str:
+        max_n = self.suite.max_test_seqlen if self.on_gpu else min(self.suite.max_test_seqlen, _CPU_MAX_TEST_SEQLEN)
+        return agent_text.brief(self.suite, device=self.device_label(), archs=self.archs, on_gpu=self.on_gpu,
+                                extra_shapes=self.extra_shapes, max_test_seqlen=max_n,
+                                test_dtypes=self.suite.dtypes if self.on_gpu else ("float16",))
+
+    def result_sections(self, result: EvalResult) -> list[tuple[str, str]]:
+        return agent_text.sections(result)
+
+    def configurations(self) -> tuple[str, ...]:
+        return self.suite.config_names
+
+    def restricted(self, configs: Sequence[str]) -> AttentionEvaluator:
+        """A copy timing and testing only the named configurations of the suite (same draws, same cache)."""
+        unknown = [c for c in configs if c not in self.suite.config_names]
+        if unknown or not configs:
+            raise EvaluatorError(f"configs must name configurations of suite {self.suite.name!r} "
+                                 f"({', '.join(self.suite.config_names)}); got {list(configs)}")
+        subset = copy.copy(self)
+        chosen = tuple(c for c in self.suite.configs if c.name in configs)
+        subset.suite = dataclasses.replace(self.suite, configs=chosen)
+        return subset
+
+    def experiment(self, candidate: Candidate, script: str, sandbox: Sandbox, *, timeout_s: float) -> SandboxResult:
+        """Runs the script beside kernel.py with the stages' environment (the interpreter without a GPU)."""
+        from ...sandbox import run_script
+
+        files = {**candidate.files, EXPERIMENT_FILE: script}
+        return self._call(sandbox, run_script, EXPERIMENT_FILE, candidate=candidate.with_files(files),
+                          timeout_s=timeout_s)
 
     # -- stages --------------------------------------------------------------------------------------
 

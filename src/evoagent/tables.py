@@ -1,0 +1,72 @@
+"""Plain text for agents: aligned tables, numbered lines, and cuts made only at line boundaries."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def cell(value: Any) -> str:
+    """One table cell: numbers with 4 significant digits, None as '-', the rest as text."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    if isinstance(value, (Mapping, list, tuple)):
+        return json.dumps(value, default=str, separators=(",", ":"))
+    return str(value)
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns aligned with two spaces, one row per line (so that a cut never splits a row)."""
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h))
+              for i, h in enumerate(header)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def numbered(text: str, start: int = 1, end: int | None = None) -> str:
+    """Lines `start`..`end` (1-based, inclusive) of `text`, each prefixed by its number and a tab."""
+    lines = text.splitlines()
+    last = len(lines) if end is None else min(end, len(lines))
+    width = len(str(max(last, 1)))
+    return "\n".join(f"{i:>{width}}\t{lines[i - 1]}" for i in range(max(start, 1), last + 1))
+
+
+def cut_lines(text: str, limit_chars: int) -> str:
+    """`text` if it fits, else its first and last whole lines with a note of how many lines were cut.
+
+    The head keeps about two thirds of the limit and the tail one third (the result stays within the
+    limit); a text of lines each longer than the limit is cut in the middle of a line, with a note.
+    """
+    if len(text) <= limit_chars:
+        return text
+    lines = text.splitlines()
+    room = max(limit_chars - 60, 3)  # the note takes the rest
+    head: list[str] = []
+    size = 0
+    for line in lines:
+        if size + len(line) + 1 > room * 2 // 3:
+            break
+        head.append(line)
+        size += len(line) + 1
+    tail: list[str] = []
+    size = 0
+    for line in reversed(lines[len(head):]):
+        if size + len(line) + 1 > room // 3:
+            break
+        tail.append(line)
+        size += len(line) + 1
+    tail.reverse()
+    if not head and not tail:  # one line longer than the limit
+        first, last = room * 2 // 3, room // 3
+        return f"{text[:first]}\n[... {len(text) - first - last} characters cut ...]\n{text[-last:]}"
+    gone = lines[len(head):len(lines) - len(tail)]
+    note = f"[... {len(gone)} lines ({sum(len(g) + 1 for g in gone)} characters) cut ...]"
+    return "\n".join([*head, note, *tail])

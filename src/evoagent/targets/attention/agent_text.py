@@ -1,0 +1,112 @@
+"""What an agent reads of the attention target: its brief, and results as compact tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ...result import EvalResult
+from ...tables import cell, text_table
+from .reference import TOLERANCES
+from .suites import Suite
+
+_SHORT = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}
+# Stage details that vary between identical versions (timings, cache hits): left out, so that an
+# unchanged static report reads the same and is not shown twice.
+_VOLATILE = {"compile_seconds", "cached", "seconds_in_child", "device"}  # the device is in the header
+
+
+def brief(suite: Suite, *, device: str, archs: Sequence[str], on_gpu: bool, extra_shapes: int,
+          max_test_seqlen: int, test_dtypes: Sequence[str]) -> str:
+    """The facts an agent needs before its first edit: hardware, configurations, how correctness is judged."""
+    timing = ("times: CUDA events per configuration, interleaved with the baselines" if on_gpu else
+              "times: wall time in Triton's CPU interpreter, which checks correctness but says little about "
+              "speed on a GPU")
+    rows = [(c.name, c.batch, c.heads_q, c.heads_kv, c.seqlen, c.head_dim, "yes" if c.causal else "no",
+             _SHORT[c.dtype]) for c in suite.configs]
+    tolerances = "; ".join(f"{_SHORT[d]} atol {t.atol:g}, rtol {t.rtol:g}, rel_l2 {t.rel_l2:g}"
+                           for d, t in TOLERANCES.items() if d in (*suite.dtypes, *test_dtypes))
+    return "\n".join([
+        f"device: {device}; {timing}",
+        f"target architecture of the static compile report (no GPU needed): {', '.join(archs)}",
+        f"suite {suite.name!r}: {suite.description}; the score is the geometric mean TFLOPS over:",
+        text_table(("configuration", "B", "H_Q", "H_KV", "N", "D", "causal", "dtype"), rows),
+        f"test stage: the suite's shapes{'' if on_gpu or not suite.gpu else ' (GPU suite: not on this machine)'}"
+        f" plus {extra_shapes} random shapes per evaluation (ragged N up to {max_test_seqlen}, GQA groups "
+        f"{', '.join(map(str, suite.gqa_groups))}, dtypes {', '.join(_SHORT[d] for d in test_dtypes)})",
+        f"correctness tolerance against the fp64 reference: {tolerances}",
+    ])
+
+
+def sections(result: EvalResult) -> list[tuple[str, str]]:
+    """Benchmark table, static report per architecture, test coverage, GPU profile, other details."""
+    out: list[tuple[str, str]] = []
+    done: set[tuple[str, str]] = set()
+    bench = result.stage("benchmark")
+    if bench is not None and (bench.details or bench.metrics):
+        out.append(("benchmark", _benchmark(bench.details, bench.metrics)))
+        done |= {("benchmark", k) for k in bench.details}
+    static_stage = next((s for s in (result.stage("profile"), result.stage("check"))
+                         if s is not None and isinstance(s.details.get("static"), Mapping)), None)
+    if static_stage is not None:
+        for arch, report in static_stage.details["static"].items():
+            out.append((f"static report {arch}", static_report(report)))
+    for stage in result.stages:
+        if stage.name == "benchmark" or not stage.details:
+            continue
+        rest = {k: v for k, v in stage.details.items()
+                if k not in _VOLATILE and k != "static" and (stage.name, k) not in done}
+        kernels = rest.pop("kernels", None) if stage.name == "profile" else None
+        lines = [f"{k}: {cell(v)}" for k, v in rest.items() if v not in ([], {}, None)]
+        if isinstance(kernels, list) and kernels:
+            lines.append(text_table(("kernel", "calls", "device ms total"),
+                                    [(k.get("name"), k.get("calls"), k.get("device_ms_total")) for k in kernels]))
+        if lines:
+            out.append((stage.name, "\n".join(lines)))
+    return out
+
+
+def _benchmark(details: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
+    rows = details.get("table") or []
+    if not rows:
+        lines = [f"{k}: {cell(v)}" for k, v in details.items()]
+        if metrics:
+            lines.append(text_table(("configuration", "TFLOPS"), list(metrics.items())))
+        return "\n".join(lines)
+    baselines = list(dict.fromkeys(name for row in rows for name in row.get("tflops", {}) if name != "candidate"))
+    ratio = any(row.get("ratio_to_cudnn") is not None for row in rows)
+    header = ("configuration", "TFLOPS", *(f"{b} TFLOPS" for b in baselines), *(("x cuDNN",) if ratio else ()),
+              "median ms")
+    table = [(row.get("config"), row.get("tflops", {}).get("candidate"),
+              *(row.get("tflops", {}).get(b) for b in baselines), *((row.get("ratio_to_cudnn"),) if ratio else ()),
+              row.get("median_ms", {}).get("candidate")) for row in rows]
+    lines = [text_table(header, table)]
+    if details.get("peak_tflops"):
+        lines.append(f"dense peak of {details.get('device')}: {cell(details['peak_tflops'])} TFLOPS")
+    errors = {f"{row.get('config')}: {name}": error for row in rows
+              for name, error in (row.get("baseline_errors") or {}).items()}
+    lines += [f"baseline error, {where}: {str(error)[:200]}" for where, error in errors.items()]
+    return "\n".join(lines)
+
+
+def static_report(report: Mapping[str, Any]) -> str:
+    """One compiled architecture: totals (registers, spills, shared memory), then one row per kernel."""
+    lines = [f"registers {cell(report.get('registers'))}, spills {cell(report.get('spill_bytes'))} bytes "
+             f"({cell(report.get('spill_instructions'))} spill instructions), shared memory "
+             f"{cell(report.get('shared_bytes'))} bytes (largest over the kernels below)"]
+    rows = [(k.get("kernel"), k.get("config"), k.get("num_warps"), k.get("num_stages"), k.get("registers"),
+             k.get("shared_bytes"), k.get("stack_bytes"), k.get("spill_instructions"),
+             _counts(k.get("tensor_core")), _counts(k.get("tma")), _counts(k.get("global_access_bits")))
+            for k in report.get("kernels") or []]
+    if rows:
+        lines.append(text_table(("kernel", "for", "warps", "stages", "regs", "smem B", "stack B", "spill instr",
+                                 "tensor core", "TMA", "global access"), rows))
+    for key in ("errors", "skipped", "wrapper_errors"):
+        lines += [f"{key}: {item}" for item in report.get(key) or []]
+    return "\n".join(lines)
+
+
+def _counts(counts: Any) -> str:
+    if not isinstance(counts, Mapping) or not counts:
+        return "-"
+    return " ".join(f"{name}x{n}" for name, n in counts.items())
