@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,12 +32,43 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _lines(text: str) -> list[str]:
+    """Lines split at '\n' only (so that numbering round-trips), without the empty one after a final newline."""
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 def numbered(text: str, start: int = 1, end: int | None = None) -> str:
     """Lines `start`..`end` (1-based, inclusive) of `text`, each prefixed by its number and a tab."""
-    lines = text.splitlines()
+    lines = _lines(text)
     last = len(lines) if end is None else min(end, len(lines))
     width = len(str(max(last, 1)))
     return "\n".join(f"{i:>{width}}\t{lines[i - 1]}" for i in range(max(start, 1), last + 1))
+
+
+def line_count(text: str) -> int:
+    return len(_lines(text))
+
+
+def numbered_file(name: str, text: str) -> str:
+    """A whole file for an agent: a header line, then numbered lines; `file_text` gives the text back."""
+    tail = "" if not text or text.endswith("\n") else "; no newline at the end"
+    return f"{name} ({line_count(text)} lines{tail})\n{numbered(text)}"
+
+
+_HEADER = re.compile(r".+ \((\d+) lines(; no newline at the end)?\)")
+_NUMBER = re.compile(r" *\d+\t")
+
+
+def file_text(shown: str) -> str:
+    """The exact file text behind `numbered_file`'s output (other text is returned as it is)."""
+    header, _, body = shown.partition("\n")
+    found = _HEADER.fullmatch(header)
+    lines = body.split("\n") if body else []
+    if found is None or int(found[1]) != len(lines) or not all(_NUMBER.match(line) for line in lines):
+        return shown
+    text = "\n".join(line.split("\t", 1)[1] for line in lines)
+    return text + ("" if found[2] or not lines else "\n")
 
 
 def cut_lines(text: str, limit_chars: int) -> str:

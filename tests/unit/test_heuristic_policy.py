@@ -342,6 +342,14 @@ class ToyEvaluator:
     entry = "main.py"
     stages = ("check", "test", "benchmark", "profile")
 
+    def agent_brief(self) -> str:
+        return "device: cpu"
+
+    def result_sections(self, result: Any) -> list[tuple[str, str]]:
+        from evoagent.evaluator import default_sections
+
+        return default_sections(result)
+
     def evaluate(self, candidate: Any, sandbox: Any = None, *, stages: Any = None) -> Any:
         from evoagent.result import EvalResult, StageResult, Status
 

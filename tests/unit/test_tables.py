@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evoagent.tables import cut_lines, numbered, text_table
+from evoagent.tables import cut_lines, file_text, numbered, numbered_file, text_table
 
 
 def test_a_table_aligns_columns_and_formats_numbers() -> None:
@@ -36,3 +36,8 @@ def test_a_cut_keeps_whole_lines_stays_within_the_limit_and_says_what_went(lines
 def test_a_single_overlong_line_is_cut_in_the_middle() -> None:
     out = cut_lines("x" * 1000, 200)
     assert len(out) <= 200 and "characters cut" in out
+
+
+@given(st.text(alphabet="ab \t\n\r", max_size=60))
+def test_a_numbered_file_gives_back_the_exact_text(text: str) -> None:
+    assert file_text(numbered_file("main.py", text)) == text

@@ -12,6 +12,7 @@ from typing import Any
 from ..knowledge.recipes import Edit, Recipe, RecipeError, marked_params, param_recipe
 from ..records import Usage
 from ..services import Knowledge
+from ..tables import file_text
 from .base import Block, LLMResponse, Message
 
 _NAMED = re.compile(r"\brecipe ([a-z0-9][a-z0-9._-]*):")  # how hypotheses name a recipe
@@ -132,7 +133,7 @@ class HeuristicPolicy:
         if tool == "read_file":
             if is_error:
                 return self._give_up(step, f"could not read {step.entry}: {text[:200]}")
-            step.original = text
+            step.original = file_text(text)
             return self._next_move(step, messages)
         if tool == "edit_file":
             if is_error:

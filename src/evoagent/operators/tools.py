@@ -14,7 +14,7 @@ from ..errors import BudgetExhausted
 from ..evaluator import Evaluator, default_sections
 from ..result import EvalResult, Status, format_score
 from ..services import Knowledge
-from ..tables import cut_lines, numbered
+from ..tables import cut_lines, line_count, numbered, numbered_file
 from .base import VariationContext
 
 MAX_FILE_CHARS = 256_000
@@ -332,13 +332,13 @@ class Toolbox:
         text = self.workspace.read(path)
         if self.workspace.resolve(path).is_dir():
             return text
-        count = len(text.splitlines())
+        count = line_count(text)
         last = count if end_line is None else min(end_line, count)
-        if start_line > max(count, 1) or last < start_line:
+        if start_line == 1 and last == count:
+            return numbered_file(path, text)
+        if start_line > count or last < start_line:
             raise ToolError(f"{path} has {count} lines; start_line must be 1..{count} and end_line >= start_line "
                             f"(got {start_line}..{end_line})")
-        if start_line == 1 and last == count:
-            return f"{path} ({count} lines)\n{numbered(text)}"
         return f"{path} lines {start_line}-{last} of {count}\n{numbered(text, start_line, last)}"
 
     # -- writing ---------------------------------------------------------------------------------

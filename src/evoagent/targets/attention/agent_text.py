@@ -94,13 +94,15 @@ def static_report(report: Mapping[str, Any]) -> str:
     lines = [f"registers {cell(report.get('registers'))}, spills {cell(report.get('spill_bytes'))} bytes "
              f"({cell(report.get('spill_instructions'))} spill instructions), shared memory "
              f"{cell(report.get('shared_bytes'))} bytes (largest over the kernels below)"]
-    rows = [(k.get("kernel"), k.get("config"), k.get("num_warps"), k.get("num_stages"), k.get("registers"),
-             k.get("shared_bytes"), k.get("stack_bytes"), k.get("spill_instructions"),
-             _counts(k.get("tensor_core")), _counts(k.get("tma")), _counts(k.get("global_access_bits")))
-            for k in report.get("kernels") or []]
+    kernels = report.get("kernels") or []
+    tuned = any(k.get("autotune") for k in kernels)  # one row per autotune config, named
+    rows = [(k.get("kernel"), k.get("config"), *((k.get("autotune") or "-",) if tuned else ()), k.get("num_warps"),
+             k.get("num_stages"), k.get("registers"), k.get("shared_bytes"), k.get("stack_bytes"),
+             k.get("spill_instructions"), _counts(k.get("tensor_core")), _counts(k.get("tma")),
+             _counts(k.get("global_access_bits"))) for k in kernels]
     if rows:
-        lines.append(text_table(("kernel", "for", "warps", "stages", "regs", "smem B", "stack B", "spill instr",
-                                 "tensor core", "TMA", "global access"), rows))
+        lines.append(text_table(("kernel", "for", *(("autotune config",) if tuned else ()), "warps", "stages", "regs",
+                                 "smem B", "stack B", "spill instr", "tensor core", "TMA", "global access"), rows))
     for key in ("errors", "skipped", "wrapper_errors"):
         lines += [f"{key}: {item}" for item in report.get(key) or []]
     return "\n".join(lines)
