@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,13 @@ from .evaluator import Evaluator
 from .knowledge import KnowledgeBase, Lesson
 from .operators.base import VariationOperator
 from .population import Population, population_from_spec, population_kind, settings
-from .references import BUILTIN_TARGETS
+from .references import BUILTIN_TARGETS, load_object
 from .run import Run, evaluator_from_spec
 from .services import Knowledge
 
 OPERATOR_KINDS = ("agentic", "heuristic", "parameter_mutation")
+LLM_BACKENDS = {"anthropic": "evoagent.llm.anthropic:Anthropic"}
+BUILTIN_USD = 20.0  # the built-in attention run's default dollar cap
 
 
 def builtin_config(target: str, *, suite: str | None = None) -> RunConfig:
@@ -32,7 +35,7 @@ def builtin_config(target: str, *, suite: str | None = None) -> RunConfig:
         "seeds": [str(default_seed())],
         "evaluator": {"target": "attention", "params": params},
         "population": {"kind": "chain", "confirm": 2},  # timings are noisy: re-measure before committing
-        "budget": {"trials": 6},
+        "budget": {"trials": 6, "usd": BUILTIN_USD},
         "operator": {"kind": "agentic"},
     }, "")
     return config
@@ -51,6 +54,10 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     """
     known = {f.name for f in dataclasses.fields(RunConfig)} - {"base_dir"}
     tables = {k: v for k, v in data.items() if k in known}
+    if isinstance(tables.get("operator"), dict) and "model" in tables["operator"]:  # before [operator.llm]
+        operator = dict(tables["operator"])
+        model = operator.pop("model")
+        tables["operator"] = {**operator, "llm": {"model": model}} if model else operator
     if isinstance(tables.get("population"), dict):
         kind = tables["population"].get("kind", "chain")
         takes = {"kind", *settings(population_kind(kind))}
@@ -122,12 +129,27 @@ def build_knowledge(config: RunConfig) -> Knowledge:
     return kb.with_lessons(earlier)
 
 
+def build_llm(table: Mapping[str, Any], where: str = "operator.llm") -> Any:
+    """The model backend a `[operator.llm]` table names (`backend`, default "anthropic", plus its arguments)."""
+    params = dict(table)
+    backend = params.pop("backend", "anthropic")
+    if backend not in LLM_BACKENDS:
+        raise ConfigError(f"unknown {where}.backend {backend!r}; expected one of {', '.join(LLM_BACKENDS)}")
+    return construct(load_object(LLM_BACKENDS[backend]), params, where)
+
+
 def build_operator(config: RunConfig, knowledge: Knowledge | None = None, *,
                    instruction: str = "") -> VariationOperator:
-    """The operator the config asks for; 'agentic' uses Claude only when ANTHROPIC_API_KEY is set."""
+    """The operator the config asks for.
+
+    'agentic' uses the model of `[operator.llm]`; without that table it uses Claude when
+    ANTHROPIC_API_KEY is set and the offline HeuristicPolicy otherwise (the start line says which).
+    """
     op = config.operator
     if op.kind not in OPERATOR_KINDS:
         raise ConfigError(f"unknown operator kind {op.kind!r}; expected one of {', '.join(OPERATOR_KINDS)}")
+    if op.llm and op.kind != "agentic":
+        raise ConfigError(f"[operator.llm] is read by kind \"agentic\" only; operator kind is {op.kind!r}")
     params = dict(op.params)
     if op.kind == "parameter_mutation":
         from .operators.mutation import ParameterMutation
@@ -135,10 +157,8 @@ def build_operator(config: RunConfig, knowledge: Knowledge | None = None, *,
         return construct(ParameterMutation, params, "operator.params")  # type: ignore[no-any-return]
     from .operators.agentic import AgenticVariationOperator
 
-    if op.kind == "agentic" and os.environ.get("ANTHROPIC_API_KEY"):
-        from .llm.anthropic import Anthropic
-
-        llm: Any = Anthropic(model=op.model) if op.model else Anthropic()
+    if op.kind == "agentic" and (op.llm or os.environ.get("ANTHROPIC_API_KEY")):
+        llm = build_llm(op.llm)
     else:
         from .llm.heuristic import HeuristicPolicy
 

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a shipped seed kernel to start from, by name (repeatable; attention: fa2 (default), "
                         "hopper-tma); replaces the config's seeds")
     p.add_argument("--slots", type=_pos_int, help="variation steps in flight at once")
+    p.add_argument("--model", help="the agent's model (sets [operator.llm] model; needs its API key)")
+    p.add_argument("--usd", type=_nonneg_float, help="dollar budget for model calls in the run (0: none)")
     p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
     p.set_defaults(func=_commands().run)
 
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--trials", type=_nonneg_int, help="raise or lower the run's trial budget")
     p.add_argument("--hours", type=_nonneg_float)
+    p.add_argument("--usd", type=_nonneg_float, help="raise or lower the run's dollar budget")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_commands().resume)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import assemble, views
-from .config import RunConfig, load_config
+from .config import Budget, RunConfig, load_config
 from .engine import EvolveResult, evolve
 from .errors import ConfigError, RunStoreError
 from .operators.base import VariationOperator
@@ -67,14 +67,18 @@ def _with_suite(config: RunConfig, suite: str | None) -> RunConfig:
 
 def _with_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     budget = config.budget
-    if getattr(args, "trials", None) is not None:
-        budget = dataclasses.replace(budget, trials=args.trials)
-    if getattr(args, "hours", None) is not None:
-        budget = dataclasses.replace(budget, hours=args.hours)
+    for name in ("trials", "hours", "usd"):
+        if getattr(args, name, None) is not None:
+            budget = dataclasses.replace(budget, **{name: getattr(args, name)})
     engine = config.engine
     if getattr(args, "slots", None) is not None:
         engine = dataclasses.replace(engine, slots=args.slots)
-    return dataclasses.replace(config, budget=budget, engine=engine)
+    operator = config.operator
+    if getattr(args, "model", None):
+        if operator.kind != "agentic":
+            raise ConfigError(f"--model is for the agentic operator; the config's operator kind is {operator.kind!r}")
+        operator = dataclasses.replace(operator, llm={**operator.llm, "model": args.model})
+    return dataclasses.replace(config, budget=budget, engine=engine, operator=operator)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +99,7 @@ def _evolve(run_: Run, config: RunConfig, agents: _Agents, *, quiet: bool) -> in
     evaluator = run_.evaluator
     caption = evaluator.score_caption(evaluator.device_label())
     print(f"evoagent: run {run_.dir} | target {evaluator.name} on {evaluator.device_label()} | "
-          f"operator {agents.operators[0].name} | budget {config.budget.trials or 'unlimited'} trials | "
+          f"operator {_operator_line(config, agents.operators[0])} | budget {_budget_line(config.budget)} | "
           f"score: {caption}, higher is better", file=sys.stderr)
     options = dataclasses.replace(config.engine, knowledge=agents.knowledge, progress=not quiet,
                                   sandbox_config=config.sandbox_for(evaluator.sandbox_config()))
@@ -103,6 +107,29 @@ def _evolve(run_: Run, config: RunConfig, agents: _Agents, *, quiet: bool) -> in
         result = evolve(run_, list(agents.operators), config.budget, options)
         _print_summary(run_, result, caption)
     return 0 if result.best is not None else 1
+
+
+def _operator_line(config: RunConfig, operator: VariationOperator) -> str:
+    """The operator and its model, saying when 'agentic' runs offline because no key is set."""
+    llm = getattr(operator, "llm", None)
+    if llm is None:
+        return operator.name
+    describe = getattr(llm, "describe", None)
+    line = f"{operator.name}, model {describe() if callable(describe) else llm.name}"
+    if config.operator.kind == "agentic" and not config.operator.llm and llm.name == "heuristic":
+        line += " (ANTHROPIC_API_KEY is not set; set it or [operator.llm] to use Claude)"
+    return line
+
+
+def _budget_line(budget: Budget) -> str:
+    parts = [f"{budget.trials or 'unlimited'} trials"]
+    if budget.hours is not None:
+        parts.append(f"{budget.hours:g} h")
+    if budget.tokens is not None:
+        parts.append(f"{budget.tokens} tokens")
+    if budget.usd is not None:
+        parts.append(f"${budget.usd:.2f}")
+    return ", ".join(parts)
 
 
 def _print_summary(run_: Run, result: EvolveResult, caption: str) -> None:
@@ -148,6 +175,9 @@ def _status_text(run_: Run) -> str:
     state = f"stopped ({summary.stopped})" if summary.stopped else (
         f"running, {summary.running} trial(s) in flight" if summary.running else "not running")
     lines = [f"run {summary.run_dir} | target {summary.target} | {state}", f"  {summary.line()}"]
+    unpriced = run_.store.totals()["unpriced_calls"]
+    if unpriced:
+        lines.append(f"  cost: + unknown for {unpriced} call(s) to models with no known price")
     if summary.best_id:
         lines.append(f"  best version {summary.best_id}: evoagent best {shlex.quote(summary.run_dir)}")
     for row in views.trial_rows(run_.store)[-5:]:

@@ -63,7 +63,7 @@ class Budget:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Options:
-    """How `evolve`/`iterate` run, besides the budget. A config file's `[engine]` sets the first five.
+    """How `evolve`/`iterate` run, besides the budget. A config file's `[engine]` sets the first seven.
 
     Attributes:
         slots: variation steps in flight at once.
@@ -72,6 +72,10 @@ class Options:
         target_score: stop once the best score reaches this; None = never.
         no_proposal_limit: stop after this many trials in a row whose operator made no proposal
             (status `no_proposal`, e.g. a mutation operator with no unseen values left); 0 = never.
+        model_failure_limit: stop after this many trials in a row ended by a failed model call
+            (status `model_error`: the API kept failing through the backend's retries); 0 = never.
+        model_backoff_s: after a trial ended by a failed model call, wait this long before starting
+            the next trial; the wait doubles with each further failure in a row (at most an hour).
         knowledge: the knowledge base operators read; the engine adds the run's lessons before each trial.
         on_event: called with every `Event` (progress bars, reports).
         sandbox_config: the sandbox's settings (None: the evaluator's `sandbox_config()`).
@@ -84,13 +88,16 @@ class Options:
     patience: int = 0
     target_score: float | None = None
     no_proposal_limit: int = 5
+    model_failure_limit: int = 3
+    model_backoff_s: float = 60.0
     knowledge: Knowledge | None = field(default=None, metadata=CODE_ONLY)
     on_event: EventHandler | None = field(default=None, metadata=CODE_ONLY)
     sandbox_config: SandboxConfig | None = field(default=None, metadata=CODE_ONLY)
     progress: bool = field(default=False, metadata=CODE_ONLY)
 
     def __post_init__(self) -> None:
-        for name, low in (("slots", 1), ("seed", None), ("patience", 0), ("no_proposal_limit", 0)):
+        for name, low in (("slots", 1), ("seed", None), ("patience", 0), ("no_proposal_limit", 0),
+                          ("model_failure_limit", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
                 expected = "an integer" if low is None else f"an integer >= {low}"
@@ -98,6 +105,10 @@ class Options:
         if self.target_score is not None and (
                 isinstance(self.target_score, bool) or not isinstance(self.target_score, (int, float))):
             raise ConfigError(f"Options.target_score must be a number or None (got {self.target_score!r})")
+        if isinstance(self.model_backoff_s, bool) or not isinstance(self.model_backoff_s, (int, float)) \
+                or self.model_backoff_s < 0:
+            raise ConfigError(
+                f"Options.model_backoff_s must be a number of seconds >= 0 (got {self.model_backoff_s!r})")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,14 +125,16 @@ class EvaluatorConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OperatorConfig:
     """Attributes:
-    kind: "agentic" (Claude when ANTHROPIC_API_KEY is set, else the offline HeuristicPolicy),
-        "heuristic" (always offline), or "parameter_mutation".
-    model: the Claude model for kind "agentic" (empty: the backend's default).
+    kind: "agentic" (a model when `llm` is given or ANTHROPIC_API_KEY is set, else the offline
+        HeuristicPolicy), "heuristic" (always offline), or "parameter_mutation".
+    llm: `[operator.llm]`, the model of kind "agentic": `backend` ("anthropic") plus that backend's
+        constructor arguments (`Anthropic`: model, max_tokens, thinking, cache_ttl, base_url, prices,
+        max_retries, timeout_s, ...). Naming a backend here means the run needs its API key.
     params: keyword arguments for the operator's constructor.
     """
 
     kind: str = "agentic"
-    model: str = ""
+    llm: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -213,6 +226,8 @@ def check_type(value: Any, hint: Any, where: str) -> Any:
         return value
     if expected is tuple and isinstance(value, list):
         return tuple(value)
+    if isinstance(expected, type) and dataclasses.is_dataclass(expected) and isinstance(value, Mapping):
+        return construct(expected, value, where.strip("'"))  # a nested table builds the record it describes
     if not isinstance(expected, type) or getattr(expected, "_is_protocol", False):
         return value  # a protocol or other construct isinstance cannot check: the constructor checks it
     if not isinstance(value, expected) or (expected in (int, float) and isinstance(value, bool)):

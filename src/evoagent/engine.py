@@ -55,7 +55,6 @@ class _Engine:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.stop_reason = ""
-        self.error: BaseException | None = None
         self.inflight: dict[int, str] = {}  # trial id -> candidate id being evaluated ("" before proposal)
         self.done: queue.Queue[Trial | _Dropped | BaseException] = queue.Queue()
         totals = self.store.totals()
@@ -64,6 +63,8 @@ class _Engine:
         self.pending = 0  # trials started and not yet handed back to the caller's thread
         self.since_commit = 0
         self.since_proposal = 0  # trials in a row whose operator made no proposal
+        self.model_failures = 0  # trials in a row ended by a failed model call
+        self.paused_until = 0.0  # monotonic time before which no trial starts (backing off a failing API)
         self.sandbox = Sandbox(options.sandbox_config or self.evaluator.sandbox_config())
         self.store.set_meta("confinement", self.sandbox.confinement.as_dict())  # of the latest session
         self.started = time.monotonic()  # the time budget counts from a ready sandbox
@@ -118,6 +119,10 @@ class _Engine:
 
     def may_start(self) -> bool:
         return not self.stop.is_set() and not self.exhausted()
+
+    def pause_left(self) -> float:
+        """Seconds to wait before the next trial may start (backing off a failing model API)."""
+        return max(0.0, self.paused_until - time.monotonic())
 
     # -- seeds ----------------------------------------------------------------------------
 
@@ -225,10 +230,8 @@ class _Engine:
         except BudgetExhausted as exc:
             self._request_stop(str(exc))
             return None, EvalResult(status=Status.BUDGET_OVERRUN, reason=str(exc))
-        except LLMError as exc:
-            self._request_stop(f"model API failed: {exc}")
-            self.error = exc
-            return None, EvalResult(status=Status.HARNESS_ERROR, reason=f"model API failed: {exc}")
+        except LLMError as exc:  # the API failed through the backend's retries: this trial ends, the run goes on
+            return None, EvalResult(status=Status.MODEL_ERROR, reason=f"model API failed: {exc}")
         except Exception as exc:  # an operator bug is ours: record it, keep the run going
             return None, EvalResult(status=Status.HARNESS_ERROR,
                                     reason=f"operator {operator.name!r} raised {type(exc).__name__}: {exc}")
@@ -278,6 +281,23 @@ class _Engine:
             self._request_stop(f"no commit in {patience} trials")
         elif self.options.no_proposal_limit and self.since_proposal >= self.options.no_proposal_limit:
             self._request_stop(f"no proposal in {self.since_proposal} trials in a row (last: {trial.reason})")
+        self._after_model_failure(trial)
+
+    def _after_model_failure(self, trial: Trial) -> None:
+        """Counts trials in a row ended by a failed model call: back off, and stop after the limit."""
+        if trial.status is not Status.MODEL_ERROR:
+            self.model_failures = 0
+            return
+        self.model_failures += 1
+        limit = self.options.model_failure_limit
+        if limit and self.model_failures >= limit:
+            self._request_stop(f"the model API failed in {self.model_failures} trials in a row "
+                               f"(last: {trial.reason.splitlines()[0][:200]})")
+            return
+        delay = min(self.options.model_backoff_s * 2.0 ** (self.model_failures - 1), _MAX_MODEL_BACKOFF_S)
+        self.paused_until = time.monotonic() + delay
+        self.emit("backoff", {"trial_id": trial.id, "delay_s": delay, "failures": self.model_failures,
+                              "reason": trial.reason[:200]})
 
 
 class _Remeasure:
@@ -303,6 +323,9 @@ class _Remeasure:
         again = engine.evaluator.evaluate(who, engine.sandbox, stages=engine.evaluator.timing_stages)
         engine.store.add_evaluation(who, again, kind="confirmation", trial_id=self._trial_id)
         return again
+
+
+_MAX_MODEL_BACKOFF_S = 3600.0
 
 
 class _Services:
@@ -432,12 +455,18 @@ def _drive(engine: _Engine, slots: int) -> Iterator[Trial]:
     try:
         engine.evaluate_seeds()
         while True:
-            while free and engine.may_start():
+            while free and engine.may_start() and not engine.pause_left():
                 slot = free.pop()
                 by_trial[engine.start_trial(slot)] = slot
             if not by_trial:
+                if engine.may_start():  # nothing in flight, backing off a failing model API
+                    engine.stop.wait(engine.pause_left())
+                    continue
                 break
-            item = engine.done.get()
+            try:
+                item = engine.done.get(timeout=engine.pause_left() or None)
+            except queue.Empty:  # the pause is over: start trials in the free slots
+                continue
             if isinstance(item, BaseException):
                 raise item
             engine.pending -= 1
@@ -457,8 +486,6 @@ def _drive(engine: _Engine, slots: int) -> Iterator[Trial]:
             store.mark_interrupted(list(by_trial))
         engine.sandbox.close()
         engine.emit("stop", {"reason": engine.stop_reason or "stopped", **engine.run.status()})
-    if engine.error is not None:
-        raise engine.error
 
 
 def evolve(run: Run, operator: VariationOperator | Sequence[VariationOperator], budget: Budget | None = None,

@@ -8,6 +8,7 @@
      ├── EvaluatorError       (RuntimeError)  an evaluator is defined wrongly
      ├── BudgetExhausted      (RuntimeError)  a token, dollar, time or trial budget ran out
      └── LLMError             (RuntimeError)  the model API failed after retries
+          └── PromptTooLong                   the prompt does not fit the model's context window
 
 Candidate failures are never exceptions: they are `EvalResult`s with a status label.
 """
@@ -45,3 +46,7 @@ class BudgetExhausted(EvoagentError, RuntimeError):
 
 class LLMError(EvoagentError, RuntimeError):
     """The language model backend failed after its retries."""
+
+
+class PromptTooLong(LLMError):
+    """The API refused the prompt as longer than the model's context window (compact and retry)."""

@@ -50,8 +50,11 @@ class ProgressState:
                 f" ({p['reason'][:120]})" if p.get("reason") else "")
         elif event.kind in ("trial", "commit"):
             return self._trial(event)
-        elif event.kind == "supervisor":
-            return f"supervisor: {str(p.get('advice', ''))[:150]}"
+        elif event.kind == "supervisor":  # the event carries the advice's reason and directions
+            directions = "; ".join(f"{i}. {d}" for i, d in enumerate(p.get("directions", []), 1))
+            return f"supervisor: {p.get('reason', '')}: {directions}"[:240]
+        elif event.kind == "backoff":
+            return f"model API failing ({p['failures']} trial(s) in a row): next trial in {p['delay_s']:.0f} s"
         elif event.kind == "stop":
             self.summary = replace(s, stopped=str(p.get("reason", "")))
         return ""

@@ -15,13 +15,18 @@ from .result import Status
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Usage:
-    """Model usage of one call, trial or run. Token counts are integers; cost is in US dollars."""
+    """Model usage of one call, trial or run. Token counts are integers; cost is in US dollars.
+
+    `unpriced_calls` counts the calls to models whose price is unknown: their tokens are counted,
+    their cost is not, so `cost_usd` is then a lower bound.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     cost_usd: float = 0.0
+    unpriced_calls: int = 0
 
     @property
     def tokens(self) -> int:
@@ -40,6 +45,7 @@ class Usage:
             cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             cost_usd=self.cost_usd + other.cost_usd,
+            unpriced_calls=self.unpriced_calls + other.unpriced_calls,
         )
 
 
@@ -106,7 +112,7 @@ class TrialOutcome:
 class Event:
     """Something the engine reports while it runs (for progress bars and reports)."""
 
-    kind: str  # seed | trial | commit | stop | supervisor | confirm | start
+    kind: str  # seed | trial | commit | stop | supervisor | confirm | start | backoff | compaction
     payload: dict[str, Any] = field(default_factory=dict)
     trial: Trial | None = None
 

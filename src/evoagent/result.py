@@ -23,6 +23,7 @@ class Status(str, enum.Enum):
     NO_PROPOSAL = "no_proposal"  # the operator gave up without a candidate (e.g. nothing left to try)
     DUPLICATE = "duplicate"
     HARNESS_ERROR = "harness_error"  # our fault, never the candidate's
+    MODEL_ERROR = "model_error"  # the model API failed after its retries; not the candidate's fault
     NEEDS_DEVICE = "needs_device"  # this machine lacks the hardware the stage needs; not the candidate's fault
 
     def __str__(self) -> str:

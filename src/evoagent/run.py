@@ -175,6 +175,7 @@ class Run:
             "cost_usd": round(totals["cost_usd"], 6),
             "confinement": self.store.meta("confinement"),
             **_per_trial(totals),
+            "unpriced_calls": totals["unpriced_calls"],
         }
 
 

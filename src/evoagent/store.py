@@ -25,7 +25,7 @@ from .result import EvalResult, Status
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Member", "RunStore", "Trial"]  # Member, Trial: from records
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
@@ -73,8 +73,13 @@ def _m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
+def _m002_unpriced_calls(db: sqlite3.Connection) -> None:
+    """Model calls whose price is unknown (their tokens count, their cost does not)."""
+    db.execute("ALTER TABLE trials ADD COLUMN unpriced_calls INTEGER NOT NULL DEFAULT 0")
+
+
 # Numbered schema migrations; applied in order and recorded in the `migrations` table.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial, _m002_unpriced_calls)
 
 
 def _json(value: Any) -> str:
@@ -263,9 +268,9 @@ class RunStore:
             db.execute(
                 "UPDATE trials SET input_tokens=input_tokens+?, output_tokens=output_tokens+?,"
                 " cache_read_tokens=cache_read_tokens+?, cache_write_tokens=cache_write_tokens+?,"
-                " cost_usd=cost_usd+? WHERE id=?",
+                " cost_usd=cost_usd+?, unpriced_calls=unpriced_calls+? WHERE id=?",
                 (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
-                 usage.cost_usd, trial_id),
+                 usage.cost_usd, usage.unpriced_calls, trial_id),
             )
 
     def mark_interrupted(self, trial_ids: Sequence[int] | None = None) -> int:
@@ -309,14 +314,14 @@ class RunStore:
             "SELECT status, COUNT(*) FROM trials WHERE state='done' AND operator != 'seed' GROUP BY status")}
         usage = self._rows("SELECT COALESCE(SUM(input_tokens),0), COALESCE(SUM(output_tokens),0),"
                            " COALESCE(SUM(cache_read_tokens),0), COALESCE(SUM(cache_write_tokens),0),"
-                           " COALESCE(SUM(cost_usd),0) FROM trials")[0]
+                           " COALESCE(SUM(cost_usd),0), COALESCE(SUM(unpriced_calls),0) FROM trials")[0]
         by_kind = {"input": int(usage[0]), "output": int(usage[1]), "cache_read": int(usage[2]),
                    "cache_write": int(usage[3])}
         interrupted = self._rows("SELECT COUNT(*) FROM trials WHERE state='interrupted'")[0][0]
         return {"trials": r["n"], "committed": r["committed"], "by_status": by_status,
                 "tokens": sum(by_kind.values()), "tokens_by_kind": by_kind,
                 "new_tokens": by_kind["input"] + by_kind["output"] + by_kind["cache_write"],
-                "cost_usd": float(usage[4]), "interrupted": interrupted}
+                "cost_usd": float(usage[4]), "unpriced_calls": int(usage[5]), "interrupted": interrupted}
 
     # -- population -----------------------------------------------------------------------
 
@@ -383,6 +388,6 @@ def _trial(r: sqlite3.Row) -> Trial:
         metrics=json.loads(r["metrics"]), committed=bool(r["committed"]),
         usage=Usage(input_tokens=r["input_tokens"], output_tokens=r["output_tokens"],
                     cache_read_tokens=r["cache_read_tokens"], cache_write_tokens=r["cache_write_tokens"],
-                    cost_usd=r["cost_usd"]),
+                    cost_usd=r["cost_usd"], unpriced_calls=r["unpriced_calls"]),
         started_at=r["started_at"], finished_at=r["finished_at"], wall_s=r["wall_s"], eval_s=r["eval_s"],
     )

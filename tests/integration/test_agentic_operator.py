@@ -77,9 +77,31 @@ def assert_valid_conversation(messages: list[dict[str, Any]]) -> None:
             assert asked == answered
 
 
+_SERVERS: list[FakeMessagesServer] = []
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    yield
+    while _SERVERS:
+        server = _SERVERS.pop()
+        server.__exit__(None, None, None)
+        assert server.rejected == [], f"the agent broke the API's rules: {server.rejected}"
+
+
+def through_api(llm: ScriptedLLM, **kwargs: Any) -> Anthropic:
+    """The real client against a server that enforces the API's rules and answers with the script's turns."""
+    server = FakeMessagesServer(script=llm).__enter__()
+    _SERVERS.append(server)
+    kwargs.setdefault("thinking", "off")
+    return Anthropic(base_url=server.url, max_retries=0, **kwargs)
+
+
 def operator(llm: Any, **kwargs: Any) -> AgenticVariationOperator:
+    """The operator; a scripted model is reached through the real client and the rule-enforcing server."""
     kwargs.setdefault("supervisor", False)
-    return AgenticVariationOperator(llm, **kwargs)
+    return AgenticVariationOperator(through_api(llm) if isinstance(llm, ScriptedLLM) else llm, **kwargs)
 
 
 FAST = {"path": "main.py", "old": "SPEED = 1", "new": "SPEED = 5"}
@@ -115,8 +137,8 @@ def test_multi_turn_tool_use_step_over_http_submits_the_edited_version(server: F
     edit, bench = tool_results(bodies[2]["messages"])[1:]
     assert edit["content"].startswith("edited main.py") and bench["content"].startswith("status: ok\nscore: 5")
     assert tool_results(bodies[4]["messages"])[-1]["content"].startswith("critique requested")
-    assert bodies[0]["system"][-1]["cache_control"] == {"type": "ephemeral"}
-    assert bodies[0]["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert bodies[0]["system"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert bodies[0]["tools"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
     assert "SPEED must be an integer literal" in bodies[0]["system"][0]["text"]
     assert "best * (1 - tolerance)" in bodies[0]["system"][0]["text"]
     assert KEY in server.requests[0].headers.get("authorization", "") + server.requests[0].headers.get("x-api-key", "")

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import pickle
 import time
+import typing
 from collections.abc import Iterator
 
 import pytest
 from fake_messages_server import FakeMessagesServer
 
-from evoagent.errors import ConfigError, LLMError
-from evoagent.llm.anthropic import DEFAULT_MODEL, Anthropic, Prices, prices_for
+from anthropic._constants import MODEL_NONSTREAMING_TOKENS
+
+from evoagent.errors import ConfigError, LLMError, PromptTooLong
+from evoagent.llm.anthropic import DEFAULT_MODEL, Anthropic, Prices, needs_streaming, prices_for
+from evoagent.llm.models import model_info
 
 KEY = "sk-ant-test-0123456789-SECRET"
 SYSTEM = "You improve kernels."
@@ -144,7 +148,8 @@ def test_stable_prefix_and_newest_message_carry_cache_breakpoints(server: FakeMe
                     {"role": "user", "content": [{"type": "text", "text": "go on"}]}]
     backend().complete(system=SYSTEM, messages=conversation, tools=TOOLS)
     body = server.requests[0].body
-    assert body["system"] == [{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}]
+    assert body["system"] == [{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    assert body["tools"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
     assert [("cache_control" in t) for t in body["tools"]] == [False, True]
     marks = [("cache_control" in b) for m in body["messages"] for b in m["content"]]
     assert marks == [False, False, True]
@@ -155,15 +160,19 @@ def test_stable_prefix_and_newest_message_carry_cache_breakpoints(server: FakeMe
 
 def test_max_tokens_stop_is_returned_to_the_caller(server: FakeMessagesServer) -> None:
     server.message([{"type": "text", "text": "The kernel needs a long expl"}], stop_reason="max_tokens")
-    response = call(backend(max_tokens=500), max_tokens=8192)
+    server.text("ok")
+    llm = backend(max_tokens=500, thinking="off")
+    response = call(llm)
     assert response.stop_reason == "max_tokens"  # type: ignore[attr-defined]
-    assert server.requests[0].body["max_tokens"] == 500  # the backend's cap wins
+    assert server.requests[0].body["max_tokens"] == 500  # the backend's setting when the caller names none
+    call(llm, max_tokens=8192)
+    assert server.requests[1].body["max_tokens"] == 8192  # never cut to the backend's setting
 
 
 def test_extended_thinking_adds_its_budget_and_keeps_signed_blocks(server: FakeMessagesServer) -> None:
     server.message([{"type": "thinking", "thinking": "consider tiles", "signature": "sig=="},
                     {"type": "text", "text": "done"}])
-    response = call(backend(thinking_budget=2048), max_tokens=1000)
+    response = call(backend(model="claude-haiku-4-5", thinking=2048), max_tokens=1000)
     body = server.requests[0].body
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 2048} and body["max_tokens"] == 3048
     assert response.content[0] == {"type": "thinking", "thinking": "consider tiles", "signature": "sig=="}  # type: ignore[attr-defined]
@@ -171,15 +180,13 @@ def test_extended_thinking_adds_its_budget_and_keeps_signed_blocks(server: FakeM
 
 def test_adaptive_thinking_is_passed_through(server: FakeMessagesServer) -> None:
     server.text("ok")
-    call(backend(thinking_budget="adaptive"))
+    call(backend(thinking="adaptive"))
     assert server.requests[0].body["thinking"] == {"type": "adaptive"}
 
 
 def test_prices_come_from_the_table_or_must_be_given(server: FakeMessagesServer) -> None:
     assert DEFAULT_MODEL == "claude-sonnet-4-6" and prices_for(DEFAULT_MODEL) is not None
     assert prices_for("claude-sonnet-4-5-20250929") == prices_for("claude-sonnet-4-5")
-    with pytest.raises(ConfigError, match="no default prices for model 'claude-future-9'"):
-        Anthropic(model="claude-future-9")
     custom = Prices(input_per_mtok=1, output_per_mtok=2, cache_write_per_mtok=0, cache_read_per_mtok=0)
     server.text("ok", usage={"input_tokens": 1_000_000, "output_tokens": 1_000_000})
     assert call(Anthropic(model="claude-future-9", prices=custom)).usage.cost_usd == pytest.approx(3.0)  # type: ignore[attr-defined]
@@ -187,7 +194,8 @@ def test_prices_come_from_the_table_or_must_be_given(server: FakeMessagesServer)
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"thinking_budget": 100}, "thinking_budget"),
+    ({"thinking": 100}, "thinking"),
+    ({"cache_ttl": "2h"}, "cache_ttl"),
     ({"max_tokens": 0}, "max_tokens"),
     ({"max_retries": -1}, "max_retries"),
     ({"timeout_s": -5}, "timeout_s"),
@@ -211,3 +219,129 @@ def test_closing_the_backend_releases_its_connections(server: FakeMessagesServer
     with pytest.raises(LLMError, match="closed"):
         call(llm)
     assert len(server.requests) == 1
+
+
+# -- the SDK's rules, thinking, prices ---------------------------------------------------------
+
+
+def test_a_long_reply_is_streamed_and_a_short_one_is_not(server: FakeMessagesServer) -> None:
+    server.message([{"type": "thinking", "thinking": "tile sizes first"}, {"type": "text", "text": "streamed"}],
+                   usage={"input_tokens": 10, "output_tokens": 30000})
+    server.text("in one piece")
+    llm = backend(thinking="adaptive")
+    response = call(llm, max_tokens=30_000)
+    assert server.requests[0].body["stream"] is True and response.text == "streamed"  # type: ignore[attr-defined]
+    thinking = response.content[0]  # type: ignore[attr-defined]
+    assert thinking["thinking"] == "tile sizes first" and thinking["signature"].startswith("sig_")
+    assert response.usage.output_tokens == 30000  # type: ignore[attr-defined]
+    assert call(llm, max_tokens=4000).text == "in one piece"  # type: ignore[attr-defined]
+    assert "stream" not in server.requests[1].body
+    assert server.rejected == []
+
+
+def test_the_streaming_rule_is_the_sdks_own(server: FakeMessagesServer) -> None:
+    llm = backend()
+    client = llm._client
+    for model in ("claude-sonnet-4-6", "claude-opus-4-0"):
+        for max_tokens in (8192, 8193, 21_333, 21_334, 64_000):
+            try:
+                client._calculate_nonstreaming_timeout(max_tokens, MODEL_NONSTREAMING_TOKENS.get(model))
+                sdk_requires = False
+            except ValueError:
+                sdk_requires = True
+            assert needs_streaming(model, max_tokens) is sdk_requires, (model, max_tokens)
+
+
+def test_the_server_refuses_a_long_request_that_does_not_stream(server: FakeMessagesServer) -> None:
+    import anthropic
+
+    llm = backend()
+    client = llm._client
+    with pytest.raises(anthropic.BadRequestError, match="streaming is required"):
+        client.messages.create(model=DEFAULT_MODEL, max_tokens=30_000, messages=MESSAGES, timeout=5)
+
+
+def test_a_prompt_that_is_too_long_raises_its_own_error(server: FakeMessagesServer) -> None:
+    server.error(400, "invalid_request_error", "prompt is too long: 1050000 tokens > 1000000 maximum")
+    with pytest.raises(PromptTooLong, match="prompt is too long"):
+        call(backend([]))
+    assert len(server.requests) == 1
+
+
+def test_a_model_without_a_known_price_runs_with_cost_unknown(server: FakeMessagesServer,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    server.text("ok", usage={"input_tokens": 1000, "output_tokens": 100})
+    with caplog.at_level("WARNING"):
+        llm = backend(model="claude-future-9")
+    assert "no published price for model 'claude-future-9'" in caplog.text and llm.prices is None
+    usage = call(llm).usage  # type: ignore[attr-defined]
+    assert usage.cost_usd == 0 and usage.unpriced_calls == 1 and usage.tokens == 1100
+    assert "price unknown" in llm.describe() and llm.thinking == "off"
+    assert "thinking" not in server.requests[0].body
+
+
+def test_one_hour_cache_writes_are_priced_as_such(server: FakeMessagesServer) -> None:
+    server.text("ok", usage={"input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 3000,
+                             "cache_creation": {"ephemeral_5m_input_tokens": 1000, "ephemeral_1h_input_tokens": 2000}})
+    usage = call(backend(model="claude-sonnet-5-5")).usage  # type: ignore[attr-defined]
+    assert usage.cost_usd == pytest.approx((1000 * 2.50 + 2000 * 4.0) / 1e6)  # Sonnet 5.5: $2.50 5m, $4 1h
+
+
+def test_short_cache_lifetime_and_no_cache(server: FakeMessagesServer) -> None:
+    server.text("ok")
+    call(backend(cache_ttl="5m"))
+    assert server.requests[0].body["system"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "5m"}
+
+
+@pytest.mark.parametrize(("model", "expected"), [
+    ("claude-sonnet-5-5", {"type": "adaptive"}),
+    ("claude-opus-5-5", {"type": "adaptive"}),
+    ("claude-haiku-4-5", {"type": "enabled", "budget_tokens": 8000}),
+])
+def test_thinking_is_on_by_default_where_the_model_supports_it(server: FakeMessagesServer, model: str,
+                                                               expected: dict[str, object]) -> None:
+    server.text("ok")
+    call(backend(model=model), max_tokens=2000)
+    assert server.requests[0].body["thinking"] == expected and server.rejected == []
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"model": "claude-opus-5-5", "thinking": "off"}, "always thinks adaptively"),
+    ({"model": "claude-sonnet-5-5", "thinking": 4096}, "not a token budget"),
+    ({"model": "claude-haiku-4-5", "thinking": "adaptive"}, "not 'adaptive'"),
+    ({"model": "claude-haiku-4-5", "max_tokens": 64_000}, "exceeds the 64000 output tokens"),
+    ({"model": "claude-sonnet-4-6", "max_tokens": 100_000}, "lower max_tokens"),
+])
+def test_settings_the_model_does_not_take_are_refused_at_once(server: FakeMessagesServer, kwargs: dict[str, object],
+                                                              message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Anthropic(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_request_above_the_models_longest_reply_is_raised_to_it_with_a_warning(
+        server: FakeMessagesServer, caplog: pytest.LogCaptureFixture) -> None:
+    server.text("ok")
+    with caplog.at_level("WARNING"):
+        call(backend(model="claude-haiku-4-5", thinking="off"), max_tokens=100_000)
+    assert server.requests[0].body["max_tokens"] == 64_000 and "at most 64000" in caplog.text
+
+
+def test_the_price_table_covers_every_sdk_model_with_a_published_price() -> None:
+    from anthropic.types import model_param
+
+    names = [a for a in typing.get_args(typing.get_args(model_param.ModelParam)[0])]
+    assert "claude-sonnet-5-5" in names
+    unpublished = {"claude-mythos-5-2", "claude-mythos-preview"}
+    for name in names:
+        info = model_info(name)
+        assert info is not None, f"{name} from the SDK's model list is not in evoagent.llm.models.MODELS"
+        assert (info.prices is None) == (name in unpublished), name
+
+
+def test_haiku_5_5_is_priced_by_prompt_length() -> None:
+    prices = prices_for("claude-haiku-5-5")
+    assert prices is not None
+    short = prices.cost_usd(input_tokens=100_000, output_tokens=1000, cache_write_tokens=0, cache_read_tokens=0)
+    long = prices.cost_usd(input_tokens=100_001, output_tokens=1000, cache_write_tokens=0, cache_read_tokens=0)
+    assert short == pytest.approx((100_000 * 0.10 + 1000 * 0.50) / 1e6)
+    assert long == pytest.approx((100_001 * 0.50 + 1000 * 2.50) / 1e6)

@@ -1,10 +1,5 @@
-"""Anthropic: the LLM protocol over the real Messages API (retries, prompt caching, token and dollar accounting).
-
-Default prices are USD per million tokens from Anthropic's pricing page
-(https://platform.claude.com/docs/en/about-claude/pricing, "Model pricing": base input, 5-minute
-cache writes, cache hits, output), as listed in 2026. Pass `prices=Prices(...)` for any other model
-or when the list changes.
-"""
+"""Anthropic: the LLM protocol over the real Messages API (streaming when the SDK requires it, retries,
+prompt caching, thinking, token and dollar accounting). Model facts and prices live in `models`."""
 
 from __future__ import annotations
 
@@ -16,105 +11,73 @@ import random
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import ConfigError, LLMError
+from ..errors import ConfigError, LLMError, PromptTooLong
 from ..records import Usage
 from .base import Block, LLMResponse, Message
+from .models import MODELS, Prices, Thinking, model_info, prices_for
+
+__all__ = ["DEFAULT_MODEL", "PRICES", "Anthropic", "Prices", "needs_streaming", "prices_for"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
+DEFAULT_MAX_TOKENS = 32_000
+DEFAULT_THINKING_BUDGET = 8_000  # for models that take manual budgets only
+PRICES: Mapping[str, Prices] = {name: info.prices for name, info in MODELS.items() if info.prices is not None}
 _Self = TypeVar("_Self", bound="Anthropic")
 _RETRY_STATUSES = frozenset({408, 409, 429})  # plus every 5xx, 529 'overloaded' included
 _MAX_RETRY_AFTER_S = 300.0
+_CACHE_TTLS = ("5m", "1h")
+# The SDK refuses a non-streaming request that may run past 10 minutes at 128,000 output tokens an
+# hour (anthropic._base_client._calculate_nonstreaming_timeout), and some models lower the limit.
+_NONSTREAMING_S, _TOKENS_PER_HOUR = 600, 128_000
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Prices:
-    """Prices of one model in US dollars per million tokens.
-
-    Attributes:
-        input_per_mtok: uncached input tokens.
-        output_per_mtok: output tokens (thinking included).
-        cache_write_per_mtok: input tokens written to the prompt cache (5-minute lifetime).
-        cache_read_per_mtok: input tokens read from the prompt cache.
-    """
-
-    input_per_mtok: float
-    output_per_mtok: float
-    cache_write_per_mtok: float
-    cache_read_per_mtok: float
-
-    def __post_init__(self) -> None:
-        for name in ("input_per_mtok", "output_per_mtok", "cache_write_per_mtok", "cache_read_per_mtok"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(
-                    f"Prices.{name} must be a non-negative number of USD per million tokens, got {value!r}")
-
-    def cost_usd(self, *, input_tokens: int, output_tokens: int, cache_write_tokens: int,
-                 cache_read_tokens: int) -> float:
-        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok
-                + cache_write_tokens * self.cache_write_per_mtok
-                + cache_read_tokens * self.cache_read_per_mtok) / 1e6
-
-
-_OPUS = Prices(input_per_mtok=5.0, output_per_mtok=25.0, cache_write_per_mtok=6.25, cache_read_per_mtok=0.50)
-_OPUS_OLD = Prices(input_per_mtok=15.0, output_per_mtok=75.0, cache_write_per_mtok=18.75, cache_read_per_mtok=1.50)
-_SONNET = Prices(input_per_mtok=3.0, output_per_mtok=15.0, cache_write_per_mtok=3.75, cache_read_per_mtok=0.30)
-_HAIKU = Prices(input_per_mtok=1.0, output_per_mtok=5.0, cache_write_per_mtok=1.25, cache_read_per_mtok=0.10)
-
-PRICES: Mapping[str, Prices] = {
-    "claude-opus-5": _OPUS,
-    "claude-opus-4-8": _OPUS,
-    "claude-opus-4-7": _OPUS,
-    "claude-opus-4-6": _OPUS,
-    "claude-opus-4-5": _OPUS,
-    "claude-opus-4-1": _OPUS_OLD,
-    "claude-opus-4": _OPUS_OLD,
-    "claude-sonnet-4-6": _SONNET,
-    "claude-sonnet-4-5": _SONNET,
-    "claude-sonnet-4": _SONNET,
-    "claude-haiku-4-5": _HAIKU,
-}
-
-
-def prices_for(model: str) -> Prices | None:
-    """The default prices of a model name (a dated snapshot matches its alias), or None."""
-    if model in PRICES:
-        return PRICES[model]
-    base, _, suffix = model.rpartition("-")
-    if suffix.isdigit() and len(suffix) == 8 and base in PRICES:  # e.g. claude-sonnet-4-5-20250929
-        return PRICES[base]
-    return None
+def needs_streaming(model: str, max_tokens: int) -> bool:
+    """Whether the SDK requires streaming for a request of `max_tokens` to `model` (its own rule)."""
+    try:
+        from anthropic._constants import MODEL_NONSTREAMING_TOKENS as limits
+    except ImportError:  # pragma: no cover (older SDKs have no per-model limits)
+        limits = {}
+    limit = limits.get(model)
+    return 3600 * max_tokens / _TOKENS_PER_HOUR > _NONSTREAMING_S or bool(limit and max_tokens > limit)
 
 
 class Anthropic:
     """Claude through the `anthropic` SDK, speaking the evoagent LLM protocol.
 
-    The API key is read from ANTHROPIC_API_KEY when the backend is built and handed only to the
-    SDK client; it is never an attribute of this object, never in `repr`, `spec()` or a pickle.
-    ANTHROPIC_BASE_URL (or `base_url`) points the client elsewhere (a proxy, a test server).
+    The API key is read from the environment variable named by `api_key_env` when the backend is
+    built and handed only to the SDK client; it is never an attribute of this object, never in
+    `repr`, `spec()` or a pickle. ANTHROPIC_BASE_URL (or `base_url`) points the client elsewhere.
 
-    Retries are ours (the SDK's are switched off so that they can be configured and tested):
-    429, 408, 409, every 5xx (529 'overloaded' included) and connection errors are retried up to
-    `max_retries` times with exponential backoff and jitter; a `retry-after` or `retry-after-ms`
-    header is obeyed instead of the backoff when present.
+    A request whose `max_tokens` would trip the SDK's non-streaming guard is streamed
+    (`messages.stream(...).get_final_message()`); both paths keep the explicit timeout. Retries are
+    ours (the SDK's are off so that they can be configured and tested): 429, 408, 409, every 5xx
+    (529 'overloaded' included) and connection errors are retried up to `max_retries` times with
+    exponential backoff and jitter; a `retry-after` or `retry-after-ms` header is obeyed instead.
+    A prompt the API finds too long raises `PromptTooLong` (the operator compacts and retries).
 
     Args:
         model: the Claude model name.
-        max_tokens: the most output tokens per reply (a call asking for more gets this many).
-        thinking_budget: None (no extended thinking), a token budget (>= 1024; added on top of
-            the reply's max_tokens), or "adaptive" (the model decides).
-        prices: USD per million tokens; default from `PRICES` for known models.
+        max_tokens: output tokens of a reply when the caller names none (thinking included for
+            adaptive thinking). A call asking for more than the model's longest reply gets the
+            model's longest, with a logged warning.
+        thinking: "adaptive" (the model decides), "off", a token budget (>= 1024, for models that
+            take manual budgets; added on top of the reply's max_tokens), or None: adaptive where the
+            model supports it, a budget of 8,000 for models with manual budgets only, off for
+            models evoagent does not know.
+        cache_ttl: lifetime of the prompt-cache breakpoints on the stable prefix (system prompt and
+            tool definitions), "1h" or "5m"; the breakpoint on the newest message is always "5m".
+        prices: USD per million tokens; default the published prices of known models. A model
+            with no known price runs with its cost counted as unknown (`Usage.unpriced_calls`).
         max_retries: retries after the first attempt.
         timeout_s: per-request timeout.
         backoff_s: first backoff delay; doubles each retry up to `max_backoff_s`.
-        cache: put prompt-cache breakpoints on the system prompt, the last tool definition and the
-            newest message (the stable prefix is then read from cache on every turn).
+        cache: put prompt-cache breakpoints on the system prompt, the last tool and the newest message.
         base_url: API address; default ANTHROPIC_BASE_URL or the SDK's default.
+        api_key_env: the environment variable holding the API key.
         sleep: the function used to wait between retries (tests replace it).
     """
 
@@ -124,8 +87,9 @@ class Anthropic:
         self,
         model: str = DEFAULT_MODEL,
         *,
-        max_tokens: int = 16_000,
-        thinking_budget: int | str | None = None,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        thinking: int | str | None = None,
+        cache_ttl: str = "1h",
         prices: Prices | None = None,
         max_retries: int = 8,
         timeout_s: float = 600.0,
@@ -133,28 +97,34 @@ class Anthropic:
         max_backoff_s: float = 60.0,
         cache: bool = True,
         base_url: str | None = None,
+        api_key_env: str = "ANTHROPIC_API_KEY",
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        _check_args(model, max_tokens, thinking_budget, max_retries, timeout_s, backoff_s, max_backoff_s)
-        resolved_prices = prices if prices is not None else prices_for(model)
-        if resolved_prices is None:
-            raise ConfigError(
-                f"no default prices for model {model!r} (known: {sorted(PRICES)}); "
-                "pass prices=Prices(input_per_mtok=..., output_per_mtok=..., "
-                "cache_write_per_mtok=..., cache_read_per_mtok=...)"
-            )
+        _check_args(model, max_tokens, max_retries, timeout_s, backoff_s, max_backoff_s)
+        if cache_ttl not in _CACHE_TTLS:
+            raise ConfigError(f"Anthropic cache_ttl must be '5m' or '1h', got {cache_ttl!r}")
+        info = model_info(model)
         self.model = model
+        self.thinking = _thinking(model, thinking)
+        if info is not None:
+            budget = self.thinking if isinstance(self.thinking, int) else 0
+            max_tokens = _fits(model, max_tokens, budget, info.max_output_tokens)
         self.max_tokens = max_tokens
-        self.thinking_budget = thinking_budget
-        self.prices = resolved_prices
+        self.cache_ttl = cache_ttl
+        self.prices = prices if prices is not None else prices_for(model)
+        if self.prices is None:
+            log.warning("no published price for model %r: its cost is counted as unknown "
+                        "(set [operator.llm] prices to count it)", model)
         self.max_retries = max_retries
         self.timeout_s = timeout_s
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.cache = cache
         self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        self.api_key_env = api_key_env
+        self._longest = info.max_output_tokens if info is not None else None
         self._sleep = sleep
-        self._client = _make_client(self.base_url, timeout_s)
+        self._client = _make_client(self.base_url, timeout_s, api_key_env)
         # Closes the client's pooled connections when this backend is dropped (no ResourceWarning).
         self._closer = weakref.finalize(self, self._client.close)
 
@@ -169,24 +139,27 @@ class Anthropic:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"Anthropic(model={self.model!r}, max_tokens={self.max_tokens}, "
-                f"thinking_budget={self.thinking_budget!r})")
+        return f"Anthropic(model={self.model!r}, max_tokens={self.max_tokens}, thinking={self.thinking!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt from the environment on the other side: a pickle never carries the client or key.
         return (_rebuild, (self.spec()["params"],))
+
+    def describe(self) -> str:
+        """One line for the start of a run: model, thinking, cache lifetime, and whether cost is counted."""
+        price = "" if self.prices is not None else "; price unknown: cost not counted"
+        return f"{self.model} (thinking {self.thinking}, cache {self.cache_ttl if self.cache else 'off'}{price})"
 
     def spec(self) -> dict[str, Any]:
         """How to rebuild this backend (no key, no client)."""
         return {
             "class": "evoagent.llm.anthropic:Anthropic",
             "params": {
-                "model": self.model, "max_tokens": self.max_tokens, "thinking_budget": self.thinking_budget,
-                "prices": {"input_per_mtok": self.prices.input_per_mtok, "output_per_mtok": self.prices.output_per_mtok,
-                           "cache_write_per_mtok": self.prices.cache_write_per_mtok,
-                           "cache_read_per_mtok": self.prices.cache_read_per_mtok},
+                "model": self.model, "max_tokens": self.max_tokens, "thinking": self.thinking,
+                "cache_ttl": self.cache_ttl, "prices": self.prices.to_dict() if self.prices else None,
                 "max_retries": self.max_retries, "timeout_s": self.timeout_s, "backoff_s": self.backoff_s,
                 "max_backoff_s": self.max_backoff_s, "cache": self.cache, "base_url": self.base_url,
+                "api_key_env": self.api_key_env,
             },
         }
 
@@ -196,43 +169,54 @@ class Anthropic:
         system: str | Sequence[Block],
         messages: Sequence[Message],
         tools: Sequence[Mapping[str, Any]] = (),
-        max_tokens: int = 8192,
+        max_tokens: int | None = None,
     ) -> LLMResponse:
         """Sends one request (retrying transient failures); raises LLMError when it cannot."""
         if not self._closer.alive:
             raise LLMError("this Anthropic backend was closed; build a new one")
-        request = self._request(system, messages, tools, max_tokens)
+        request = self._request(system, messages, tools, max_tokens or self.max_tokens)
         message = self._send(request)
         return self._response(message)
 
     def _request(self, system: str | Sequence[Block], messages: Sequence[Message],
                  tools: Sequence[Mapping[str, Any]], max_tokens: int) -> dict[str, Any]:
-        visible = min(max_tokens, self.max_tokens)
+        stable = {"type": "ephemeral", "ttl": self.cache_ttl}
         request: dict[str, Any] = {
             "model": self.model,
-            "max_tokens": visible,
-            "system": _system_blocks(system, cache=self.cache),
+            "max_tokens": max_tokens,
+            "system": _system_blocks(system, mark=stable if self.cache else None),
             "messages": _cached_messages(messages) if self.cache else list(messages),
         }
         if tools:
-            request["tools"] = _cached_tools(tools) if self.cache else list(tools)
-        if self.thinking_budget == "adaptive":
+            request["tools"] = _cached_tools(tools, stable) if self.cache else list(tools)
+        if self.thinking == "adaptive":
             request["thinking"] = {"type": "adaptive"}
-        elif isinstance(self.thinking_budget, int):
-            request["thinking"] = {"type": "enabled", "budget_tokens": self.thinking_budget}
-            request["max_tokens"] = visible + self.thinking_budget  # thinking counts toward max_tokens
+        elif isinstance(self.thinking, int):
+            request["thinking"] = {"type": "enabled", "budget_tokens": self.thinking}
+            request["max_tokens"] = max_tokens + self.thinking  # thinking counts toward max_tokens
+        if self._longest is not None and request["max_tokens"] > self._longest:
+            log.warning("asked for %d output tokens; %s replies with at most %d: asking for that",
+                        request["max_tokens"], self.model, self._longest)
+            request["max_tokens"] = self._longest
         return request
 
     def _send(self, request: dict[str, Any]) -> Any:
         import anthropic
 
+        stream = needs_streaming(self.model, request["max_tokens"])
         attempt = 0
         while True:
             try:
-                return self._client.messages.create(**request, timeout=self.timeout_s)
+                if not stream:
+                    return self._client.messages.create(**request, timeout=self.timeout_s)
+                with self._client.messages.stream(**request, timeout=self.timeout_s) as events:
+                    return events.get_final_message()
             except anthropic.APIStatusError as err:
+                kind, text = _error_fields(err)
+                if err.status_code == 400 and "prompt is too long" in text.lower():
+                    raise PromptTooLong(f"Anthropic Messages API: {text}") from None
                 retry, delay = self._should_retry(err.status_code, err.response.headers, attempt)
-                failure = f"HTTP {err.status_code} {err.type or 'error'}: {err.api_message or err.message}"
+                failure = f"HTTP {err.status_code} {kind}: {text}"
             except anthropic.APIConnectionError as err:
                 retry, delay = attempt < self.max_retries, self._backoff(attempt)
                 failure = f"{type(err).__name__}: {err}"
@@ -266,22 +250,52 @@ class Anthropic:
             "cache_write_tokens": raw.cache_creation_input_tokens or 0,
             "cache_read_tokens": raw.cache_read_input_tokens or 0,
         }
-        usage = Usage(**counts, cost_usd=self.prices.cost_usd(**counts))
+        split = getattr(raw, "cache_creation", None)  # 5-minute and 1-hour writes (newer SDKs)
+        hour = (getattr(split, "ephemeral_1h_input_tokens", 0) or 0) if split is not None else 0
+        if self.prices is None:
+            usage = Usage(**counts, unpriced_calls=1)
+        else:
+            usage = Usage(**counts, cost_usd=self.prices.cost_usd(**counts, cache_write_1h_tokens=hour))
         return LLMResponse(content=content, stop_reason=message.stop_reason or "end_turn", usage=usage,
                            model=message.model or self.model)
 
 
-def _check_args(model: str, max_tokens: int, thinking_budget: int | str | None, max_retries: int,
-                timeout_s: float, backoff_s: float, max_backoff_s: float) -> None:
+def _thinking(model: str, thinking: int | str | None) -> int | str:
+    """The thinking setting to use: the given one checked against what the model accepts, or its default."""
+    info = model_info(model)
+    kind = info.thinking if info is not None else None
+    if thinking is None:
+        if kind is None:
+            return "off"
+        return DEFAULT_THINKING_BUDGET if kind is Thinking.EXTENDED else "adaptive"
+    if isinstance(thinking, bool) or not (thinking in ("adaptive", "off") or (
+            isinstance(thinking, int) and thinking >= 1024)):
+        raise ConfigError(f"Anthropic thinking must be 'adaptive', 'off' or a token budget >= 1024, got {thinking!r}")
+    if kind is Thinking.ALWAYS and thinking != "adaptive":
+        raise ConfigError(f"{model} always thinks adaptively: thinking must be 'adaptive' (got {thinking!r})")
+    if kind in (Thinking.ADAPTIVE, Thinking.ALWAYS) and isinstance(thinking, int):
+        raise ConfigError(f"{model} takes thinking = 'adaptive' or 'off', not a token budget (got {thinking})")
+    if kind is Thinking.EXTENDED and thinking == "adaptive":
+        raise ConfigError(f"{model} takes a thinking token budget (>= 1024) or 'off', not 'adaptive'")
+    return thinking
+
+
+def _fits(model: str, max_tokens: int, budget: int, longest: int) -> int:
+    """max_tokens checked against the model's longest reply; the default shrinks to fit, a given value must."""
+    if max_tokens + budget <= longest:
+        return max_tokens
+    if max_tokens == DEFAULT_MAX_TOKENS and longest - budget >= 1024:
+        return longest - budget
+    raise ConfigError(f"max_tokens {max_tokens}{f' + thinking budget {budget}' if budget else ''} exceeds the "
+                      f"{longest} output tokens {model} can write; lower max_tokens")
+
+
+def _check_args(model: str, max_tokens: int, max_retries: int, timeout_s: float, backoff_s: float,
+                max_backoff_s: float) -> None:
     if not isinstance(model, str) or not model:
         raise ConfigError(f"Anthropic model must be a model name such as {DEFAULT_MODEL!r}, got {model!r}")
-    if not isinstance(max_tokens, int) or max_tokens < 1:
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise ConfigError(f"Anthropic max_tokens must be a positive integer, got {max_tokens!r}")
-    if thinking_budget is not None and thinking_budget != "adaptive" and (
-        not isinstance(thinking_budget, int) or isinstance(thinking_budget, bool) or thinking_budget < 1024
-    ):
-        raise ConfigError(
-            f"Anthropic thinking_budget must be None, 'adaptive' or an integer >= 1024, got {thinking_budget!r}")
     if not isinstance(max_retries, int) or max_retries < 0:
         raise ConfigError(f"Anthropic max_retries must be an integer >= 0, got {max_retries!r}")
     for name, value in (("timeout_s", timeout_s), ("backoff_s", backoff_s), ("max_backoff_s", max_backoff_s)):
@@ -289,18 +303,18 @@ def _check_args(model: str, max_tokens: int, thinking_budget: int | str | None, 
             raise ConfigError(f"Anthropic {name} must be a non-negative number of seconds, got {value!r}")
 
 
-def _make_client(base_url: str | None, timeout_s: float) -> Any:
+def _make_client(base_url: str | None, timeout_s: float, api_key_env: str) -> Any:
     try:
         import anthropic
     except ImportError:
         raise ConfigError("the Anthropic backend needs the anthropic SDK, which is not installed; "
                           "run `pip install 'evoagent[anthropic]'` (or use the offline HeuristicPolicy)") from None
 
-    key = os.environ.get("ANTHROPIC_API_KEY")
+    key = os.environ.get(api_key_env)
     if not key:
         raise ConfigError(
-            "ANTHROPIC_API_KEY is not set; export it to use the Anthropic backend "
-            "(or run with the offline HeuristicPolicy)"
+            f"{api_key_env} is not set; export it to use the Anthropic backend "
+            "(or run with the offline HeuristicPolicy: [operator] kind = \"heuristic\")"
         )
     kwargs: dict[str, Any] = {"api_key": key, "max_retries": 0, "timeout": timeout_s}
     if base_url:
@@ -308,9 +322,18 @@ def _make_client(base_url: str | None, timeout_s: float) -> Any:
     return anthropic.Anthropic(**kwargs)
 
 
+def _error_fields(err: Any) -> tuple[str, str]:
+    """The error's type and message from the response body (read directly: older SDKs lack the attributes)."""
+    body: Mapping[str, Any] = err.body if isinstance(err.body, Mapping) else {}
+    inner = body.get("error")
+    error: Mapping[str, Any] = inner if isinstance(inner, Mapping) else body
+    return str(error.get("type") or "error"), str(error.get("message") or err.message)
+
+
 def _rebuild(params: dict[str, Any]) -> Anthropic:
     params = dict(params)
-    params["prices"] = Prices(**params["prices"])
+    if params.get("prices") is not None:
+        params["prices"] = Prices.from_dict(params["prices"])
     return Anthropic(**params)
 
 
@@ -330,21 +353,18 @@ def _retry_after_s(headers: Mapping[str, str]) -> float | None:
         return None if parsed is None else max(0.0, email.utils.mktime_tz(parsed) - time.time())
 
 
-def _cache_mark(block: Mapping[str, Any]) -> dict[str, Any]:
-    return {**block, "cache_control": {"type": "ephemeral"}}
-
-
-def _system_blocks(system: str | Sequence[Block], *, cache: bool) -> list[dict[str, Any]]:
-    blocks = [{"type": "text", "text": system}] if isinstance(system, str) else [dict(b) for b in system]
+def _system_blocks(system: str | Sequence[Block], *, mark: Mapping[str, str] | None) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = ([{"type": "text", "text": system}] if isinstance(system, str)
+                                    else [dict(b) for b in system])
     blocks = [b for b in blocks if b.get("type") != "text" or b.get("text")]
-    if cache and blocks:
-        blocks[-1] = _cache_mark(blocks[-1])
+    if mark is not None and blocks:
+        blocks[-1] = {**blocks[-1], "cache_control": {**mark}}
     return blocks
 
 
-def _cached_tools(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _cached_tools(tools: Sequence[Mapping[str, Any]], mark: Mapping[str, str]) -> list[dict[str, Any]]:
     marked = [dict(t) for t in tools]
-    marked[-1] = _cache_mark(marked[-1])
+    marked[-1] = {**marked[-1], "cache_control": dict(mark)}
     return marked
 
 
@@ -352,7 +372,7 @@ _CACHEABLE = frozenset({"text", "tool_result", "tool_use", "image", "document"})
 
 
 def _cached_messages(messages: Sequence[Message]) -> list[Any]:
-    """The messages with a cache breakpoint on the newest block (the conversation so far is reused next turn)."""
+    """The messages with a 5-minute cache breakpoint on the newest block (the conversation is reused next turn)."""
     out: list[Any] = list(messages)
     if not out:
         return out
@@ -361,7 +381,7 @@ def _cached_messages(messages: Sequence[Message]) -> list[Any]:
     if isinstance(content, str):
         content = [{"type": "text", "text": content}]
     if isinstance(content, list) and content and content[-1].get("type") in _CACHEABLE:
-        content[-1] = _cache_mark(content[-1])
+        content[-1] = {**content[-1], "cache_control": {"type": "ephemeral"}}
         last["content"] = content
         out[-1] = last
     return out

@@ -55,7 +55,10 @@ class LLM(Protocol):
         system: str | Sequence[Block],
         messages: Sequence[Message],
         tools: Sequence[Mapping[str, Any]] = (),
-        max_tokens: int = 8192,
+        max_tokens: int | None = None,
     ) -> LLMResponse:
-        """Sends one request; returns the assistant turn. Raises LLMError after retries."""
+        """Sends one request (max_tokens None: the backend's own setting); returns the assistant turn.
+
+        Raises LLMError after retries (PromptTooLong when the prompt does not fit the context window).
+        """
         ...

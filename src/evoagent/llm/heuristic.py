@@ -91,7 +91,7 @@ class HeuristicPolicy:
     # -- the protocol ----------------------------------------------------------------------------
 
     def complete(self, *, system: str | Sequence[Block], messages: Sequence[Message],
-                 tools: Sequence[Mapping[str, Any]] = (), max_tokens: int = 8192) -> LLMResponse:
+                 tools: Sequence[Mapping[str, Any]] = (), max_tokens: int | None = None) -> LLMResponse:
         """The next assistant turn for this conversation."""
         if not tools:
             return _reply([_text("")], "end_turn")

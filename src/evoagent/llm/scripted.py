@@ -24,7 +24,7 @@ class Request:
     system: str | list[Block]
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]]
-    max_tokens: int
+    max_tokens: int | None
 
     @property
     def tool_names(self) -> list[str]:
@@ -105,7 +105,7 @@ class ScriptedLLM:
         system: str | Sequence[Block],
         messages: Sequence[Message],
         tools: Sequence[Mapping[str, Any]] = (),
-        max_tokens: int = 8192,
+        max_tokens: int | None = None,
     ) -> LLMResponse:
         request = Request(
             system=system if isinstance(system, str) else copy.deepcopy(list(system)),

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ..errors import ConfigError, LLMError
+from ..errors import ConfigError, LLMError, PromptTooLong
 from ..llm.base import LLM, Block, LLMResponse
 from ..records import TrialOutcome
 from ..result import format_score
@@ -20,7 +20,7 @@ from .supervisor import Advice, Supervisor
 from .tools import Toolbox, ToolLimits, Workspace, tool_definitions
 
 _KEEP_SHARE = 0.4  # compaction keeps the newest turns up to this share of compact_at_tokens
-_MAX_TOKENS_CAP = 64_000
+_MAX_TOKENS_CAP = 128_000
 _GENERIC_RULES = """\
 - The work must be done by code in your files. Calling a library implementation of the target
   computation instead (directly or through aliases, getattr, eval, imports at run time) is illegal.
@@ -66,7 +66,8 @@ class AgenticVariationOperator(VariationOperator):
             up to 40% of it are kept. Every request resends the conversation, so this bounds the
             input tokens of a request (cache reads when the backend caches).
         supervisor: a Supervisor; None builds one on `llm` with default thresholds; False: none.
-        max_tokens: output tokens per reply (doubled, up to 64k, after a reply is cut off).
+        max_tokens: output tokens per reply; None: the model's own setting (`[operator.llm] max_tokens`).
+            Doubled (up to 128k, within what the model can write) after a reply is cut off.
         instruction: extra direction for the whole run (e.g. "adapt this kernel to GQA").
         max_result_chars: the longest tool result shown to the model.
     """
@@ -76,13 +77,13 @@ class AgenticVariationOperator(VariationOperator):
     def __init__(self, llm: LLM, knowledge: Knowledge | None = None, *, max_turns: int = 40,
                  max_exploratory_evals: int = 12,
                  repair_budget: int = 6, critique: bool = True, compact_at_tokens: int = 24_000,
-                 supervisor: Supervisor | bool | None = None, max_tokens: int = 8192, instruction: str = "",
+                 supervisor: Supervisor | bool | None = None, max_tokens: int | None = None, instruction: str = "",
                  max_result_chars: int = 12_000) -> None:
         if not callable(getattr(llm, "complete", None)):
             raise ConfigError(f"AgenticVariationOperator llm must have complete(...) (the LLM protocol), got {llm!r}")
         for name, value in (("max_turns", max_turns), ("max_exploratory_evals", max_exploratory_evals),
-                            ("compact_at_tokens", compact_at_tokens), ("max_tokens", max_tokens),
-                            ("max_result_chars", max_result_chars)):
+                            ("compact_at_tokens", compact_at_tokens), ("max_result_chars", max_result_chars),
+                            *((("max_tokens", max_tokens),) if max_tokens is not None else ())):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"AgenticVariationOperator {name} must be a positive integer, got {value!r}")
         if not isinstance(repair_budget, int) or repair_budget < 0:
@@ -181,7 +182,7 @@ class AgenticVariationOperator(VariationOperator):
             uses = response.tool_uses
             cut = response.stop_reason == "max_tokens"
             if cut:
-                max_tokens = min(max_tokens * 2, _MAX_TOKENS_CAP)
+                max_tokens = min(2 * (max_tokens or response.usage.output_tokens or 8192), _MAX_TOKENS_CAP)
                 notes.append("Your reply was cut off by the max_tokens limit. Continue where you stopped; keep "
                              "tool inputs short (edit_file with small replacements rather than write_file).")
             if response.stop_reason == "model_context_window_exceeded":
@@ -221,8 +222,13 @@ class AgenticVariationOperator(VariationOperator):
             block["is_error"] = True
         return block
 
-    def _ask(self, context: VariationContext, system: str, tools: list[dict[str, Any]], max_tokens: int) -> LLMResponse:
-        response = self.llm.complete(system=system, messages=self.messages, tools=tools, max_tokens=max_tokens)
+    def _ask(self, context: VariationContext, system: str, tools: list[dict[str, Any]],
+             max_tokens: int | None) -> LLMResponse:
+        try:
+            response = self.llm.complete(system=system, messages=self.messages, tools=tools, max_tokens=max_tokens)
+        except PromptTooLong:  # the model counts more tokens than we estimated: compact and try once more
+            self._maybe_compact(context, system, tools, force=True)
+            response = self.llm.complete(system=system, messages=self.messages, tools=tools, max_tokens=max_tokens)
         content = response.content or [_text("(empty reply)")]
         self.messages.append({"role": "assistant", "content": content})
         context.record_message("assistant", content)
