@@ -14,7 +14,7 @@ from recording_services import RecordingServices
 from toy_target import SEED, FakeLineage, ToyEvaluator
 
 from evoagent.candidate import Candidate
-from evoagent.errors import BudgetExhausted, ConfigError, LLMError
+from evoagent.errors import BudgetExhausted, ConfigError, LLMError, PromptTooLong
 from evoagent.llm.anthropic import Anthropic
 from evoagent.llm.scripted import ScriptedLLM
 from evoagent.operators.agentic import AgenticVariationOperator
@@ -441,3 +441,27 @@ def test_a_resumed_operator_starts_from_a_summary_of_the_stored_transcript() -> 
     assert "submit SPEED 7 via unrolling -> submitted version abc123" in first[0]["text"]
     assert first[1]["text"].startswith("## Variation step 1")
     assert_valid_conversation(llm.requests[-1].messages)
+
+
+def test_a_prompt_too_long_compacts_the_memory_and_retries_once() -> None:
+    llm = ScriptedLLM().enqueue_tool_use("read_file", {"path": "main.py"}).enqueue_tool_use("read_file", {"path": "main.py"})
+    llm.enqueue(PromptTooLong("prompt is too long: 1200000 tokens > 1000000 maximum"))
+    llm.enqueue_text("Read main.py twice; SPEED is 1.")  # the summary of the compacted turns
+    llm.enqueue_tool_use("edit_file", FAST).enqueue_tool_use("submit", {"hypothesis": "SPEED 5"})
+    run = Run()
+    op = operator(llm, critique=False)
+    proposal = op.vary(run.context())
+    assert proposal.candidate is not None and op.compactions == 1
+    retried = llm.requests[4].messages
+    assert retried[0]["content"][0]["text"].startswith("Summary of your earlier work (older turns were compacted):\n"
+                                                       "Read main.py twice")
+    assert len(retried) < len(llm.requests[2].messages)
+    assert_valid_conversation(retried)
+
+
+def test_a_second_prompt_too_long_ends_the_step_with_the_api_error() -> None:
+    llm = ScriptedLLM().enqueue_tool_use("read_file", {"path": "main.py"})
+    too_long = PromptTooLong("prompt is too long: 1200000 tokens > 1000000 maximum")
+    llm.enqueue(too_long).enqueue_text("summary").enqueue(too_long)
+    with pytest.raises(PromptTooLong, match="prompt is too long"):
+        operator(llm, critique=False).vary(Run().context())

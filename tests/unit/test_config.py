@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 import evoagent as ea
-from evoagent.assemble import build_population, config_from_dict, config_to_dict
+from evoagent.assemble import build_llm, build_operator, build_population, config_from_dict, config_to_dict
 from evoagent.config import Budget, Options, RunConfig, load_config
 from evoagent.errors import ConfigError
 
@@ -101,7 +101,7 @@ def test_a_config_stored_by_an_earlier_version_still_loads():
     stored = {"seeds": ["s.py"], "evaluator": {"target": "attention", "params": {}},
               "population": {"kind": "chain", "tolerance": 0.0, "parent_selection": "tournament",
                              "tournament_size": 3, "confirm": 2},
-              "operator": {"kind": "agentic", "model": "", "params": {}},
+              "operator": {"kind": "agentic", "model": "claude-opus-4-8", "params": {}},
               "knowledge": {"paths": [], "lesson_runs": []},
               "budget": {"trials": 6, "hours": 0.0, "tokens": 0, "usd": 0.0},
               "engine": {"slots": 1, "seed": 0, "patience": 0, "target_score": None},
@@ -111,5 +111,55 @@ def test_a_config_stored_by_an_earlier_version_still_loads():
     assert config.budget == Budget(trials=6) and config.population == {"kind": "chain", "tolerance": 0.0,
                                                                          "confirm": 2}
     assert build_population(config).confirm == 2
+    assert config.operator.llm == {"model": "claude-opus-4-8"}  # [operator] model became [operator.llm] model
     assert config.sandbox_for(ea.SandboxConfig()) == ea.SandboxConfig()
     assert config_from_dict(config_to_dict(config)) == config
+
+
+LLM_TABLE = """[operator]
+kind = "agentic"
+[operator.llm]
+backend = "anthropic"
+model = "claude-sonnet-5-5"
+thinking = "adaptive"
+cache_ttl = "5m"
+max_tokens = 40000
+base_url = "http://127.0.0.1:9"
+prices = { input_per_mtok = 1, output_per_mtok = 2, cache_write_per_mtok = 1.25, cache_read_per_mtok = 0.1 }
+"""
+
+
+def test_operator_llm_table_builds_the_backend_it_describes(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-unit")
+    llm = build_llm(load_config(_write(tmp_path, LLM_TABLE)).operator.llm)
+    assert (llm.model, llm.thinking, llm.cache_ttl, llm.max_tokens) == ("claude-sonnet-5-5", "adaptive", "5m", 40000)
+    assert llm.base_url == "http://127.0.0.1:9" and llm.prices == ea.llm.Prices(
+        input_per_mtok=1, output_per_mtok=2, cache_write_per_mtok=1.25, cache_read_per_mtok=0.1)
+    llm.close()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("thinking = \"adaptive\"", "thinkng = \"adaptive\""), r"unknown key 'operator.llm.thinkng'; did you mean 'thinking'\?"),
+    (("backend = \"anthropic\"", "backend = \"bard\""), r"unknown operator.llm.backend 'bard'; expected one of anthropic"),
+    (("input_per_mtok = 1,", "input_per_mtok = -1,"), r"Prices.input_per_mtok must be a non-negative number"),
+    (("cache_read_per_mtok = 0.1", "cache_read = 0.1"), r"unknown key 'operator.llm.prices.cache_read'"),
+    (("max_tokens = 40000", "max_tokens = 200000"), r"exceeds the 128000 output tokens claude-sonnet-5-5 can write"),
+])
+def test_bad_operator_llm_settings_are_refused_with_the_key(tmp_path, monkeypatch, change, message):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-unit")
+    config = load_config(_write(tmp_path, LLM_TABLE.replace(*change)))
+    with pytest.raises(ConfigError, match=message):
+        build_llm(config.operator.llm)
+
+
+def test_operator_llm_table_on_another_kind_is_refused(tmp_path):
+    config = load_config(_write(tmp_path, LLM_TABLE.replace('kind = "agentic"', 'kind = "parameter_mutation"')))
+    with pytest.raises(ConfigError, match=r"\[operator.llm\] is read by kind \"agentic\" only"):
+        build_operator(config)
+
+
+def test_engine_model_failure_settings_are_checked(tmp_path):
+    config = load_config(_write(tmp_path, "[engine]\nmodel_failure_limit = 5\nmodel_backoff_s = 2.5\n"))
+    assert (config.engine.model_failure_limit, config.engine.model_backoff_s) == (5, 2.5)
+    with pytest.raises(ConfigError, match=r"Options.model_backoff_s must be a number of seconds >= 0"):
+        Options(model_backoff_s=-1)

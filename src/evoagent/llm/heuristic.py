@@ -74,6 +74,10 @@ class HeuristicPolicy:
         self._scan = _NameScan()
         self._current_trial = ""
 
+    def describe(self) -> str:
+        """One line for the start of a run."""
+        return "offline HeuristicPolicy (knowledge-base recipes, no API calls)"
+
     def __repr__(self) -> str:
         return f"HeuristicPolicy(seed={self.seed}, max_attempts={self.max_attempts})"
 
