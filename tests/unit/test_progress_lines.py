@@ -1,20 +1,27 @@
-"""The CLI's progress lines name what each engine event carries."""
+"""The progress lines of the supervisor and of a model-API backoff name what their events carry."""
 
 from __future__ import annotations
 
-from evoagent.commands import _progress
+from evoagent.progress import ProgressState
 from evoagent.records import Event
+from evoagent.views import RunSummary
 
 
-def test_supervisor_advice_is_shown_with_its_reason_and_directions(capsys):
-    show = _progress(None)
-    show(Event(kind="supervisor", payload={"trigger": "stall", "reason": "no version was committed in the last 8 trials",
-                                           "directions": ["Vectorize the loads", "Split the K loop"], "sources": []}))
-    line = capsys.readouterr().err
-    assert line.startswith("  supervisor: no version was committed in the last 8 trials: 1. Vectorize the loads; "
-                           "2. Split the K loop")
+def _state() -> ProgressState:
+    return ProgressState(RunSummary(
+        run_dir="r", target="t", caption="score", trials=0, budget_trials=None, running=0, committed=0,
+        labels={}, best_score=None, best_id=None, seed_score=None, tokens=0, cost_usd=0.0, elapsed_s=0.0, stopped=""))
 
 
-def test_a_backoff_says_how_long_the_engine_waits(capsys):
-    _progress(None)(Event(kind="backoff", payload={"trial_id": 4, "delay_s": 120.0, "failures": 2, "reason": "x"}))
-    assert "model API failing (2 trial(s) in a row): next trial in 120 s" in capsys.readouterr().err
+def test_supervisor_advice_is_shown_with_its_reason_and_directions():
+    line = _state().update(Event(kind="supervisor", payload={
+        "trigger": "stall", "reason": "no version was committed in the last 8 trials",
+        "directions": ["Vectorize the loads", "Split the K loop"], "sources": []}))
+    assert line == ("supervisor: no version was committed in the last 8 trials: 1. Vectorize the loads; "
+                    "2. Split the K loop")
+
+
+def test_a_backoff_says_how_long_the_engine_waits():
+    line = _state().update(Event(kind="backoff", payload={"trial_id": 4, "delay_s": 120.0, "failures": 2,
+                                                           "reason": "x"}))
+    assert line == "model API failing (2 trial(s) in a row): next trial in 120 s"
