@@ -198,3 +198,19 @@ def test_flex_baseline_computes_gqa_attention_with_the_causal_block_mask(bench, 
         out = flex()
     want = bench.reference(q, k, v, causal=causal, sm_scale=0.25)
     assert bench.compare(out, want, "float32")["ok"]
+
+
+def test_a_confined_profile_stage_may_read_nsight_computes_folder(tmp_path: Path, monkeypatch) -> None:
+    from evoagent.targets.attention.evaluator import _ncu_install
+
+    install = tmp_path / "opt" / "nsight-compute" / "2025.3.1"
+    install.mkdir(parents=True)
+    (install / "ncu").write_text("#!/bin/sh\n")
+    (install / "ncu").chmod(0o755)
+    bin_dir = tmp_path / "cuda" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "ncu").symlink_to(install / "ncu")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert _ncu_install() == (str(bin_dir), str(install.resolve()))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert _ncu_install() == ()

@@ -8,6 +8,7 @@ import functools
 import math
 import os
 import re
+import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,6 +65,16 @@ BASELINE_NAMES = {"sdpa-cudnn": "cuDNN", "sdpa-flash": "FLASH", "sdpa-efficient"
 
 _CPU_MAX_TEST_SEQLEN = 80
 _CPU_LABEL = "cpu-interpreter"
+
+
+def _ncu_install() -> tuple[str, ...]:
+    """Nsight Compute's folder (its launcher runs helpers and libraries from there), for a confined child."""
+    found = shutil.which("ncu")
+    if found is None:
+        return ()
+    real = Path(found).resolve()
+    return tuple(dict.fromkeys(str(p) for p in (Path(found).parent, real.parent.parent if real.parent.name == "bin"
+                                                else real.parent)))
 
 
 def _gpu_ids() -> tuple[str, ...]:
@@ -154,7 +165,8 @@ class AttentionEvaluator(Evaluator):
 
         return SandboxConfig(timeout_s=self.timeout_s, memory_mb=None if cuda_available() else 8192,
                              preload=("numpy", "torch", "triton", "evoagent.targets.attention.child"),
-                             gpus=_gpu_ids(), write_paths=(self._triton_cache(),))
+                             gpus=_gpu_ids(), write_paths=(self._triton_cache(),),
+                             read_paths=_ncu_install() if self.ncu and cuda_available() else ())
 
     def device_label(self) -> str:
         return _gpu_name() if cuda_available() else _CPU_LABEL
