@@ -147,6 +147,7 @@ class AttentionEvaluator(Evaluator):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.seed, self.baselines, self.ncu = seed, baselines, ncu
         self._draws = np.random.default_rng(seed)
+        self._timing_draws = np.random.default_rng(None if seed is None else [seed, 1])  # keeps _draws' stream
         self._draws_lock = threading.Lock()  # the engine may evaluate several candidates at once
         self.static = StaticCompiler(self.cache_dir)
 
@@ -331,8 +332,9 @@ class AttentionEvaluator(Evaluator):
 
     def _timed_check(self, reps: int) -> dict[str, int]:
         """Which timed repetition is verified, the seed of its inputs, and the seed of the others' new values."""
-        draw = self._draws.integers
-        return {"check_rep": int(draw(reps)), "check_seed": int(draw(2**31)), "refresh_seed": int(draw(2**31))}
+        draw = self._timing_draws.integers
+        return {"check_rep": int(self._draws.integers(reps)), "check_seed": int(draw(2**31)),
+                "refresh_seed": int(draw(2**31))}
 
     def _judge_benchmark(self, cases: list[dict[str, Any]], out: SandboxResult) -> StageResult:
         value = out.value
