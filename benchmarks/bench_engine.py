@@ -1,23 +1,58 @@
-"""Engine overhead per trial (store + scheduling, no evaluation, no model) and sandbox start-up latency.
+"""Per-trial cost: the engine alone, the agentic CLI path against an instant Messages server, sandbox start-up.
 
-    python benchmarks/bench_engine.py [--trials 10000] [--window 1000]
+    python benchmarks/bench_engine.py [--trials 10000] [--window 1000] [--agentic-trials 10000]
 
-Overhead = wall time of the loop minus the time spent inside the operator and the evaluator,
+Engine overhead = wall time of the loop minus the time spent inside the operator and the evaluator,
 per trial, reported per window of trials so that growth over a long run is visible.
-Targets (DESIGN.md): <= 5 ms per trial, flat to 10,000 trials; sandbox start-up <= 150 ms.
+The agentic CLI path runs `evoagent run` as users do (the `anthropic` client over HTTP, the agentic
+operator with its knowledge base, the store, a trivial evaluator whose score is a constant in the
+candidate) against `instant_messages_server.py`: one edit and one submit a trial. Its ms per trial
+come from the stored trials' finish times, per window.
+Targets (DESIGN.md): <= 5 ms per trial, flat to 10,000 trials; sandbox start-up <= 150 ms; the
+agentic path flat (last window within 25% of the first).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+from instant_messages_server import InstantMessagesServer
+
 import evoagent as ea
 from evoagent.operators.base import Proposal
+
+CONSTANT_TARGET = """\
+import evoagent as ea
+
+
+class Constant(ea.Evaluator):
+    \"\"\"The score is the constant N in the candidate (no sandbox call).\"\"\"
+
+    name = "constant"
+    stages = ("score",)
+
+    def score(self, candidate, sandbox):
+        return ea.StageResult(metrics={"f": 1.0 + float(candidate.source.split("=")[1])})
+"""
+CONFIG = """\
+seeds = ["main.py"]
+[evaluator]
+target = "constant.py:Constant"
+[operator]
+kind = "agentic"
+[operator.params]
+critique = false
+[budget]
+trials = {trials}
+"""
 
 
 class Instant(ea.Evaluator):
@@ -76,6 +111,26 @@ def engine_overhead(trials: int, window: int) -> list[float]:
         return per_window
 
 
+def agentic_cli(trials: int, window: int) -> tuple[list[float], float]:
+    """ms per trial of `evoagent run` per window of trials, and the whole command's wall time in s."""
+    with tempfile.TemporaryDirectory() as tmp, InstantMessagesServer() as server:
+        root = Path(tmp)
+        (root / "constant.py").write_text(CONSTANT_TARGET)
+        (root / "main.py").write_text("N = 0\n")
+        (root / "run.toml").write_text(CONFIG.format(trials=trials))
+        env = {**os.environ, "ANTHROPIC_API_KEY": "sk-ant-bench-not-a-key", "ANTHROPIC_BASE_URL": server.url}
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "evoagent.cli", "run", "run.toml", "--run-dir", "run", "--quiet"],
+                       cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
+        wall_s = time.perf_counter() - started
+        with ea.Run.open(root / "run", readonly=True) as run:
+            finished = [t.finished_at for t in run.trials() if t.finished_at is not None]
+    assert len(finished) == trials, f"{len(finished)} of {trials} trials finished"
+    # The first trial's window starts when the first trial did (the sandbox and seed come before).
+    marks = [finished[0] - (finished[1] - finished[0]), *finished]
+    return [(marks[i + window] - marks[i]) / window * 1000 for i in range(0, trials - window + 1, window)], wall_s
+
+
 def sandbox_latency(calls: int) -> tuple[float, float]:
     started = time.perf_counter()
     with ea.Sandbox(ea.SandboxConfig(preload=("numpy", "torch"), workers=1)) as sandbox:
@@ -92,12 +147,24 @@ def sandbox_latency(calls: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=10_000)
+    parser.add_argument("--trials", type=int, default=10_000, help="engine-only trials; 0 skips that path")
     parser.add_argument("--window", type=int, default=1_000)
     parser.add_argument("--sandbox-calls", type=int, default=30)
+    parser.add_argument("--agentic-trials", type=int, default=10_000, help="0 skips the agentic CLI path")
+    parser.add_argument("--agentic-window", type=int, default=1_000)
     args = parser.parse_args()
     cpu = platform.processor() or platform.machine()
-    print(f"machine: {platform.node()} {cpu}, Python {platform.python_version()}")
+    print(f"machine: {platform.node()} {cpu}, Python {platform.python_version()}, load {os.getloadavg()}")
+    if args.agentic_trials:
+        windows, wall_s = agentic_cli(args.agentic_trials, min(args.agentic_window, args.agentic_trials))
+        size = min(args.agentic_window, args.agentic_trials)
+        for i, ms in enumerate(windows):
+            print(f"agentic CLI, trials {i * size + 1:>6}-{(i + 1) * size:<6}: {ms:7.2f} ms/trial")
+        print(f"agentic CLI, {args.agentic_trials} trials: first window {windows[0]:.2f} ms/trial, last "
+              f"{windows[-1]:.2f} ({windows[-1] / windows[0] - 1:+.0%}); command wall {wall_s:.1f} s, "
+              f"load {os.getloadavg()}")
+    if not args.trials:
+        return
     windows = engine_overhead(args.trials, args.window)
     for i, ms in enumerate(windows):
         print(f"engine overhead, trials {i * args.window + 1:>6}-{(i + 1) * args.window:<6}: {ms:6.2f} ms/trial")

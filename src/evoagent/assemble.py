@@ -115,13 +115,14 @@ def build_population(config: RunConfig) -> Population:
     return population_from_spec(config.population)
 
 
-def build_knowledge(config: RunConfig) -> Knowledge:
-    """Built-in documents, the config's folders, and the lessons of the earlier runs it names.
+def build_knowledge(config: RunConfig, evaluator: Evaluator) -> Knowledge:
+    """Built-in documents (for the target they are about), the config's folders, and the lessons of the
+    earlier runs it names.
 
     The engine adds this run's own lessons before every trial.
     """
     base = Path(config.base_dir or ".")
-    kb = KnowledgeBase(paths=[base / p for p in config.knowledge.paths])
+    kb = KnowledgeBase(paths=[base / p for p in config.knowledge.paths], builtin=evaluator.builtin_knowledge)
     earlier = []
     for run_dir in config.knowledge.lesson_runs:
         with Run.open(base / run_dir, readonly=True) as other:

@@ -16,6 +16,7 @@ from . import assemble, views
 from .config import Budget, RunConfig, load_config
 from .engine import EvolveResult, evolve
 from .errors import ConfigError, RunStoreError
+from .evaluator import Evaluator
 from .operators.base import VariationOperator
 from .progress import LiveText
 from .result import format_score
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if (config.knowledge.paths or config.knowledge.lesson_runs) and config.operator.kind == "parameter_mutation":
         raise ConfigError("[knowledge] is read by the agentic operators only; operator kind is "
                           "'parameter_mutation' (remove the section or choose kind = \"agentic\")")
-    agents = _Agents.build(config)  # a bad operator or knowledge config fails before anything is created
+    agents = _Agents.build(config, evaluator)  # a bad operator or knowledge config fails before anything is created
     run_ = Run.create(run_dir, evaluator=evaluator, seeds=seeds, population=population,
                       config=assemble.config_to_dict(config))
     return _evolve(run_, config, agents, quiet=args.quiet)
@@ -52,7 +53,7 @@ def resume(args: argparse.Namespace) -> int:
     config = _with_overrides(config, args)
     stored = run_.config
     run_.store.set_meta("config", {**stored, **assemble.config_to_dict(config)})
-    agents = _Agents.build(config, instruction=stored.get("instruction", ""))
+    agents = _Agents.build(config, run_.evaluator, instruction=stored.get("instruction", ""))
     for operator in agents.operators:  # the agents start from a summary of their earlier work
         operator.remember(run_.store.transcript())
     return _evolve(run_, config, agents, quiet=args.quiet)
@@ -89,8 +90,9 @@ class _Agents:
     operators: tuple[VariationOperator, ...]
 
     @classmethod
-    def build(cls, config: RunConfig, *, instruction: str = "") -> _Agents:
-        knowledge = assemble.build_knowledge(config) if config.operator.kind != "parameter_mutation" else None
+    def build(cls, config: RunConfig, evaluator: Evaluator, *, instruction: str = "") -> _Agents:
+        knowledge = (assemble.build_knowledge(config, evaluator) if config.operator.kind != "parameter_mutation"
+                     else None)
         return cls(knowledge=knowledge, operators=tuple(
             assemble.build_operator(config, knowledge, instruction=instruction) for _ in range(config.engine.slots)))
 
@@ -299,7 +301,7 @@ def adapt(args: argparse.Namespace) -> int:
     run_ = Run.create(new_dir, evaluator=evaluator, seeds=[seed], population=assemble.build_population(config),
                       config={**assemble.config_to_dict(config), "adapted_from": str(args.run_dir),
                               "instruction": args.instruction})
-    return _evolve(run_, config, _Agents.build(config, instruction=args.instruction), quiet=args.quiet)
+    return _evolve(run_, config, _Agents.build(config, evaluator, instruction=args.instruction), quiet=args.quiet)
 
 
 def _render(content: Any) -> str:

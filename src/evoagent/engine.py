@@ -62,6 +62,9 @@ class _Engine:
         self.trials_done = totals["trials"]
         self.pending = 0  # trials started and not yet handed back to the caller's thread
         self.since_commit = 0
+        self.knowledge: Knowledge | None = None  # the latest knowledge base handed to operators
+        self.lessons_read = 0
+        self.own_lessons: list[Any] = []  # this run's lessons, as knowledge.Lesson
         self.since_proposal = 0  # trials in a row whose operator made no proposal
         self.model_failures = 0  # trials in a row ended by a failed model call
         self.paused_until = 0.0  # monotonic time before which no trial starts (backing off a failing API)
@@ -237,14 +240,23 @@ class _Engine:
                                     reason=f"operator {operator.name!r} raised {type(exc).__name__}: {exc}")
 
     def _knowledge(self) -> Knowledge | None:
-        """The knowledge base with this run's lessons so far added to the ones it came with."""
+        """The knowledge base with this run's lessons so far added to the ones it came with.
+
+        Only lessons learned since the last call are read; the knowledge base shares its index and
+        each lesson's tokens with the previous one (so the cost per trial does not grow with the run).
+        """
         knowledge = self.options.knowledge
         if knowledge is None:
             return None
         from .knowledge import Lesson
 
-        own = [Lesson(run=self.run.dir.name, trial_id=t, text=text) for t, text in self.store.lessons()]
-        return knowledge.with_lessons([*knowledge.lessons, *own]) if own else knowledge
+        with self.lock:
+            new = self.store.lessons(skip=self.lessons_read)
+            if new or self.knowledge is None:
+                self.lessons_read += len(new)
+                self.own_lessons += [Lesson(run=self.run.dir.name, trial_id=t, text=text) for t, text in new]
+                self.knowledge = knowledge.with_lessons([*knowledge.lessons, *self.own_lessons])
+            return self.knowledge
 
     def _seen(self, trial_id: int, candidate: Candidate) -> bool:
         with self.lock:

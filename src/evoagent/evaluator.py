@@ -59,6 +59,8 @@ class Evaluator:
         timing_stages: the stages whose metrics are noisy measurements (timings). A population with
             `confirm > 0` re-runs them, interleaved with the incumbent, before committing.
         score_unit: what the score measures, printed next to every score ("sum of radii", "TFLOPS").
+        builtin_knowledge: whether the package's built-in knowledge documents (Triton attention
+            guides and recipes) are about this target; the CLI gives them to its agents only then.
     """
 
     name: ClassVar[str] = "custom"
@@ -67,6 +69,7 @@ class Evaluator:
     stages: ClassVar[tuple[str, ...]] = ()
     timing_stages: ClassVar[tuple[str, ...]] = ()
     score_unit: ClassVar[str] = "score"
+    builtin_knowledge: ClassVar[bool] = False
     _params: dict[str, Any]  # the constructor's arguments, recorded by __new__ for spec()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

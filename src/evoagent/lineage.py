@@ -52,36 +52,44 @@ class Lineage:
         return (top.candidate_id, top.score) if top else None
 
     def summary(self, *, max_recent: int = 10, max_children: int = 10, max_chain: int = 8) -> str:
-        """Text for prompts: root-to-best chain (the root and the newest `max_chain`), the best version's
-        children, the latest trials."""
+        """Text for prompts: the newest `max_chain` versions of the chain to the best, the latest attempts
+        started from the best, the latest trials. Indexed queries only: its cost does not grow with the run."""
         best = self.best()
         if best is None:
             return "No committed version yet."
         best_id, best_score = best
-        trials = {t.candidate_id: t for t in self.store.trials(state="done") if t.candidate_id}
+        chain, more = self._chain(best_id, max_chain)
+        by_candidate: dict[str, Trial] = {}
+        for t in self.store.trials(state="done", candidate_ids=chain):
+            if t.candidate_id and (t.committed or t.candidate_id not in by_candidate):
+                by_candidate[t.candidate_id] = t
         lines = [f"Best committed version: {best_id} (score {format_score(best_score)}).", "",
-                 "Chain from the root to the best:"]
-        chain = self.ancestors(best_id)
-        if len(chain) > max_chain + 1:
-            hidden = len(chain) - max_chain - 1
-            chain = [chain[0], *chain[-max_chain:]]
-        else:
-            hidden = 0
-        for i, c in enumerate(chain):
-            if hidden and i == 1:
-                lines.append(f"  ... {hidden} earlier versions (show_version or lineage tools for more)")
-            t = trials.get(c.id)
-            hypothesis = (t.hypothesis if t else c.hypothesis) or "(seed)"
-            lines.append(f"  {c.id}  score {format_score(t.score if t else None)}  {hypothesis[:160]}")
-        children = [t for t in trials.values() if t.parent_id == best_id and t.candidate_id != best_id]
+                 "Chain from the root to the best:" if not more else f"The newest {len(chain)} versions of the "
+                 "chain to the best (older ones: show_version of the oldest one's parent):"]
+        for cid in chain:
+            found = by_candidate.get(cid)
+            lines.append(f"  {cid}  score {format_score(found.score if found else None)}  "
+                         f"{((found.hypothesis if found else '') or '(seed)')[:160]}")
+        children = [t for t in self.store.trials(state="done", parent_id=best_id, last=max_children)
+                    if t.candidate_id != best_id]
         if children:
-            lines += ["", f"Attempts started from the best ({len(children)}, latest {max_children}):"]
-            lines += [_trial_line(t) for t in children[-max_children:]]
+            lines += ["", f"Latest attempts started from the best ({len(children)}):"]
+            lines += [_trial_line(t) for t in children]
         recent = self.store.trials(state="done", last=max_recent, include_seeds=False)
         if recent:
             lines += ["", f"Latest {len(recent)} trials:"]
             lines += [_trial_line(t) for t in recent]
         return "\n".join(lines)
+
+    def _chain(self, candidate_id: str, length: int) -> tuple[list[str], bool]:
+        """The ids of the newest `length` versions up to `candidate_id`, oldest first, and whether older ones exist."""
+        chain: list[str] = []
+        current: str | None = candidate_id
+        while current is not None and current not in chain and len(chain) < length:
+            chain.append(current)
+            parents = self.store.parents(current)
+            current = parents[0] if parents else None
+        return chain[::-1], current is not None and current not in chain
 
     def to_graphml(self, path: str | os.PathLike[str]) -> Path:
         path = Path(path)

@@ -78,8 +78,17 @@ def _m002_unpriced_calls(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE trials ADD COLUMN unpriced_calls INTEGER NOT NULL DEFAULT 0")
 
 
+def _m003_trial_lookups(db: sqlite3.Connection) -> None:
+    """Indexes for per-trial queries that stay flat as a run grows: trials by parent and by candidate."""
+    _script(db, """
+        CREATE INDEX trials_parent ON trials(parent_id, id);
+        CREATE INDEX trials_candidate ON trials(candidate_id);
+        """)
+
+
 # Numbered schema migrations; applied in order and recorded in the `migrations` table.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial, _m002_unpriced_calls)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial, _m002_unpriced_calls,
+                                                                _m003_trial_lookups)
 
 
 def _json(value: Any) -> str:
@@ -292,13 +301,22 @@ class RunStore:
         rows = self._rows("SELECT * FROM trials WHERE id = ?", (trial_id,))
         return _trial(rows[0]) if rows else None
 
-    def trials(self, *, state: str | None = None, last: int | None = None, include_seeds: bool = True) -> list[Trial]:
-        where, args = [], []
+    def trials(self, *, state: str | None = None, last: int | None = None, include_seeds: bool = True,
+               parent_id: str | None = None, candidate_ids: Sequence[str] | None = None) -> list[Trial]:
+        """Trials in id order, filtered; `last` keeps the newest ones (indexed: cheap in a long run)."""
+        where: list[str] = []
+        args: list[Any] = []
         if state is not None:
             where.append("state = ?")
             args.append(state)
         if not include_seeds:
             where.append("operator != 'seed'")
+        if parent_id is not None:
+            where.append("parent_id = ?")
+            args.append(parent_id)
+        if candidate_ids is not None:
+            where.append(f"candidate_id IN ({', '.join('?' * len(candidate_ids))})")
+            args += list(candidate_ids)
         sql = "SELECT * FROM trials" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
         if last is not None:
             sql = f"SELECT * FROM ({sql} DESC LIMIT {int(last)}) ORDER BY id"
@@ -372,8 +390,15 @@ class RunStore:
         return [{"ts": r["ts"], "trial_id": r["trial_id"], "kind": r["kind"], "payload": json.loads(r["payload"])}
                 for r in self._rows(sql, (kind,) if kind else ())]
 
-    def lessons(self) -> list[tuple[int, str]]:
-        return [(r[0], r[1]) for r in self._rows("SELECT trial_id, text FROM lessons ORDER BY id")]
+    def lessons(self, *, skip: int = 0) -> list[tuple[int, str]]:
+        """(trial id, lesson) in the order they were learned, after the first `skip` (lessons are never deleted)."""
+        rows = self._rows("SELECT trial_id, text FROM lessons WHERE id > ? ORDER BY id", (skip,))
+        return [(r[0], r[1]) for r in rows]
+
+    def parents(self, candidate_id: str) -> tuple[str, ...] | None:
+        """A stored candidate's parent ids (None for an unknown id), without loading its files."""
+        rows = self._rows("SELECT parents FROM candidates WHERE id = ?", (candidate_id,))
+        return tuple(json.loads(rows[0][0])) if rows else None
 
 
 def _member(r: sqlite3.Row) -> Member:

@@ -169,7 +169,8 @@ def test_knowledge_section_adds_documents_and_lessons_of_earlier_runs(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "house-rules.md").write_text("# House rules\n\n## Tiles\n\nPrefer 128x64 tiles on H100.\n")
     config = _config(tmp_path, trials=1, extra='[knowledge]\npaths = ["notes"]\nlesson_runs = ["earlier"]\n')
-    kb = assemble.build_knowledge(load_config(config))
+    loaded = load_config(config)
+    kb = assemble.build_knowledge(loaded, assemble.build_evaluator(loaded))
     assert [lesson.trial_id for lesson in kb.lessons] == [2, 3]
     assert kb.search("prefer tiles on H100", k=1)[0].doc == "house-rules"
     out = evoagent("run", str(config), "--run-dir", str(tmp_path / "r"), check=False)

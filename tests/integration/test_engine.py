@@ -134,6 +134,9 @@ def test_lineage_summary_graph_and_git_export(tmp_path):
     ea.evolve(run, Scripted(["X = 1.0\n", "X = (\n", "X = 2.0\n"]), ea.Budget(trials=3))
     text = run.lineage.summary()
     assert "Chain from the root to the best" in text and "try X = 2.0" in text and "compile_error" in text
+    short = run.lineage.summary(max_chain=2)  # the newest versions of a long chain, and a note
+    assert "The newest 2 versions of the chain" in short and "try X = 1.0" in short.split("Latest")[0]
+    assert "(seed)" not in short
     chain = run.lineage.ancestors(run.best)
     assert [c.source for c in chain] == [SEED, "X = 1.0\n", "X = 2.0\n"]
     graph = run.lineage.graph()

@@ -179,6 +179,24 @@ def test_lessons_are_searchable_and_readable_as_their_own_document(kb: Knowledge
     assert "lessons" not in {d.name for d in with_lessons.with_lessons([]).documents}
 
 
+def test_a_copy_with_more_lessons_tokenizes_only_the_new_ones(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from evoagent.knowledge import base
+
+    (tmp_path / "guide.md").write_text("# Guide\n\n## Tiles\n\nUse 128x64 tiles.\n")
+    kb = KnowledgeBase(paths=[tmp_path], builtin=False)
+    seen: list[str] = []
+    real = base.tokenize
+    monkeypatch.setattr(base, "tokenize", lambda texts: seen.extend(texts) or real(texts))
+    first = [Lesson(run="r", trial_id=1, text="zebra stripes")]
+    assert kb.with_lessons(first).search("zebra", k=1)[0].section == "r-1"
+    second = kb.with_lessons([*first, Lesson(run="r", trial_id=2, text="okapi spots")])
+    assert second.search("okapi", k=1)[0].section == "r-2" and second.search("tiles", k=1)[0].doc == "guide"
+    indexed = [t for t in seen if "Lessons from trials" in t]  # queries and snippets aside
+    assert len(indexed) == 2 and "zebra stripes" in indexed[0] and "okapi spots" in indexed[1]
+    assert not any(t.startswith("Tiles\nTiles") for t in seen)  # the documents' index is shared, not rebuilt
+
+
 def test_lessons_of_one_trial_get_distinct_sections(kb: KnowledgeBase) -> None:
     lessons = [Lesson(run="r", trial_id=1, text="a"), Lesson(run="r", trial_id=1, text="b")]
     doc = next(d for d in kb.with_lessons(lessons).documents if d.name == "lessons")

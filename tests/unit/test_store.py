@@ -106,3 +106,18 @@ def test_candidate_lookup_by_unique_prefix(store):
     store.add_candidate(c)
     assert store.candidate(c.id[:6]) == c
     assert store.candidate("zzzz") is None
+
+
+def test_lessons_after_the_ones_already_read_and_trials_by_parent_or_candidate(store):
+    seed = Candidate.from_source("X = 0\n")
+    children = [seed.with_files({"main.py": f"X = {i}\n"}) for i in (1, 2, 3)]
+    ok = EvalResult(status=Status.OK, score=1.0, metrics={"f": 1.0})
+    for i, child in enumerate(children, start=1):
+        trial = store.begin_trial(operator="op", parent_id=seed.id)
+        store.finish_trial(trial, candidate=child, result=ok, hypothesis=f"h{i}", diff="", committed=False,
+                           eval_s=0.0, lesson=f"lesson {i}")
+    assert [text for _, text in store.lessons()] == ["lesson 1", "lesson 2", "lesson 3"]
+    assert [text for _, text in store.lessons(skip=2)] == ["lesson 3"]
+    assert [t.hypothesis for t in store.trials(parent_id=seed.id, last=2)] == ["h2", "h3"]
+    assert [t.hypothesis for t in store.trials(candidate_ids=[children[0].id, children[2].id])] == ["h1", "h3"]
+    assert store.parents(children[1].id) == (seed.id,) and store.parents("0" * 16) is None

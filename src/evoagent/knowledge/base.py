@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -192,27 +193,51 @@ class KnowledgeBase:
                 )
             names[doc.name] = doc.path
         docs = [d for d in (_builtin_documents() if builtin else ()) if d.name not in names]
-        self._init(tuple(docs + user), lessons=None)
+        self._init(tuple(docs + user))
 
-    def _init(self, docs: tuple[Document, ...], lessons: Document | None,
-              lesson_list: Sequence[Lesson] = ()) -> None:
-        self._lessons = tuple(lesson_list)
+    def _init(self, docs: tuple[Document, ...]) -> None:
         self._docs = {d.name: d for d in docs}
-        if lessons is not None:
-            self._docs[LESSONS_DOC] = lessons
-        self._sections = [s for d in self._docs.values() for s in d.sections]
-        self._recipes = _collect_recipes(docs)
+        self._doc_sections = [s for d in docs for s in d.sections]
+        self._recipes = _collect_recipes(docs)  # first: a malformed recipe is a ConfigError naming its file
+        self._doc_tokens = tokenize([_index_text(self._docs[s.doc], s) for s in self._doc_sections])
+        self._lesson_tokens: dict[tuple[str, str], list[str]] = {}  # shared by copies: each lesson tokenized once
+        self._set_lessons(())
+
+    def _set_lessons(self, lessons: Sequence[Lesson]) -> None:
+        self._lessons = tuple(lessons)
+        self._lessons_doc: Document | None = None  # built when first read or searched
         self._index: Index | None = None
-        if self._sections:
-            corpus = tokenize([_index_text(self._docs[s.doc], s) for s in self._sections])
-            self._index = build_index(corpus)
+        self._indexed: list[Section] = []
 
     def with_lessons(self, lessons: Sequence[Lesson]) -> KnowledgeBase:
-        """A copy whose `lessons` document holds these lessons (replacing any it had)."""
-        other = object.__new__(KnowledgeBase)
-        docs = tuple(d for d in self._docs.values() if d.name != LESSONS_DOC)
-        other._init(docs, _lessons_document(lessons) if lessons else None, lessons)
+        """A copy whose `lessons` document holds these lessons (replacing any it had).
+
+        Cheap at any number of lessons: the documents' index and each lesson's tokens are shared with
+        this knowledge base; the ranking over documents and lessons is built at the copy's first search.
+        """
+        other = copy.copy(self)
+        other._set_lessons(lessons)
         return other
+
+    def _lessons_document(self) -> Document | None:
+        if self._lessons and self._lessons_doc is None:
+            self._lessons_doc = _lessons_document(self._lessons)
+        return self._lessons_doc
+
+    def _ranking(self) -> tuple[Index | None, list[Section]]:
+        if self._index is None:
+            lessons = self._lessons_document()
+            sections = [*self._doc_sections, *(lessons.sections if lessons else ())]
+            tokens = list(self._doc_tokens)
+            for s in sections[len(self._doc_sections):]:
+                key = (s.title, s.text)
+                if key not in self._lesson_tokens:
+                    assert lessons is not None  # Check internal correctness.
+                    self._lesson_tokens[key] = tokenize([_index_text(lessons, s)])[0]
+                tokens.append(self._lesson_tokens[key])
+            if sections:
+                self._index, self._indexed = build_index(tokens), sections
+        return self._index, self._indexed
 
     @property
     def lessons(self) -> tuple[Lesson, ...]:
@@ -221,25 +246,28 @@ class KnowledgeBase:
 
     @property
     def documents(self) -> list[Document]:
-        return list(self._docs.values())
+        lessons = self._lessons_document()
+        return [*self._docs.values(), *((lessons,) if lessons else ())]
 
     def __len__(self) -> int:
         """The number of sections."""
-        return len(self._sections)
+        return len(self._doc_sections) + len(self._lessons)
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The `k` sections that best match `query`, best first; no hit scores zero."""
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer (got {k!r})")
         tokens = tokenize([query])
-        if self._index is None or not tokens[0]:
+        if not tokens[0] or not len(self):
             return []
+        index, sections = self._ranking()
+        assert index is not None  # Check internal correctness: there are sections.
         terms = set(tokens[0])
         hits = []
-        for i, score in self._index.top(tokens[0], k):
+        for i, score in index.top(tokens[0], k):
             if score <= 0:
                 continue
-            s = self._sections[i]
+            s = sections[i]
             hits.append(
                 Hit(doc=s.doc, section=s.id, title=s.title, score=round(float(score), 4),
                     snippet=_snippet(s.text, terms))
@@ -248,9 +276,9 @@ class KnowledgeBase:
 
     def read(self, doc: str, section: str | None = None) -> str:
         """A whole document, or one section (by id or by heading, case-insensitive)."""
-        document = self._docs.get(doc)
+        document = self._docs.get(doc) or (self._lessons_document() if doc == LESSONS_DOC else None)
         if document is None:
-            known = ", ".join(sorted(self._docs)) or "none"
+            known = ", ".join(sorted(d.name for d in self.documents)) or "none"
             raise KnowledgeError(f"unknown knowledge document {doc!r}; known documents: {known}")
         if section is None or not section.strip():
             return document.text

@@ -124,6 +124,7 @@ class AttentionEvaluator(Evaluator):
     description = DESCRIPTION
     rules = RULES
     timing_stages = ("benchmark",)
+    builtin_knowledge = True
     entry = "kernel.py"
     stages = ("check", "test", "benchmark", "profile")
 
