@@ -25,7 +25,7 @@ from .result import EvalResult, Status
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Member", "RunStore", "Trial"]  # Member, Trial: from records
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # len(MIGRATIONS)
 
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
