@@ -173,6 +173,7 @@ def test_knowledge_section_adds_documents_and_lessons_of_earlier_runs(tmp_path):
     kb = assemble.build_knowledge(loaded, assemble.build_evaluator(loaded))
     assert [lesson.trial_id for lesson in kb.lessons] == [2, 3]
     assert kb.search("prefer tiles on H100", k=1)[0].doc == "house-rules"
+    assert {d.name for d in kb.documents} == {"house-rules", "lessons"}  # no attention guides for this target
     out = evoagent("run", str(config), "--run-dir", str(tmp_path / "r"), check=False)
     assert out.returncode == 2 and "read by the agentic operators only" in out.stderr
     bad = _config(tmp_path, trials=1, extra='[knowledge]\nlesson_runs = ["nowhere"]\n')
