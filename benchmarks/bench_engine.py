@@ -1,6 +1,7 @@
 """Per-trial cost: the engine alone, the agentic CLI path against an instant Messages server, sandbox start-up.
 
     python benchmarks/bench_engine.py [--trials 10000] [--window 1000] [--agentic-trials 10000]
+                                      [--population tree|islands|map_elites]
 
 Engine overhead = wall time of the loop minus the time spent inside the operator and the evaluator,
 per trial, reported per window of trials so that growth over a long run is visible.
@@ -64,6 +65,15 @@ class Instant(ea.Evaluator):
     def score(self, candidate, sandbox):
         return ea.StageResult(metrics={"f": 1.0 + (hash(candidate.id) % 1000) / 1000})
 
+    def descriptors(self, candidate, result):
+        """Two descriptors of 32 values each from the id: up to 1024 MAP-Elites cells."""
+        h = int(candidate.id, 16)
+        return ea.Descriptors(values={"a": float(h % 32), "b": float(h // 32 % 32)})
+
+
+POPULATIONS = {"tree": lambda: ea.Tree("best"), "islands": lambda: ea.Islands(8, migrate_every=50, migrants=2),
+               "map_elites": lambda: ea.MapElites()}
+
 
 class Counter(ea.VariationOperator):
     """Proposes a new version each step by bumping a counter (an instant mock of a model)."""
@@ -93,13 +103,13 @@ class Timed:
             self.total += time.perf_counter() - start
 
 
-def engine_overhead(trials: int, window: int) -> list[float]:
+def engine_overhead(trials: int, window: int, population: str = "tree") -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         evaluator, operator = Instant(), Counter()
         evaluate, vary = Timed(evaluator.evaluate), Timed(operator.vary)
         evaluator.evaluate, operator.vary = evaluate, vary
         run = ea.Run.create(Path(tmp) / "run", evaluator=evaluator, seeds=[ea.Candidate.from_source("N = 0\n")],
-                            population=ea.Tree("best"))
+                            population=POPULATIONS[population]())
         per_window, last, inside = [], time.perf_counter(), 0.0
         for i, _ in enumerate(ea.iterate(run, operator, ea.Budget(trials=trials)), start=1):
             if i % window == 0:
@@ -152,6 +162,7 @@ def main() -> None:
     parser.add_argument("--sandbox-calls", type=int, default=30)
     parser.add_argument("--agentic-trials", type=int, default=10_000, help="0 skips the agentic CLI path")
     parser.add_argument("--agentic-window", type=int, default=1_000)
+    parser.add_argument("--population", choices=sorted(POPULATIONS), default="tree")
     args = parser.parse_args()
     cpu = platform.processor() or platform.machine()
     print(f"machine: {platform.node()} {cpu}, Python {platform.python_version()}, load {os.getloadavg()}")
@@ -165,7 +176,8 @@ def main() -> None:
               f"load {os.getloadavg()}")
     if not args.trials:
         return
-    windows = engine_overhead(args.trials, args.window)
+    print(f"population: {args.population}")
+    windows = engine_overhead(args.trials, args.window, args.population)
     for i, ms in enumerate(windows):
         print(f"engine overhead, trials {i * args.window + 1:>6}-{(i + 1) * args.window:<6}: {ms:6.2f} ms/trial")
     print(f"engine overhead, mean over {args.trials} trials: {statistics.mean(windows):.2f} ms/trial "

@@ -4,7 +4,7 @@ import importlib
 
 import numpy as np
 
-from evoagent import Evaluator, StageResult, Status
+from evoagent import Descriptors, Evaluator, StageResult, Status
 
 N_CIRCLES = 26
 
@@ -39,4 +39,11 @@ class CirclePackingEvaluator(Evaluator):
         if (gap[i, j] < -1e-9).any():
             k = int(np.argmin(gap[i, j]))
             return StageResult.fail(Status.INCORRECT, f"circles {i[k]} and {j[k]} overlap by {-gap[i, j][k]:.3g}")
-        return StageResult(metrics={"sum_radii": float(radii.sum())})
+        return StageResult(metrics={"sum_radii": float(radii.sum())},
+                           details={"smallest_radius": float(radii.min()), "largest_radius": float(radii.max())})
+
+    def descriptors(self, candidate, result) -> Descriptors:
+        """MAP-Elites cells: how unequal the circles are (smallest and largest radius)."""
+        details = result.stage("validate").details
+        return Descriptors(values={name: details[name] for name in ("smallest_radius", "largest_radius")},
+                           bins={"smallest_radius": (0.02, 0.04, 0.06, 0.08), "largest_radius": (0.1, 0.12, 0.14)})

@@ -19,12 +19,13 @@ from .errors import (
 from .evaluator import Evaluator, FunctionEvaluator
 from .knowledge import KnowledgeBase
 from .lineage import Lineage
+from .niches import Islands, MapElites
 from .operators.agentic import AgenticVariationOperator
 from .operators.base import Proposal, VariationContext, VariationOperator
 from .operators.mutation import ParameterMutation
 from .operators.supervisor import Supervisor
 from .population import Chain, MatchOrImprove, Population, Tree
-from .records import Event, Member, Trial, TrialOutcome, Usage
+from .records import Descriptors, Event, Member, NicheView, Trial, TrialOutcome, Usage
 from .result import EvalResult, StageResult, Status
 from .run import Run
 from .sandbox import Sandbox, SandboxConfig, SandboxResult
@@ -40,6 +41,7 @@ __all__ = [
     "Candidate",
     "Chain",
     "ConfigError",
+    "Descriptors",
     "EvalResult",
     "Evaluator",
     "EvaluatorError",
@@ -48,11 +50,14 @@ __all__ = [
     "EvolveResult",
     "FunctionEvaluator",
     "IncompatibleRunError",
+    "Islands",
     "KnowledgeBase",
     "LLMError",
     "Lineage",
+    "MapElites",
     "MatchOrImprove",
     "Member",
+    "NicheView",
     "Options",
     "ParameterMutation",
     "Population",

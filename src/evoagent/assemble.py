@@ -12,8 +12,9 @@ from .config import RunConfig, construct, from_dict, to_dict
 from .errors import ConfigError
 from .evaluator import Evaluator
 from .knowledge import KnowledgeBase, Lesson
+from .niches import population_from_spec, population_kind
 from .operators.base import VariationOperator
-from .population import Population, population_from_spec, population_kind, settings
+from .population import Population, settings
 from .references import BUILTIN_TARGETS, load_object
 from .run import Run, evaluator_from_spec
 from .services import Knowledge

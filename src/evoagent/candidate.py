@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import hashlib
 import os
@@ -16,6 +17,35 @@ def normalize_source(text: str) -> str:
     """Normalizes line endings, trailing whitespace and trailing blank lines (used for the id)."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return "\n".join(line.rstrip() for line in lines).strip("\n") + "\n"
+
+
+def fingerprint(files: Mapping[str, str]) -> str:
+    """Hash of what the files mean: Python files by their normalised AST, other files by normalized text.
+
+    Two versions with the same fingerprint differ only in comments, docstrings, blank lines,
+    line breaks inside brackets, quoting or other formatting, so evaluating both would waste an
+    evaluation (the engine labels the second `duplicate`).
+    """
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        text = normalize_source(files[name])
+        if name.endswith(".py"):
+            try:
+                text = ast.dump(_without_docstrings(ast.parse(text)), annotate_fields=False)
+            except (SyntaxError, ValueError):  # not parseable: compare the text itself
+                pass
+        digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _without_docstrings(tree: ast.Module) -> ast.Module:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
 
 
 def _check_relpath(path: str) -> str:
@@ -88,6 +118,11 @@ class Candidate:
         if not path.is_file():
             raise FileNotFoundError(f"candidate file {str(path)!r} does not exist")
         return cls(files={entry or path.name: path.read_text()}, entry=entry or path.name, **kwargs)
+
+    @property
+    def fingerprint(self) -> str:
+        """The hash of its normalised AST (see `fingerprint`): equal for versions that differ only in form."""
+        return fingerprint(self.files)
 
     @property
     def source(self) -> str:

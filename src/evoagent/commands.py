@@ -168,6 +168,11 @@ def status(args: argparse.Namespace) -> int:
             print(f"  per trial: input {per['input']:.0f}, output {per['output']:.0f}, cache read "
                   f"{per['cache_read']:.0f}, cache write {per['cache_write']:.0f} tokens; "
                   f"${summary['usd_per_trial']:.4f}")
+        niches = run_.lineage.niche_lines()
+        if niches:
+            migrated = f", {summary['migrations']} migrations" if summary["migrations"] else ""
+            print(f"  population {summary['population']}{migrated}")
+            print("\n".join("  " + line for line in niches))
     return 0
 
 
@@ -271,7 +276,7 @@ def show(args: argparse.Namespace) -> int:
             raise ConfigError(f"run {args.run_dir!r} has no trial {args.trial} (it has {run_.store.last_trial_id()})")
         u = trial.usage
         print(f"trial {trial.id} [{trial.state}] operator {trial.operator}, parent {trial.parent_id}, "
-              f"candidate {trial.candidate_id}")
+              f"candidate {trial.candidate_id}" + (f", {trial.niche}" if trial.niche else ""))
         print(f"hypothesis: {trial.hypothesis}")
         print(f"outcome: {trial.status} score {format_score(trial.score)} committed {trial.committed}"
               + (f"\nreason: {trial.reason}" if trial.reason else ""))

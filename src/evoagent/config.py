@@ -3,7 +3,7 @@
 Each setting is declared once. The engine's own types are the config sections: `[budget]` is a
 `Budget`, `[engine]` is the `Options` given to `evolve`/`iterate`. The sections that build an
 object are checked against what they feed: `[population]` against the constructor of its kind
-(`Chain`, `Tree`), `[sandbox]` against `SandboxConfig`'s fields, `[operator] params` and
+(`Chain`, `Tree`, `Islands`, `MapElites`), `[sandbox]` against `SandboxConfig`'s fields, `[operator] params` and
 `[evaluator] params` against the operator's and evaluator's constructors (`construct`).
 """
 
@@ -156,8 +156,10 @@ class RunConfig:
     Attributes:
         seeds: seed files or directories (relative to the config file).
         evaluator: `[evaluator]`, the target and its constructor arguments.
-        population: `[population]`, `kind` ("chain" or "tree") plus that policy's constructor arguments
-            (`Chain`: tolerance, confirm; `Tree`: parent_selection, tournament_size, confirm).
+        population: `[population]`, `kind` ("chain", "tree", "islands" or "map_elites") plus that
+            policy's constructor arguments (`Chain`: tolerance, confirm; `Tree`: parent_selection,
+            tournament_size, confirm; `Islands`: n, migrate_every, migrants, policy; `MapElites`:
+            descriptors, bins, tolerance, confirm).
         operator: `[operator]`, see `OperatorConfig`.
         knowledge: `[knowledge]`, see `KnowledgeConfig`.
         budget: `[budget]`, a `Budget` (in a config file, trials default to 20).

@@ -16,8 +16,8 @@ from .candidate import Candidate
 from .config import Budget, Options
 from .errors import BudgetExhausted, ConfigError, LLMError
 from .operators.base import Proposal, VariationContext, VariationOperator
-from .population import Population, StoredMembers
-from .records import Event, EventHandler, Member, Trial, TrialOutcome, Usage
+from .population import Pick, Population, StoredMembers
+from .records import Descriptors, Event, EventHandler, Member, Trial, TrialOutcome, Usage
 from .result import EvalResult, Status
 from .run import Run
 from .sandbox import Sandbox, SandboxResult
@@ -55,7 +55,8 @@ class _Engine:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.stop_reason = ""
-        self.inflight: dict[int, str] = {}  # trial id -> candidate id being evaluated ("" before proposal)
+        # trial id -> (candidate id, AST fingerprint) being evaluated; empty before the proposal
+        self.inflight: dict[int, tuple[str, str]] = {}
         self.done: queue.Queue[Trial | _Dropped | BaseException] = queue.Queue()
         totals = self.store.totals()
         self.tokens, self.cost_usd = totals["new_tokens"], totals["cost_usd"]  # cache reads are not budgeted
@@ -137,10 +138,14 @@ class _Engine:
             trial_id = self.store.begin_trial(operator="seed", parent_id=None)
             started = time.perf_counter()
             result = self.evaluator.evaluate(seed, self.sandbox)
-            committed = self.run.population.decide(result, self.store.best_member()).committed
+            descriptors = self._descriptors(seed, result)
+            niches = self.run.population.seed_niches(descriptors)
+            placed = tuple(n for n in niches if self.run.population.decide(result, self._best(n)).committed)
+            committed = bool(placed) if niches else self.run.population.decide(result, self._best(None)).committed
             trial = self.store.finish_trial(
                 trial_id, candidate=seed, result=result, hypothesis="seed", diff="", committed=committed,
-                eval_s=time.perf_counter() - started, lesson="")
+                eval_s=time.perf_counter() - started, lesson="", niche=niches[0] if len(niches) == 1 else None,
+                placed_in=placed, descriptors=descriptors.values if descriptors else None)
             self.emit("seed", {"trial_id": trial_id, "status": result.status.value, "score": result.score,
                                "reason": result.reason}, trial)
         if self.store.latest_member() is None:
@@ -153,24 +158,26 @@ class _Engine:
 
     def start_trial(self, slot: int) -> int:
         with self.lock:
-            rng = random.Random(f"{self.options.seed}:{self.store.last_trial_id()}")
-            parent = self.run.population.select_parent(StoredMembers(self.store), rng)
-            trial_id = self.store.begin_trial(operator=self.operators[slot].name, parent_id=parent.candidate_id)
-            self.inflight[trial_id] = ""
+            last = self.store.last_trial_id()
+            rng = random.Random(f"{self.options.seed}:{last}")
+            pick = self.run.population.pick(StoredMembers(self.store), rng, last + 1)
+            trial_id = self.store.begin_trial(operator=self.operators[slot].name, parent_id=pick.parent.candidate_id,
+                                              niche=pick.niche)
+            self.inflight[trial_id] = ("", "")
             self.pending += 1
-        thread = threading.Thread(target=self._worker, args=(slot, trial_id, parent.candidate_id, rng),
+        thread = threading.Thread(target=self._worker, args=(slot, trial_id, pick, rng),
                                   name=f"evoagent-slot-{slot}", daemon=True)
         thread.start()
         return trial_id
 
-    def _worker(self, slot: int, trial_id: int, parent_id: str, rng: random.Random) -> None:
+    def _worker(self, slot: int, trial_id: int, pick: Pick, rng: random.Random) -> None:
         try:
-            trial = self._trial(self.operators[slot], trial_id, parent_id, rng)
+            trial = self._trial(self.operators[slot], trial_id, pick, rng)
             self.done.put(trial if trial is not None else _Dropped(trial_id))
         except BaseException as exc:  # surfaces in the caller's thread
             self.done.put(exc)
 
-    def _context(self, trial_id: int, parent: Candidate, rng: random.Random) -> VariationContext:
+    def _context(self, trial_id: int, parent: Candidate, pick: Pick, rng: random.Random) -> VariationContext:
         best = self.run.lineage.best()
         best_pair = None
         if best is not None:
@@ -182,12 +189,12 @@ class _Engine:
             trial_id=trial_id, parent=parent, parent_result=self.store.result(parent.id), best=best_pair,
             evaluator=self.evaluator, lineage=self.run.lineage, recent=recent, knowledge=self._knowledge(), rng=rng,
             run_dir=self.run.dir, commit_rule=_commit_rule(self.run.population), budget_left=self.budget_left(),
-            services=_Services(self, trial_id))
+            services=_Services(self, trial_id), niche=self.run.population.view(StoredMembers(self.store), pick))
 
-    def _trial(self, operator: VariationOperator, trial_id: int, parent_id: str, rng: random.Random) -> Trial | None:
-        parent = self.store.candidate(parent_id)
+    def _trial(self, operator: VariationOperator, trial_id: int, pick: Pick, rng: random.Random) -> Trial | None:
+        parent = self.store.candidate(pick.parent.candidate_id)
         assert parent is not None  # Check internal correctness.
-        context = self._context(trial_id, parent, rng)
+        context = self._context(trial_id, parent, pick, rng)
         proposal, failure = self._vary(operator, context)
         candidate = proposal.candidate if proposal else None
         if candidate is not None and not candidate.parents:
@@ -199,18 +206,21 @@ class _Engine:
         elif candidate is None:
             result = EvalResult(status=Status.NO_PROPOSAL,
                                 reason=(proposal.reason if proposal else "") or "the operator made no proposal")
-        elif self._seen(trial_id, candidate):
-            result = EvalResult(status=Status.DUPLICATE, reason=f"version {candidate.id} was already evaluated")
+        elif (same := self._seen(trial_id, candidate)) is not None:
+            result = EvalResult(status=Status.DUPLICATE, reason=f"equivalent to version {same} (same normalised "
+                                "AST), which was already evaluated: no evaluation spent")
         else:
             result = self.evaluator.evaluate(candidate, self.sandbox)
-        best = self.store.best_member()
+        descriptors = self._descriptors(candidate, result)
+        niche = self.run.population.niche(pick, descriptors)
+        best = self._best(niche)
         decision = self.run.population.decide(result, best, self._remeasure(trial_id, candidate, best))
         if decision.best_score is not None:
             self.emit("confirm", {"trial_id": trial_id, "score": decision.result.score, "passed": decision.committed,
                                   "best_score": decision.best_score, "best_id": best.candidate_id if best else None})
         eval_s = time.perf_counter() - started
         with self.lock:
-            now = self.store.best_member()
+            now = self._best(niche)
             if decision.committed and now != best:  # another slot committed meanwhile: judge against the new best
                 decision = self.run.population.decide(decision.result, now)
             result, committed = decision.result, decision.committed
@@ -220,7 +230,8 @@ class _Engine:
             trial = self.store.finish_trial(
                 trial_id, candidate=candidate, result=result, hypothesis=hypothesis,
                 diff=candidate.diff(parent) if candidate else "", committed=committed,
-                eval_s=eval_s, lesson=lesson)
+                eval_s=eval_s, lesson=lesson, niche=niche, placed_in=(niche,) if committed and niche else (),
+                descriptors=descriptors.values if descriptors else None)
             self.inflight.pop(trial_id, None)
         if trial is not None:
             operator.observe(_outcome(trial))
@@ -258,12 +269,40 @@ class _Engine:
                 self.knowledge = knowledge.with_lessons([*knowledge.lessons, *self.own_lessons])
             return self.knowledge
 
-    def _seen(self, trial_id: int, candidate: Candidate) -> bool:
+    def _seen(self, trial_id: int, candidate: Candidate) -> str | None:
+        """The id of an evaluated (or in-flight) version equivalent to `candidate` (same AST fingerprint)."""
+        key = candidate.fingerprint
         with self.lock:
-            if candidate.id in self.inflight.values() or self.store.has_authoritative(candidate.id):
-                return True
-            self.inflight[trial_id] = candidate.id
-            return False
+            same = next((cid for cid, fp in self.inflight.values() if fp == key), None)
+            same = same or self.store.equivalent_evaluated(key)
+            if same is None:
+                self.inflight[trial_id] = (candidate.id, key)
+            return same
+
+    def _best(self, niche: str | None) -> Member | None:
+        """The best member of a niche (island or cell), or of the whole population."""
+        return StoredMembers(self.store, niche).best()
+
+    def _descriptors(self, candidate: Candidate | None, result: EvalResult) -> Descriptors | None:
+        """The target's descriptors of a correct version, when the population places versions by them."""
+        if candidate is None or not result.ok or not self.run.population.uses_descriptors:
+            return None
+        return self.evaluator.descriptors(candidate, result)
+
+    def migrate(self) -> None:
+        """Runs the migrations due after the trials finished so far (catching up after a kill)."""
+        every = self.run.population.migrate_every
+        if not every:
+            return
+        done = []
+        with self.lock:  # no slot commits while the moves are chosen and stored
+            for epoch in range(self.store.last_migration_epoch() + 1, self.trials_done // every + 1):
+                moves = self.run.population.migration(StoredMembers(self.store))
+                self.store.add_migration(epoch, moves)
+                done.append({"epoch": epoch, "moves": [
+                    {"from": m.niche, "to": dest, "candidate_id": m.candidate_id} for dest, m in moves]})
+        for payload in done:
+            self.emit("migration", payload)
 
     def _remeasure(self, trial_id: int, candidate: Candidate | None, best: Member | None) -> _Remeasure | None:
         """The re-measurement service for a population that confirms (None when there is nothing to time)."""
@@ -281,10 +320,12 @@ class _Engine:
 
     def after(self, trial: Trial) -> None:
         self.trials_done += 1
+        self.migrate()
         self.since_commit = 0 if trial.committed else self.since_commit + 1
         self.since_proposal = self.since_proposal + 1 if trial.status is Status.NO_PROPOSAL else 0
         payload = {"trial_id": trial.id, "status": str(trial.status), "score": trial.score,
-                   "committed": trial.committed, "hypothesis": trial.hypothesis[:200], "reason": trial.reason[:200]}
+                   "committed": trial.committed, "hypothesis": trial.hypothesis[:200], "reason": trial.reason[:200],
+                   "niche": trial.niche}
         self.emit("commit" if trial.committed else "trial", payload, trial, store=trial.committed)
         best, target, patience = self.run.lineage.best(), self.options.target_score, self.options.patience
         if target is not None and best is not None and best[1] >= target:
@@ -466,6 +507,7 @@ def _drive(engine: _Engine, slots: int) -> Iterator[Trial]:
     by_trial: dict[int, int] = {}
     try:
         engine.evaluate_seeds()
+        engine.migrate()
         while True:
             while free and engine.may_start() and not engine.pause_left():
                 slot = free.pop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib.metadata
 import inspect
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .candidate import Candidate
 from .errors import EvaluatorError
+from .records import Descriptors
 from .references import class_reference, load_object
 from .result import EvalResult, StageResult, Status, geometric_mean
 from .tables import cell, text_table
@@ -100,6 +102,16 @@ class Evaluator:
     def aggregate(self, metrics: Mapping[str, float]) -> float | None:
         """The scalar score of a metrics vector; the geometric mean by default."""
         return geometric_mean(list(metrics.values()))
+
+    def descriptors(self, candidate: Candidate, result: EvalResult) -> Descriptors:
+        """Behaviour descriptors of a correct version, for MAP-Elites (`[population] kind = "map_elites"`).
+
+        The default describes the source, so it works for any target: `source_lines` (non-blank
+        lines that are not only a comment, over all files) and `branches` (if/for/while/try/with,
+        comprehensions and conditional expressions in the Python files), binned on powers of two.
+        Override it to describe behaviour: the attention target reads its static compile report.
+        """
+        return source_descriptors(candidate)
 
     def device_label(self) -> str:
         """What produces this evaluator's numbers (shown next to every score)."""
@@ -224,6 +236,22 @@ def default_sections(result: EvalResult) -> list[tuple[str, str]]:
         if stage.details:
             sections.append((f"{stage.name} details", "\n".join(f"{k}: {cell(v)}" for k, v in stage.details.items())))
     return sections
+_BRANCHES = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.With, ast.AsyncWith, ast.IfExp, ast.comprehension)
+
+
+def source_descriptors(candidate: Candidate) -> Descriptors:
+    """The default descriptors: source_lines and branches (see `Evaluator.descriptors`)."""
+    lines = branches = 0
+    for name, text in candidate.files.items():
+        lines += sum(1 for line in text.splitlines() if line.strip() and not line.strip().startswith("#"))
+        if name.endswith(".py"):
+            try:
+                branches += sum(isinstance(node, _BRANCHES) for node in ast.walk(ast.parse(text)))
+            except (SyntaxError, ValueError):
+                pass
+    return Descriptors(values={"source_lines": float(lines), "branches": float(branches)},
+                       bins={"source_lines": (32.0, 64.0, 128.0, 256.0, 512.0),
+                             "branches": (2.0, 4.0, 8.0, 16.0, 32.0)})
 
 
 def _constructor_params(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

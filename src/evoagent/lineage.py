@@ -30,7 +30,8 @@ class Lineage:
             if t.candidate_id is None:
                 continue
             g.add_node(t.candidate_id, score=t.score if t.score is not None else float("nan"),
-                       status=str(t.status), committed=t.committed, hypothesis=t.hypothesis, trial=t.id)
+                       status=str(t.status), committed=t.committed, hypothesis=t.hypothesis, trial=t.id,
+                       niche=t.niche or "")
             if t.parent_id and t.parent_id != t.candidate_id:
                 g.add_edge(t.parent_id, t.candidate_id)
         return g
@@ -46,6 +47,23 @@ class Lineage:
             seen.add(current.id)
             current = self.store.candidate(current.parents[0]) if current.parents else None
         return chain[::-1]
+
+    def niches(self) -> list[dict[str, Any]]:
+        """Each island or MAP-Elites cell: its name, best version and score, and how many versions were placed there."""
+        sizes = self.store.niche_sizes()
+        return [{"niche": e.niche, "best_id": e.candidate_id, "best_score": e.score,
+                 "placed": sizes.get(e.niche or "", 0)} for e in self.store.elites()]
+
+    def niche_lines(self, *, limit: int = 20) -> list[str]:
+        """Text lines for the niches (islands or cells), best first; empty for a single population."""
+        niches = sorted(self.niches(), key=lambda n: -n["best_score"])
+        if not niches:
+            return []
+        kind = "Cells" if niches[0]["niche"].startswith("cell ") else "Islands"
+        lines = [f"{kind} ({len(niches)} filled" + (f", best {limit} shown):" if len(niches) > limit else "):")]
+        lines += [f"  {n['niche']}: {n['best_id']} score {format_score(n['best_score'])} ({n['placed']} placed)"
+                  for n in niches[:limit]]
+        return lines
 
     def best(self) -> tuple[str, float] | None:
         top = self.store.best_member()
@@ -75,6 +93,9 @@ class Lineage:
         if children:
             lines += ["", f"Latest attempts started from the best ({len(children)}):"]
             lines += [_trial_line(t) for t in children]
+        niches = self.niche_lines()
+        if niches:
+            lines += ["", *niches]
         recent = self.store.trials(state="done", last=max_recent, include_seeds=False)
         if recent:
             lines += ["", f"Latest {len(recent)} trials:"]
@@ -125,7 +146,8 @@ class Lineage:
 def _trial_line(t: Trial) -> str:
     mark = "committed" if t.committed else str(t.status)
     reason = f" ({t.reason[:100]})" if t.reason and not t.committed else ""
-    return f"  trial {t.id}: {mark:<13} score {format_score(t.score):>9}  {t.hypothesis[:120]}{reason}"
+    where = f" [{t.niche}]" if t.niche else ""
+    return f"  trial {t.id}: {mark:<13} score {format_score(t.score):>9}{where}  {t.hypothesis[:120]}{reason}"
 
 
 def _commit_message(candidate: Candidate, trial: Trial) -> str:

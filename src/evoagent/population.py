@@ -11,33 +11,48 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .config import check_keys, construct
 from .errors import ConfigError
-from .records import Member
+from .records import Descriptors, Member, NicheView
 from .result import EvalResult, format_score
 from .store import RunStore
 
 
 class Members(Protocol):
-    """The committed members, as a policy may query them (backed by the store; cheap at any size)."""
+    """The committed members, as a policy may query them (backed by the store; cheap at any size).
+
+    `niche(name)` is the same view restricted to one island or MAP-Elites cell (its placements,
+    migrants included); `elites()` is the best member of every niche, in the order the niches were
+    first filled (`elite_count()` and `elite_at(i)` without reading them all).
+    """
 
     def __len__(self) -> int: ...
     def best(self) -> Member | None: ...
     def latest(self) -> Member | None: ...
     def at(self, index: int) -> Member: ...
+    def top(self, k: int) -> list[Member]: ...
+    def has(self, candidate_id: str) -> bool: ...
+    def niche(self, name: str) -> Members: ...
+    def elites(self) -> list[Member]: ...
+    def elite_count(self) -> int: ...
+    def elite_at(self, index: int) -> Member: ...
+
+
+def _rank(m: Member) -> tuple[float, int]:
+    return (m.score, m.seq)
 
 
 class MemberList:
-    """`Members` over an in-memory list (for tests and custom policies)."""
+    """`Members` over an in-memory list (for tests and custom policies); a member's `niche` places it."""
 
-    def __init__(self, members: Sequence[Member]) -> None:
-        self._members = list(members)
+    def __init__(self, members: Sequence[Member], niche: str | None = None) -> None:
+        self._all = list(members)
+        self._members = [m for m in self._all if niche is None or m.niche == niche]
 
     def __len__(self) -> int:
         return len(self._members)
 
     def best(self) -> Member | None:
-        return max(self._members, key=lambda m: (m.score, m.seq), default=None)
+        return max(self._members, key=_rank, default=None)
 
     def latest(self) -> Member | None:
         return self._members[-1] if self._members else None
@@ -45,24 +60,77 @@ class MemberList:
     def at(self, index: int) -> Member:
         return self._members[index]
 
+    def top(self, k: int) -> list[Member]:
+        return sorted(self._members, key=_rank, reverse=True)[:k]
+
+    def has(self, candidate_id: str) -> bool:
+        return any(m.candidate_id == candidate_id for m in self._members)
+
+    def niche(self, name: str) -> MemberList:
+        return MemberList(self._all, name)
+
+    def elites(self) -> list[Member]:
+        names = list(dict.fromkeys(m.niche for m in self._all if m.niche is not None))
+        return [best for best in (self.niche(n).best() for n in names) if best is not None]
+
+    def elite_count(self) -> int:
+        return len(self.elites())
+
+    def elite_at(self, index: int) -> Member:
+        return self.elites()[index]
+
 
 class StoredMembers:
-    """`Members` read from a run store with indexed queries."""
+    """`Members` read from a run store with indexed queries (all committed members, or one niche's)."""
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunStore, niche: str | None = None) -> None:
         self._store = store
+        self._niche = niche
 
     def __len__(self) -> int:
-        return self._store.member_count()
+        return self._store.member_count() if self._niche is None else self._store.niche_count(self._niche)
 
     def best(self) -> Member | None:
-        return self._store.best_member()
+        if self._niche is None:
+            return self._store.best_member()
+        top = self._store.niche_top(self._niche, 1)
+        return top[0] if top else None
 
     def latest(self) -> Member | None:
-        return self._store.latest_member()
+        return self._store.latest_member() if self._niche is None else self._store.niche_latest(self._niche)
 
     def at(self, index: int) -> Member:
-        return self._store.member_at(index)
+        return self._store.member_at(index) if self._niche is None else self._store.niche_at(self._niche, index)
+
+    def top(self, k: int) -> list[Member]:
+        if self._niche is None:
+            return self._store.top_members(k)
+        return self._store.niche_top(self._niche, k)
+
+    def has(self, candidate_id: str) -> bool:
+        if self._niche is None:
+            return self._store.is_member(candidate_id)
+        return self._store.niche_has(self._niche, candidate_id)
+
+    def niche(self, name: str) -> StoredMembers:
+        return StoredMembers(self._store, name)
+
+    def elites(self) -> list[Member]:
+        return self._store.elites()
+
+    def elite_count(self) -> int:
+        return self._store.elite_count()
+
+    def elite_at(self, index: int) -> Member:
+        return self._store.elite_at(index)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pick:
+    """Where one trial starts: the parent, and the niche (island) it works in (None: the whole population)."""
+
+    parent: Member
+    niche: str | None = None
 
 
 class Remeasure(Protocol):
@@ -193,6 +261,30 @@ class Population(abc.ABC):
     def select_parent(self, members: Members, rng: random.Random) -> Member:
         """The member the next variation step starts from (members is never empty)."""
 
+    # Niches (islands, MAP-Elites cells). A single population has none: these are its defaults.
+    uses_descriptors: bool = False  # whether `niche` needs the target's descriptors of a result
+    migrate_every: int = 0  # finished trials between migrations (0: never)
+
+    def pick(self, members: Members, rng: random.Random, trial_number: int) -> Pick:
+        """The parent of trial number `trial_number` and the niche it works in."""
+        return Pick(parent=self.select_parent(members, rng))
+
+    def niche(self, pick: Pick, descriptors: Descriptors | None) -> str | None:
+        """Where a result of this trial is judged and placed (None: against the whole population)."""
+        return None
+
+    def seed_niches(self, descriptors: Descriptors | None) -> tuple[str, ...]:
+        """The niches a seed is judged in and placed into (none: the whole population)."""
+        return ()
+
+    def migration(self, members: Members) -> list[tuple[str, Member]]:
+        """The moves of one migration: (destination niche, member)."""
+        return []
+
+    def view(self, members: Members, pick: Pick) -> NicheView | None:
+        """What the trial's operator is told about its niche (None: no niches)."""
+        return None
+
     def spec(self) -> dict[str, Any]:
         """How to rebuild this policy (stored with the run): its kind, constructor arguments and rule's name."""
         values = {name: getattr(self, name) for name in settings(type(self))}
@@ -249,27 +341,6 @@ class Tree(Population):
         return max((members.at(i) for i in picks), key=lambda m: (m.score, m.seq))
 
 
-
-POPULATIONS: dict[str, type[Population]] = {"chain": Chain, "tree": Tree}
-
-
 def settings(cls: type[Population]) -> list[str]:
     """The settings of a population kind: its constructor's arguments (the commit rule aside, a function)."""
     return [name for name in inspect.signature(cls).parameters if name != "rule"]
-
-
-def population_kind(kind: Any) -> type[Population]:
-    if kind not in POPULATIONS:
-        raise ConfigError(f"unknown population kind {kind!r}; expected one of {', '.join(map(repr, POPULATIONS))}")
-    return POPULATIONS[kind]
-
-
-def population_from_spec(spec: Mapping[str, Any], where: str = "population") -> Population:
-    """Builds a built-in population policy from a `[population]` table or a stored spec.
-
-    `kind` names the policy; the other keys are its constructor's arguments. A stored spec's
-    `rule` (the commit rule's name) is informational: built-in kinds bring their own rule.
-    """
-    cls = population_kind(spec.get("kind", "chain"))
-    check_keys({k: v for k, v in spec.items() if k != "rule"}, ["kind", *settings(cls)], where)
-    return construct(cls, {k: v for k, v in spec.items() if k not in ("kind", "rule")}, where)  # type: ignore[no-any-return]

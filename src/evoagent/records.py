@@ -70,6 +70,8 @@ class Trial:
     finished_at: float | None = None
     wall_s: float | None = None
     eval_s: float | None = None
+    niche: str | None = None  # the island it worked in, or the MAP-Elites cell its result fell in
+    descriptors: Mapping[str, float | None] = field(default_factory=dict)
 
     def _repr_html_(self) -> str:
         from .formatting import format_duration, format_tokens, table_html
@@ -86,12 +88,41 @@ class Trial:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Member:
-    """A committed version of the population."""
+    """A committed version of the population (or of one niche: an island or a MAP-Elites cell)."""
 
     seq: int
     candidate_id: str
     trial_id: int
     score: float
+    niche: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Descriptors:
+    """Behaviour descriptors of one evaluated version (MAP-Elites places versions by them).
+
+    Attributes:
+        values: descriptor name -> value (None: the target could not measure it for this version).
+        bins: suggested bin edges per descriptor (a descriptor without edges gets one bin per value).
+    """
+
+    values: Mapping[str, float | None]
+    bins: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NicheView:
+    """What a variation step is told about the niche (island or MAP-Elites cell) it works in.
+
+    Attributes:
+        name: the niche, e.g. "island 2" or "cell BLOCK_M=128 num_warps=8".
+        text: prompt text: the niche's best, its neighbours' elites, how versions are kept.
+        suggestion: an empty cell worth aiming for ("" if none); the supervisor passes it on.
+    """
+
+    name: str
+    text: str
+    suggestion: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

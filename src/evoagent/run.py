@@ -14,11 +14,12 @@ from .config import construct
 from .errors import ConfigError, RunStoreError
 from .evaluator import Evaluator
 from .lineage import Lineage
-from .population import Chain, Population, population_from_spec
+from .niches import population_from_spec
+from .population import Chain, Population
 from .records import Trial
 from .references import load_object
 from .result import EvalResult
-from .store import RunStore
+from .store import SCHEMA_VERSION, RunStore
 
 DB_NAME = "run.db"
 LOCK_NAME = "run.lock"
@@ -65,7 +66,7 @@ class Run:
         store = RunStore(directory / DB_NAME, create=True)
         for c in candidates:
             store.add_candidate(c)
-        store.set_meta("evoagent", {"version": _version(), "schema": "1"})
+        store.set_meta("evoagent", {"version": _version(), "schema": str(SCHEMA_VERSION)})
         store.set_meta("evaluator", evaluator.spec())
         store.set_meta("population", population.spec())
         store.set_meta("seeds", [c.id for c in candidates])
@@ -176,6 +177,9 @@ class Run:
             "confinement": self.store.meta("confinement"),
             **_per_trial(totals),
             "unpriced_calls": totals["unpriced_calls"],
+            "population": self.population.name,
+            "niches": self.lineage.niches(),
+            "migrations": self.store.last_migration_epoch(),
         }
 
 

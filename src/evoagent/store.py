@@ -18,14 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .candidate import Candidate
+from .candidate import Candidate, fingerprint
 from .errors import IncompatibleRunError, RunStoreError
 from .records import Member, Trial, Usage
 from .result import EvalResult, Status
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Member", "RunStore", "Trial"]  # Member, Trial: from records
 
-SCHEMA_VERSION = 3  # len(MIGRATIONS)
+SCHEMA_VERSION = 4  # len(MIGRATIONS)
 
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
@@ -86,9 +86,34 @@ def _m003_trial_lookups(db: sqlite3.Connection) -> None:
         """)
 
 
+def _m004_niches_and_fingerprints(db: sqlite3.Connection) -> None:
+    """Islands and MAP-Elites cells (placements, island migrations), trial descriptors, AST fingerprints."""
+    _script(
+        db,
+        """
+        ALTER TABLE candidates ADD COLUMN fingerprint TEXT;
+        CREATE INDEX candidates_fingerprint ON candidates(fingerprint);
+        ALTER TABLE trials ADD COLUMN niche TEXT;
+        ALTER TABLE trials ADD COLUMN descriptors TEXT NOT NULL DEFAULT '{}';
+        CREATE TABLE placements (
+            seq INTEGER PRIMARY KEY, niche TEXT NOT NULL, candidate_id TEXT NOT NULL,
+            trial_id INTEGER NOT NULL, score REAL NOT NULL, via TEXT NOT NULL);
+        CREATE INDEX placements_niche_score ON placements(niche, score, seq);
+        CREATE INDEX placements_niche_candidate ON placements(niche, candidate_id);
+        CREATE TABLE elites (
+            niche TEXT PRIMARY KEY, seq INTEGER NOT NULL, candidate_id TEXT NOT NULL, trial_id INTEGER NOT NULL,
+            score REAL NOT NULL, first_seq INTEGER NOT NULL);
+        CREATE INDEX elites_first ON elites(first_seq);
+        CREATE TABLE island_migrations (epoch INTEGER PRIMARY KEY, moves TEXT NOT NULL, created_at REAL NOT NULL);
+        """
+    )
+    for row in list(db.execute("SELECT id, files FROM candidates")):
+        db.execute("UPDATE candidates SET fingerprint = ? WHERE id = ?", (fingerprint(json.loads(row[1])), row[0]))
+
+
 # Numbered schema migrations; applied in order and recorded in the `migrations` table.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial, _m002_unpriced_calls,
-                                                                _m003_trial_lookups)
+                                                                _m003_trial_lookups, _m004_niches_and_fingerprints)
 
 
 def _json(value: Any) -> str:
@@ -185,9 +210,10 @@ class RunStore:
     @staticmethod
     def _insert_candidate(db: sqlite3.Connection, c: Candidate) -> None:
         db.execute(
-            "INSERT OR IGNORE INTO candidates VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO candidates (id, entry, files, parents, hypothesis, metadata, created_at,"
+            " fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (c.id, c.entry, _json(dict(c.files)), _json(list(c.parents)), c.hypothesis,
-             _json(dict(c.metadata)), time.time()),
+             _json(dict(c.metadata)), time.time(), c.fingerprint),
         )
 
     def candidate(self, candidate_id: str) -> Candidate | None:
@@ -226,27 +252,35 @@ class RunStore:
         )
         return EvalResult.from_dict(json.loads(rows[0][0])) if rows else None
 
-    def has_authoritative(self, candidate_id: str) -> bool:
-        return bool(self._rows(
-            "SELECT 1 FROM evaluations WHERE candidate_id = ? AND kind = 'authoritative' LIMIT 1", (candidate_id,)))
+    def equivalent_evaluated(self, fingerprint: str) -> str | None:
+        """The id of an authoritatively evaluated version with this AST fingerprint, if any."""
+        rows = self._rows(
+            "SELECT c.id FROM candidates c JOIN evaluations e ON e.candidate_id = c.id "
+            "WHERE c.fingerprint = ? AND e.kind = 'authoritative' LIMIT 1", (fingerprint,))
+        return str(rows[0][0]) if rows else None
 
     def count_evaluations(self, kind: str) -> int:
         return int(self._rows("SELECT COUNT(*) FROM evaluations WHERE kind = ?", (kind,))[0][0])
 
     # -- trials ---------------------------------------------------------------------------
 
-    def begin_trial(self, *, operator: str, parent_id: str | None) -> int:
+    def begin_trial(self, *, operator: str, parent_id: str | None, niche: str | None = None) -> int:
         with self._tx() as db:
-            cur = db.execute("INSERT INTO trials (state, operator, parent_id, started_at) VALUES ('running', ?, ?, ?)",
-                             (operator, parent_id, time.time()))
+            cur = db.execute("INSERT INTO trials (state, operator, parent_id, niche, started_at)"
+                             " VALUES ('running', ?, ?, ?, ?)", (operator, parent_id, niche, time.time()))
             assert cur.lastrowid is not None
             return cur.lastrowid
 
     def finish_trial(
         self, trial_id: int, *, candidate: Candidate | None, result: EvalResult, hypothesis: str, diff: str,
-        committed: bool, eval_s: float, lesson: str,
+        committed: bool, eval_s: float, lesson: str, niche: str | None = None, placed_in: Sequence[str] = (),
+        descriptors: Mapping[str, float | None] | None = None,
     ) -> Trial | None:
-        """Records the outcome in one transaction; returns None if the trial was already interrupted."""
+        """Records the outcome in one transaction; returns None if the trial was already interrupted.
+
+        `niche` is where the result was judged (an island or cell); a committed version is placed
+        in each niche of `placed_in`; `descriptors` are its behaviour descriptors (MAP-Elites).
+        """
         now = time.time()
         with self._tx() as db:
             row = db.execute("SELECT state, started_at FROM trials WHERE id = ?", (trial_id,)).fetchone()
@@ -258,15 +292,18 @@ class RunStore:
                     self._insert_evaluation(db, candidate.id, result, "authoritative", trial_id)
             db.execute(
                 "UPDATE trials SET state='done', candidate_id=?, hypothesis=?, diff=?, status=?, reason=?, score=?,"
-                " metrics=?, committed=?, finished_at=?, wall_s=?, eval_s=? WHERE id=?",
+                " metrics=?, committed=?, finished_at=?, wall_s=?, eval_s=?, niche=COALESCE(?, niche),"
+                " descriptors=? WHERE id=?",
                 (candidate.id if candidate else None, hypothesis, diff, result.status.value, result.reason,
                  _finite(result.score), _json(dict(result.metrics)), int(committed), now,
-                 now - row["started_at"], eval_s, trial_id),
+                 now - row["started_at"], eval_s, niche, _json(dict(descriptors or {})), trial_id),
             )
             if committed:
                 assert candidate is not None and result.score is not None  # Check internal correctness.
                 db.execute("INSERT OR IGNORE INTO population (candidate_id, trial_id, score) VALUES (?, ?, ?)",
                            (candidate.id, trial_id, result.score))
+                for name in placed_in:
+                    _place(db, name, candidate.id, trial_id, result.score, "commit")
             if lesson:
                 db.execute("INSERT INTO lessons (trial_id, text) VALUES (?, ?)", (trial_id, lesson))
         return self.trial(trial_id)
@@ -357,9 +394,68 @@ class RunStore:
         rows = self._rows("SELECT * FROM population ORDER BY seq DESC LIMIT 1")
         return _member(rows[0]) if rows else None
 
+    def top_members(self, k: int) -> list[Member]:
+        return [_member(r) for r in self._rows("SELECT * FROM population ORDER BY score DESC, seq DESC LIMIT ?", (k,))]
+
+    def is_member(self, candidate_id: str) -> bool:
+        return bool(self._rows("SELECT 1 FROM population WHERE candidate_id = ?", (candidate_id,)))
+
     def member_at(self, index: int) -> Member:
         """The index-th member in commit order (0-based)."""
         return _member(self._rows("SELECT * FROM population ORDER BY seq LIMIT 1 OFFSET ?", (index,))[0])
+
+    # -- niches: islands and MAP-Elites cells ---------------------------------------------
+
+    def niche_count(self, niche: str) -> int:
+        return int(self._rows("SELECT COUNT(*) FROM placements WHERE niche = ?", (niche,))[0][0])
+
+    def niche_top(self, niche: str, k: int) -> list[Member]:
+        """The k best placements of a niche (ties: the newest first)."""
+        return [_placed(r) for r in self._rows(
+            "SELECT * FROM placements WHERE niche = ? ORDER BY score DESC, seq DESC LIMIT ?", (niche, k))]
+
+    def niche_latest(self, niche: str) -> Member | None:
+        rows = self._rows("SELECT * FROM placements WHERE niche = ? ORDER BY seq DESC LIMIT 1", (niche,))
+        return _placed(rows[0]) if rows else None
+
+    def niche_at(self, niche: str, index: int) -> Member:
+        return _placed(self._rows("SELECT * FROM placements WHERE niche = ? ORDER BY seq LIMIT 1 OFFSET ?",
+                                  (niche, index))[0])
+
+    def niche_has(self, niche: str, candidate_id: str) -> bool:
+        return bool(self._rows("SELECT 1 FROM placements WHERE niche = ? AND candidate_id = ? LIMIT 1",
+                               (niche, candidate_id)))
+
+    def elites(self) -> list[Member]:
+        """The best placement of every niche (ties: the newest), in order of the niche's first placement."""
+        return [Member(seq=r[0], niche=r[1], candidate_id=r[2], trial_id=r[3], score=r[4]) for r in self._rows(
+            "SELECT seq, niche, candidate_id, trial_id, score FROM elites ORDER BY first_seq")]
+
+    def elite_count(self) -> int:
+        return int(self._rows("SELECT COUNT(*) FROM elites")[0][0])
+
+    def elite_at(self, index: int) -> Member:
+        """The elite of the index-th niche to be filled (0-based)."""
+        return _placed(self._rows("SELECT * FROM elites ORDER BY first_seq LIMIT 1 OFFSET ?", (index,))[0])
+
+    def niche_sizes(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self._rows("SELECT niche, COUNT(*) FROM placements GROUP BY niche")}
+
+    def add_migration(self, epoch: int, moves: Sequence[tuple[str, Member]]) -> None:
+        """Places each (destination niche, member) as a migrant and records the epoch, in one transaction."""
+        with self._tx() as db:
+            for dest, m in moves:
+                _place(db, dest, m.candidate_id, m.trial_id, m.score, "migration")
+            db.execute("INSERT INTO island_migrations VALUES (?, ?, ?)",
+                       (epoch, _json([{"to": dest, "from": m.niche, "candidate_id": m.candidate_id}
+                                      for dest, m in moves]), time.time()))
+
+    def last_migration_epoch(self) -> int:
+        return int(self._rows("SELECT COALESCE(MAX(epoch), 0) FROM island_migrations")[0][0])
+
+    def migrations(self) -> list[dict[str, Any]]:
+        return [{"epoch": r[0], "moves": json.loads(r[1])}
+                for r in self._rows("SELECT epoch, moves FROM island_migrations ORDER BY epoch")]
 
     # -- transcripts, events, lessons -----------------------------------------------------
 
@@ -405,6 +501,20 @@ def _member(r: sqlite3.Row) -> Member:
     return Member(seq=r["seq"], candidate_id=r["candidate_id"], trial_id=r["trial_id"], score=r["score"])
 
 
+def _place(db: sqlite3.Connection, niche: str, candidate_id: str, trial_id: int, score: float, via: str) -> None:
+    """Places a version in a niche and keeps the niche's elite (its best placement; ties: the newest) current."""
+    seq = db.execute("INSERT INTO placements (niche, candidate_id, trial_id, score, via) VALUES (?, ?, ?, ?, ?)",
+                     (niche, candidate_id, trial_id, score, via)).lastrowid
+    db.execute("INSERT INTO elites VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(niche) DO UPDATE SET seq = excluded.seq, "
+               "candidate_id = excluded.candidate_id, trial_id = excluded.trial_id, score = excluded.score "
+               "WHERE excluded.score >= elites.score", (niche, seq, candidate_id, trial_id, score, seq))
+
+
+def _placed(r: sqlite3.Row) -> Member:
+    return Member(seq=r["seq"], candidate_id=r["candidate_id"], trial_id=r["trial_id"], score=r["score"],
+                  niche=r["niche"])
+
+
 def _trial(r: sqlite3.Row) -> Trial:
     return Trial(
         id=r["id"], state=r["state"], operator=r["operator"], parent_id=r["parent_id"],
@@ -415,4 +525,5 @@ def _trial(r: sqlite3.Row) -> Trial:
                     cache_read_tokens=r["cache_read_tokens"], cache_write_tokens=r["cache_write_tokens"],
                     cost_usd=r["cost_usd"], unpriced_calls=r["unpriced_calls"]),
         started_at=r["started_at"], finished_at=r["finished_at"], wall_s=r["wall_s"], eval_s=r["eval_s"],
+        niche=r["niche"], descriptors=json.loads(r["descriptors"]),
     )

@@ -20,6 +20,7 @@ from evoagent.llm.scripted import ScriptedLLM
 from evoagent.operators.agentic import AgenticVariationOperator
 from evoagent.operators.base import TrialOutcome, Usage, VariationContext
 from evoagent.operators.supervisor import Supervisor
+from evoagent.records import NicheView
 from evoagent.result import EvalResult, Status
 
 KEY = "sk-ant-test-operator-SECRET-42"
@@ -465,3 +466,12 @@ def test_a_second_prompt_too_long_ends_the_step_with_the_api_error() -> None:
     llm.enqueue(too_long).enqueue_text("summary").enqueue(too_long)
     with pytest.raises(PromptTooLong, match="prompt is too long"):
         operator(llm, critique=False).vary(Run().context())
+
+
+def test_the_step_opens_with_the_niche_it_works_in() -> None:
+    llm = ScriptedLLM().enqueue_tool_use("edit_file", FAST).enqueue_tool_use("submit", {"hypothesis": "SPEED 5"})
+    context = Run().context()
+    context.niche = NicheView(name="island 1", text="You work on island 1 of 3.\n  island 0: best abc score 2")
+    assert operator(llm, critique=False).vary(context).candidate is not None
+    opening = llm.requests[0].messages[0]["content"][0]["text"]
+    assert "Population (island 1):\nYou work on island 1 of 3.\n  island 0: best abc score 2" in opening

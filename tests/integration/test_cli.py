@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from engine_targets import SEED
+from held_run import done_trials, start_and_hold
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
@@ -85,50 +86,24 @@ def test_existing_run_is_not_overwritten_by_run(tmp_path):
     assert json.loads(evoagent("status", str(tmp_path / "r"), "--json").stdout) == before
 
 
-def _done_trials(db: Path) -> list[tuple]:
-    if not db.exists():
-        return []
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return con.execute("SELECT id, candidate_id, status, score FROM trials WHERE state='done' "
-                           "AND operator != 'seed' ORDER BY id").fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        con.close()
-
-
 def _start_and_hold(tmp_path: Path, *, trials: int, reported: int, stdout: int) -> tuple[subprocess.Popen, Path]:
-    """Starts a run, reads its progress until `reported` trials are finished, then holds every later evaluation.
-
-    The run cannot finish while held, so a signal sent next finds it mid-run however busy the machine is.
-    """
+    """Starts a run of the quadratic target and holds it after `reported` trials (see held_run)."""
     hold = tmp_path / "hold"
     config = _config(tmp_path, trials=trials, extra="")
     config.write_text(config.read_text().replace("params = {", f'params = {{ hold_file = "{hold}", timeout_s = 600.0,'))
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "evoagent.cli", "run", str(config), "--run-dir", str(run_dir)],
-                            stdout=stdout, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    assert proc.stderr is not None
-    seen = 0
-    for line in proc.stderr:  # the run's own progress report, one line per finished trial
-        seen += line.lstrip().startswith("trial ")
-        if seen == reported:
-            break
-    assert seen == reported, f"the run ended after reporting {seen} trials (exit {proc.wait()})"
-    hold.touch()
-    return proc, run_dir
+    return start_and_hold(config, run_dir, hold, reported=reported, stdout=stdout), run_dir
 
 
 def test_sigkill_mid_run_then_resume_loses_no_finished_trial(tmp_path):
     proc, run_dir = _start_and_hold(tmp_path, trials=12, reported=3, stdout=subprocess.DEVNULL)
     os.killpg(proc.pid, signal.SIGKILL)  # the run and its sandbox servers, without warning
     proc.communicate()
-    before = _done_trials(run_dir / "run.db")
+    before = done_trials(run_dir / "run.db")
     assert 3 <= len(before) < 12
     (tmp_path / "hold").unlink()
     evoagent("resume", str(run_dir), "--quiet")
-    after = _done_trials(run_dir / "run.db")
+    after = done_trials(run_dir / "run.db")
     assert after[: len(before)] == before and len(after) == 12
     status = json.loads(evoagent("status", str(run_dir), "--json").stdout)
     assert status["trials"] == 12 and status["interrupted"] <= 1

@@ -57,3 +57,16 @@ def test_normalization_is_idempotent_and_pickle_round_trips(text):
     c = Candidate.from_source(text, metadata={"k": 1})
     back = pickle.loads(pickle.dumps(c))
     assert back == c and back.files == c.files and back.metadata == c.metadata
+
+
+def test_the_fingerprint_ignores_form_but_not_meaning():
+    base = Candidate.from_source('def f(x):\n    """Adds one."""\n    return x + 1\n')
+    same = [
+        "def f(x):\n    return x + 1\n",
+        "def f(x):  # comment\n\n    return (x +\n            1)\n",
+        "def f(x):\n    'Another docstring.'\n    return x+1\n",
+    ]
+    different = ["def f(x):\n    return x + 2\n", "def f(y):\n    return y + 1\n", "def f(x):\n    return 1 + x\n"]
+    assert all(Candidate.from_source(s).fingerprint == base.fingerprint for s in same)
+    assert all(Candidate.from_source(s).fingerprint != base.fingerprint for s in different)
+    assert Candidate.from_source("def (:\n").fingerprint != Candidate.from_source("def ( :\n").fingerprint

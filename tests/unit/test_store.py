@@ -121,3 +121,22 @@ def test_lessons_after_the_ones_already_read_and_trials_by_parent_or_candidate(s
     assert [t.hypothesis for t in store.trials(parent_id=seed.id, last=2)] == ["h2", "h3"]
     assert [t.hypothesis for t in store.trials(candidate_ids=[children[0].id, children[2].id])] == ["h1", "h3"]
     assert store.parents(children[1].id) == (seed.id,) and store.parents("0" * 16) is None
+
+
+def test_a_schema_1_run_gains_niches_and_fingerprints_when_opened(tmp_path):
+    from evoagent.store import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE migrations (id INTEGER PRIMARY KEY, name TEXT, applied_at REAL)")
+    MIGRATIONS[0](db)
+    db.execute("INSERT INTO migrations VALUES (1, 'm001_initial', 0)")
+    old = Candidate.from_source("x = 1  # old\n")
+    db.execute("INSERT INTO candidates VALUES (?, 'main.py', ?, '[]', '', '{}', 0)", (old.id, '{"main.py": "x = 1"}'))
+    db.execute("INSERT INTO evaluations (candidate_id, kind, status, score, result, created_at) "
+               "VALUES (?, 'authoritative', 'ok', 1.0, '{\"status\": \"ok\"}', 0)", (old.id,))
+    db.close()
+    store = RunStore(path)
+    assert store.equivalent_evaluated(Candidate.from_source("x = (1)\n").fingerprint) == old.id
+    assert store.niche_sizes() == {} and store.last_migration_epoch() == 0
+    store.close()

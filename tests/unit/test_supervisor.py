@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from evoagent.evaluator import Evaluator
 from evoagent.llm.scripted import ScriptedLLM
 from evoagent.operators.base import TrialOutcome, Usage, VariationContext
 from evoagent.operators.supervisor import Advice, Supervisor
+from evoagent.records import NicheView
 from evoagent.result import StageResult, Status
 
 SEED = "BLOCK_M = 64\n"
@@ -145,6 +147,14 @@ def test_a_failing_model_leaves_knowledge_directions_and_says_why() -> None:
 def test_without_model_or_knowledge_generic_directions_are_given() -> None:
     advice = Supervisor(None, stall_steps=2, directions=2).review(context([outcome(1), outcome(2)], Recorder()))
     assert advice is not None and len(advice.directions) == 2 and advice.sources == ("default", "default")
+
+
+def test_the_supervisor_suggests_the_empty_cell_the_population_names() -> None:
+    niche = NicheView(name="cell a=1", text="MAP-Elites: 1 cells filled.", suggestion="cell a=2")
+    ctx = dataclasses.replace(context([outcome(1), outcome(2)], Recorder()), niche=niche)
+    advice = Supervisor(None, stall_steps=2, directions=2).review(ctx)
+    assert advice is not None and advice.sources == ("population", "default", "default")
+    assert "empty MAP-Elites cell a=2" in advice.directions[0] and "cell a=2" in advice.text()
 
 
 def test_budget_exhaustion_in_the_supervisor_call_propagates() -> None:

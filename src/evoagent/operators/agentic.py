@@ -308,6 +308,8 @@ class AgenticVariationOperator(VariationOperator):
         lines.append(f"Your workspace holds a fresh copy of the starting version: files {', '.join(parent.files)}; "
                      f"entry {parent.entry}.")
         lines.append(f"### Lineage\n{context.lineage.summary()}")
+        if context.niche is not None:
+            lines.append(f"### Population ({context.niche.name})\n{context.niche.text}")
         lines.append(f"### Limits\nThis step: {self.max_turns} turns, {self.limits.max_exploratory_evals} exploratory "
                      f"evaluations, {self.limits.repair_budget} failed evaluations (repair budget). "
                      f"Run budget left: {context.budget_left or 'not reported'}.")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..candidate import Candidate
-from ..records import TrialOutcome, Usage
+from ..records import NicheView, TrialOutcome, Usage
 from ..references import class_reference
 from ..result import EvalResult
 from ..services import Knowledge, NoServices, TrialServices
@@ -61,6 +61,7 @@ class VariationContext:
         budget_left: what is left of the run's budgets, in words, when the step starts.
         services: what the engine does for this trial (`TrialServices`); by default nothing is
             recorded or charged and `evaluate` raises, for contexts built outside a run.
+        niche: the island or MAP-Elites cell this step works in and its neighbours (None: one population).
     """
 
     trial_id: int
@@ -76,6 +77,7 @@ class VariationContext:
     commit_rule: str = ""
     budget_left: str = ""
     services: TrialServices = field(default_factory=NoServices)
+    niche: NicheView | None = None
 
     def evaluate(self, candidate: Candidate, stages: Sequence[str] | None = None,
                  configs: Sequence[str] | None = None) -> EvalResult:

@@ -117,6 +117,9 @@ class Supervisor:
         picked += self._knowledge_directions(context, limit=self.directions)
         if not picked:
             picked = [(d, "default") for d in _FALLBACK[: self.directions]]
+        if context.niche is not None and context.niche.suggestion:  # the population knows where nobody has been
+            picked.insert(0, (f"Aim for the empty MAP-Elites {context.niche.suggestion}: a correct version there is "
+                              "kept even if it is slower than the best", "population"))
         advice = Advice(trigger=trigger, reason=reason, directions=tuple(d for d, _ in picked),
                         sources=tuple(s for _, s in picked))
         payload = advice.to_dict()

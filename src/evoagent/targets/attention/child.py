@@ -435,9 +435,17 @@ def _compile_one(module: Any, entry: str, config_name: str, fn: Any, args: tuple
         ok=True, seconds=_perf_counter() - started, shared_bytes=int(meta.shared),
         num_warps=int(meta.num_warps), num_stages=int(getattr(meta, "num_stages", 0)),
         tmem_bytes=int(getattr(meta, "tmem_size", 0) or 0), cubin=bytes(kernel.asm["cubin"]),
-        ptx=str(kernel.asm["ptx"]),
+        ptx=str(kernel.asm["ptx"]), blocks=_block_sizes(fn, args, kwargs),
     )
     return record
+
+
+def _block_sizes(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, int]:
+    """The launch's integer constexprs named BLOCK_* (tile sizes), e.g. {"BLOCK_M": 128, "BLOCK_N": 64}."""
+    named = {**dict(zip(fn.arg_names, args)), **kwargs}
+    return {p.name: int(named[p.name]) for p in fn.params
+            if p.is_constexpr and p.name.startswith("BLOCK") and isinstance(named.get(p.name), int)
+            and not isinstance(named.get(p.name), bool)}
 
 
 def _autotune_skips(exc: BaseException) -> bool:

@@ -19,11 +19,12 @@ import numpy as np
 from ...candidate import Candidate
 from ...errors import ConfigError, EvaluatorError
 from ...evaluator import EXPERIMENT_FILE, Evaluator
+from ...records import Descriptors
 from ...result import EvalResult, StageResult, Status
 from . import agent_text, legality
 from .judge import dense_peak_tflops, judge_benchmark, judge_case, judge_output, judge_timers, missing_hardware
 from .reference import sample_rows
-from .static import SUPPORTED_ARCHS, StaticCompiler, default_cache_dir, first_error
+from .static import DESCRIPTOR_BINS, SUPPORTED_ARCHS, StaticCompiler, default_cache_dir, first_error, kernel_descriptors
 from .suites import AttentionConfig, Suite, get_suite, make_config
 from .target_view import TARGET_ARCH_ENV
 
@@ -252,6 +253,12 @@ class AttentionEvaluator(Evaluator):
         return self._call(sandbox, run_script, EXPERIMENT_FILE, candidate=candidate.with_files(files),
                           timeout_s=timeout_s)
 
+    def descriptors(self, candidate: Candidate, result: EvalResult) -> Descriptors:
+        """MAP-Elites descriptors from the first arch's static report (`static.kernel_descriptors`)."""
+        check = result.stage("check")
+        report = ((check.details if check else {}).get("static") or {}).get(self.archs[0], {})
+        return Descriptors(values=kernel_descriptors(report), bins=DESCRIPTOR_BINS)
+
     # -- stages --------------------------------------------------------------------------------------
 
     def check(self, candidate: Candidate, sandbox: Sandbox) -> StageResult:
@@ -458,7 +465,8 @@ def bench_row(config: AttentionConfig, timings: dict[str, Any], errors: dict[str
 
 def compact_report(report: dict[str, Any]) -> dict[str, Any]:
     """A static report without bulky fields, for stage details an agent reads (one entry per autotune config)."""
-    kernels = [{k: kern.get(k) for k in ("kernel", "config", "autotune", "autotune_rank", "num_warps", "num_stages",
+    kernels = [{k: kern.get(k) for k in ("kernel", "config", "autotune", "autotune_rank", "blocks", "num_warps",
+                                          "num_stages",
                                           "shared_bytes", "registers", "stack_bytes", "tmem_bytes", "compile_seconds")}
                | {"sass_analysed": bool(kern.get("sass")), "tensor_core": kern.get("sass", {}).get("tensor_core", {}),
                   "tma": {op: n for op, n in kern.get("sass", {}).get("memory", {}).items() if op.startswith("UTMA")},

@@ -25,7 +25,7 @@ from .suites import AttentionConfig
 if TYPE_CHECKING:
     from ...sandbox import Sandbox
 
-REPORT_VERSION = 3
+REPORT_VERSION = 4
 SUPPORTED_ARCHS = ("sm_90a", "sm_100a")
 # Largest dynamic shared memory one block may use (CUDA programming guide, compute capabilities table).
 SHARED_LIMIT_BYTES = {"sm_90a": 232448, "sm_90": 232448, "sm_100a": 232448, "sm_100": 232448,
@@ -214,7 +214,7 @@ def _kernel_entry(record: dict[str, Any], analysis: dict[str, Any]) -> dict[str,
     tune = record.get("autotune")
     return {
         "kernel": record["kernel"], "config": record["config"], "num_warps": record["num_warps"],
-        "num_stages": record["num_stages"], "shared_bytes": record["shared_bytes"],
+        "num_stages": record["num_stages"], "shared_bytes": record["shared_bytes"], "blocks": record.get("blocks", {}),
         "tmem_bytes": record.get("tmem_bytes", 0), "registers": resources.get("registers"),
         "stack_bytes": resources.get("stack_bytes"), "local_bytes": resources.get("local_bytes"),
         "sass": analysis.get("sass", {}), "ptx": ptx_mix(record["ptx"]),
@@ -289,6 +289,38 @@ class StaticCompiler:
             os.replace(tmp, self.cache_dir / f"{key}.json")
         except OSError:
             pass  # a cache that cannot be written only costs time
+
+
+# Suggested MAP-Elites bin edges; tile sizes, warps and stages get one bin per value.
+DESCRIPTOR_BINS = {"registers": (96.0, 160.0, 224.0), "shared_kib": (48.0, 96.0, 160.0),
+                   "tensor_core_ops": (8.0, 16.0, 32.0, 64.0)}
+
+
+def kernel_descriptors(report: dict[str, Any]) -> dict[str, float | None]:
+    """MAP-Elites descriptors from one arch's compact static report (None where it has no number).
+
+    The main kernel is the one with the most tensor-core instructions; its first listed launch
+    (first shape, first autotune config that survives pruning) gives the tile sizes (BLOCK_M,
+    BLOCK_N), warps, stages and tensor-core instruction count; registers and shared memory are
+    the report's largest over every kernel.
+    """
+    kernels = report.get("kernels") or []
+    values: dict[str, float | None] = dict.fromkeys(
+        ("BLOCK_M", "BLOCK_N", "num_warps", "num_stages", "registers", "shared_kib", "tensor_core_ops"))
+    if not kernels:
+        return values
+    main_name = max(kernels, key=lambda k: sum((k.get("tensor_core") or {}).values()))["kernel"]
+    main = next(k for k in kernels if k["kernel"] == main_name)
+    blocks = dict(main.get("blocks") or {})
+    for part in (main.get("autotune") or "").split(","):  # an autotune config names its block sizes
+        name, _, value = part.strip().partition("=")
+        if name.startswith("BLOCK") and value.strip().isdigit():
+            blocks.setdefault(name, int(value))
+    values.update(BLOCK_M=blocks.get("BLOCK_M"), BLOCK_N=blocks.get("BLOCK_N"), num_warps=main.get("num_warps"),
+                  num_stages=main.get("num_stages"), registers=report.get("registers"),
+                  shared_kib=report["shared_bytes"] / 1024 if report.get("shared_bytes") is not None else None,
+                  tensor_core_ops=sum((main.get("tensor_core") or {}).values()) if main.get("sass_analysed") else None)
+    return {k: None if v is None else float(v) for k, v in values.items()}
 
 
 def first_error(reports: dict[str, Any]) -> str | None:
