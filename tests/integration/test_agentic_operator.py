@@ -474,4 +474,4 @@ def test_the_step_opens_with_the_niche_it_works_in() -> None:
     context.niche = NicheView(name="island 1", text="You work on island 1 of 3.\n  island 0: best abc score 2")
     assert operator(llm, critique=False).vary(context).candidate is not None
     opening = llm.requests[0].messages[0]["content"][0]["text"]
-    assert "Population (island 1):\nYou work on island 1 of 3.\n  island 0: best abc score 2" in opening
+    assert "### Population (island 1)\nYou work on island 1 of 3.\n  island 0: best abc score 2" in opening
