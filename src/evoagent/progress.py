@@ -64,7 +64,9 @@ class ProgressState:
         label = "committed" if p["committed"] else p["status"]
         self.labels[p["status"]] += 1
         usage = event.trial.usage if event.trial is not None else None
-        best = p["score"] if p["committed"] and p.get("score") is not None else s.best_score
+        best = s.best_score
+        if p["committed"] and p.get("score") is not None:  # an island or a new MAP-Elites cell may commit lower
+            best = p["score"] if best is None else max(best, p["score"])
         self.summary = replace(
             s, trials=s.trials + 1, committed=s.committed + bool(p["committed"]), labels=dict(self.labels),
             best_score=best, tokens=s.tokens + (usage.tokens if usage else 0),
@@ -72,7 +74,8 @@ class ProgressState:
         change = ""
         if p.get("score") is not None and s.best_score:
             change = f" ({100 * (p['score'] / s.best_score - 1):+.2f}% vs best)"
-        line = (f"trial {p['trial_id']} {label}: score {format_score(p.get('score'))} {s.caption}{change}"
+        where = f" [{p['niche']}]" if p.get("niche") else ""
+        line = (f"trial {p['trial_id']} {label}: score {format_score(p.get('score'))} {s.caption}{change}{where}"
                 f" | {p.get('hypothesis', '')[:90]}")
         if not p["committed"] and p.get("reason"):
             line += f"\n    {p['reason'][:160]}"

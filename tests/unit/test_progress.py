@@ -54,3 +54,12 @@ def test_plain_progress_prints_each_trial_and_the_progress_line():
     assert lines[0].startswith("  trial 1 committed: score 3 sum of radii")
     assert lines[1].startswith("  [trials 1/2 | best 3 sum of radii | commits 1")
     assert display.state.summary.stopped == "trial budget of 2 reached"
+
+
+def test_a_commit_in_a_new_cell_below_the_best_names_its_cell_and_keeps_the_best():
+    state = _state()
+    state.update(_trial_event(2, "ok", 2.5, True, 0))
+    event = _trial_event(3, "ok", 1.5, True, 0)
+    event.payload["niche"] = "cell smallest_radius=<0.02"
+    assert "[cell smallest_radius=<0.02] | grow radii" in state.update(event)
+    assert "| best 2.5 sum of radii" in state.line()
