@@ -25,7 +25,7 @@ from .operators.base import Proposal, VariationContext, VariationOperator
 from .operators.mutation import ParameterMutation
 from .operators.supervisor import Supervisor
 from .population import Chain, MatchOrImprove, Population, Tree
-from .records import Descriptors, Event, Member, NicheView, Trial, TrialOutcome, Usage
+from .records import Descriptors, Event, Member, ModelStats, NicheView, Trial, TrialOutcome, Usage
 from .result import EvalResult, StageResult, Status
 from .run import Run
 from .sandbox import Sandbox, SandboxConfig, SandboxResult
@@ -57,6 +57,7 @@ __all__ = [
     "MapElites",
     "MatchOrImprove",
     "Member",
+    "ModelStats",
     "NicheView",
     "Options",
     "ParameterMutation",

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, construct, from_dict, to_dict
+from .config import OperatorConfig, RunConfig, construct, from_dict, to_dict
 from .errors import ConfigError
 from .evaluator import Evaluator
 from .knowledge import KnowledgeBase, Lesson
@@ -20,7 +20,8 @@ from .run import Run, evaluator_from_spec
 from .services import Knowledge
 
 OPERATOR_KINDS = ("agentic", "heuristic", "parameter_mutation")
-LLM_BACKENDS = {"anthropic": "evoagent.llm.anthropic:Anthropic"}
+LLM_BACKENDS = {"anthropic": "evoagent.llm.anthropic:Anthropic",
+                "openai": "evoagent.llm.openai_compat:OpenAICompatible"}
 BUILTIN_USD = 20.0  # the built-in attention run's default dollar cap
 
 
@@ -140,6 +141,26 @@ def build_llm(table: Mapping[str, Any], where: str = "operator.llm") -> Any:
     return construct(load_object(LLM_BACKENDS[backend]), params, where)
 
 
+def build_model(op: OperatorConfig) -> Any:
+    """The agent's model: the ensemble of `[[operator.models]]`, or the one model of `[operator.llm]`."""
+    if not op.models:
+        return build_llm(op.llm)
+    from .llm.ensemble import Ensemble, Member
+
+    extra = set(op.llm) - {"exploration"}
+    if extra:
+        raise ConfigError(f"with [[operator.models]], [operator.llm] takes only 'exploration' (got {sorted(extra)}); "
+                          "put each model's settings in its [[operator.models]] entry")
+    members = []
+    for i, table in enumerate(op.models):
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"operator.models[{i}] must be a table (got {table!r})")
+        settings = dict(table)
+        weight = settings.pop("weight", 1.0)
+        members.append(Member(build_llm(settings, f"operator.models[{i}]"), weight))
+    return construct(Ensemble, {"members": members, **op.llm}, "operator.llm")
+
+
 def build_operator(config: RunConfig, knowledge: Knowledge | None = None, *,
                    instruction: str = "") -> VariationOperator:
     """The operator the config asks for.
@@ -150,8 +171,9 @@ def build_operator(config: RunConfig, knowledge: Knowledge | None = None, *,
     op = config.operator
     if op.kind not in OPERATOR_KINDS:
         raise ConfigError(f"unknown operator kind {op.kind!r}; expected one of {', '.join(OPERATOR_KINDS)}")
-    if op.llm and op.kind != "agentic":
-        raise ConfigError(f"[operator.llm] is read by kind \"agentic\" only; operator kind is {op.kind!r}")
+    if (op.llm or op.models) and op.kind != "agentic":
+        raise ConfigError(f"[operator.llm] and [[operator.models]] are read by kind \"agentic\" only; "
+                          f"operator kind is {op.kind!r}")
     params = dict(op.params)
     if op.kind == "parameter_mutation":
         from .operators.mutation import ParameterMutation
@@ -159,8 +181,8 @@ def build_operator(config: RunConfig, knowledge: Knowledge | None = None, *,
         return construct(ParameterMutation, params, "operator.params")  # type: ignore[no-any-return]
     from .operators.agentic import AgenticVariationOperator
 
-    if op.kind == "agentic" and (op.llm or os.environ.get("ANTHROPIC_API_KEY")):
-        llm = build_llm(op.llm)
+    if op.kind == "agentic" and (op.llm or op.models or os.environ.get("ANTHROPIC_API_KEY")):
+        llm = build_model(op)
     else:
         from .llm.heuristic import HeuristicPolicy
 

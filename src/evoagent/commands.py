@@ -118,7 +118,8 @@ def _operator_line(config: RunConfig, operator: VariationOperator) -> str:
         return operator.name
     describe = getattr(llm, "describe", None)
     line = f"{operator.name}, model {describe() if callable(describe) else llm.name}"
-    if config.operator.kind == "agentic" and not config.operator.llm and llm.name == "heuristic":
+    if config.operator.kind == "agentic" and not (config.operator.llm or config.operator.models) \
+            and llm.name == "heuristic":
         line += " (ANTHROPIC_API_KEY is not set; set it or [operator.llm] to use Claude)"
     return line
 
@@ -173,6 +174,9 @@ def status(args: argparse.Namespace) -> int:
             migrated = f", {summary['migrations']} migrations" if summary["migrations"] else ""
             print(f"  population {summary['population']}{migrated}")
             print("\n".join("  " + line for line in niches))
+        for m in summary["models"]:
+            cost = f"${m['cost_usd']:.4f}" + (" + unknown" if m["unpriced_calls"] else "")
+            print(f"  model {m['model']}: trials {m['trials']}, commits {m['commits']}, tokens {m['tokens']}, {cost}")
     return 0
 
 
@@ -275,7 +279,8 @@ def show(args: argparse.Namespace) -> int:
         if trial is None:
             raise ConfigError(f"run {args.run_dir!r} has no trial {args.trial} (it has {run_.store.last_trial_id()})")
         u = trial.usage
-        print(f"trial {trial.id} [{trial.state}] operator {trial.operator}, parent {trial.parent_id}, "
+        model = f", model {trial.model}" if trial.model else ""
+        print(f"trial {trial.id} [{trial.state}] operator {trial.operator}{model}, parent {trial.parent_id}, "
               f"candidate {trial.candidate_id}" + (f", {trial.niche}" if trial.niche else ""))
         print(f"hypothesis: {trial.hypothesis}")
         print(f"outcome: {trial.status} score {format_score(trial.score)} committed {trial.committed}"

@@ -129,12 +129,17 @@ class OperatorConfig:
         HeuristicPolicy), "heuristic" (always offline), or "parameter_mutation".
     llm: `[operator.llm]`, the model of kind "agentic": `backend` ("anthropic") plus that backend's
         constructor arguments (`Anthropic`: model, max_tokens, thinking, cache_ttl, base_url, prices,
-        max_retries, timeout_s, ...). Naming a backend here means the run needs its API key.
+        max_retries, timeout_s, ...; `OpenAICompatible` for backend "openai": model, base_url,
+        api_key_env, max_tokens, prices, ...). Naming a backend here means the run needs its API key.
+    models: `[[operator.models]]`, an ensemble instead of one model: each entry is a `[operator.llm]`
+        table plus `weight` (its prior share of exploration); a UCB bandit picks the model of each
+        step by commits per dollar. `[operator.llm] exploration` sets the bandit's constant.
     params: keyword arguments for the operator's constructor.
     """
 
     kind: str = "agentic"
     llm: dict[str, Any] = field(default_factory=dict)
+    models: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
 
 

@@ -189,7 +189,8 @@ class _Engine:
             trial_id=trial_id, parent=parent, parent_result=self.store.result(parent.id), best=best_pair,
             evaluator=self.evaluator, lineage=self.run.lineage, recent=recent, knowledge=self._knowledge(), rng=rng,
             run_dir=self.run.dir, commit_rule=_commit_rule(self.run.population), budget_left=self.budget_left(),
-            services=_Services(self, trial_id), niche=self.run.population.view(StoredMembers(self.store), pick))
+            services=_Services(self, trial_id), niche=self.run.population.view(StoredMembers(self.store), pick),
+            model_stats=self.store.model_stats())
 
     def _trial(self, operator: VariationOperator, trial_id: int, pick: Pick, rng: random.Random) -> Trial | None:
         parent = self.store.candidate(pick.parent.candidate_id)
@@ -407,6 +408,9 @@ class _Services:
 
     def emit(self, kind: str, payload: dict[str, Any]) -> None:
         self._engine.emit(kind, {**payload, "trial_id": self._trial_id})
+
+    def label_model(self, model: str) -> None:
+        self._engine.store.label_model(self._trial_id, model)
 
     def get(self, candidate_id: str) -> tuple[Candidate, EvalResult | None] | None:
         store = self._engine.store

@@ -50,6 +50,21 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ModelStats:
+    """What one model did in a run: finished trials it was asked in, commits, tokens and USD.
+
+    `unpriced_calls` counts its calls whose cost is unknown (the model has no known price).
+    """
+
+    model: str
+    trials: int = 0
+    commits: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_calls: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Trial:
     """One variation step as stored: what was proposed, how it was judged, what it cost."""
 
@@ -58,6 +73,7 @@ class Trial:
     operator: str
     parent_id: str | None
     candidate_id: str | None
+    model: str | None = None  # the model the operator asked in this trial (None: no model)
     hypothesis: str = ""
     diff: str = ""
     status: Status | None = None

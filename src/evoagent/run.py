@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import time
@@ -180,6 +181,7 @@ class Run:
             "population": self.population.name,
             "niches": self.lineage.niches(),
             "migrations": self.store.last_migration_epoch(),
+            "models": [dataclasses.asdict(m) for m in self.store.model_stats().values()],
         }
 
 

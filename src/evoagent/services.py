@@ -62,6 +62,10 @@ class TrialServices(Protocol):
         """Any version of the run by id (or unique id prefix), with its authoritative result."""
         ...
 
+    def label_model(self, model: str) -> None:
+        """Records the model this trial asks (per-model trials, commits, tokens and USD)."""
+        ...
+
 
 class NoServices:
     """`TrialServices` for a context built outside a run (tests, notebooks): records nothing, charges nothing.
@@ -86,4 +90,7 @@ class NoServices:
         return None
 
     def get(self, candidate_id: str) -> tuple[Candidate, EvalResult | None] | None:
+        return None
+
+    def label_model(self, model: str) -> None:
         return None

@@ -20,12 +20,12 @@ from typing import Any
 
 from .candidate import Candidate, fingerprint
 from .errors import IncompatibleRunError, RunStoreError
-from .records import Member, Trial, Usage
+from .records import Member, ModelStats, Trial, Usage
 from .result import EvalResult, Status
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Member", "RunStore", "Trial"]  # Member, Trial: from records
 
-SCHEMA_VERSION = 4  # len(MIGRATIONS)
+SCHEMA_VERSION = 5  # len(MIGRATIONS)
 
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
@@ -111,9 +111,21 @@ def _m004_niches_and_fingerprints(db: sqlite3.Connection) -> None:
         db.execute("UPDATE candidates SET fingerprint = ? WHERE id = ?", (fingerprint(json.loads(row[1])), row[0]))
 
 
+def _m005_models(db: sqlite3.Connection) -> None:
+    """The model each trial asked, and per-model totals (the ensemble's bandit state)."""
+    _script(db, """
+        ALTER TABLE trials ADD COLUMN model TEXT;
+        CREATE TABLE models (
+            model TEXT PRIMARY KEY, trials INTEGER NOT NULL DEFAULT 0, commits INTEGER NOT NULL DEFAULT 0,
+            tokens INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0,
+            unpriced_calls INTEGER NOT NULL DEFAULT 0)
+        """)
+
+
 # Numbered schema migrations; applied in order and recorded in the `migrations` table.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial, _m002_unpriced_calls,
-                                                                _m003_trial_lookups, _m004_niches_and_fingerprints)
+                                                                _m003_trial_lookups, _m004_niches_and_fingerprints,
+                                                                _m005_models)
 
 
 def _json(value: Any) -> str:
@@ -306,6 +318,8 @@ class RunStore:
                     _place(db, name, candidate.id, trial_id, result.score, "commit")
             if lesson:
                 db.execute("INSERT INTO lessons (trial_id, text) VALUES (?, ?)", (trial_id, lesson))
+            db.execute("UPDATE models SET trials=trials+1, commits=commits+? "
+                       "WHERE model=(SELECT model FROM trials WHERE id=?)", (int(committed), trial_id))
         return self.trial(trial_id)
 
     def add_usage(self, trial_id: int, usage: Usage) -> None:
@@ -318,6 +332,21 @@ class RunStore:
                 (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
                  usage.cost_usd, usage.unpriced_calls, trial_id),
             )
+            db.execute("UPDATE models SET tokens=tokens+?, cost_usd=cost_usd+?, unpriced_calls=unpriced_calls+? "
+                       "WHERE model=(SELECT model FROM trials WHERE id=?)",
+                       (usage.tokens, usage.cost_usd, usage.unpriced_calls, trial_id))
+
+    def label_model(self, trial_id: int, model: str) -> None:
+        """Records the model a trial asks (before its first call, so that its usage counts for that model)."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO models (model) VALUES (?)", (model,))
+            db.execute("UPDATE trials SET model=? WHERE id=?", (model, trial_id))
+
+    def model_stats(self) -> dict[str, ModelStats]:
+        """Per-model totals of the run (finished trials, commits, tokens, USD), by model name."""
+        return {r["model"]: ModelStats(model=r["model"], trials=r["trials"], commits=r["commits"],
+                                       tokens=r["tokens"], cost_usd=r["cost_usd"], unpriced_calls=r["unpriced_calls"])
+                for r in self._rows("SELECT * FROM models ORDER BY model")}
 
     def mark_interrupted(self, trial_ids: Sequence[int] | None = None) -> int:
         """Marks running trials (all, or the given ones) as interrupted; returns how many."""
@@ -518,7 +547,7 @@ def _placed(r: sqlite3.Row) -> Member:
 def _trial(r: sqlite3.Row) -> Trial:
     return Trial(
         id=r["id"], state=r["state"], operator=r["operator"], parent_id=r["parent_id"],
-        candidate_id=r["candidate_id"], hypothesis=r["hypothesis"], diff=r["diff"],
+        candidate_id=r["candidate_id"], model=r["model"], hypothesis=r["hypothesis"], diff=r["diff"],
         status=Status(r["status"]) if r["status"] else None, reason=r["reason"], score=r["score"],
         metrics=json.loads(r["metrics"]), committed=bool(r["committed"]),
         usage=Usage(input_tokens=r["input_tokens"], output_tokens=r["output_tokens"],

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 _ids = itertools.count(1)
-_Self = TypeVar("_Self", bound="FakeMessagesServer")
+_Self = TypeVar("_Self", bound="FakeHTTPServer")
 # The SDK's non-streaming limit: a request may not be expected to run past 10 minutes at 128,000
 # output tokens an hour, so max_tokens above 21,333 must stream.
 NONSTREAMING_MAX_TOKENS = 600 * 128_000 // 3600
@@ -48,25 +48,16 @@ class Received:
     body: Any
 
 
-class FakeMessagesServer:
-    """Serves queued replies to POST /v1/messages, in order, and records every request.
+class FakeHTTPServer:
+    """A local HTTP server for API fakes: queued replies served in order, every request recorded.
 
-    With `script` (a ScriptedLLM), a request that finds the queue empty is answered with the
-    script's next turn; an exception the script raises becomes an HTTP 400 with its message.
-
-    >>> with FakeMessagesServer() as server:
-    ...     server.error(429, "rate_limit_error", retry_after="0").text("hello")
-    ...     # point the client at server.url
+    Subclasses answer in their API's shapes (`_next`) and encode replies (`_payload`).
     """
 
-    def __init__(self, script: Any = None) -> None:
+    def __init__(self) -> None:
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
-        self.script = script
         self.requests: list[Received] = []
-        self.rejected: list[str] = []  # the rule each refused request broke
-        self._thinking: dict[str, str] = {}  # signature -> thinking text, for every thinking block served
-        self._turn_thinking: dict[str, list[dict[str, Any]]] = {}  # tool_use id -> thinking blocks of its reply
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
@@ -85,12 +76,51 @@ class FakeMessagesServer:
         self._httpd.server_close()
         self._thread.join(timeout=5)
 
-    # -- scripting ------------------------------------------------------------------------------
-
-    def reply(self, reply: Reply) -> FakeMessagesServer:
+    def reply(self: _Self, reply: Reply) -> _Self:
         with self._lock:
             self._queue.append(reply)
         return self
+
+    def drop(self: _Self) -> _Self:
+        """Queues a connection that closes without an answer (a connection error for the client)."""
+        return self.reply(Reply(drop=True))
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def _next(self, received: Received) -> Reply:
+        with self._lock:
+            self.requests.append(received)
+            if self._queue:
+                return self._queue.popleft()
+        return Reply(400, {"error": {"type": "invalid_request_error", "message": "fake server: no scripted reply left"}},
+                     {"x-should-retry": "false"})
+
+    def _payload(self, reply: Reply, body: Any) -> tuple[str, bytes]:
+        return "application/json", json.dumps(reply.body).encode()
+
+
+class FakeMessagesServer(FakeHTTPServer):
+    """Serves queued replies to POST /v1/messages, in order, and records every request.
+
+    With `script` (a ScriptedLLM), a request that finds the queue empty is answered with the
+    script's next turn; an exception the script raises becomes an HTTP 400 with its message.
+
+    >>> with FakeMessagesServer() as server:
+    ...     server.error(429, "rate_limit_error", retry_after="0").text("hello")
+    ...     # point the client at server.url
+    """
+
+    def __init__(self, script: Any = None) -> None:
+        super().__init__()
+        self.script = script
+        self.rejected: list[str] = []  # the rule each refused request broke
+        self._thinking: dict[str, str] = {}  # signature -> thinking text, for every thinking block served
+        self._turn_thinking: dict[str, list[dict[str, Any]]] = {}  # tool_use id -> thinking blocks of its reply
+
+    # -- scripting ------------------------------------------------------------------------------
 
     def message(self, content: Sequence[Mapping[str, Any]], *, stop_reason: str = "end_turn",
                 usage: Mapping[str, int] | None = None, model: str = "claude-sonnet-4-6") -> FakeMessagesServer:
@@ -121,14 +151,11 @@ class FakeMessagesServer:
             extra["retry-after"] = retry_after
         return self.reply(Reply(status, error_body(error_type, message), extra))
 
-    def drop(self) -> FakeMessagesServer:
-        """Queues a connection that closes without an answer (a connection error for the client)."""
-        return self.reply(Reply(drop=True))
-
-    @property
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._queue)
+    def _payload(self, reply: Reply, body: Any) -> tuple[str, bytes]:
+        if isinstance(body, Mapping) and body.get("stream") and reply.status == 200:
+            return "text/event-stream", "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n"
+                                                for name, data in _events(reply.body)).encode()
+        return super()._payload(reply, body)
 
     def _next(self, received: Received) -> Reply:
         with self._lock:
@@ -359,7 +386,7 @@ def _events(body: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "message_stop", {"type": "message_stop"}
 
 
-def _handler_for(server: FakeMessagesServer) -> type[BaseHTTPRequestHandler]:
+def _handler_for(server: FakeHTTPServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -381,16 +408,7 @@ def _handler_for(server: FakeMessagesServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self.request.shutdown(socket.SHUT_RDWR)
                 return
-            streamed = isinstance(body, Mapping) and body.get("stream") and reply.status == 200
-            self._send(reply, streamed=bool(streamed))
-
-        def _send(self, reply: Reply, *, streamed: bool) -> None:
-            if streamed:
-                kind = "text/event-stream"
-                payload = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n"
-                                  for name, data in _events(reply.body)).encode()
-            else:
-                kind, payload = "application/json", json.dumps(reply.body).encode()
+            kind, payload = server._payload(reply, body)
             lines = [f"HTTP/1.1 {reply.status} {self.responses.get(reply.status, ('Error',))[0]}",
                      f"content-type: {kind}", f"content-length: {len(payload)}",
                      f"request-id: req_fake_{next(_ids):04d}"]

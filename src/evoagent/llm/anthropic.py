@@ -4,10 +4,8 @@ prompt caching, thinking, token and dollar accounting). Model facts and prices l
 from __future__ import annotations
 
 import copy
-import email.utils
 import logging
 import os
-import random
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +15,7 @@ from ..errors import ConfigError, LLMError, PromptTooLong
 from ..records import Usage
 from .base import Block, LLMResponse, Message
 from .models import MODELS, Prices, Thinking, model_info, prices_for
+from .retry import RetryPolicy
 
 __all__ = ["DEFAULT_MODEL", "PRICES", "Anthropic", "Prices", "needs_streaming", "prices_for"]
 
@@ -27,8 +26,6 @@ DEFAULT_MAX_TOKENS = 32_000
 DEFAULT_THINKING_BUDGET = 8_000  # for models that take manual budgets only
 PRICES: Mapping[str, Prices] = {name: info.prices for name, info in MODELS.items() if info.prices is not None}
 _Self = TypeVar("_Self", bound="Anthropic")
-_RETRY_STATUSES = frozenset({408, 409, 429})  # plus every 5xx, 529 'overloaded' included
-_MAX_RETRY_AFTER_S = 300.0
 _CACHE_TTLS = ("5m", "1h")
 # The SDK refuses a non-streaming request that may run past 10 minutes at 128,000 output tokens an
 # hour (anthropic._base_client._calculate_nonstreaming_timeout), and some models lower the limit.
@@ -100,7 +97,7 @@ class Anthropic:
         api_key_env: str = "ANTHROPIC_API_KEY",
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        _check_args(model, max_tokens, max_retries, timeout_s, backoff_s, max_backoff_s)
+        _check_args(model, max_tokens, timeout_s)
         if cache_ttl not in _CACHE_TTLS:
             raise ConfigError(f"Anthropic cache_ttl must be '5m' or '1h', got {cache_ttl!r}")
         info = model_info(model)
@@ -115,15 +112,13 @@ class Anthropic:
         if self.prices is None:
             log.warning("no published price for model %r: its cost is counted as unknown "
                         "(set [operator.llm] prices to count it)", model)
-        self.max_retries = max_retries
+        self.retry = RetryPolicy(max_retries=max_retries, backoff_s=backoff_s, max_backoff_s=max_backoff_s,
+                                 sleep=sleep)
         self.timeout_s = timeout_s
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
         self.cache = cache
         self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
         self.api_key_env = api_key_env
         self._longest = info.max_output_tokens if info is not None else None
-        self._sleep = sleep
         self._client = _make_client(self.base_url, timeout_s, api_key_env)
         # Closes the client's pooled connections when this backend is dropped (no ResourceWarning).
         self._closer = weakref.finalize(self, self._client.close)
@@ -157,8 +152,9 @@ class Anthropic:
             "params": {
                 "model": self.model, "max_tokens": self.max_tokens, "thinking": self.thinking,
                 "cache_ttl": self.cache_ttl, "prices": self.prices.to_dict() if self.prices else None,
-                "max_retries": self.max_retries, "timeout_s": self.timeout_s, "backoff_s": self.backoff_s,
-                "max_backoff_s": self.max_backoff_s, "cache": self.cache, "base_url": self.base_url,
+                "max_retries": self.retry.max_retries, "timeout_s": self.timeout_s,
+                "backoff_s": self.retry.backoff_s, "max_backoff_s": self.retry.max_backoff_s, "cache": self.cache,
+                "base_url": self.base_url,
                 "api_key_env": self.api_key_env,
             },
         }
@@ -215,31 +211,18 @@ class Anthropic:
                 kind, text = _error_fields(err)
                 if err.status_code == 400 and "prompt is too long" in text.lower():
                     raise PromptTooLong(f"Anthropic Messages API: {text}") from None
-                retry, delay = self._should_retry(err.status_code, err.response.headers, attempt)
+                delay = self.retry.after_status(err.status_code, err.response.headers, attempt)
                 failure = f"HTTP {err.status_code} {kind}: {text}"
             except anthropic.APIConnectionError as err:
-                retry, delay = attempt < self.max_retries, self._backoff(attempt)
+                delay = self.retry.after_connection_error(attempt)
                 failure = f"{type(err).__name__}: {err}"
-            if not retry:
+            if delay is None:
                 tried = f" after {attempt + 1} attempts" if attempt else ""
                 raise LLMError(f"Anthropic Messages API request for {self.model!r} failed{tried}: {failure}") from None
-            log.warning("Anthropic API %s; retry %d of %d in %.2f s", failure, attempt + 1, self.max_retries, delay)
-            self._sleep(delay)
+            log.warning("Anthropic API %s; retry %d of %d in %.2f s", failure, attempt + 1, self.retry.max_retries,
+                        delay)
+            self.retry.sleep(delay)
             attempt += 1
-
-    def _should_retry(self, status: int, headers: Mapping[str, str], attempt: int) -> tuple[bool, float]:
-        verdict = headers.get("x-should-retry")
-        retryable = status in _RETRY_STATUSES or status >= 500
-        if verdict in ("true", "false"):
-            retryable = verdict == "true"
-        if not retryable or attempt >= self.max_retries:
-            return False, 0.0
-        after = _retry_after_s(headers)
-        return True, (min(after, _MAX_RETRY_AFTER_S) if after is not None else self._backoff(attempt))
-
-    def _backoff(self, attempt: int) -> float:
-        delay = min(self.backoff_s * 2.0 ** attempt, self.max_backoff_s)
-        return delay * random.uniform(0.5, 1.0)  # jitter spreads out clients that failed together
 
     def _response(self, message: Any) -> LLMResponse:
         content = [block.to_dict(mode="json", exclude_none=True) for block in message.content]
@@ -290,17 +273,13 @@ def _fits(model: str, max_tokens: int, budget: int, longest: int) -> int:
                       f"{longest} output tokens {model} can write; lower max_tokens")
 
 
-def _check_args(model: str, max_tokens: int, max_retries: int, timeout_s: float, backoff_s: float,
-                max_backoff_s: float) -> None:
+def _check_args(model: str, max_tokens: int, timeout_s: float) -> None:
     if not isinstance(model, str) or not model:
         raise ConfigError(f"Anthropic model must be a model name such as {DEFAULT_MODEL!r}, got {model!r}")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise ConfigError(f"Anthropic max_tokens must be a positive integer, got {max_tokens!r}")
-    if not isinstance(max_retries, int) or max_retries < 0:
-        raise ConfigError(f"Anthropic max_retries must be an integer >= 0, got {max_retries!r}")
-    for name, value in (("timeout_s", timeout_s), ("backoff_s", backoff_s), ("max_backoff_s", max_backoff_s)):
-        if not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"Anthropic {name} must be a non-negative number of seconds, got {value!r}")
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s < 0:
+        raise ConfigError(f"Anthropic timeout_s must be a non-negative number of seconds, got {timeout_s!r}")
 
 
 def _make_client(base_url: str | None, timeout_s: float, api_key_env: str) -> Any:
@@ -335,22 +314,6 @@ def _rebuild(params: dict[str, Any]) -> Anthropic:
     if params.get("prices") is not None:
         params["prices"] = Prices.from_dict(params["prices"])
     return Anthropic(**params)
-
-
-def _retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date), if given."""
-    try:
-        return max(0.0, float(headers["retry-after-ms"]) / 1000)
-    except (KeyError, TypeError, ValueError):
-        pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_tz(value)
-        return None if parsed is None else max(0.0, email.utils.mktime_tz(parsed) - time.time())
 
 
 def _system_blocks(system: str | Sequence[Block], *, mark: Mapping[str, str] | None) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError, LLMError, PromptTooLong
 from ..llm.base import LLM, Block, LLMResponse
+from ..llm.ensemble import Ensemble, model_name
 from ..records import TrialOutcome
 from ..result import format_score
 from ..services import Knowledge
@@ -146,6 +147,9 @@ class AgenticVariationOperator(VariationOperator):
 
     def _step(self, context: VariationContext) -> Proposal:
         self._steps += 1
+        if isinstance(self.llm, Ensemble):  # the bandit picks this step's model from the run's counts
+            self.llm.choose(context.model_stats)
+        context.label_model(model_name(self.llm))
         kb = self.knowledge if self.knowledge is not None else context.knowledge
         system = self._system_prompt(context)
         tools = tool_definitions(knowledge=kb is not None)

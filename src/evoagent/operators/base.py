@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..candidate import Candidate
-from ..records import NicheView, TrialOutcome, Usage
+from ..records import ModelStats, NicheView, TrialOutcome, Usage
 from ..references import class_reference
 from ..result import EvalResult
 from ..services import Knowledge, NoServices, TrialServices
@@ -62,6 +62,8 @@ class VariationContext:
         services: what the engine does for this trial (`TrialServices`); by default nothing is
             recorded or charged and `evaluate` raises, for contexts built outside a run.
         niche: the island or MAP-Elites cell this step works in and its neighbours (None: one population).
+        model_stats: per-model trials, commits, tokens and USD of the run so far (an ensemble's
+            bandit reads them).
     """
 
     trial_id: int
@@ -78,6 +80,7 @@ class VariationContext:
     budget_left: str = ""
     services: TrialServices = field(default_factory=NoServices)
     niche: NicheView | None = None
+    model_stats: Mapping[str, ModelStats] = field(default_factory=dict)
 
     def evaluate(self, candidate: Candidate, stages: Sequence[str] | None = None,
                  configs: Sequence[str] | None = None) -> EvalResult:
@@ -103,6 +106,10 @@ class VariationContext:
     def get(self, candidate_id: str) -> tuple[Candidate, EvalResult | None] | None:
         """Any version of this run by id (or unique id prefix), with its authoritative result."""
         return self.services.get(candidate_id)
+
+    def label_model(self, model: str) -> None:
+        """Records the model this step asks (per-model counts in the run)."""
+        self.services.label_model(model)
 
 
 class VariationOperator(abc.ABC):
