@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 
 import evoagent as ea
-from evoagent.assemble import build_llm, build_operator, build_population, config_from_dict, config_to_dict
+from evoagent.assemble import (
+    build_llm,
+    build_model,
+    build_operator,
+    build_population,
+    config_from_dict,
+    config_to_dict,
+)
 from evoagent.config import Budget, Options, RunConfig, load_config
 from evoagent.errors import ConfigError
 
@@ -154,7 +161,7 @@ def test_bad_operator_llm_settings_are_refused_with_the_key(tmp_path, monkeypatc
 
 def test_operator_llm_table_on_another_kind_is_refused(tmp_path):
     config = load_config(_write(tmp_path, LLM_TABLE.replace('kind = "agentic"', 'kind = "parameter_mutation"')))
-    with pytest.raises(ConfigError, match=r"\[operator.llm\] is read by kind \"agentic\" only"):
+    with pytest.raises(ConfigError, match=r"\[operator.llm\] and \[\[operator.models\]\] are read by kind \"agentic\" only"):
         build_operator(config)
 
 
@@ -163,3 +170,22 @@ def test_engine_model_failure_settings_are_checked(tmp_path):
     assert (config.engine.model_failure_limit, config.engine.model_backoff_s) == (5, 2.5)
     with pytest.raises(ConfigError, match=r"Options.model_backoff_s must be a number of seconds >= 0"):
         Options(model_backoff_s=-1)
+
+
+def test_operator_models_build_an_ensemble_and_bad_ones_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-unit")
+    two = ('[operator]\nkind = "agentic"\n[operator.llm]\nexploration = 0.2\n'
+           '[[operator.models]]\nmodel = "claude-sonnet-5-5"\nweight = 3\n'
+           '[[operator.models]]\nmodel = "claude-haiku-4-5"\n')
+    ensemble = build_model(load_config(_write(tmp_path, two)).operator)
+    assert ensemble.names == ["claude-sonnet-5-5", "claude-haiku-4-5"] and ensemble.exploration == 0.2
+    assert [m.weight for m in ensemble.members] == [3, 1.0]
+    one = load_config(_write(tmp_path, two.split("[[operator.models]]\nmodel = \"claude-haiku")[0]))
+    with pytest.raises(ConfigError, match="an ensemble needs at least two models"):
+        build_model(one.operator)
+    mixed = load_config(_write(tmp_path, two.replace("exploration = 0.2", 'model = "claude-opus-5"')))
+    with pytest.raises(ConfigError, match=r"\[operator.llm\] takes only 'exploration'"):
+        build_model(mixed.operator)
+    weightless = load_config(_write(tmp_path, two.replace("weight = 3", "weight = 0")))
+    with pytest.raises(ConfigError, match="an ensemble weight must be a positive number"):
+        build_model(weightless.operator)
