@@ -1,4 +1,4 @@
-"""evoagent works where bm25s, anthropic and pydantic cannot be imported (the GPU machine has none of them)."""
+"""evoagent works where bm25s, anthropic, openai and pydantic cannot be imported (the GPU machine has none of them)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BLOCKED = ("bm25s", "anthropic", "pydantic")
+BLOCKED = ("bm25s", "anthropic", "openai", "pydantic")
 
 # benchmarks/offline/sitecustomize.py is imported at interpreter start (site imports `sitecustomize`
 # from sys.path) and answers every import of these packages with ModuleNotFoundError.

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from ..errors import ConfigError, LLMError, PromptTooLong
 from ..records import Usage
 from .base import Block, LLMResponse, Message
-from .models import MODELS, Prices, Thinking, model_info, prices_for
+from .models import MODELS, Prices, Thinking, model_info, price_note, prices_for
 from .retry import RetryPolicy
 
 __all__ = ["DEFAULT_MODEL", "PRICES", "Anthropic", "Prices", "needs_streaming", "prices_for"]
@@ -142,8 +142,8 @@ class Anthropic:
 
     def describe(self) -> str:
         """One line for the start of a run: model, thinking, cache lifetime, and whether cost is counted."""
-        price = "" if self.prices is not None else "; price unknown: cost not counted"
-        return f"{self.model} (thinking {self.thinking}, cache {self.cache_ttl if self.cache else 'off'}{price})"
+        cache = self.cache_ttl if self.cache else "off"
+        return f"{self.model} (thinking {self.thinking}, cache {cache}{price_note(self.prices)})"
 
     def spec(self) -> dict[str, Any]:
         """How to rebuild this backend (no key, no client)."""

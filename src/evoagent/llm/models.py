@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 
-__all__ = ["MODELS", "ModelInfo", "Prices", "Thinking", "model_info", "prices_for"]
+__all__ = ["MODELS", "ModelInfo", "Prices", "Thinking", "model_info", "price_note", "prices_for"]
 
 _PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_write_per_mtok", "cache_write_1h_per_mtok",
                  "cache_read_per_mtok")
@@ -155,6 +155,11 @@ MODELS: Mapping[str, ModelInfo] = {
     "claude-opus-4": ModelInfo(prices=_OPUS_OLD, thinking=Thinking.EXTENDED, max_output_tokens=32_000),
     "claude-sonnet-4": ModelInfo(prices=_SONNET_4, thinking=Thinking.EXTENDED, max_output_tokens=64_000),
 }
+
+
+def price_note(prices: Prices | None) -> str:
+    """What a start line says of a model whose cost cannot be counted ('' when its price is known)."""
+    return "" if prices is not None else "; price unknown: cost not counted"
 
 
 def model_info(model: str) -> ModelInfo | None:

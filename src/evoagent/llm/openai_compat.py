@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import ConfigError, LLMError, PromptTooLong
 from ..records import Usage
 from .base import Block, LLMResponse, Message
-from .models import Prices
+from .models import Prices, price_note
 from .retry import RetryPolicy
 
 __all__ = ["OpenAICompatible"]
@@ -86,8 +86,7 @@ class OpenAICompatible:
 
     def describe(self) -> str:
         """One line for the start of a run."""
-        price = "" if self.prices is not None else "; price unknown: cost not counted"
-        return f"{self.model} at {self.base_url or 'the OpenAI API'} (openai-compatible{price})"
+        return f"{self.model} at {self.base_url or 'the OpenAI API'} (openai-compatible{price_note(self.prices)})"
 
     def spec(self) -> dict[str, Any]:
         """How to rebuild this backend (no key, no client)."""
