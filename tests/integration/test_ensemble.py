@@ -80,3 +80,14 @@ def test_ucb_scores_prefer_untried_models_then_commits_per_dollar():
     assert ensemble.choose(stats) == "b"
     cheap = {**stats, "a": ea.ModelStats(model="a", trials=10, commits=1, cost_usd=0.1)}  # 10 commits per $
     assert ensemble.choose(cheap) == "a"
+
+
+def test_the_report_lists_each_model_with_its_trials_commits_tokens_and_cost(tmp_path):
+    pytest.importorskip("plotly")
+    from evoagent.report import build_report
+
+    (tmp_path / "seed.py").write_text(SEED)
+    with ea.Run.create(tmp_path / "run", evaluator=Quadratic(), seeds=[tmp_path / "seed.py"]) as run:
+        ea.evolve(run, _operator(), ea.Budget(trials=3))
+    page = build_report(tmp_path / "run")
+    assert "model good" in page and "model bad" in page and "commits" in page

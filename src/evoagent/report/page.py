@@ -19,6 +19,7 @@ import plotly.offline
 from .. import views
 from ..errors import RunStoreError
 from ..formatting import format_duration, format_tokens
+from ..records import ModelStats
 from ..result import EvalResult, format_score, geometric_mean
 from ..store import RunStore
 from . import charts
@@ -40,6 +41,7 @@ class ReportData:
     supervisor_trials: tuple[int, ...]
     profile_points: tuple[tuple[int, Mapping[str, float]], ...]
     results: Mapping[str, EvalResult]  # candidate id -> its authoritative evaluation (for the table's details)
+    models: tuple[ModelStats, ...] = ()  # per-model trials, commits, tokens and USD
 
 
 def read(store: RunStore, *, max_details: int = 1000) -> ReportData:
@@ -59,7 +61,8 @@ def read(store: RunStore, *, max_details: int = 1000) -> ReportData:
         summary=views.summarize(store, caption=caption, now=time.time()), rows=rows, best=best, seed=seed,
         baselines=cls.baseline_metrics(best) if best else {},
         supervisor_trials=tuple(sorted({e["trial_id"] for e in store.events("supervisor") if e["trial_id"]})),
-        profile_points=tuple(p for p in profile if p[1]), results=results)
+        profile_points=tuple(p for p in profile if p[1]), results=results,
+        models=tuple(store.model_stats().values()))
 
 
 def figures(data: ReportData) -> list[tuple[str, go.Figure, str]]:
@@ -156,6 +159,8 @@ def _header(data: ReportData) -> str:
              ("commits", str(s.committed)),
              ("labels", ", ".join(f"{k} {v}" for k, v in sorted(s.labels.items())) or "none yet"),
              ("usage", f"{format_tokens(s.tokens)} tokens, ${s.cost_usd:.2f}"),
+             *((f"model {m.model}", f"{m.trials} trials, {m.commits} commits, {format_tokens(m.tokens)} tokens, "
+                f"${m.cost_usd:.2f}" + (" + unknown" if m.unpriced_calls else "")) for m in data.models),
              ("elapsed", format_duration(s.elapsed_s)),
              ("written", time.strftime("%Y-%m-%d %H:%M:%S"))]
     cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts)
