@@ -36,21 +36,25 @@ import queue
 import re
 import shutil
 import signal as signals
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 import types
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ._codec import CodecError, decode_value, encode_value
-from ._forkserver import PipeReader, send_line
-from .confinement import Confinement, Reach, cache_environment, fork_server_command, protect_trusted_process
+from ._servers import (
+    PoolState,
+    Server,
+    ServerLost,
+    child_sys_path,
+    scrubbed_environ,
+    shutdown,
+)
+from .confinement import Confinement, Reach, cache_environment, protect_trusted_process
 from .errors import ConfigError, SandboxError
 from .result import Status
 
@@ -65,15 +69,6 @@ __all__ = [
     "scrubbed_environ",
 ]
 
-SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE")
-BASE_ENV_NAMES = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR",
-    "PYTHONPATH", "PYTHONHASHSEED", "LD_LIBRARY_PATH", "VIRTUAL_ENV", "CONDA_PREFIX", "CC", "CXX",
-})
-BASE_ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "TRITON_", "TORCH_", "PYTORCH_", "OMP_", "MKL_",
-                     "OPENBLAS_", "XDG_", "CUDNN_", "CUBLAS_")
-_START_S = 120.0  # a fork server must be ready (pre-imports done) within this
-_GRACE_S = 30.0  # extra time a server gets to report a call after the call's own timeout
 _NOT_PLAIN = "result channel held data that is not a plain value"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -205,17 +200,6 @@ def run_script(script_file: str) -> None:
     runpy.run_path(os.path.join(os.getcwd(), *path.parts), run_name="__main__")
 
 
-def scrubbed_environ(source: Mapping[str, str], allowlist: Sequence[str] = ()) -> dict[str, str]:
-    """The base variables of `source` minus anything that looks secret, plus `allowlist` names."""
-    env = {
-        name: value for name, value in source.items()
-        if (name in BASE_ENV_NAMES or name.startswith(BASE_ENV_PREFIXES))
-        and not any(word in name.upper() for word in SECRET_WORDS)
-    }
-    env.update({name: source[name] for name in allowlist if name in source})
-    return env
-
-
 class Sandbox:
     """A pool of fork servers running calls in sandboxed children; thread-safe; close it (or use `with`).
 
@@ -240,10 +224,12 @@ class Sandbox:
             for path in (*map(Path, config.write_paths), root / "cache"):
                 path.mkdir(parents=True, exist_ok=True)
         hide = {"CUDA_VISIBLE_DEVICES": ""} if self.gpus else {}
-        cpu = [_Server(f"cpu{i}", root, config, hide) for i in range(config.workers)]
-        gpu = [_Server(f"gpu{g}", root, config, {"CUDA_VISIBLE_DEVICES": g}, gpu=True) for g in self.gpus]
-        self._state = _PoolState(queue.Queue(), queue.Queue())
-        self._finalizer = weakref.finalize(self, _shutdown, cpu + gpu, self._state, root, os.getpid())
+        cpu = [Server(f"cpu{i}", root, hide, preload=config.preload, confine=config.confine)
+               for i in range(config.workers)]
+        gpu = [Server(f"gpu{g}", root, {"CUDA_VISIBLE_DEVICES": g}, preload=config.preload,
+                      confine=config.confine, gpu=True) for g in self.gpus]
+        self._state = PoolState(queue.Queue(), queue.Queue())
+        self._finalizer = weakref.finalize(self, shutdown, cpu + gpu, self._state, root, os.getpid())
         self._root = root
         try:
             for server in cpu + gpu:
@@ -304,7 +290,7 @@ class Sandbox:
         finally:
             self._state.release(pool, server)
 
-    def _run(self, server: _Server, blob: bytes, module_files: dict[str, str], files: dict[str, bytes],
+    def _run(self, server: Server, blob: bytes, module_files: dict[str, str], files: dict[str, bytes],
              timeout_s: float, env: dict[str, str]) -> SandboxResult:
         calldir = Path(tempfile.mkdtemp(prefix="call-", dir=self._root))
         try:
@@ -322,7 +308,7 @@ class Sandbox:
                 "env": {**scrubbed_environ(os.environ, self.config.env_allowlist),
                         **(cache_environment(cache, home=tmp) if confine else {}), "TMPDIR": str(tmp),
                         **env, **server.pinned},
-                "sys_path": _child_sys_path(), "module_files": module_files,
+                "sys_path": child_sys_path(), "module_files": module_files,
                 "reach": reach.as_request() if confine else None,
                 "memory_mb": None if server.gpu else self.config.memory_mb, "timeout_s": timeout_s,
                 "max_result_bytes": self.config.max_result_bytes, "blob_len": len(blob),
@@ -338,7 +324,7 @@ class Sandbox:
         finally:
             shutil.rmtree(calldir, ignore_errors=True)
 
-    def _exchange(self, server: _Server, request: dict[str, Any], blob: bytes,
+    def _exchange(self, server: Server, request: dict[str, Any], blob: bytes,
                   timeout_s: float) -> tuple[dict[str, Any], bytes, str | None]:
         """Sends the call to `server` (restarting it if needed); returns (done, payload, why-lost)."""
         for attempt in (1, 2):
@@ -349,7 +335,7 @@ class Sandbox:
                     server.restart()
                 done, payload = server.call(request, blob, timeout_s)
                 return done, payload, None
-            except _ServerLost as lost:
+            except ServerLost as lost:
                 server.dispose()
                 if self._state.closed:
                     return {}, b"", "the sandbox was closed during the call"
@@ -359,160 +345,6 @@ class Sandbox:
                 server.dispose()
                 return {}, b"", f"could not restart the fork server: {exc}"
         raise AssertionError("unreachable")  # Check internal correctness.
-
-
-@dataclass(slots=True)
-class _PoolState:
-    """The idle and busy workers and the closed flag, shared with the finalizer (which must not hold the Sandbox)."""
-
-    cpu: queue.Queue[_Server | None]
-    gpu: queue.Queue[_Server | None]
-    busy: set[_Server] = field(default_factory=set)
-    closed: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def acquire(self, pool: queue.Queue[_Server | None]) -> _Server:
-        server = pool.get()
-        with self.lock:
-            if server is not None and not self.closed:
-                self.busy.add(server)
-                return server
-        pool.put(None)  # the sandbox was closed; pass the wake-up on to the next waiter
-        raise SandboxError("the Sandbox is closed; create a new one")
-
-    def release(self, pool: queue.Queue[_Server | None], server: _Server) -> None:
-        with self.lock:
-            self.busy.discard(server)
-            if not self.closed:
-                pool.put(server)
-                return
-        server.dispose()
-
-
-def _shutdown(servers: list[_Server], state: _PoolState, root: Path, owner_pid: int) -> None:
-    if os.getpid() != owner_pid:  # a forked copy of the owner must not stop the owner's servers
-        return
-    with state.lock:
-        state.closed = True
-        busy = set(state.busy)
-    for server in servers:
-        server.terminate()  # the server kills a running call's process group, then exits
-    for server in servers:
-        if server in busy:
-            server.reap()  # the calling thread closes its pipes when it hands the server back
-        else:
-            server.dispose()
-    for pool in (state.cpu, state.gpu):
-        pool.put(None)
-    shutil.rmtree(root, ignore_errors=True)
-
-
-class _ServerLost(Exception):
-    def __init__(self, reason: str, *, started: bool) -> None:
-        super().__init__(reason)
-        self.started = started
-
-
-class _Server:
-    """One fork server process and its pipes; used by one thread at a time."""
-
-    def __init__(self, name: str, root: Path, config: SandboxConfig, pinned: dict[str, str],
-                 *, gpu: bool = False) -> None:
-        self.name, self.root, self.pinned, self.gpu = name, root, pinned, gpu
-        self.preload, self.confine = config.preload, config.confine
-        self.namespace_error: str | None = None
-        self.log = root / f"server-{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.reader: PipeReader | None = None
-
-    def start(self) -> None:
-        env = {**scrubbed_environ(os.environ), **self.pinned}
-        package_root = str(Path(__file__).resolve().parent.parent)  # so `-m evoagent._forkserver` resolves
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                fork_server_command(confine=self.confine), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=log, env=env, cwd=self.root, start_new_session=True, bufsize=0)
-        assert self.proc.stdin is not None and self.proc.stdout is not None  # Check internal correctness.
-        self.reader = PipeReader(self.proc.stdout.fileno())
-        send_line(self.proc.stdin.fileno(), {"preload": list(self.preload), "sys_path": _child_sys_path()})
-
-    def wait_ready(self) -> None:
-        assert self.reader is not None  # Check internal correctness.
-        try:
-            ready = self.reader.line(time.monotonic() + _START_S)
-        except (EOFError, TimeoutError, OSError, ValueError) as exc:
-            log = self.log_tail()
-            raise SandboxError(f"fork server {self.name} did not start ({exc}); its log ends: {log}") from None
-        self.namespace_error = ready.get("namespace_error")
-        failed = ready.get("preload_errors") or {}
-        if failed:
-            name, error = next(iter(failed.items()))
-            raise ConfigError(f"SandboxConfig.preload: the fork server cannot import {name!r} ({error}); "
-                              "install it or remove it from preload")
-
-    def restart(self) -> None:
-        self.dispose()
-        self.start()
-        self.wait_ready()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def call(self, request: dict[str, Any], blob: bytes, timeout_s: float) -> tuple[dict[str, Any], bytes]:
-        assert self.proc is not None and self.proc.stdin is not None and self.reader is not None
-        try:
-            send_line(self.proc.stdin.fileno(), request, blob)
-            child = self.reader.line(time.monotonic() + _GRACE_S)["pid"]
-        except (EOFError, TimeoutError, OSError, ValueError) as exc:
-            lost = f"fork server {self.name} died before starting the call ({exc})"
-            raise _ServerLost(lost, started=False) from None
-        try:
-            deadline = time.monotonic() + timeout_s + _GRACE_S
-            done = self.reader.line(deadline)
-            return done, self.reader.exact(done["payload_len"], deadline + _GRACE_S)
-        except (EOFError, TimeoutError, OSError, ValueError) as exc:
-            for kill in (os.killpg, os.kill):  # the server cannot kill the call's process group any more
-                try:
-                    kill(child, signals.SIGKILL)
-                except OSError:
-                    pass
-            raise _ServerLost(f"fork server {self.name} died during the call ({type(exc).__name__}: {exc}); "
-                              f"its log ends: {self.log_tail()}", started=True) from None
-
-    def terminate(self) -> None:
-        """Asks the server to stop (it kills a running call's process group first); no waiting."""
-        proc = self.proc  # (another thread may be disposing of it)
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-
-    def reap(self) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        try:
-            proc.wait(2.0)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def dispose(self) -> None:
-        """Stops the server and closes its pipes (only from the thread that holds it, or when idle)."""
-        if self.proc is None:
-            return
-        self.terminate()
-        self.reap()
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                pipe.close()
-        self.proc, self.reader = None, None
-
-    def log_tail(self, limit: int = 2000) -> str:
-        try:
-            text = self.log.read_bytes()[-limit:].decode("utf-8", "replace").strip()
-        except OSError:
-            return "(no log)"
-        return text or "(empty)"
 
 
 def _interpret(done: dict[str, Any], payload: bytes, timeout_s: float,
@@ -617,11 +449,6 @@ def _pickle_call(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bytes, 
         if isinstance(path, str):
             files[name] = os.path.abspath(path)
     return buffer.getvalue(), files
-
-
-def _child_sys_path() -> list[str]:
-    """The trusted process's sys.path with relative entries ('' = its cwd) made absolute."""
-    return [os.path.abspath(p) for p in sys.path]
 
 
 def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
