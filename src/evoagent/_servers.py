@@ -7,6 +7,7 @@ environment scrubbed of anything that looks secret.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from ._forkserver import PipeReader, send_line
 from .confinement import fork_server_command
 from .errors import ConfigError, SandboxError
+from .scheduling import GpuQueue, GpuSlot
 
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE")
 BASE_ENV_NAMES = frozenset({
@@ -53,30 +55,70 @@ def child_sys_path() -> list[str]:
 
 @dataclass(slots=True)
 class PoolState:
-    """The idle and busy workers and the closed flag, shared with the finalizer (which must not hold the Sandbox)."""
+    """The idle and busy workers and the closed flag, shared with the finalizer (which must not hold the Sandbox).
+
+    CPU workers wait in a FIFO queue; GPU workers in a `GpuQueue` (priority order, busy time per device),
+    set once they are ready.
+    """
 
     cpu: queue.Queue[Server | None]
-    gpu: queue.Queue[Server | None]
+    gpu: GpuQueue[Server] | None = None
     busy: set[Server] = field(default_factory=set)
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def acquire(self, pool: queue.Queue[Server | None]) -> Server:
-        server = pool.get()
+    @contextlib.contextmanager
+    def worker(self, *, gpu: bool) -> Iterator[Server]:
+        """A free worker for one call: a CPU one, or a GPU one in priority order (its busy time counted)."""
+        if not gpu:
+            server = self.acquire()
+            try:
+                yield server
+            finally:
+                self.release(server)
+            return
+        slot = self.acquire_gpu()
+        try:
+            yield slot.worker
+        finally:
+            self.release_gpu(slot)
+
+    def acquire(self) -> Server:
+        server = self.cpu.get()
         with self.lock:
             if server is not None and not self.closed:
                 self.busy.add(server)
                 return server
-        pool.put(None)  # the sandbox was closed; pass the wake-up on to the next waiter
+        self.cpu.put(None)  # the sandbox was closed; pass the wake-up on to the next waiter
         raise SandboxError("the Sandbox is closed; create a new one")
 
-    def release(self, pool: queue.Queue[Server | None], server: Server) -> None:
+    def release(self, server: Server) -> None:
         with self.lock:
             self.busy.discard(server)
             if not self.closed:
-                pool.put(server)
+                self.cpu.put(server)
                 return
         server.dispose()
+
+    def acquire_gpu(self) -> GpuSlot[Server]:
+        """A GPU worker's slot, in the order of the calling thread's `gpu_priority`."""
+        assert self.gpu is not None  # Check internal correctness.
+        slot = self.gpu.acquire()  # raises SandboxError once the sandbox is closed
+        with self.lock:
+            if not self.closed:
+                self.busy.add(slot.worker)
+                return slot
+        self.gpu.release(slot)
+        raise SandboxError("the Sandbox is closed; create a new one")
+
+    def release_gpu(self, slot: GpuSlot[Server]) -> None:
+        assert self.gpu is not None  # Check internal correctness.
+        with self.lock:
+            self.busy.discard(slot.worker)
+            closed = self.closed
+        self.gpu.release(slot)
+        if closed:
+            slot.worker.dispose()
 
 
 def shutdown(servers: list[Server], state: PoolState, root: Path, owner_pid: int) -> None:
@@ -92,8 +134,9 @@ def shutdown(servers: list[Server], state: PoolState, root: Path, owner_pid: int
             server.reap()  # the calling thread closes its pipes when it hands the server back
         else:
             server.dispose()
-    for pool in (state.cpu, state.gpu):
-        pool.put(None)
+    state.cpu.put(None)
+    if state.gpu is not None:
+        state.gpu.close()
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -21,6 +21,7 @@ from .records import Descriptors, Event, EventHandler, Member, Trial, TrialOutco
 from .result import EvalResult, Status
 from .run import Run
 from .sandbox import Sandbox, SandboxResult
+from .scheduling import Priority, gpu_priority
 from .services import Knowledge
 
 # Budget, Options (config) and Event (records) stay importable from here.
@@ -137,7 +138,8 @@ class _Engine:
                 continue
             trial_id = self.store.begin_trial(operator="seed", parent_id=None)
             started = time.perf_counter()
-            result = self.evaluator.evaluate(seed, self.sandbox)
+            with gpu_priority(Priority.AUTHORITATIVE):
+                result = self.evaluator.evaluate(seed, self.sandbox)
             descriptors = self._descriptors(seed, result)
             niches = self.run.population.seed_niches(descriptors)
             placed = tuple(n for n in niches if self.run.population.decide(result, self._best(n)).committed)
@@ -211,7 +213,8 @@ class _Engine:
             result = EvalResult(status=Status.DUPLICATE, reason=f"equivalent to version {same} (same normalised "
                                 "AST), which was already evaluated: no evaluation spent")
         else:
-            result = self.evaluator.evaluate(candidate, self.sandbox)
+            with gpu_priority(Priority.AUTHORITATIVE):  # before the agents' exploratory GPU calls
+                result = self.evaluator.evaluate(candidate, self.sandbox)
         descriptors = self._descriptors(candidate, result)
         niche = self.run.population.niche(pick, descriptors)
         best = self._best(niche)
@@ -374,7 +377,8 @@ class _Remeasure:
 
     def _measure(self, who: Candidate) -> EvalResult:
         engine = self._engine
-        again = engine.evaluator.evaluate(who, engine.sandbox, stages=engine.evaluator.timing_stages)
+        with gpu_priority(Priority.CONFIRM):  # a would-be commit jumps every other GPU call
+            again = engine.evaluator.evaluate(who, engine.sandbox, stages=engine.evaluator.timing_stages)
         engine.store.add_evaluation(who, again, kind="confirmation", trial_id=self._trial_id)
         return again
 

@@ -57,6 +57,7 @@ from ._servers import (
 from .confinement import Confinement, Reach, cache_environment, protect_trusted_process
 from .errors import ConfigError, SandboxError
 from .result import Status
+from .scheduling import DeviceUsage, GpuQueue
 
 __all__ = [
     "CodecError",
@@ -228,7 +229,7 @@ class Sandbox:
                for i in range(config.workers)]
         gpu = [Server(f"gpu{g}", root, {"CUDA_VISIBLE_DEVICES": g}, preload=config.preload,
                       confine=config.confine, gpu=True) for g in self.gpus]
-        self._state = PoolState(queue.Queue(), queue.Queue())
+        self._state = PoolState(queue.Queue())
         self._finalizer = weakref.finalize(self, shutdown, cpu + gpu, self._state, root, os.getpid())
         self._root = root
         try:
@@ -243,8 +244,8 @@ class Sandbox:
         self.confinement.warn_if_partial()
         for server in cpu:
             self._state.cpu.put(server)
-        for server in gpu:
-            self._state.gpu.put(server)
+        if gpu:  # busy time counts from here: the GPU workers are ready
+            self._state.gpu = GpuQueue({g: server for g, server in zip(self.gpus, gpu)})
 
     def __enter__(self) -> Sandbox:
         return self
@@ -283,12 +284,12 @@ class Sandbox:
         if gpu and not self.gpus:
             raise SandboxError("call(..., gpu=True) needs a Sandbox with GPU workers, e.g. Sandbox(config, gpus=(0,)); "
                                "this one has none")
-        pool = self._state.gpu if gpu else self._state.cpu
-        server = self._state.acquire(pool)
-        try:
+        with self._state.worker(gpu=gpu) as server:  # GPU calls wait in `gpu_priority` order
             return self._run(server, blob, module_files, call_files, float(timeout), call_env)
-        finally:
-            self._state.release(pool, server)
+
+    def gpu_usage(self) -> tuple[DeviceUsage, ...]:
+        """Busy and wall seconds of each GPU worker since the sandbox was ready (empty without GPUs)."""
+        return () if self._state.gpu is None else self._state.gpu.usage()
 
     def _run(self, server: Server, blob: bytes, module_files: dict[str, str], files: dict[str, bytes],
              timeout_s: float, env: dict[str, str]) -> SandboxResult:

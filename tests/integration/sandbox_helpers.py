@@ -227,3 +227,12 @@ def write_under(variable: str) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "probe").write_text("x")
     return str(folder)
+
+
+def append_after(hold_file: str, log_file: str, tag: str) -> str:
+    """Waits while `hold_file` exists (the test holds the worker with it), then appends `tag` to `log_file`."""
+    while os.path.exists(hold_file):
+        time.sleep(0.01)
+    with open(log_file, "a") as log:
+        log.write(tag + "\n")
+    return tag

@@ -19,6 +19,7 @@ from evoagent.errors import ConfigError, SandboxError
 from evoagent.evaluator import FunctionEvaluator
 from evoagent.result import Status
 from evoagent.sandbox import Sandbox, SandboxConfig
+from evoagent.scheduling import Priority, gpu_priority
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +238,36 @@ def test_gpu_workers_can_come_from_the_config() -> None:
         # CUDA reserves huge address ranges, so the address-space limit is left off on GPU workers
         assert sandbox.call(helpers.reserve_address_space, 4 * 2**30, gpu=True).ok
         assert sandbox.call(helpers.reserve_address_space, 4 * 2**30).status is Status.OOM
+
+
+def test_gpu_calls_wait_by_priority_and_their_busy_time_is_counted(tmp_path: Path) -> None:
+    """Confirmations jump queued exploratory calls on the one GPU worker; busy time covers every call."""
+    hold, log = tmp_path / "hold", tmp_path / "order"
+    hold.write_text("")
+    config = SandboxConfig(workers=1, preload=(), memory_mb=512, gpus=("5",), write_paths=(str(tmp_path),))
+    with Sandbox(config) as sandbox:
+        queue = sandbox._state.gpu
+        results: list[object] = []
+
+        def call(tag: str, priority: Priority) -> None:
+            with gpu_priority(priority):
+                results.append(sandbox.call(helpers.append_after, str(hold), str(log), tag, gpu=True))
+
+        threads = [threading.Thread(target=call, args=("first", Priority.EXPLORATORY))]
+        threads[0].start()
+        assert queue.wait_until(lambda s: s.busy == ("5",), timeout_s=60)  # "first" holds the GPU
+        for n, (tag, priority) in enumerate([("draft", Priority.EXPLORATORY), ("confirm", Priority.CONFIRM)]):
+            threads.append(threading.Thread(target=call, args=(tag, priority)))
+            threads[-1].start()
+            assert queue.wait_until(lambda s, n=n: s.waiting_total == n + 1, timeout_s=60)
+        hold.unlink()
+        for thread in threads:
+            thread.join(60)
+        assert log.read_text().split() == ["first", "confirm", "draft"]
+        (usage,) = sandbox.gpu_usage()
+        assert usage.device == "5" and usage.calls == 3
+        assert sum(r.wall_s for r in results) <= usage.busy_s <= usage.wall_s  # the slot outlasts each child
+    assert sandbox.gpu_usage()[0].calls == 3  # still readable after close
 
 
 def test_gpu_call_without_gpus_is_refused(sb: Sandbox) -> None:
