@@ -164,6 +164,10 @@ def status(args: argparse.Namespace) -> int:
         print(_status_text(run_))
         confinement = summary["confinement"]
         print(f"  sandbox confinement {confinement['description'] if confinement else 'not recorded (no session yet)'}")
+        for gpu in summary["gpu_usage"]:
+            busy = "-" if gpu["busy_fraction"] is None else f"{gpu['busy_fraction']:.1%}"
+            print(f"  GPU {gpu['device']}: busy {busy} of the wall time ({gpu['busy_s']:.0f} s of "
+                  f"{gpu['wall_s']:.0f} s, {gpu['calls']} calls)")
         per = summary["tokens_per_trial"]
         if per is not None:
             print(f"  per trial: input {per['input']:.0f}, output {per['output']:.0f}, cache read "

@@ -72,6 +72,7 @@ class _Engine:
         self.paused_until = 0.0  # monotonic time before which no trial starts (backing off a failing API)
         self.sandbox = Sandbox(options.sandbox_config or self.evaluator.sandbox_config())
         self.store.set_meta("confinement", self.sandbox.confinement.as_dict())  # of the latest session
+        self.usage_session = self.store.next_usage_session()  # this session's GPU busy time, beside earlier ones
         self.started = time.monotonic()  # the time budget counts from a ready sandbox
 
     # -- events and budgets ---------------------------------------------------------------
@@ -322,8 +323,15 @@ class _Engine:
 
     # -- after each trial -----------------------------------------------------------------
 
+    def record_usage(self) -> None:
+        """Stores this session's GPU busy and wall seconds so far (`evoagent status` shows them)."""
+        usage = self.sandbox.gpu_usage()
+        if usage:
+            self.store.record_device_usage(self.usage_session, usage)
+
     def after(self, trial: Trial) -> None:
         self.trials_done += 1
+        self.record_usage()
         self.migrate()
         self.since_commit = 0 if trial.committed else self.since_commit + 1
         self.since_proposal = self.since_proposal + 1 if trial.status is Status.NO_PROPOSAL else 0
@@ -546,6 +554,7 @@ def _drive(engine: _Engine, slots: int) -> Iterator[Trial]:
     finally:
         if by_trial:
             store.mark_interrupted(list(by_trial))
+        engine.record_usage()
         engine.sandbox.close()
         engine.emit("stop", {"reason": engine.stop_reason or "stopped", **engine.run.status()})
 

@@ -22,10 +22,11 @@ from .candidate import Candidate, fingerprint
 from .errors import IncompatibleRunError, RunStoreError
 from .records import Member, ModelStats, Trial, Usage
 from .result import EvalResult, Status
+from .scheduling import DeviceUsage
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Member", "RunStore", "Trial"]  # Member, Trial: from records
 
-SCHEMA_VERSION = 5  # len(MIGRATIONS)
+SCHEMA_VERSION = 6  # len(MIGRATIONS)
 
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
@@ -122,10 +123,19 @@ def _m005_models(db: sqlite3.Connection) -> None:
         """)
 
 
+def _m006_device_usage(db: sqlite3.Connection) -> None:
+    """GPU busy and wall seconds per device, one row per engine session (an evolve() or resume call)."""
+    _script(db, """
+        CREATE TABLE device_usage (
+            session INTEGER NOT NULL, device TEXT NOT NULL, busy_s REAL NOT NULL, wall_s REAL NOT NULL,
+            calls INTEGER NOT NULL, PRIMARY KEY (session, device))
+        """)
+
+
 # Numbered schema migrations; applied in order and recorded in the `migrations` table.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial, _m002_unpriced_calls,
                                                                 _m003_trial_lookups, _m004_niches_and_fingerprints,
-                                                                _m005_models)
+                                                                _m005_models, _m006_device_usage)
 
 
 def _json(value: Any) -> str:
@@ -406,6 +416,23 @@ class RunStore:
                 "tokens": sum(by_kind.values()), "tokens_by_kind": by_kind,
                 "new_tokens": by_kind["input"] + by_kind["output"] + by_kind["cache_write"],
                 "cost_usd": float(usage[4]), "unpriced_calls": int(usage[5]), "interrupted": interrupted}
+
+    # -- device usage ---------------------------------------------------------------------
+
+    def next_usage_session(self) -> int:
+        """A number for this engine session's device-usage rows (one more than any stored)."""
+        return int(self._rows("SELECT COALESCE(MAX(session), 0) + 1 FROM device_usage")[0][0])
+
+    def record_device_usage(self, session: int, usage: Sequence[DeviceUsage]) -> None:
+        """Replaces the session's rows with its executor's usage so far (called as the session goes on)."""
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO device_usage VALUES (?, ?, ?, ?, ?)",
+                           [(session, u.device, u.busy_s, u.wall_s, u.calls) for u in usage])
+
+    def device_usage(self) -> list[DeviceUsage]:
+        """Each device's busy and wall seconds summed over the run's sessions."""
+        return [DeviceUsage(device=r[0], busy_s=r[1], wall_s=r[2], calls=r[3]) for r in self._rows(
+            "SELECT device, SUM(busy_s), SUM(wall_s), SUM(calls) FROM device_usage GROUP BY device ORDER BY device")]
 
     # -- population -----------------------------------------------------------------------
 

@@ -6,8 +6,9 @@ import importlib
 import os
 import time
 
-from evoagent import Candidate, Evaluator, StageResult, Status, Usage, VariationOperator
+from evoagent import Candidate, Evaluator, SandboxConfig, StageResult, Status, Usage, VariationOperator
 from evoagent.operators.base import Proposal
+from evoagent.scheduling import current_priority
 
 SEED = "X = 0.0  # evo: range -10 10 step 0.5\nDELAY = 0.0\n"
 
@@ -104,3 +105,35 @@ class Noisy(Evaluator):
         bonus = self.luck.get(candidate.source, [])
         extra = bonus.pop(0) if bonus else 0.0
         return StageResult(metrics={"f": 100.0 - (namespace["X"] - 3.0) ** 2 + extra})
+
+
+class GpuQuadratic(Quadratic):
+    """Quadratic timed on a (fake) GPU worker "0"; notes the queue priority of every GPU call it makes."""
+
+    name = "gpu-quadratic"
+    stages = ("check", "time")
+    timing_stages = ("time",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.priorities: list[str] = []
+
+    def sandbox_config(self) -> SandboxConfig:
+        return SandboxConfig(workers=1, preload=(), memory_mb=512, gpus=("0",))
+
+    def time(self, candidate: Candidate, sandbox) -> StageResult:
+        self.priorities.append(str(current_priority()))
+        out = sandbox.call(read_x, 0.0, files=candidate.files, gpu=True)
+        if not out.ok:
+            return StageResult.fail(out.status, out.reason, logs=out.logs)
+        return StageResult(metrics={"f": 100.0 - (out.value - 3.0) ** 2})
+
+
+class Exploring(Scripted):
+    """Scripted, but evaluates each draft once (an agent's exploratory tool call) before proposing it."""
+
+    def vary(self, context) -> Proposal:
+        proposal = super().vary(context)
+        assert proposal.candidate is not None
+        context.evaluate(proposal.candidate, ("time",))
+        return proposal

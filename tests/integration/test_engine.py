@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import time
 
 import pytest
@@ -283,3 +284,24 @@ def test_unknown_option_names_the_options_fields(tmp_path):
     with pytest.raises(ea.ConfigError, match=r"unknown option\(s\) slotz; the Options fields are .*slots"):
         ea.evolve(run, ea.ParameterMutation(), ea.Budget(trials=1), slotz=2)
     run.close()
+
+
+def test_gpu_calls_queue_by_their_role_and_busy_time_is_stored(tmp_path, capsys):
+    from engine_targets import Exploring, GpuQuadratic
+
+    from evoagent import commands
+
+    evaluator = GpuQuadratic()
+    run = _run(tmp_path, evaluator=evaluator, population=ea.Chain(confirm=1))
+    trials = list(ea.iterate(run, Exploring(["X = 2.0\n"]), ea.Budget(trials=1)))
+    assert trials[0].committed
+    # the seed, the agent's draft, the authoritative evaluation, then the candidate and the best re-measured
+    assert evaluator.priorities == ["authoritative", "exploratory", "authoritative", "confirm", "confirm"]
+    (usage,) = run.store.device_usage()
+    assert usage.device == "0" and usage.calls == 5 and 0 < usage.busy_s <= usage.wall_s
+    (shown,) = run.status()["gpu_usage"]
+    assert shown["calls"] == 5 and shown["busy_fraction"] == pytest.approx(usage.busy_s / usage.wall_s)
+    run.close()
+    args = argparse.Namespace(run_dir=str(tmp_path / "run"), watch=False, json=False, interval=1.0)
+    assert commands.status(args) == 0  # (the CLI's parser would import the attention target: torch)
+    assert f"GPU 0: busy {usage.busy_s / usage.wall_s:.1%} of the wall time" in capsys.readouterr().out

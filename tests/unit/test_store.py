@@ -140,3 +140,17 @@ def test_a_schema_1_run_gains_niches_and_fingerprints_when_opened(tmp_path):
     assert store.equivalent_evaluated(Candidate.from_source("x = (1)\n").fingerprint) == old.id
     assert store.niche_sizes() == {} and store.last_migration_epoch() == 0
     store.close()
+
+
+def test_device_usage_is_kept_per_session_and_summed_over_sessions(store):
+    from evoagent.scheduling import DeviceUsage
+
+    assert store.device_usage() == [] and store.next_usage_session() == 1
+    store.record_device_usage(1, [DeviceUsage(device="0", busy_s=1.0, wall_s=4.0, calls=2)])
+    store.record_device_usage(1, [DeviceUsage(device="0", busy_s=3.0, wall_s=5.0, calls=3)])  # later: replaced
+    assert store.next_usage_session() == 2  # a resumed run adds its own rows
+    store.record_device_usage(2, [DeviceUsage(device="0", busy_s=4.0, wall_s=5.0, calls=1),
+                                  DeviceUsage(device="1", busy_s=0.0, wall_s=5.0, calls=0)])
+    gpu0, gpu1 = store.device_usage()
+    assert (gpu0.device, gpu0.busy_s, gpu0.wall_s, gpu0.calls, gpu0.busy_fraction) == ("0", 7.0, 10.0, 4, 0.7)
+    assert (gpu1.device, gpu1.busy_fraction) == ("1", 0.0)
