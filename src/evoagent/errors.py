@@ -6,6 +6,7 @@
      │    └── IncompatibleRunError            made by a different schema version
      ├── SandboxError         (RuntimeError)  the sandbox itself failed (never the candidate)
      ├── EvaluatorError       (RuntimeError)  an evaluator is defined wrongly
+     ├── KernelSourceError    (ValueError)    a kernel file breaks its target's contract (CUDA_SOURCE)
      ├── BudgetExhausted      (RuntimeError)  a token, dollar, time or trial budget ran out
      └── LLMError             (RuntimeError)  the model API failed after retries
           └── PromptTooLong                   the prompt does not fit the model's context window
@@ -38,6 +39,10 @@ class SandboxError(EvoagentError, RuntimeError):
 
 class EvaluatorError(EvoagentError, RuntimeError):
     """An Evaluator subclass is defined wrongly (for example a stage with no method)."""
+
+
+class KernelSourceError(EvoagentError, ValueError):
+    """A kernel file breaks its target's contract in a way found while reading it (e.g. its CUDA_SOURCE)."""
 
 
 class BudgetExhausted(EvoagentError, RuntimeError):

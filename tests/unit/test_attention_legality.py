@@ -138,3 +138,11 @@ def test_contract_requires_the_attention_signature() -> None:
     assert check_contract(body("return q")) is None
     assert "no module-level function 'attention'" in check_contract("def attn(q, k, v):\n    pass\n")
     assert "must accept (q, k, v, *, causal, sm_scale)" in check_contract("def attention(q, k):\n    pass\n")
+
+
+def test_a_cuda_candidate_may_import_only_the_build_helper_from_evoagent() -> None:
+    allowed = "from evoagent.targets.attention.cuda_build import load_extension\n"
+    assert rules(allowed) == set()
+    assert rules("from evoagent.targets.attention.cuda_build import load_extension, build_key\n") == {"import"}
+    assert rules("from evoagent.targets.attention import cuda_build\n") == {"import"}
+    assert rules("import evoagent.targets.attention.cuda_build\n") == {"import"}

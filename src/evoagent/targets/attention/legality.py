@@ -25,6 +25,9 @@ ALLOWED_IMPORTS = frozenset({
 })
 
 # (qualified-name prefix, rule, what it is). A load of the name, or of anything under it, is a finding.
+# The one evoagent import a candidate may make: the CUDA build helper (a CUDA candidate, docs/cuda.md).
+BUILD_IMPORT = ("evoagent.targets.attention.cuda_build", "load_extension")
+
 _BANNED_NAMES: tuple[tuple[str, str, str], ...] = (
     ("torch.nn.functional.scaled_dot_product_attention", "library-attention", "library attention"),
     ("torch.nn.functional.multi_head_attention_forward", "library-attention", "library attention"),
@@ -226,6 +229,11 @@ class _Scanner(ast.NodeVisitor):
             self.add(node, "import", "relative import (a candidate is a single file)")
             return
         module = node.module or ""
+        if module == BUILD_IMPORT[0]:
+            if [a.name for a in node.names] != [BUILD_IMPORT[1]]:
+                self.add(node, "import", f"imports {[a.name for a in node.names]} from {module}; only "
+                                         f"`from {module} import {BUILD_IMPORT[1]}` is allowed")
+            return
         self.check_import(node, module)
         for alias in node.names:
             if alias.name == "*":
@@ -236,7 +244,8 @@ class _Scanner(ast.NodeVisitor):
     def check_import(self, node: ast.AST, module: str) -> None:
         if module.split(".")[0] not in ALLOWED_IMPORTS:
             allowed = ", ".join(sorted(ALLOWED_IMPORTS - {"__future__"}))
-            self.add(node, "import", f"imports {module!r}; a candidate may import only {allowed}")
+            self.add(node, "import", f"imports {module!r}; a candidate may import only {allowed} (and a CUDA "
+                                     f"candidate `from {BUILD_IMPORT[0]} import {BUILD_IMPORT[1]}`)")
         else:
             self.check_name(node, module)
 

@@ -1,0 +1,109 @@
+"""Builds a CUDA candidate's `CUDA_SOURCE` into a Python module on a GPU, cached by source hash and architecture.
+
+A CUDA kernel.py imports `load_extension` from here and calls it with its CUDA_SOURCE literal and
+the names of its host functions (see docs/cuda.md). It wraps `torch.utils.cpp_extension.load_inline`
+(nvcc and ninja): the declarations and the Python binding are generated from the source, the nvcc
+flags are fixed (`cuda_source.NVCC_FLAGS` plus the device's `-gencode`), and the build directory is
+keyed by sha256 of (source, functions, flags, torch version) under `$EVOAGENT_CUDA_CACHE` (set by
+the attention evaluator to a directory the sandbox may write), so a second call with the same text
+loads the built module. Nothing is imported from torch until a build is asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+from ...errors import KernelSourceError
+from .cuda_source import GENCODE, NVCC_FLAGS, find_cuda_source, host_declarations
+
+CACHE_ENV = "EVOAGENT_CUDA_CACHE"
+BUILD_VERSION = 1  # bump when the generated files change, so old builds are not reused
+
+
+def build_directory_root() -> Path:
+    """$EVOAGENT_CUDA_CACHE, else $EVOAGENT_CACHE_DIR/cuda, else ~/.cache/evoagent/cuda."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    root = os.environ.get("EVOAGENT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "evoagent")
+    return Path(root) / "cuda"
+
+
+def device_arch() -> str:
+    """The current CUDA device as an nvcc target: 'sm_90a' on Hopper, 'sm_100a' on B200, else e.g. 'sm_89'."""
+    import torch
+
+    major, minor = torch.cuda.get_device_capability()
+    name = f"sm_{major}{minor}"
+    return f"{name}a" if f"{name}a" in GENCODE else name
+
+
+def gencode(arch: str) -> str:
+    """The -gencode option that builds machine code for `arch` ('sm_90a', 'sm_100a', 'sm_89', ...)."""
+    if arch in GENCODE:
+        return GENCODE[arch]
+    number = arch.removeprefix("sm_")
+    if not number.isdigit():
+        raise KernelSourceError(f"unknown CUDA architecture {arch!r}; expected 'sm_' and digits, or one of "
+                                f"{sorted(GENCODE)}")
+    return f"-gencode=arch=compute_{number},code=sm_{number}"
+
+
+def nvcc_flags(arch: str) -> list[str]:
+    """Every candidate's nvcc flags for `arch` (the static check adds only -cubin and -Xptxas -v)."""
+    return [*NVCC_FLAGS, gencode(arch)]
+
+
+def build_key(text: str, functions: Sequence[str], flags: Sequence[str]) -> str:
+    """16 hex digits of sha256 over what decides the built module."""
+    import torch
+
+    blob = json.dumps([BUILD_VERSION, text, list(functions), list(flags), torch.__version__])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _as_compiled(source: str, caller_file: str | None) -> str:
+    """`source` with the #line directive the static check uses, when it is the caller's CUDA_SOURCE literal."""
+    if caller_file is None:
+        return source
+    try:
+        found = find_cuda_source(Path(caller_file).read_text())
+    except (OSError, SyntaxError, KernelSourceError):
+        return source
+    return found.for_compiler(Path(caller_file).name) if found.text == source else source
+
+
+def load_extension(source: str, *, functions: Sequence[str]) -> ModuleType:
+    """Builds (or loads the cached build of) `source` for the current device; returns its module.
+
+    Args:
+        source: the candidate's CUDA_SOURCE (CUDA C++: kernels and host launch functions; no torch headers).
+        functions: names of host functions defined in `source` to call from Python, each taking and
+            returning plain numbers (tensors as `int64_t` data pointers, the stream as `int64_t`).
+
+    Raises:
+        KernelSourceError: `functions` names a function the source does not define as expected.
+        RuntimeError: nvcc or the linker failed (torch's message holds the compiler output, whose
+            lines name kernel.py when `source` is the caller's CUDA_SOURCE literal).
+    """
+    if isinstance(functions, str) or not functions:
+        raise KernelSourceError(f"load_extension functions must be a non-empty list of host function names "
+                                f"(got {functions!r})")
+    declarations = host_declarations(source, functions)
+    text = _as_compiled(source, sys._getframe(1).f_globals.get("__file__"))
+    flags = nvcc_flags(device_arch())
+    key = build_key(text, functions, flags)
+    directory = build_directory_root() / key
+    directory.mkdir(parents=True, exist_ok=True)
+    from torch.utils.cpp_extension import load_inline
+
+    module: ModuleType = load_inline(  # type: ignore[no-untyped-call]
+        name=f"evoagent_cuda_{key}", cpp_sources=["#include <torch/extension.h>", declarations],
+        cuda_sources=[text], functions=list(functions), extra_cuda_cflags=flags,
+        build_directory=str(directory), no_implicit_headers=True, verbose=False)
+    return module

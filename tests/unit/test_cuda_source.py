@@ -1,0 +1,106 @@
+"""Reading a CUDA candidate without running it: language detection, the source literal, #line, host declarations."""
+
+from __future__ import annotations
+
+import pytest
+
+from evoagent.errors import KernelSourceError
+from evoagent.targets.attention.cuda_build import _as_compiled, gencode, load_extension, nvcc_flags
+from evoagent.targets.attention.cuda_source import (
+    Language,
+    detect_language,
+    find_cuda_source,
+    host_declarations,
+    strip_comments,
+)
+
+CANDIDATE = '''"""doc"""
+import torch
+
+CUDA_SOURCE = r"""
+#include <cuda_fp16.h>
+__global__ void k(half* o) { o[threadIdx.x] = __float2half(1.0f); }
+// void not_this(int64_t x) {
+void launch(int64_t o, int64_t n, double scale, int64_t stream) {
+  k<<<1, 32, 0, reinterpret_cast<cudaStream_t>(stream)>>>(reinterpret_cast<half*>(o));
+}
+"""
+
+
+def attention(q, k, v, *, causal, sm_scale):
+    return q
+'''
+
+
+def test_a_module_level_cuda_source_makes_a_cuda_candidate() -> None:
+    assert detect_language(CANDIDATE) is Language.CUDA
+    assert detect_language("import triton\n\ndef attention(q, k, v, *, causal, sm_scale):\n    pass\n") \
+        is Language.TRITON
+    assert detect_language("def f():\n    CUDA_SOURCE = 'x'\n") is Language.TRITON  # not module level
+
+
+def test_the_line_directive_names_the_literal_line_so_lines_map_to_kernel_py() -> None:
+    found = find_cuda_source(CANDIDATE)
+    assert found.line == 4
+    compiled = found.for_compiler()
+    assert compiled.startswith('#line 4 "kernel.py"\n')
+    # The directive numbers the next line 4: the text's line i is kernel.py's line 4 + i.
+    text_lines, file_lines = compiled.splitlines()[1:], CANDIDATE.splitlines()
+    assert text_lines[2] == file_lines[4 + 2 - 1] == "__global__ void k(half* o) { o[threadIdx.x] = __float2half(1.0f); }"
+
+
+def test_a_concatenated_source_is_read_but_not_line_mapped() -> None:
+    found = find_cuda_source('CUDA_SOURCE = ("a\\n"\n "b")\n')
+    assert found.text == "a\nb" and found.line is None and found.for_compiler() == "a\nb"
+
+
+def test_a_computed_cuda_source_is_refused_with_the_line() -> None:
+    with pytest.raises(KernelSourceError, match="line 2: CUDA_SOURCE must be one string literal"):
+        find_cuda_source("import x\nCUDA_SOURCE = x.read()\n")
+
+
+def test_host_declarations_come_from_the_definitions() -> None:
+    text = find_cuda_source(CANDIDATE).text
+    assert host_declarations(text, ["launch"]) == \
+        "void launch(int64_t o, int64_t n, double scale, int64_t stream);"
+    with pytest.raises(KernelSourceError, match="defines no host function 'not_this'"):
+        host_declarations(text, ["not_this"])  # only in a comment
+
+
+@pytest.mark.parametrize("definition, words", [
+    ("void f(torch::Tensor q) {}", "torch::Tensor"),
+    ("static void f(int64_t q) {}", "static"),
+    ("float* f(int64_t q) {}", "defines no host function"),
+])
+def test_host_functions_take_and_return_plain_numbers(definition: str, words: str) -> None:
+    with pytest.raises(KernelSourceError, match=words.replace("*", r"\*")):
+        host_declarations(definition, ["f"])
+
+
+def test_comments_are_blanked_but_lines_and_strings_kept() -> None:
+    text = 'a /* x\ny */ b // z\nasm("mov.u32 %0, %%clock;");'
+    clean = strip_comments(text)
+    assert clean.count("\n") == text.count("\n") and "x" not in clean and "z" not in clean
+    assert '"mov.u32 %0, %%clock;"' in clean
+
+
+def test_load_extension_rejects_bad_functions_before_building() -> None:
+    with pytest.raises(KernelSourceError, match="non-empty list"):
+        load_extension("void f() {}", functions="f")
+    with pytest.raises(KernelSourceError, match="defines no host function 'g'"):
+        load_extension("void f() {}", functions=["g"])
+
+
+def test_the_build_compiles_the_same_text_as_the_static_check(tmp_path) -> None:
+    kernel = tmp_path / "kernel.py"
+    kernel.write_text(CANDIDATE)
+    literal = find_cuda_source(CANDIDATE)
+    assert _as_compiled(literal.text, str(kernel)) == literal.for_compiler("kernel.py")
+    assert _as_compiled("other text", str(kernel)) == "other text"
+
+
+def test_nvcc_targets_use_gencode_for_the_arch_specific_features() -> None:
+    assert nvcc_flags("sm_90a")[-1] == "-gencode=arch=compute_90a,code=sm_90a"
+    assert gencode("sm_89") == "-gencode=arch=compute_89,code=sm_89"
+    with pytest.raises(KernelSourceError, match="unknown CUDA architecture"):
+        gencode("hopper")
