@@ -284,46 +284,57 @@ class Sandbox:
         if gpu and not self.gpus:
             raise SandboxError("call(..., gpu=True) needs a Sandbox with GPU workers, e.g. Sandbox(config, gpus=(0,)); "
                                "this one has none")
-        with self._state.worker(gpu=gpu) as server:  # GPU calls wait in `gpu_priority` order
-            return self._run(server, blob, module_files, call_files, float(timeout), call_env)
+        calldir = self._prepare(call_files)  # files are written before a worker is taken, outputs read after
+        try:
+            with self._state.worker(gpu=gpu) as server:  # GPU calls wait in `gpu_priority` order
+                request = self._request(server, calldir, blob, module_files, float(timeout), call_env)
+                done, payload, lost = self._exchange(server, request, blob, float(timeout))
+            cap = self.config.max_output_bytes
+            out, err = _read_capped(calldir / "stdout", cap), _read_capped(calldir / "stderr", cap)
+            if lost is not None:
+                return SandboxResult(status=Status.HARNESS_ERROR, reason=lost, stdout=out, stderr=err)
+            status, value, reason, error = _interpret(done, payload, float(timeout), self.config)
+            return SandboxResult(status=status, value=value, reason=reason, stdout=out, stderr=err,
+                                 wall_s=done["wall_s"], exitcode=done["exitcode"], signal=done["signal"], error=error)
+        finally:
+            shutil.rmtree(calldir, ignore_errors=True)
 
     def gpu_usage(self) -> tuple[DeviceUsage, ...]:
         """Busy and wall seconds of each GPU worker since the sandbox was ready (empty without GPUs)."""
         return () if self._state.gpu is None else self._state.gpu.usage()
 
-    def _run(self, server: Server, blob: bytes, module_files: dict[str, str], files: dict[str, bytes],
-             timeout_s: float, env: dict[str, str]) -> SandboxResult:
-        calldir = Path(tempfile.mkdtemp(prefix="call-", dir=self._root))
+    def _prepare(self, files: dict[str, bytes]) -> Path:
+        """A fresh call directory: `work` (the call's files; its cwd) and `tmp`."""
         try:
-            work, tmp = calldir / "work", calldir / "tmp"
-            for folder in (work, tmp):
+            calldir = Path(tempfile.mkdtemp(prefix="call-", dir=self._root))
+            work = calldir / "work"
+            for folder in (work, calldir / "tmp"):
                 folder.mkdir()
             for name, data in files.items():
                 (work / name).parent.mkdir(parents=True, exist_ok=True)
                 (work / name).write_bytes(data)
-            confine, cache = self.config.confine, self._root / "cache"
-            reach = Reach.for_call(work=str(work), tmp=str(tmp), read=self.config.read_paths,
-                                   write=(*self.config.write_paths, str(cache)))
-            request = {
-                "cwd": str(work), "stdout": str(calldir / "stdout"), "stderr": str(calldir / "stderr"),
-                "env": {**scrubbed_environ(os.environ, self.config.env_allowlist),
-                        **(cache_environment(cache, home=tmp) if confine else {}), "TMPDIR": str(tmp),
-                        **env, **server.pinned},
-                "sys_path": child_sys_path(), "module_files": module_files,
-                "reach": reach.as_request() if confine else None,
-                "memory_mb": None if server.gpu else self.config.memory_mb, "timeout_s": timeout_s,
-                "max_result_bytes": self.config.max_result_bytes, "blob_len": len(blob),
-            }
-            done, payload, lost = self._exchange(server, request, blob, timeout_s)
-            cap = self.config.max_output_bytes
-            out, err = _read_capped(calldir / "stdout", cap), _read_capped(calldir / "stderr", cap)
-            if lost is not None:
-                return SandboxResult(status=Status.HARNESS_ERROR, reason=lost, stdout=out, stderr=err)
-            status, value, reason, error = _interpret(done, payload, timeout_s, self.config)
-            return SandboxResult(status=status, value=value, reason=reason, stdout=out, stderr=err,
-                                 wall_s=done["wall_s"], exitcode=done["exitcode"], signal=done["signal"], error=error)
-        finally:
-            shutil.rmtree(calldir, ignore_errors=True)
+        except FileNotFoundError:
+            if self._state.closed:  # close() removed the sandbox's folder
+                raise SandboxError("the Sandbox is closed; create a new one") from None
+            raise
+        return calldir
+
+    def _request(self, server: Server, calldir: Path, blob: bytes, module_files: dict[str, str],
+                 timeout_s: float, env: dict[str, str]) -> dict[str, Any]:
+        work, tmp = calldir / "work", calldir / "tmp"
+        confine, cache = self.config.confine, self._root / "cache"
+        reach = Reach.for_call(work=str(work), tmp=str(tmp), read=self.config.read_paths,
+                               write=(*self.config.write_paths, str(cache)))
+        return {
+            "cwd": str(work), "stdout": str(calldir / "stdout"), "stderr": str(calldir / "stderr"),
+            "env": {**scrubbed_environ(os.environ, self.config.env_allowlist),
+                    **(cache_environment(cache, home=tmp) if confine else {}), "TMPDIR": str(tmp),
+                    **env, **server.pinned},
+            "sys_path": child_sys_path(), "module_files": module_files,
+            "reach": reach.as_request() if confine else None,
+            "memory_mb": None if server.gpu else self.config.memory_mb, "timeout_s": timeout_s,
+            "max_result_bytes": self.config.max_result_bytes, "blob_len": len(blob),
+        }
 
     def _exchange(self, server: Server, request: dict[str, Any], blob: bytes,
                   timeout_s: float) -> tuple[dict[str, Any], bytes, str | None]:
