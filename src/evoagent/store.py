@@ -383,7 +383,10 @@ class RunStore:
         where: list[str] = []
         args: list[Any] = []
         if state is not None:
-            where.append("state = ?")
+            # With a selective filter (parent, candidates) the unary + keeps SQLite off the state index,
+            # which would read every trial in that state (nearly all of them in a long run).
+            selective = parent_id is not None or candidate_ids is not None
+            where.append("+state = ?" if selective else "state = ?")
             args.append(state)
         if not include_seeds:
             where.append("operator != 'seed'")
