@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 # The HTTP side is the test suite's fake Messages server (one place for that plumbing); this one
@@ -25,10 +26,12 @@ from fake_messages_server import FakeMessagesServer, Received, Reply  # noqa: E4
 class InstantMessagesServer(FakeMessagesServer):
     """Answers POST /v1/messages at once: write_file with a new constant, then submit."""
 
-    def __init__(self, *, entry: str = "main.py") -> None:
+    def __init__(self, *, entry: str = "main.py", on_step: Callable[[int], None] | None = None) -> None:
         super().__init__()
         self.entry = entry
         self.served = 0
+        self.steps = 0  # requests that opened a variation step (one a trial)
+        self.on_step = on_step  # called with the step's number when a step opens, before it is answered
         self._numbers = itertools.count(1)
 
     def _next(self, received: Received) -> Reply:
@@ -39,6 +42,12 @@ class InstantMessagesServer(FakeMessagesServer):
         last = body["messages"][-1]["content"]
         blocks = last if isinstance(last, list) else [{"type": "text", "text": last}]
         opening = any(b.get("type") == "text" and b.get("text", "").startswith("## Variation step") for b in blocks)
+        if opening:
+            with self._lock:
+                self.steps += 1
+                step = self.steps
+            if self.on_step is not None:
+                self.on_step(step)
         if opening or not any(b.get("type") == "tool_result" for b in blocks):
             call = {"name": "write_file", "input": {"path": self.entry, "content": f"N = {next(self._numbers)}\n"}}
         else:
