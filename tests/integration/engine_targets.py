@@ -114,16 +114,28 @@ class GpuQuadratic(Quadratic):
     stages = ("check", "time")
     timing_stages = ("time",)
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, hold_file: str = "") -> None:
+        super().__init__(hold_file=hold_file)
         self.priorities: list[str] = []
+        self.overlapped: list[bool] = []  # per HOLD/RELEASE pair: a CPU call ended while the GPU was held
 
     def sandbox_config(self) -> SandboxConfig:
         return SandboxConfig(workers=1, preload=(), memory_mb=512, gpus=("0",))
 
+    def check(self, candidate: Candidate, sandbox) -> StageResult:
+        """A draft marked RELEASE waits until the GPU is busy, runs a CPU call, then lets the GPU go."""
+        if "RELEASE" in candidate.source:
+            gpu_queue = sandbox._state.gpu
+            assert gpu_queue.wait_until(lambda s: s.busy == ("0",), timeout_s=60)  # the HOLD draft is timed
+            out = sandbox.call(read_x, 0.0, files=candidate.files)
+            self.overlapped.append(out.ok and gpu_queue.state().busy == ("0",))
+            os.unlink(self.hold_file)
+        return super().check(candidate, sandbox)
+
     def time(self, candidate: Candidate, sandbox) -> StageResult:
         self.priorities.append(str(current_priority()))
-        out = sandbox.call(read_x, 0.0, files=candidate.files, gpu=True)
+        hold = self.hold_file if "HOLD" in candidate.source else ""  # timed until RELEASE's CPU stage is done
+        out = sandbox.call(read_x, 0.0, hold, files=candidate.files, gpu=True)
         if not out.ok:
             return StageResult.fail(out.status, out.reason, logs=out.logs)
         return StageResult(metrics={"f": 100.0 - (out.value - 3.0) ** 2})

@@ -305,3 +305,18 @@ def test_gpu_calls_queue_by_their_role_and_busy_time_is_stored(tmp_path, capsys)
     args = argparse.Namespace(run_dir=str(tmp_path / "run"), watch=False, json=False, interval=1.0)
     assert commands.status(args) == 0  # (the CLI's parser would import the attention target: torch)
     assert f"GPU 0: busy {usage.busy_s / usage.wall_s:.1%} of the wall time" in capsys.readouterr().out
+
+
+def test_one_trials_cpu_stage_runs_while_anothers_gpu_stage_holds_the_gpu(tmp_path):
+    """The run can only finish if the RELEASE draft's CPU call ends while the HOLD draft is timed."""
+    from engine_targets import GpuQuadratic
+
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    evaluator = GpuQuadratic(hold_file=str(hold))
+    run = _run(tmp_path, evaluator=evaluator, population=ea.Tree("best"))
+    drafts = Scripted(["X = 1.0  # HOLD\n", "X = 2.0  # RELEASE\n"])
+    trials = list(ea.iterate(run, drafts, ea.Budget(trials=2), slots=2))
+    assert sorted(t.status for t in trials) == [ea.Status.OK, ea.Status.OK]
+    assert evaluator.overlapped == [True]
+    run.close()
