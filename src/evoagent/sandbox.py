@@ -205,7 +205,8 @@ class Sandbox:
     """A pool of fork servers running calls in sandboxed children; thread-safe; close it (or use `with`).
 
     `gpus` adds one worker per GPU id (CUDA_VISIBLE_DEVICES pinned to it) for `call(..., gpu=True)`,
-    one call per GPU at a time; CPU workers then see no GPU (CUDA_VISIBLE_DEVICES="").
+    one call per GPU at a time, waiting calls served in `scheduling.gpu_priority` order and each
+    device's busy time counted (`gpu_usage()`); CPU workers then see no GPU (CUDA_VISIBLE_DEVICES="").
     `confinement` says what the operating system confines its calls with (see `confinement.py`).
     """
 
