@@ -2,7 +2,8 @@
 test_hostile_candidates.py, so that its /proc/<pid>/environ holds the secret it is given).
 
 Usage: python hostile_engine.py RUN_DIR CACHE_DIR CONFINE(1|0) SECRET_FILE TARGET_DIR PORT MARKER
-Prints one JSON line: the trials' operator, status and reason.
+Prints one JSON line: the trials' operator, status and reason. The static legality scan is switched
+off here (it names every attempt, see test_hostile_candidates.py), so the attempts reach the sandbox.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from cheat_files import CHEATS  # this folder is sys.path[0] for a script and in
 from engine_targets import Scripted
 
 import evoagent as ea
-from evoagent.targets.attention import AttentionEvaluator
+from evoagent.targets.attention import AttentionEvaluator, legality
 
 HERE = Path(__file__).parent
 HOSTILE = HERE / "hostile"
@@ -44,6 +45,7 @@ def hostile_sources(tokens: dict[str, str]) -> list[str]:
 
 def main(run_dir: str, cache_dir: str, confine: str, secret_file: str, target_dir: str, port: str,
          marker: str) -> None:
+    legality.scan = lambda source, **_: []  # the layer under test is the operating system's
     signal.signal(signal.SIGUSR1, lambda *_: Path(marker).write_text("the engine was signalled"))
     tokens = {"__SECRET_FILE__": secret_file, "__TARGET_DIR__": target_dir, "__ENGINE_PID__": str(os.getpid()),
               "__PORT__": port}

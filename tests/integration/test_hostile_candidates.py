@@ -1,10 +1,11 @@
-"""Hostile candidates that pass the static scan, run by a real engine: the confinement makes each attempt fail.
+"""Hostile candidates run by a real engine with the static scan off: the confinement makes each attempt fail.
 
 Each file under hostile/ computes attention honestly (the kernel and wrapper of cheats/_honest_kernel.py) and, at call
 time, tries one thing the sandbox must stop: write outside its directories, read a secret file and
 leak it through its error text, read the engine's environment, signal the engine, connect to a
-listener on 127.0.0.1. The engine runs in a subprocess (`hostile_engine.py`) with an API key in its
-environment. Confined, every hostile trial gets a failure label, the run goes on, and no secret
+listener on 127.0.0.1. The static scan names every attempt (the first test); the engine, a
+subprocess (`hostile_engine.py`) with an API key in its environment, switches the scan off so that
+the operating system's layer is what is tested. Confined, every hostile trial gets a failure label, the run goes on, and no secret
 appears in the store, the transcript, the caches or the output. The unconfined control run shows
 that every attempt works without confinement (so these tests can fail).
 """
@@ -34,11 +35,12 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(confinement.landlock_abi() < 1, reason="the kernel has no Landlock")]
 
 
-def test_every_hostile_candidate_passes_the_static_scan() -> None:
+def test_the_static_scan_names_every_hostile_attempt() -> None:
     assert {p.stem for p in HOSTILE.glob("*.py")} == ATTEMPTS
     for source in hostile_sources({"__ENGINE_PID__": "1", "__PORT__": "9"}):
-        assert MARK not in source and honest_block() in source
-        assert legality.scan(source) == [] and legality.check_contract(source) is None
+        assert MARK not in source and honest_block() in source and legality.check_contract(source) is None
+        findings = legality.scan(source)
+        assert findings and {f.rule for f in findings} <= {"module-reach", "file-access"}, findings
 
 
 def _engine_run(tmp_path: Path, *, confine: bool) -> dict[str, Any]:

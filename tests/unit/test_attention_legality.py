@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import collections
+import functools
 import textwrap
+import types
+import typing
+from pathlib import Path
 
 import pytest
+import torch
+import triton
+import triton.language as tl
+from cheat_files import CHEATS, HONEST, honest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import evoagent.targets.attention as target
 from evoagent.targets.attention import default_seed
-from evoagent.targets.attention.legality import check_contract, scan
+from evoagent.targets.attention.legality import ALLOWED_IMPORTS, check_contract, scan
 
 HEADER = "import torch\nimport triton\nimport triton.language as tl\n"
 
@@ -146,3 +158,88 @@ def test_a_cuda_candidate_may_import_only_the_build_helper_from_evoagent() -> No
     assert rules("from evoagent.targets.attention.cuda_build import load_extension, build_key\n") == {"import"}
     assert rules("from evoagent.targets.attention import cuda_build\n") == {"import"}
     assert rules("import evoagent.targets.attention.cuda_build\n") == {"import"}
+
+
+# -- modules reached through other modules, and file loaders -----------------------------------------
+
+@pytest.mark.parametrize("source, reached", [
+    ("import torch\nx = torch.serialization.os.environ", "torch.serialization"),
+    ("import torch\ns = torch.UntypedStorage.from_file('/tmp/x', True, 16)", ".from_file()"),
+    ("import typing\nm = typing.sys.modules['socket']", "'sys'"),
+    ("from typing import sys", "'sys'"),
+    ("import torch\nx = torch.cuda.os.kill", "'os'"),
+    ("import torch\nser = torch.cuda\nx = ser.os.kill", "'os'"),
+    ("import torch.cuda as c\nx = c.os.kill", "'os'"),
+    ("import torch\nx = torch.not_loaded_here.subprocess.run", "'subprocess'"),
+    ("import torch\nx = torch.serialization._open_file('/etc/passwd', 'rb')", "torch.serialization"),
+    ("import torch\nx = type(torch.empty(1).untyped_storage()).from_file('/tmp/x')", ".from_file()"),
+    ("import torch\nx = torch.empty(1).untyped_storage()._share_filename_cpu_()", "._share_filename_cpu_()"),
+])
+def test_chains_through_allowed_modules_and_file_loaders_are_named(source: str, reached: str) -> None:
+    findings = scan(source + "\n")
+    assert findings, source
+    assert any(reached in f.message for f in findings), [str(f) for f in findings]
+    assert {f.rule for f in findings} <= {"module-reach", "file-access"}
+
+
+def _module_chains() -> list[tuple[str, str]]:
+    """(chain, module) for every attribute of an allowed package's modules that is a module outside them."""
+    chains = []
+    for root, module in (("torch", torch), ("torch.cuda", torch.cuda), ("torch.nn.functional", torch.nn.functional),
+                         ("typing", typing), ("functools", functools), ("triton", triton), ("triton.language", tl),
+                         ("collections", collections)):
+        for name, value in sorted(vars(module).items()):
+            if isinstance(value, types.ModuleType) and value.__name__.split(".")[0] not in ALLOWED_IMPORTS:
+                chains.append((f"{root}.{name}", value.__name__))
+    return chains
+
+
+MODULE_CHAINS = _module_chains()
+
+
+def _spell(chain: str, how: int, tail: str) -> str:
+    """The chain spelled four ways: in full, through `import a.b as m`, `from a import b`, an assignment alias."""
+    head, _, last = chain.rpartition(".")
+    top = head.split(".")[0]
+    if how == 0:
+        return f"import {top}\nx = {chain}{tail}\n"
+    if how == 1:
+        return f"import {head} as m\nx = m.{last}{tail}\n"
+    if how == 2:
+        return f"from {head} import {last} as name\nx = name{tail}\n"
+    return f"import {top}\nalias = {head}\nx = alias.{last}{tail}\n"
+
+
+def test_the_allowed_packages_expose_modules_outside_them() -> None:
+    reached = {module for _, module in MODULE_CHAINS}
+    assert {"os", "sys"} <= reached, MODULE_CHAINS  # so the property below covers the gap it is about
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(MODULE_CHAINS), st.integers(0, 3), st.sampled_from(["", ".anything", ".x.y", "['k']"]))
+def test_every_chain_to_a_module_outside_the_allowlist_is_named(chain: tuple[str, str], how: int, tail: str) -> None:
+    path, module = chain
+    source = _spell(path, how, tail)
+    findings = scan(source)
+    assert any(module in f.message and f.rule == "module-reach" for f in findings), (source, findings)
+
+
+@pytest.mark.parametrize("source", [
+    "import torch\nx = torch.nn.functional.math.sqrt(2.0)",
+    "import triton.language as tl\nx = tl.math.exp",
+    "import collections.abc\nx = collections.abc.Sequence",
+    "import torch\nx = torch.cuda.get_device_capability()",
+    "import torch\nx = torch.float16",
+    "import triton\nx = triton.runtime.driver.active.get_current_target()",
+])
+def test_chains_within_the_allowed_packages_are_not_findings(source: str) -> None:
+    assert scan(source + "\n") == []
+
+
+def test_every_seed_and_every_legitimate_test_candidate_passes_the_scan() -> None:
+    seeds = sorted((Path(target.__file__).parent / "kernels").glob("*.py"))
+    sources = {p.name: p.read_text() for p in seeds} | {"_honest_kernel.py": (CHEATS / "_honest_kernel.py").read_text()}
+    sources |= {p.name: honest(p.name).files["kernel.py"] for p in sorted(HONEST.glob("*.py"))}
+    assert len(seeds) >= 2 and len(sources) >= 6
+    for name, source in sources.items():
+        assert scan(source) == [], name

@@ -4,8 +4,10 @@ One of three layers against cheating (with the runtime op trace and the trusted 
 resolves import and assignment aliases (`F = torch.nn.functional`) to qualified names and flags:
 library attention, matmul or softmax used on the data outside Triton kernels; dynamic code and
 attribute lookup by string (eval/exec/compile/getattr/__import__/__dict__...); imports outside a
-small allowlist (threads, subprocesses, ctypes, os, files, gc, timers...); side streams, CUDA
-graphs and events; and patching any attribute of an imported module (timers, synchronize, ...).
+small allowlist (threads, subprocesses, ctypes, os, files, gc, timers...), also when an attribute
+chain reaches such a module through an allowed one (`torch.serialization.os`, `typing.sys`); file
+and shared-memory loaders (`from_file`, `mmap`...); side streams, CUDA graphs and events; and
+patching any attribute of an imported module (timers, synchronize, ...).
 
 Library-compute rules apply to the code that runs: module-level statements and the functions
 reachable from `attention` (a test helper with a torch reference below the kernel is fine).
@@ -15,6 +17,9 @@ The capability rules apply to the whole file.
 from __future__ import annotations
 
 import ast
+import functools
+import importlib
+import types
 from dataclasses import dataclass
 
 ENTRY_FUNCTION = "attention"
@@ -60,6 +65,7 @@ _BANNED_NAMES: tuple[tuple[str, str, str], ...] = (
     )),
     *((f"torch.{name}", "file-access", "file or host-memory access") for name in (
         "load", "save", "from_file", "from_numpy", "frombuffer", "multiprocessing", "distributed",
+        "serialization", "storage", "package",
     )),
     ("triton.runtime.jit", "raw-operator", "Triton's launcher internals"),
     ("triton.compiler", "raw-operator", "Triton's compiler internals"),
@@ -74,7 +80,22 @@ _BANNED_METHODS: dict[str, tuple[str, str]] = {
     "scaled_dot_product_attention": ("library-attention", "library attention"),
     **{m: ("host-copy", "copies tensor data to the host") for m in ("numpy", "cpu", "tolist")},
     **{m: ("stream-or-timer", "side stream or timing event") for m in ("record_stream", "elapsed_time")},
+    **{m: ("file-access", "maps a file or shared memory into tensors") for m in (
+        "from_file", "fromfile", "from_buffer", "frombuffer", "memmap", "mmap", "_new_shared_filename_cpu",
+        "_new_using_filename_cpu", "_share_filename_cpu_", "_new_shared_fd_cpu", "_share_fd_cpu_")},
 }
+
+# Modules a candidate may not reach, whatever the path: the imports outside ALLOWED_IMPORTS that give
+# the process, files, frames or dynamic code. An attribute chain through an allowed module that has
+# one of these names (`typing.sys`, `torch.serialization.os`) is a finding even where the chain
+# cannot be followed through the real modules (see `_reached_module`).
+FORBIDDEN_MODULE_NAMES = frozenset({
+    "os", "posix", "sys", "importlib", "builtins", "subprocess", "_posixsubprocess", "ctypes", "gc", "threading",
+    "_thread", "multiprocessing", "concurrent", "asyncio", "socket", "signal", "select", "selectors", "inspect",
+    "traceback", "types", "code", "codeop", "dis", "pickle", "marshal", "shelve", "mmap", "io", "_io", "pathlib",
+    "shutil", "tempfile", "glob", "runpy", "site", "sysconfig", "time", "resource", "fcntl", "operator",
+    "weakref", "numpy", "urllib", "http",
+})
 
 _BANNED_BUILTINS: dict[str, tuple[str, str]] = {
     **{b: ("dynamic-code", "runs code built at run time") for b in ("eval", "exec", "compile", "__import__")},
@@ -160,7 +181,46 @@ def _banned_name(qualname: str) -> tuple[str, str] | None:
     for prefix, rule, what in _BANNED_NAMES:
         if qualname == prefix or qualname.startswith(prefix + "."):
             return rule, what
+    reached = _reached_module(qualname)
+    if reached is not None:
+        allowed = ", ".join(sorted(ALLOWED_IMPORTS - {"__future__"}))
+        return "module-reach", f"reaches module {reached!r} through another module; a candidate may use only {allowed}"
     return None
+
+
+def _reached_module(qualname: str) -> str | None:
+    """The first module outside the allowed packages that the dotted chain passes through, or None.
+
+    The chain is followed through the real modules' namespaces (`vars`, so no `__getattr__` hook
+    runs and nothing new is imported beyond the allowed top-level packages): `torch.serialization._os`
+    reaches 'os' whatever the attribute is called. Where the chain leaves what can be followed, a
+    component named like a forbidden module (FORBIDDEN_MODULE_NAMES) still counts.
+    """
+    parts = qualname.split(".")
+    obj: object = _allowed_root(parts[0])
+    followed = 1
+    while followed < len(parts) and isinstance(obj, (types.ModuleType, type)):
+        value = vars(obj).get(parts[followed], _MISSING)
+        if value is _MISSING:
+            break
+        if isinstance(value, types.ModuleType) and value.__name__.split(".")[0] not in ALLOWED_IMPORTS:
+            return value.__name__
+        obj, followed = value, followed + 1
+    return next((name for name in parts[followed:] if name in FORBIDDEN_MODULE_NAMES), None)
+
+
+_MISSING = object()
+
+
+@functools.cache
+def _allowed_root(name: str) -> object:
+    """The allowed top-level module `name`, imported (None when it is not allowed or cannot be imported)."""
+    if name not in ALLOWED_IMPORTS or name == "__future__":
+        return None
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
 
 
 def _reachable_functions(tree: ast.Module, entry: str) -> set[str]:
