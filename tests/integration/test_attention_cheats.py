@@ -40,6 +40,7 @@ EXPECTED = {
     "read_secret.py": ({Status.ILLEGAL}, "'os'"),
     "skip_work.py": ({Status.INCORRECT}, "outside tolerance"),
     "memoise_by_pointer.py": ({Status.INCORRECT}, "the benchmark's output differed from the test"),
+    "honest_when_checked.py": ({Status.ILLEGAL}, "'sys'"),
 }
 
 
@@ -70,6 +71,14 @@ def test_a_pointer_memoiser_passes_the_test_stage_so_only_the_timed_check_catche
         evaluator: AttentionEvaluator, sandbox: Sandbox) -> None:
     result = evaluator.evaluate(cheat("memoise_by_pointer.py"), sandbox, stages=("check", "test"))
     assert result.status is Status.OK, result.reason
+
+
+def test_a_kernel_honest_only_on_the_timed_call_it_thinks_is_checked_is_incorrect_past_the_scan(
+        evaluator: AttentionEvaluator, sandbox: Sandbox) -> None:
+    """It scored ok when the child knew which repetition was checked (see its docstring)."""
+    result = evaluator.evaluate(cheat("honest_when_checked.py"), sandbox, stages=("benchmark",))
+    assert result.status is Status.INCORRECT, result.reason
+    assert "the benchmark's output differed from the test: timed call" in result.reason
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evoagent.result import Status
-from evoagent.targets.attention.judge import dense_peak_tflops, judge_benchmark, judge_case, judge_timers, reduce_times
+from evoagent.targets.attention.judge import (
+    dense_peak_tflops,
+    judge_benchmark,
+    judge_case,
+    judge_output,
+    judge_timers,
+    reduce_times,
+    spot_rows,
+)
 from evoagent.targets.attention.reference import input_slice, reference_rows, round_to_dtype, sample_rows
 from evoagent.targets.attention.suites import make_config
 
@@ -118,3 +128,63 @@ def test_interpreter_times_use_the_fastest_repetition() -> None:
     timing = reduce_times([30.0, 10.0, 50.0], 1e9, use_min=True)
     assert timing.score_ms == 10.0 and timing.median_ms == 30.0
     assert reduce_times([30.0, 10.0, 50.0], 1e9).score_ms == 30.0
+
+
+# -- the timed calls: every repetition's sampled rows, checked where the trusted side chooses afterwards --
+
+REP_SEEDS = [101, 102, 103, 104, 105]
+
+
+def _timed(wrong: set[int] = frozenset()) -> tuple[dict, list[np.ndarray]]:
+    """A benchmark case and the rows every repetition returned: right ones, except repetitions `wrong`
+    (there, the output of repetition 0's inputs: what a memoising or skipping kernel returns)."""
+    rows = sample_rows(CONFIG, np.random.default_rng(1), max_rows=64, max_heads=2)
+    case = {"config": CONFIG.to_dict(), "seed": 9, "sm_scale": 0.3, "rows": rows, "rep_seeds": REP_SEEDS,
+            "refresh_seed": 7}
+    right = [round_to_dtype(reference_rows(CONFIG, s, 0.3, rows).astype(np.float32), "float16") for s in REP_SEEDS]
+    return case, [right[0] if r in wrong else right[r] for r in range(len(REP_SEEDS))]
+
+
+def test_every_timed_repetition_of_an_honest_kernel_passes() -> None:
+    case, rep_rows = _timed()
+    for seed in range(5):
+        assert judge_output(case, rep_rows, np.random.default_rng(seed)).ok
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, len(REP_SEEDS) - 1), st.integers(0, 2**32 - 1))
+def test_a_single_wrong_repetition_is_caught_whichever_the_secret_draw(wrong: int, secret: int) -> None:
+    case, rep_rows = _timed({wrong})
+    verdict = judge_output(case, rep_rows, np.random.default_rng(secret))
+    assert verdict.status is Status.INCORRECT
+    assert f"timed call {wrong + 1} of 5" in verdict.reason and "differed from the test" in verdict.reason
+
+
+def test_a_kernel_honest_only_on_the_repetition_the_old_rule_checked_is_now_incorrect() -> None:
+    """The old rule checked one repetition the child was told about; a kernel honest only there passed it."""
+    case, rep_rows = _timed(wrong={1, 2, 3, 4})  # honest only on repetition 0
+    old_rule = judge_output({**case, "rep_seeds": REP_SEEDS[:1]}, rep_rows[:1], np.random.default_rng(0))
+    assert old_rule.ok
+    assert judge_output(case, rep_rows, np.random.default_rng(0)).status is Status.INCORRECT
+
+
+@pytest.mark.parametrize("rep_rows, status, words", [
+    (None, Status.ILLEGAL, "lacks rows for each of the 5 timed calls"),
+    ("short", Status.ILLEGAL, "lacks rows"),
+    ("no tensor", Status.INCORRECT, "did not return a tensor"),
+    ("bad shape", Status.ILLEGAL, "rows have shape"),
+])
+def test_a_missing_or_malformed_repetition_is_named(rep_rows: object, status: Status, words: str) -> None:
+    case, right = _timed()
+    given_rows = {"short": right[:4], "no tensor": [*right[:2], None, *right[3:]],
+                  "bad shape": [*right[:4], right[4][:3]]}.get(rep_rows, rep_rows) if rep_rows else None
+    verdict = judge_output(case, given_rows, np.random.default_rng(0))
+    assert verdict.status is status and words in verdict.reason, verdict.reason
+
+
+def test_spot_rows_come_from_one_slice_and_stay_inside_the_sample() -> None:
+    rows = sample_rows(make_config(2, 8, 8, 4000, 16, False, "float16"), np.random.default_rng(3), max_rows=256,
+                       max_heads=2)
+    for seed in range(20):
+        picked = spot_rows(rows, np.random.default_rng(seed))
+        assert 1 <= picked.size <= 16 and len({tuple(p) for p in rows[picked, :2]}) == 1

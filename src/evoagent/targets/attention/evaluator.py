@@ -65,6 +65,9 @@ BASELINE_NAMES = {"sdpa-cudnn": "cuDNN", "sdpa-flash": "FLASH", "sdpa-efficient"
                   "flash-attn": "FlashAttention-2", "flash-attn-3": "FlashAttention-3"}
 
 _CPU_MAX_TEST_SEQLEN = 80
+# Output rows sampled from every timed repetition (in at most two (batch, head) slices, whose inputs
+# the child rebuilds from each repetition's seed and the trusted side rebuilds to check them).
+_TIMED_ROWS = 256
 _CPU_LABEL = "cpu-interpreter"
 
 
@@ -330,19 +333,19 @@ class AttentionEvaluator(Evaluator):
         reps = self.reps or (30 if self.on_gpu else 5)
         warmup = self.warmup if self.warmup is not None else (3 if self.on_gpu else 1)
         with self._draws_lock:
-            cases = [self._case(c, max_rows=512) | self._timed_check(reps) for c in self.suite.configs]
-        out = self._call(sandbox, benchmark, self.entry, cases, reps, warmup, not self.on_gpu,
+            cases = [self._case(c, max_rows=_TIMED_ROWS, max_heads=2) | self._timed_inputs(reps)
+                     for c in self.suite.configs]
+        out = self._call(sandbox, benchmark, self.entry, cases, warmup, not self.on_gpu,
                          self._triton_cache(), self.baselines, candidate=candidate)
         if not out.ok:
             return StageResult.fail(_hardware_or(out), _failure(out, self.entry),
                                     logs=out.logs + "\n" + out.reason)
         return self._judge_benchmark(cases, out)
 
-    def _timed_check(self, reps: int) -> dict[str, int]:
-        """Which timed repetition is verified, the seed of its inputs, and the seed of the others' new values."""
+    def _timed_inputs(self, reps: int) -> dict[str, Any]:
+        """The seed of each timed repetition's inputs (where the sampled rows read) and of the rest's new values."""
         draw = self._timing_draws.integers
-        return {"check_rep": int(self._draws.integers(reps)), "check_seed": int(draw(2**31)),
-                "refresh_seed": int(draw(2**31))}
+        return {"rep_seeds": [int(draw(2**31)) for _ in range(reps)], "refresh_seed": int(draw(2**31))}
 
     def _judge_benchmark(self, cases: list[dict[str, Any]], out: SandboxResult) -> StageResult:
         value = out.value
@@ -351,11 +354,12 @@ class AttentionEvaluator(Evaluator):
             return StageResult.fail(Status.ILLEGAL, malformed, logs=out.logs)
         device = self.device_label()  # this process's view of the device, not the candidate's
         verdict = judge_timers(value["timers_changed"])
+        secret = np.random.default_rng()  # which repetitions and rows are checked: OS entropy, drawn after the call
         metrics, rows = {}, []
         for case, result in zip(cases, value["results"]):
             config = AttentionConfig.from_dict(case["config"])
             if verdict.ok:
-                verdict = judge_output(case, result.get("out_rows"))
+                verdict = judge_output(case, result.get("rep_rows"), secret)
             if verdict.ok:
                 verdict, timings = judge_benchmark(config, result, out.wall_s, device, use_min=not self.on_gpu)
             if not verdict.ok:
@@ -414,10 +418,12 @@ class AttentionEvaluator(Evaluator):
                                        i % 2 == 1, dtypes[i % len(dtypes)]))
         return configs
 
-    def _case(self, config: AttentionConfig, *, with_rows: bool = True, max_rows: int = 4096) -> dict[str, Any]:
+    def _case(self, config: AttentionConfig, *, with_rows: bool = True, max_rows: int = 4096,
+              max_heads: int = 4) -> dict[str, Any]:
         rng = self._draws
         scale = float(rng.uniform(0.5, 2.0)) / math.sqrt(config.head_dim)
-        rows = sample_rows(config, rng, max_rows=max_rows) if with_rows else np.zeros((0, 3), dtype=np.int64)
+        rows = (sample_rows(config, rng, max_rows=max_rows, max_heads=max_heads) if with_rows
+                else np.zeros((0, 3), dtype=np.int64))
         return {"config": config.to_dict(), "seed": int(rng.integers(2**31)), "sm_scale": scale, "rows": rows}
 
 

@@ -6,8 +6,10 @@ computed here, and reported times are checked against this side's clock and the 
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,15 +176,50 @@ def _check_numerics(config: AttentionConfig, case: Mapping[str, Any], result: Ma
     return Verdict(status=Status.INCORRECT, reason=f"{where}: {reason}")
 
 
-def judge_output(case: Mapping[str, Any], out_rows: Any) -> Verdict:
-    """Numerics only: the rows of the output of timed repetition `check_rep`, whose inputs were refilled
-    in place with the values of `check_seed` (a memoised or skipped call shows here)."""
+def judge_output(case: Mapping[str, Any], rep_rows: Any, secret: np.random.Generator) -> Verdict:
+    """Numerics of the timed calls: sampled output rows of every repetition, whose inputs were refilled in
+    place from that repetition's seed (a memoised, skipped or only-sometimes-honest call shows here).
+
+    `secret` (drawn by the trusted side after the call, never seen by the child) picks one repetition
+    whose returned rows are all checked, and for every other repetition a few rows of one (batch, head)
+    slice; the child returned the same rows for every repetition, so it cannot tell which are checked.
+    """
     config = AttentionConfig.from_dict(case["config"])
-    where = (f"config {config.name}: the benchmark's output differed from the test: timed call {case['check_rep']} "
-             f"(inputs refilled in place, seed {case['check_seed']})")
-    if out_rows is None:
-        return Verdict(status=Status.INCORRECT, reason=f"{where}: attention() did not return a tensor")
-    return _check_numerics(config, {**case, "seed": case["check_seed"]}, {"out_rows": out_rows}, where)
+    seeds = [int(s) for s in case["rep_seeds"]]
+    where = f"config {config.name}: the benchmark's output differed from the test"
+    if not isinstance(rep_rows, list) or len(rep_rows) != len(seeds):
+        return Verdict(status=Status.ILLEGAL, reason=f"{where}: the report lacks rows for each of the {len(seeds)} "
+                                                     "timed calls (was the result channel tampered with?)")
+    rows = np.asarray(case["rows"])
+    fully = int(secret.integers(len(seeds)))
+    order = [fully, *(r for r in range(len(seeds)) if r != fully)]
+    picks = {r: np.arange(rows.shape[0]) if r == fully else spot_rows(rows, secret) for r in order}
+
+    def check(rep: int) -> Verdict:
+        at = f"{where}: timed call {rep + 1} of {len(seeds)} (inputs refilled in place, seed {seeds[rep]})"
+        got = rep_rows[rep]
+        if got is None:
+            return Verdict(status=Status.INCORRECT,
+                           reason=f"{at}: attention() did not return a tensor of shape {config.q_shape}")
+        got = np.asarray(got)
+        if got.shape != (rows.shape[0], config.head_dim):
+            return Verdict(status=Status.ILLEGAL, reason=f"{at}: the report's rows have shape {got.shape}, "
+                                                         f"expected {(rows.shape[0], config.head_dim)}")
+        picked = picks[rep]
+        return _check_numerics(config, {**case, "seed": seeds[rep], "rows": rows[picked]}, {"out_rows": got[picked]},
+                               at)
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # numpy rebuilds inputs without the GIL
+        return next((v for v in pool.map(check, order) if not v.ok), OK)
+
+
+def spot_rows(rows: np.ndarray, secret: np.random.Generator, count: int = 16) -> np.ndarray:
+    """Indices of up to `count` rows, drawn from one (batch, head) slice of `rows` (one slice keeps the
+    reference cheap: its inputs are rebuilt once)."""
+    pairs = np.unique(rows[:, :2], axis=0)
+    b, h = pairs[int(secret.integers(len(pairs)))]
+    inside = np.flatnonzero((rows[:, 0] == b) & (rows[:, 1] == h))
+    return np.sort(secret.choice(inside, size=min(count, inside.size), replace=False))
 
 
 def judge_timers(changed: Sequence[str]) -> Verdict:

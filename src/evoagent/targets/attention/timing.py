@@ -15,12 +15,15 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import child
-from .child import _call, _device, _import_candidate, _inputs, _install_launch_hooks, _prepare, _rows
+from .child import _call, _device, _import_candidate, _inputs, _install_launch_hooks, _prepare
+from .reference import input_slice
 from .suites import AttentionConfig
 
 # Baselines captured before the candidate is imported (it cannot slow them down by patching).
@@ -62,37 +65,81 @@ def _timing_event() -> Any:
 
 
 class _Refresher:
-    """Refills the inputs in place before every timed repetition (same tensors, new values): random
-    ones, except at the checked repetition, whose values come from `check_seed` so that the trusted
-    side can rebuild them and verify that call's output. A candidate that memoises by tensor identity
-    or pointer, or skips repeated work, returns a wrong output there; it cannot tell which call it is."""
+    """Refills the inputs in place before every timed repetition (same tensors, new values), so that a
+    candidate that memoises by tensor identity or pointer, or skips repeated work, returns wrong outputs.
+
+    Repetition r's values at the (batch, head) slices the sampled rows read come from
+    `input_slice(config, rep_seeds[r], ...)`, which the trusted side rebuilds to check that
+    repetition's rows; the other slices get fresh device-random values (`refresh_seed`). Every
+    repetition is equally checkable, and the child is not told which ones will be checked. The
+    slices are built on host threads a few repetitions ahead (numpy fills without the GIL).
+    """
 
     def __init__(self, inputs: tuple[torch.Tensor, ...], config: AttentionConfig, case: dict[str, Any],
-                 device: str, reps: int) -> None:
-        self.inputs = inputs
-        self.check_rep = min(int(case["check_rep"]), reps - 1)
-        self.checked = _inputs(config, int(case["check_seed"]), device)
+                 device: str) -> None:
+        self.inputs, self.config = inputs, config
+        self.seeds = [int(s) for s in case["rep_seeds"]]
+        rows = np.asarray(case["rows"])
+        group = config.heads_q // config.heads_kv
+        pairs_q = sorted({(int(b), int(h)) for b, h, _ in rows})
+        pairs_kv = sorted({(b, h // group) for b, h in pairs_q})
+        self.slices = (("q", pairs_q), ("k", pairs_kv), ("v", pairs_kv))
+        self.partial = len(pairs_q) < config.batch * config.heads_q  # slices no sampled row reads
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(int(case["refresh_seed"]))
+        self.ahead = min(8, os.cpu_count() or 1)
+        self.pool = ThreadPoolExecutor(self.ahead)
+        self.pending = {r: self.pool.submit(self._build, r) for r in range(min(self.ahead, len(self.seeds)))}
+
+    def _build(self, rep: int) -> list[list[torch.Tensor]]:
+        dtype = self.inputs[0].dtype
+        return [[torch.from_numpy(input_slice(self.config, self.seeds[rep], name, b, h)).to(dtype) for b, h in pairs]
+                for name, pairs in self.slices]
 
     def __call__(self, rep: int) -> None:
-        for tensor, checked in zip(self.inputs, self.checked):
-            if rep == self.check_rep:
-                tensor.copy_(checked)
-            else:
+        built = self.pending.pop(rep).result()
+        if rep + self.ahead < len(self.seeds):
+            self.pending[rep + self.ahead] = self.pool.submit(self._build, rep + self.ahead)
+        for tensor, (_, pairs), values in zip(self.inputs, self.slices, built):
+            if self.partial:
                 tensor.normal_(generator=self.generator)
+            for (b, h), value in zip(pairs, values):
+                tensor[b, h].copy_(value)
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
 
 
-def _time_interleaved(impls: dict[str, Callable[[], Any]], reps: int, refresh: _Refresher
-                      ) -> tuple[dict[str, list[float]], float, Any]:
+class _Sampler:
+    """Keeps the sampled rows of every timed repetition's output (a small gather on the device, queued
+    after the repetition's end event, so it is never timed); `rows()` brings them to the host at the end."""
+
+    def __init__(self, rows: np.ndarray, shape: tuple[int, ...], device: str) -> None:
+        self.index = torch.as_tensor(np.asarray(rows), device=device)
+        self.shape = tuple(shape)
+        self.kept: list[torch.Tensor | None] = []
+
+    def __call__(self, out: Any) -> None:
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != self.shape:
+            self.kept.append(None)
+            return
+        index = self.index.to(out.device)
+        self.kept.append(out.detach()[index[:, 0], index[:, 1], index[:, 2]])
+
+    def rows(self) -> list[np.ndarray | None]:
+        return [None if t is None else t.to(device="cpu", dtype=torch.float32).numpy() for t in self.kept]
+
+
+def _time_interleaved(impls: dict[str, Callable[[], Any]], reps: int, refresh: _Refresher, sample: _Sampler
+                      ) -> tuple[dict[str, list[float]], float]:
     """Per-implementation CUDA-event times (ms); each repetition refreshes the inputs, then runs every
-    implementation once, in a rotating order, after zeroing a buffer twice the L2's size. Also returns
-    the candidate's output of repetition `refresh.check_rep` (the trusted side checks it)."""
+    implementation once, in a rotating order, after zeroing a buffer twice the L2's size. The
+    candidate's output rows are sampled after its end event, outside the timed interval."""
     flush = _flush_buffer()
     names = list(impls)
     events = {n: [(_timing_event(), _timing_event()) for _ in range(reps)] for n in names}
     child._synchronize()
-    started, checked = child._perf_counter(), None
+    started = child._perf_counter()
     for rep in range(reps):
         refresh(rep)
         for i in range(len(names)):
@@ -102,34 +149,36 @@ def _time_interleaved(impls: dict[str, Callable[[], Any]], reps: int, refresh: _
             child._event_record(start)
             out = impls[name]()
             child._event_record(end)
-            if name == "candidate" and rep == refresh.check_rep:
-                checked = out
+            if name == "candidate":
+                sample(out)
             del out
     child._synchronize()
     region_s = child._perf_counter() - started
     times = {n: [float(child._event_elapsed(s, e)) for s, e in events[n]] for n in names}
-    return times, region_s, checked
+    return times, region_s
 
 
-def _time_wall(fn: Callable[[], Any], reps: int, refresh: _Refresher) -> tuple[list[float], float, Any]:
-    times, started, checked = [], child._perf_counter(), None
+def _time_wall(fn: Callable[[], Any], reps: int, refresh: _Refresher, sample: _Sampler) -> tuple[list[float], float]:
+    times, started = [], child._perf_counter()
     for rep in range(reps):
         refresh(rep)
         t0 = child._perf_counter()
         out = fn()
         times.append((child._perf_counter() - t0) * 1e3)
-        if rep == refresh.check_rep:
-            checked = out
-    return times, child._perf_counter() - started, checked
+        sample(out)
+        del out
+    return times, child._perf_counter() - started
 
 
-def benchmark(entry: str, cases: list[dict[str, Any]], reps: int, warmup: int, interpret: bool,
+def benchmark(entry: str, cases: list[dict[str, Any]], warmup: int, interpret: bool,
               triton_cache: str | None = None, baselines: bool = True) -> dict[str, Any]:
-    """Times the candidate (and baselines on a GPU) per case; returns raw times and one timed output's rows.
+    """Times the candidate (and baselines on a GPU) per case; returns raw times and every timed output's rows.
 
-    A case is {"config": dict, "seed": int, "sm_scale": float, "rows": int64 (R, 3), "check_rep": int,
-    "check_seed": int, "refresh_seed": int}: warm-up calls see the inputs of `seed`; every timed
-    repetition sees new values in the same tensors (`_Refresher`), those of `check_seed` at `check_rep`.
+    A case is {"config": dict, "seed": int, "sm_scale": float, "rows": int64 (R, 3), "rep_seeds": [int]
+    (one per repetition), "refresh_seed": int}: warm-up calls see the inputs of `seed`; timed
+    repetition r sees new values in the same tensors (`_Refresher`), those of `rep_seeds[r]` where
+    the sampled rows read. `rep_rows[r]` is repetition r's output at `rows` (None if it returned no
+    tensor of q's shape); the trusted side decides afterwards which of them to check.
     """
     _prepare(interpret, triton_cache)
     _install_launch_hooks(capture=False, interpret=interpret)
@@ -137,13 +186,13 @@ def benchmark(entry: str, cases: list[dict[str, Any]], reps: int, warmup: int, i
     device = _device(interpret)
     results = []
     for case in cases:
-        results.append(_bench_case(module, case, reps, warmup, device, baselines))
+        results.append(_bench_case(module, case, warmup, device, baselines))
         if device == "cuda":
             torch.cuda.empty_cache()
     return {"results": results, "timers_changed": child.timers_changed(), "device": device_name()}
 
 
-def _bench_case(module: Any, case: dict[str, Any], reps: int, warmup: int, device: str,
+def _bench_case(module: Any, case: dict[str, Any], warmup: int, device: str,
                 baselines: bool) -> dict[str, Any]:
     config = AttentionConfig.from_dict(case["config"])
     inputs = _inputs(config, case["seed"], device)
@@ -162,14 +211,18 @@ def _bench_case(module: Any, case: dict[str, Any], reps: int, warmup: int, devic
                 raise
             errors[name] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
             del impls[name]
-    refresh = _Refresher(inputs, config, case, device, reps)
-    if device == "cuda":
-        times, region_s, out = _time_interleaved(impls, reps, refresh)
-    else:
-        candidate_times, region_s, out = _time_wall(impls["candidate"], reps, refresh)
-        times = {"candidate": candidate_times}
+    refresh = _Refresher(inputs, config, case, device)
+    sample = _Sampler(case["rows"], config.q_shape, device)
+    try:
+        if device == "cuda":
+            times, region_s = _time_interleaved(impls, len(case["rep_seeds"]), refresh, sample)
+        else:
+            candidate_times, region_s = _time_wall(impls["candidate"], len(case["rep_seeds"]), refresh, sample)
+            times = {"candidate": candidate_times}
+    finally:
+        refresh.close()
     return {"config": config.name, "times_ms": times, "errors": errors, "region_s": region_s,
-            "out_rows": _rows(out, case["rows"]) if isinstance(out, torch.Tensor) else None}
+            "rep_rows": sample.rows()}
 
 
 def device_name() -> str:
