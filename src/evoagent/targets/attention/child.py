@@ -25,6 +25,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..._forkserver import is_out_of_memory
+from . import cuda_build
 from .reference import make_inputs
 from .suites import AttentionConfig
 from .target_view import TARGET_ARCH_ENV, arch_capability, target_view
@@ -57,6 +58,15 @@ class _Launches:
     autotune: dict[str, Any] | None = None  # the autotune config being launched, while one is
     autotune_calls = 0
     view_arch: str | None = None  # the target the candidate sees, when this child has no GPU
+
+
+def _count_cuda_call(name: str) -> None:
+    """A call of a CUDA candidate's host function (cuda_build.Extension) counts as a launch."""
+    _Launches.count += 1
+    _Launches.kernels[name] += 1
+
+
+cuda_build.CALL_HOOKS.append(_count_cuda_call)
 
 
 def _kernel_name(fn: Any) -> str:

@@ -15,14 +15,18 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from ...errors import KernelSourceError
 from .cuda_source import GENCODE, NVCC_FLAGS, find_cuda_source, host_declarations
 
 CACHE_ENV = "EVOAGENT_CUDA_CACHE"
+# Called with a host function's name before each call through an Extension: the evaluator's child
+# counts these as launches (as it counts Triton launches), so a wrapper that computes nothing is caught.
+CALL_HOOKS: list[Callable[[str], None]] = []
 BUILD_VERSION = 1  # bump when the generated files change, so old builds are not reused
 
 
@@ -78,8 +82,30 @@ def _as_compiled(source: str, caller_file: str | None) -> str:
     return found.for_compiler(Path(caller_file).name) if found.text == source else source
 
 
-def load_extension(source: str, *, functions: Sequence[str]) -> ModuleType:
-    """Builds (or loads the cached build of) `source` for the current device; returns its module.
+class Extension:
+    """A built CUDA_SOURCE: its host functions as attributes, each call reported to CALL_HOOKS."""
+
+    def __init__(self, module: ModuleType, functions: Sequence[str]) -> None:
+        for name in functions:
+            setattr(self, name, _reported(name, getattr(module, name)))
+
+    def __getattr__(self, name: str) -> Any:  # only reached for names that are not host functions
+        raise AttributeError(f"the CUDA extension has no host function {name!r}; list it in "
+                             "load_extension(CUDA_SOURCE, functions=[...])")
+
+
+def _reported(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
+        for hook in CALL_HOOKS:
+            hook(name)
+        return function(*args)
+
+    call.__name__ = name
+    return call
+
+
+def load_extension(source: str, *, functions: Sequence[str]) -> Extension:
+    """Builds (or loads the cached build of) `source` for the current device; returns its host functions.
 
     Args:
         source: the candidate's CUDA_SOURCE (CUDA C++: kernels and host launch functions; no torch headers).
@@ -106,4 +132,4 @@ def load_extension(source: str, *, functions: Sequence[str]) -> ModuleType:
         name=f"evoagent_cuda_{key}", cpp_sources=["#include <torch/extension.h>", declarations],
         cuda_sources=[text], functions=list(functions), extra_cuda_cflags=flags,
         build_directory=str(directory), no_implicit_headers=True, verbose=False)
-    return module
+    return Extension(module, functions)

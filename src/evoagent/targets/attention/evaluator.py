@@ -17,14 +17,33 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...candidate import Candidate
-from ...errors import ConfigError, EvaluatorError
+from ...errors import ConfigError, EvaluatorError, KernelSourceError
 from ...evaluator import EXPERIMENT_FILE, Evaluator
 from ...records import Descriptors
 from ...result import EvalResult, StageResult, Status
-from . import agent_text, legality
-from .judge import dense_peak_tflops, judge_benchmark, judge_case, judge_output, judge_timers, missing_hardware
+from . import agent_text, cuda_legality, cuda_static, legality
+from .cuda_build import CACHE_ENV
+from .cuda_source import Language, detect_language, find_cuda_source
+from .judge import (
+    bench_row,
+    dense_peak_tflops,
+    judge_benchmark,
+    judge_case,
+    judge_output,
+    judge_timers,
+    malformed_report,
+    missing_hardware,
+)
 from .reference import sample_rows
-from .static import DESCRIPTOR_BINS, SUPPORTED_ARCHS, StaticCompiler, default_cache_dir, first_error, kernel_descriptors
+from .static import (
+    DESCRIPTOR_BINS,
+    SUPPORTED_ARCHS,
+    StaticCompiler,
+    compact_report,
+    default_cache_dir,
+    first_error,
+    kernel_descriptors,
+)
 from .suites import AttentionConfig, Suite, get_suite, make_config
 from .target_view import TARGET_ARCH_ENV
 
@@ -155,6 +174,7 @@ class AttentionEvaluator(Evaluator):
         self._timing_draws = np.random.default_rng(None if seed is None else [seed, 1])  # keeps _draws' stream
         self._draws_lock = threading.Lock()  # the engine may evaluate several candidates at once
         self.static = StaticCompiler(self.cache_dir)
+        self.cuda_static = cuda_static.CudaStaticCompiler(self.cache_dir)
 
     # -- settings ------------------------------------------------------------------------------------
 
@@ -171,7 +191,7 @@ class AttentionEvaluator(Evaluator):
 
         return SandboxConfig(timeout_s=self.timeout_s, memory_mb=None if cuda_available() else 8192,
                              preload=("numpy", "torch", "triton", "evoagent.targets.attention.child"),
-                             gpus=_gpu_ids(), write_paths=(self._triton_cache(),),
+                             gpus=_gpu_ids(), write_paths=(self._triton_cache(), self._cuda_cache()),
                              read_paths=_ncu_install() if self.ncu and cuda_available() else ())
 
     def device_label(self) -> str:
@@ -216,10 +236,15 @@ class AttentionEvaluator(Evaluator):
     def _triton_cache(self) -> str:
         return str((self.cache_dir or default_cache_dir()).parent / "triton")
 
+    def _cuda_cache(self) -> str:
+        """Where CUDA candidates' builds go on a GPU (cuda_build.load_extension reads $EVOAGENT_CUDA_CACHE)."""
+        return str((self.cache_dir or default_cache_dir()).parent / "cuda")
+
     def _call(self, sandbox: Sandbox, fn: Any, *args: Any, candidate: Candidate,
               timeout_s: float | None = None) -> SandboxResult:
         gpu = bool(getattr(sandbox, "gpus", ())) and self.on_gpu
-        env = {"TRITON_INTERPRET": "0" if self.on_gpu else "1", TARGET_ARCH_ENV: self.archs[0]}
+        env = {"TRITON_INTERPRET": "0" if self.on_gpu else "1", TARGET_ARCH_ENV: self.archs[0],
+               CACHE_ENV: self._cuda_cache()}
         return sandbox.call(fn, *args, files=dict(candidate.files), timeout_s=timeout_s or self.timeout_s, env=env,
                             gpu=gpu)
 
@@ -277,15 +302,16 @@ class AttentionEvaluator(Evaluator):
         problem = legality.check_contract(source)
         if problem:
             return StageResult.fail(Status.COMPILE_ERROR, problem)
+        if detect_language(source) is Language.CUDA:
+            return self._check_cuda(source, findings)
         if findings:
-            more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
-            return StageResult.fail(Status.ILLEGAL, f"{findings[0]}{more}",
-                                    details={"legality": [str(f) for f in findings]})
+            return _illegal(findings)
         reports, failed = self.static.report(source, self.entry, self.suite.static_configs(), self.archs, sandbox)
         if failed is not None:
             return StageResult.fail(_hardware_or(failed), f"static compile: {_failure(failed, self.entry)}",
                                     logs=failed.logs + "\n" + failed.reason)
-        details = {"legality": [], "static": {arch: compact_report(r) for arch, r in reports.items()}}
+        details = {"language": Language.TRITON.value, "legality": [],
+                   "static": {arch: compact_report(r) for arch, r in reports.items()}}
         error = first_error(reports)
         if error:
             out_of_memory = any(r.get("oom") for r in reports.values())
@@ -297,9 +323,40 @@ class AttentionEvaluator(Evaluator):
                                                     "by @triton.jit kernels defined in the file", details=details)
         return StageResult(details=details)
 
+    def _check_cuda(self, source: str, findings: list[legality.Finding]) -> StageResult:
+        """A CUDA candidate's check: how it builds CUDA_SOURCE, the CUDA legality scan, nvcc for each arch."""
+        try:
+            cuda = find_cuda_source(source)
+        except KernelSourceError as exc:
+            return StageResult.fail(Status.COMPILE_ERROR, str(exc))
+        problem = cuda_legality.check_build(source, cuda)
+        if problem:
+            return StageResult.fail(Status.COMPILE_ERROR, problem)
+        findings = sorted([*findings, *cuda_legality.scan_source(cuda)], key=lambda f: f.line)
+        if findings:
+            return _illegal(findings)
+        return cuda_static.check_stage(self.cuda_static.report(cuda, self.archs, self.entry), self.entry)
+
+    def _cuda_without_gpu(self, candidate: Candidate) -> StageResult | None:
+        """`needs_device` for a CUDA candidate on a machine without a GPU (it cannot run here), else None."""
+        source = candidate.files.get(self.entry, "")
+        try:
+            cuda = not self.on_gpu and detect_language(source) is Language.CUDA
+        except SyntaxError:
+            return None
+        if not cuda:
+            return None
+        return StageResult.fail(Status.NEEDS_DEVICE, "a CUDA candidate runs only on a GPU and this machine has none; "
+                                                     "its check stage (nvcc, static report) is all that ran here: "
+                                                     "test and time it on a GPU")
+
     def test(self, candidate: Candidate, sandbox: Sandbox) -> StageResult:
         """Correctness on the suite's shapes and fresh random ones; judged here against the fp64 reference."""
         from .child import run_cases
+
+        no_gpu = self._cuda_without_gpu(candidate)
+        if no_gpu is not None:
+            return no_gpu
 
         with self._draws_lock:
             cases = self.test_cases()
@@ -327,6 +384,9 @@ class AttentionEvaluator(Evaluator):
         """TFLOPS per configuration (with baselines on a GPU; interpreter wall time without one)."""
         from .timing import benchmark
 
+        no_gpu = self._cuda_without_gpu(candidate)
+        if no_gpu is not None:
+            return no_gpu
         if self.suite.gpu and not self.on_gpu:
             return StageResult(details={"note": f"suite {self.suite.name!r} is timed on a GPU only; "
                                                 "no CUDA device here (use suite 'smoke' for an interpreter time)"})
@@ -375,6 +435,9 @@ class AttentionEvaluator(Evaluator):
         """Per-kernel GPU times (and Nsight Compute when present); without a GPU, the static profile."""
         if not self.on_gpu:
             source = candidate.files.get(self.entry, "")
+            if self._cuda_without_gpu(candidate) is not None:
+                check = self.check(candidate, sandbox)
+                return dataclasses.replace(check, details={**check.details, "device": _CPU_LABEL})
             reports, failed = self.static.report(source, self.entry, self.suite.static_configs(), self.archs, sandbox)
             if failed is not None:
                 return StageResult.fail(_hardware_or(failed), f"static compile: {failed.reason.splitlines()[0]}")
@@ -427,6 +490,11 @@ class AttentionEvaluator(Evaluator):
         return {"config": config.to_dict(), "seed": int(rng.integers(2**31)), "sm_scale": scale, "rows": rows}
 
 
+def _illegal(findings: Sequence[legality.Finding]) -> StageResult:
+    more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+    return StageResult.fail(Status.ILLEGAL, f"{findings[0]}{more}", details={"legality": [str(f) for f in findings]})
+
+
 def _hardware_or(out: SandboxResult) -> Status:
     """`needs_device` when a crashed call failed for want of a GPU (judge.missing_hardware), else its label."""
     if out.status is Status.CRASH and missing_hardware(f"{out.reason}\n{out.error}"):
@@ -439,60 +507,6 @@ def _failure(out: SandboxResult, entry: str) -> str:
     first = out.reason.splitlines()[0] if out.reason else out.status.value
     frames = re.findall(rf'File "[^"]*/{re.escape(entry)}", line (\d+), in (\S+)', out.error or out.reason)
     return f"{first} (at {entry} line {frames[-1][0]}, in {frames[-1][1]})" if frames else first
-
-
-def malformed_report(value: Any, key: str, count: int) -> str | None:
-    """Why the child's report is not the shape our child function returns (a tampered channel), or None."""
-    problem = None
-    if not isinstance(value, dict) or not isinstance(value.get(key), list) or "timers_changed" not in value:
-        problem = f"it lacks {key!r} or 'timers_changed'"
-    elif len(value[key]) != count:
-        problem = f"it holds {len(value[key])} results for {count} cases"
-    elif not all(isinstance(r, dict) for r in value[key]):
-        problem = "a result is not a mapping"
-    if problem is None:
-        return None
-    return f"the report from the candidate's process is malformed ({problem}); was the result channel tampered with?"
-
-
-def bench_row(config: AttentionConfig, timings: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
-    """One table row: candidate and baseline TFLOPS, the ratio to cuDNN, baseline errors."""
-    cudnn = timings.get("sdpa-cudnn")
-    candidate = timings["candidate"]
-    return {
-        "config": config.name,
-        "tflops": {name: float(f"{t.tflops:.4g}") for name, t in timings.items()},
-        "median_ms": {name: round(t.median_ms, 4) for name, t in timings.items()},
-        "iqr_ms": {name: round(t.iqr_ms, 4) for name, t in timings.items()},
-        "ratio_to_cudnn": round(candidate.tflops / cudnn.tflops, 4) if cudnn else None,
-        "baseline_errors": errors,
-    }
-
-
-def compact_report(report: dict[str, Any]) -> dict[str, Any]:
-    """A static report without bulky fields, for stage details an agent reads (one entry per autotune config)."""
-    kernels = [{k: kern.get(k) for k in ("kernel", "config", "autotune", "autotune_rank", "blocks", "num_warps",
-                                          "num_stages",
-                                          "shared_bytes", "registers", "stack_bytes", "tmem_bytes", "compile_seconds")}
-               | {"sass_analysed": bool(kern.get("sass")), "tensor_core": kern.get("sass", {}).get("tensor_core", {}),
-                  "tma": {op: n for op, n in kern.get("sass", {}).get("memory", {}).items() if op.startswith("UTMA")},
-                  "global_access_bits": kern.get("sass", {}).get("global_access_bits", {}),
-                  "spill_instructions": kern.get("sass", {}).get("spill_instructions"),
-                  "ptx": kern.get("ptx", {})}
-               for kern in report.get("kernels", [])]
-    keep = ("describes", "shared_bytes", "registers", "spill_bytes", "spill_instructions", "compile_seconds",
-            "cached", "errors", "skipped", "wrapper_errors")
-    # One line per compiled kernel and autotune config first: a reader that truncates still sees them all.
-    return ({"ok": report.get("ok"), "per_config": [_config_line(k) for k in kernels]}
-            | {k: report.get(k) for k in keep} | {"kernels": kernels})
-
-
-def _config_line(kern: dict[str, Any]) -> str:
-    """'_attn [shape] BLOCK_M=128, ... : 187 registers, 0 B spilled, 164864 B shared, HGMMA 32, UTMALDG 9'."""
-    tune = f" {kern['autotune']} ({kern['autotune_rank']})" if kern.get("autotune") else ""
-    mix = {**kern["tensor_core"], **kern["tma"]} or kern["ptx"]
-    return (f"{kern['kernel']} [{kern['config']}]{tune}: {kern['registers']} registers, {kern['stack_bytes']} B "
-            f"spilled, {kern['shared_bytes']} B shared" + "".join(f", {op} {n}" for op, n in mix.items()))
 
 
 @functools.cache

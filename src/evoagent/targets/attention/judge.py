@@ -110,8 +110,9 @@ def _check_output_type(config: AttentionConfig, case: Mapping[str, Any], result:
 def _check_ops(config: AttentionConfig, case: Mapping[str, Any], result: Mapping[str, Any], where: str) -> Verdict:
     if result.get("launches", 0) < 1:
         return Verdict(status=Status.ILLEGAL,
-                       reason=f"{where}: attention() launched no Triton kernel; the work must be done by "
-                              "@triton.jit kernels defined in the file, launched as kernel[grid](...)")
+                       reason=f"{where}: attention() launched no Triton kernel and called no CUDA_SOURCE host "
+                              "function; the work must be done by kernels defined in the file (@triton.jit "
+                              "launched as kernel[grid](...), or CUDA built with load_extension)")
     banned = sorted(op for op in result.get("ops", {}) if op not in ALLOWED_OPS)
     if banned:
         return Verdict(status=Status.ILLEGAL,
@@ -277,3 +278,31 @@ def judge_benchmark(config: AttentionConfig, result: Mapping[str, Any], wall_s: 
                        reason=f"config {config.name}: {candidate.tflops:.0f} TFLOPS is above {device}'s dense peak "
                               f"of {peak:.0f} TFLOPS; the kernel cannot have done the work it was timed for"), timings
     return OK, timings
+
+
+def malformed_report(value: Any, key: str, count: int) -> str | None:
+    """Why the child's report is not the shape our child function returns (a tampered channel), or None."""
+    problem = None
+    if not isinstance(value, dict) or not isinstance(value.get(key), list) or "timers_changed" not in value:
+        problem = f"it lacks {key!r} or 'timers_changed'"
+    elif len(value[key]) != count:
+        problem = f"it holds {len(value[key])} results for {count} cases"
+    elif not all(isinstance(r, dict) for r in value[key]):
+        problem = "a result is not a mapping"
+    if problem is None:
+        return None
+    return f"the report from the candidate's process is malformed ({problem}); was the result channel tampered with?"
+
+
+def bench_row(config: AttentionConfig, timings: dict[str, Any], errors: dict[str, str]) -> dict[str, Any]:
+    """One table row: candidate and baseline TFLOPS, the ratio to cuDNN, baseline errors."""
+    cudnn = timings.get("sdpa-cudnn")
+    candidate = timings["candidate"]
+    return {
+        "config": config.name,
+        "tflops": {name: float(f"{t.tflops:.4g}") for name, t in timings.items()},
+        "median_ms": {name: round(t.median_ms, 4) for name, t in timings.items()},
+        "iqr_ms": {name: round(t.iqr_ms, 4) for name, t in timings.items()},
+        "ratio_to_cudnn": round(candidate.tflops / cudnn.tflops, 4) if cudnn else None,
+        "baseline_errors": errors,
+    }

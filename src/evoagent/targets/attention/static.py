@@ -254,7 +254,7 @@ class StaticCompiler:
         reports: dict[str, Any] = {}
         missing = []
         for arch in archs:
-            cached = self._load(cache_key(source, arch, configs))
+            cached = self.load_cached(cache_key(source, arch, configs))
             if cached is not None:
                 reports[arch] = {**cached, "cached": True}
             else:
@@ -271,17 +271,19 @@ class StaticCompiler:
             report = summarise(arch, compiled, value["wrapper_errors"])
             report["kernels_defined"] = value["kernels_defined"]
             if not report["oom"]:  # running out of memory says nothing lasting about the source
-                self._store(cache_key(source, arch, configs), report)
+                self.store_cached(cache_key(source, arch, configs), report)
             reports[arch] = {**report, "cached": False}
         return {arch: reports[arch] for arch in archs}, None
 
-    def _load(self, key: str) -> dict[str, Any] | None:
+    def load_cached(self, key: str) -> dict[str, Any] | None:
+        """The report stored under `key`, or None."""
         try:
             return dict(json.loads((self.cache_dir / f"{key}.json").read_text()))
         except (OSError, ValueError):
             return None
 
-    def _store(self, key: str, report: dict[str, Any]) -> None:
+    def store_cached(self, key: str, report: dict[str, Any]) -> None:
+        """Stores a report under `key` (atomically; a cache that cannot be written only costs time)."""
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = self.cache_dir / f".{key}.{os.getpid()}.tmp"
@@ -333,3 +335,29 @@ def first_error(reports: dict[str, Any]) -> str | None:
             where = f"line {err['line']}: " if err.get("line") else ""
             return f"{arch}: kernel {err['kernel']} (config {err['config']}): {where}{err['error']}"
     return None
+
+
+def compact_report(report: dict[str, Any]) -> dict[str, Any]:
+    """A static report without bulky fields, for stage details an agent reads (one entry per autotune config)."""
+    kernels = [{k: kern.get(k) for k in ("kernel", "config", "autotune", "autotune_rank", "blocks", "num_warps",
+                                          "num_stages",
+                                          "shared_bytes", "registers", "stack_bytes", "tmem_bytes", "compile_seconds")}
+               | {"sass_analysed": bool(kern.get("sass")), "tensor_core": kern.get("sass", {}).get("tensor_core", {}),
+                  "tma": {op: n for op, n in kern.get("sass", {}).get("memory", {}).items() if op.startswith("UTMA")},
+                  "global_access_bits": kern.get("sass", {}).get("global_access_bits", {}),
+                  "spill_instructions": kern.get("sass", {}).get("spill_instructions"),
+                  "ptx": kern.get("ptx", {})}
+               for kern in report.get("kernels", [])]
+    keep = ("describes", "shared_bytes", "registers", "spill_bytes", "spill_instructions", "compile_seconds",
+            "cached", "errors", "skipped", "wrapper_errors")
+    # One line per compiled kernel and autotune config first: a reader that truncates still sees them all.
+    return ({"ok": report.get("ok"), "per_config": [_config_line(k) for k in kernels]}
+            | {k: report.get(k) for k in keep} | {"kernels": kernels})
+
+
+def _config_line(kern: dict[str, Any]) -> str:
+    """'_attn [shape] BLOCK_M=128, ... : 187 registers, 0 B spilled, 164864 B shared, HGMMA 32, UTMALDG 9'."""
+    tune = f" {kern['autotune']} ({kern['autotune_rank']})" if kern.get("autotune") else ""
+    mix = {**kern["tensor_core"], **kern["tma"]} or kern["ptx"]
+    return (f"{kern['kernel']} [{kern['config']}]{tune}: {kern['registers']} registers, {kern['stack_bytes']} B "
+            f"spilled, {kern['shared_bytes']} B shared" + "".join(f", {op} {n}" for op, n in mix.items()))
