@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -78,14 +79,18 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def check_json(result: EvalResult) -> dict[str, Any]:
-    """status, reason, score, metrics, device, stages [{name, status, seconds, reason, details}], static {arch: ...}."""
+    """status, reason, score, language, metrics, device, stages [{name, status, seconds, reason, details}], static
+    {arch: totals and tensor-core instruction counts}."""
     check = result.stage("check")
     static = {}
     for arch, report in ((check.details.get("static") or {}) if check else {}).items():
         static[arch] = {k: report.get(k) for k in ("ok", "describes", "shared_bytes", "registers", "spill_bytes",
                                                     "spill_instructions", "compile_seconds", "cached")}
+        static[arch]["tensor_core"] = dict(sum((Counter(k.get("tensor_core") or {}) for k in report.get("kernels", [])),
+                                               Counter()))
     return {
         "status": result.status.value, "reason": result.reason, "score": result.score,
+        "language": check.details.get("language") if check else None,
         "metrics": dict(result.metrics), "device": result.device,
         "stages": [{"name": s.name, "status": s.status.value, "seconds": s.seconds, "reason": s.reason,
                     "details": dict(s.details)} for s in result.stages],
@@ -95,7 +100,9 @@ def check_json(result: EvalResult) -> dict[str, Any]:
 
 def format_check(result: EvalResult, *, details: bool = True) -> str:
     """The label, the reason, and one block per stage."""
-    lines = [result.summary(), f"device: {result.device}"]
+    check = result.stage("check")
+    language = check.details.get("language") if check else None
+    lines = [result.summary(), f"device: {result.device}" + (f"; language: {language}" if language else "")]
     for stage in result.stages:
         lines.append(f"[{stage.name}] {stage.status.value} ({stage.seconds:.2f} s)"
                      + (f": {stage.reason}" if stage.reason else ""))
@@ -120,8 +127,9 @@ def _stage_lines(name: str, details: dict[str, Any]) -> list[str]:
                 mix = "PTX " + ", ".join(f"{k} {v}" for k, v in kern.get("ptx", {}).items())
             tma = ", ".join(f"{k} {v}" for k, v in (kern.get("tma") or {}).items())
             tune = f" autotune {kern['autotune_rank']} ({kern['autotune']})" if kern.get("autotune") else ""
-            lines.append(f"    {kern['kernel']} [{kern['config']}]{tune} warps {kern['num_warps']} stages "
-                         f"{kern['num_stages']}, {kern['registers']} registers, {kern.get('stack_bytes')} B spilled: "
+            launch = f" warps {kern['num_warps']} stages {kern['num_stages']}," if kern.get("num_warps") else ","
+            lines.append(f"    {kern['kernel']} [{kern['config']}]{tune}{launch} {kern['registers']} registers, "
+                         f"{kern.get('stack_bytes')} B spilled: "
                          f"{mix}{'; TMA ' + tma if tma else ''}")
         for skip in report.get("skipped") or []:
             lines.append(f"    skipped {skip['kernel']} [{skip['config']}] autotune config ({skip['autotune']}), "

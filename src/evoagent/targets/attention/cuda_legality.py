@@ -39,7 +39,7 @@ _LIBRARY_HEADERS = ("cublas", "cudnn", "cutlass/", "cute/", "cub/", "thrust/", "
 _CODE_RULES: tuple[tuple[str, str, str], ...] = (
     (r"\b(cublas\w*|cudnn\w*|cusparse\w*|cufft\w*|cutlass::|cute::|cub::|thrust::)", "library-call",
      "a library kernel or library math; the work must be done by kernels written in CUDA_SOURCE"),
-    (r"\b(at|torch|c10)::", "torch-in-cuda",
+    (r"\b((?:at|torch|c10)::)", "torch-in-cuda",
      "torch/ATen on the C++ side; allocate and check in the Python attention(), pass data pointers"),
     (r"\b(cudaEvent\w*|cudaStream(?!_t\b)\w*|cudaGraph\w*|cudaDeviceSynchronize|cudaThreadSynchronize|"
      r"cudaLaunchHostFunc|cuEvent\w*|cuStream\w*|cuGraph\w*|cuCtxSynchronize)\b", "stream-or-timer",
