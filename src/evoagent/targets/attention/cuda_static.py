@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,30 @@ def demangle(name: str) -> str:
         if not nested:
             break
     return "::".join(parts) or name
+
+
+def kernel_names(mangled: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """{mangled: (kernel, config)}: a template's arguments are its config ('attention_kernel', '__half, 128, true'),
+    a plain kernel's config is CONFIG. Uses c++filt when present, else names without template arguments."""
+    filt = shutil.which("c++filt") or shutil.which("cu++filt")
+    shown = list(mangled)
+    if filt is not None and mangled:
+        out = subprocess.run([filt, *mangled], capture_output=True, text=True, timeout=60).stdout.splitlines()
+        shown = out if len(out) == len(mangled) else shown
+    return {name: _kernel_and_config(name, text) for name, text in zip(mangled, shown)}
+
+
+def _kernel_and_config(mangled: str, text: str) -> tuple[str, str]:
+    if text == mangled:
+        return demangle(mangled), CONFIG
+    depth, head = 0, text
+    for i, char in enumerate(text):  # drop the parameter list: the last '(' at template depth 0
+        depth += {"<": 1, ">": -1}.get(char, 0)
+        if char == "(" and depth == 0:
+            head = text[:i]
+    head = re.sub(r"^(?:void|int|float)\s+", "", head.strip())
+    kernel, _, args = head.partition("<")
+    return kernel.strip(), args[:-1].strip() if args.endswith(">") else CONFIG
 
 
 def nvcc_errors(log: str, entry: str) -> list[dict[str, Any]]:
@@ -146,10 +171,13 @@ def cuda_report(cuda: CudaSource, arch: str, *, entry: str = "kernel.py", timeou
     kernels = []
     if compiled["ok"]:
         ptx = _split(compiled["ptx"], _PTX_ENTRY)
-        for name, found in analyse_cubin(compiled["cubin"]).items():
+        analysed = analyse_cubin(compiled["cubin"])
+        names = kernel_names(list(analysed))
+        for name, found in analysed.items():
             resources = found["resources"]
+            kernel, config = names[name]
             kernels.append({
-                "kernel": demangle(name), "config": CONFIG, "num_warps": None, "num_stages": None,
+                "kernel": kernel, "config": config, "num_warps": None, "num_stages": None,
                 "shared_bytes": resources.get("static_shared_bytes", 0), "blocks": {}, "tmem_bytes": 0,
                 "registers": resources.get("registers"), "stack_bytes": resources.get("stack_bytes"),
                 "local_bytes": resources.get("local_bytes"), "sass": found["sass"], "ptx": ptx_mix(ptx.get(name, "")),
@@ -172,9 +200,11 @@ def cuda_report(cuda: CudaSource, arch: str, *, entry: str = "kernel.py", timeou
 def _describes(kernels: Sequence[dict[str, Any]]) -> str:
     if not kernels:
         return ""
-    return (f"{', '.join(k['kernel'] for k in kernels)}: every __global__ kernel of CUDA_SOURCE, compiled once for "
-            "every shape; shared memory is the static part (dynamic shared memory is set at launch). Totals are the "
-            "largest shared memory and registers and the summed spills over them.")
+    counts = Counter(k["kernel"] for k in kernels)
+    names = ", ".join(f"{name} ({n} template instantiations)" if n > 1 else name for name, n in counts.items())
+    return (f"{names}: every __global__ kernel of CUDA_SOURCE, each compiled once for every shape it is launched "
+            "for; shared memory is the static part (dynamic shared memory is set at launch). Totals are the largest "
+            "shared memory and registers and the summed spills over them.")
 
 
 def first_error(reports: dict[str, Any], entry: str = "kernel.py") -> str | None:
