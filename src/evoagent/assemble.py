@@ -103,6 +103,23 @@ def with_builtin_seeds(config: RunConfig, names: list[str]) -> RunConfig:
     return dataclasses.replace(config, seeds=entries)
 
 
+def with_language(config: RunConfig, language: str, names: list[str] | None) -> RunConfig:
+    """`evoagent run attention --lang L`: start from L's default seed, or check that every `--seed` is in L."""
+    if config.evaluator.target != "attention":
+        raise ConfigError(f"--lang chooses the kernel language of the attention target; this config's target is "
+                          f"{config.evaluator.target!r}")
+    from .targets.attention import LANGUAGE_SEEDS, seed_language
+
+    if language not in LANGUAGE_SEEDS:
+        raise ConfigError(f"unknown kernel language {language!r}; choose one of {', '.join(LANGUAGE_SEEDS)}")
+    chosen = names or [LANGUAGE_SEEDS[language]]
+    other = [name for name in chosen if seed_language(name) != language]
+    if other:
+        raise ConfigError(f"--seed {other[0]} is not a {language} kernel; with --lang {language} start from a "
+                          f"{language} seed (default: {LANGUAGE_SEEDS[language]})")
+    return with_builtin_seeds(config, chosen)
+
+
 def _builtin_seed(entry: str) -> Path | None:
     """'attention:hopper-tma' -> the shipped seed file; None for anything that is not such a name."""
     target, sep, name = entry.partition(":")

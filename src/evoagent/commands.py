@@ -31,7 +31,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = assemble.builtin_config(args.config, suite=args.suite)
         name = args.config
-    if getattr(args, "seeds", None):
+    if getattr(args, "lang", None):
+        config = assemble.with_language(config, args.lang, getattr(args, "seeds", None))
+    elif getattr(args, "seeds", None):
         config = assemble.with_builtin_seeds(config, args.seeds)
     config = _with_overrides(config, args)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"

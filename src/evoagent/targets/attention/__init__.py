@@ -6,11 +6,13 @@ import difflib
 from pathlib import Path
 
 from ...errors import ConfigError
+from .cuda_source import Language, detect_language
 from .evaluator import AttentionEvaluator, default_suite
 from .reference import TOLERANCES, reference_attention
 from .suites import SUITES, AttentionConfig, Suite, get_suite
 
 __all__ = [
+    "LANGUAGE_SEEDS",
     "SEEDS",
     "SUITES",
     "TOLERANCES",
@@ -22,6 +24,7 @@ __all__ = [
     "get_suite",
     "kernels_dir",
     "reference_attention",
+    "seed_language",
     "seed_names",
     "seed_path",
 ]
@@ -33,6 +36,8 @@ SEEDS = {
     "hopper-tma": "hopper_tma.py",  # TMA descriptors shaped in autotune pre_hooks, warp-specialized loop
 }
 DEFAULT_SEED = "fa2"
+# The seed `evoagent run attention --lang L` starts from.
+LANGUAGE_SEEDS = {Language.TRITON.value: DEFAULT_SEED, Language.CUDA.value: "cuda-fa2"}
 
 
 def kernels_dir() -> Path:
@@ -57,3 +62,8 @@ def seed_path(name: str) -> Path:
 def default_seed() -> Path:
     """The seed kernel `evoagent run attention` starts from: a plain FlashAttention-2-style Triton kernel."""
     return seed_path(DEFAULT_SEED)
+
+
+def seed_language(name: str) -> str:
+    """'triton' or 'cuda': the kernel language of the shipped seed `name` (read from its source, not run)."""
+    return detect_language(seed_path(name).read_text()).value

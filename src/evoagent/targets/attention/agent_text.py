@@ -35,7 +35,18 @@ def brief(suite: Suite, *, device: str, archs: Sequence[str], on_gpu: bool, extr
         f" plus {extra_shapes} random shapes per evaluation (ragged N up to {max_test_seqlen}, GQA groups "
         f"{', '.join(map(str, suite.gqa_groups))}, dtypes {', '.join(_SHORT[d] for d in test_dtypes)})",
         f"correctness tolerance against the fp64 reference: {tolerances}",
+        _languages(on_gpu),
     ])
+
+
+def _languages(on_gpu: bool) -> str:
+    """How the two kernel languages are checked on this machine."""
+    cuda = ("a CUDA candidate is built on the GPU and tested and timed like a Triton one" if on_gpu else
+            "without a GPU a CUDA candidate gets only the check stage (nvcc compiles CUDA_SOURCE for the target "
+            "architectures: the same static report of registers, spills, shared memory and SASS instruction mix; "
+            "compile errors name kernel.py lines); it cannot be tested here and ends `needs_device`, never `ok`")
+    return ("kernel languages: Triton (@triton.jit kernels) or CUDA C++ (a module-level CUDA_SOURCE = r\"\"\"...\"\"\" "
+            f"literal built with load_extension, see the rules); {cuda}")
 
 
 def sections(result: EvalResult) -> list[tuple[str, str]]:
@@ -91,7 +102,8 @@ def _benchmark(details: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
 
 def static_report(report: Mapping[str, Any]) -> str:
     """One compiled architecture: totals (registers, spills, shared memory), then one row per kernel."""
-    lines = [f"registers {cell(report.get('registers'))}, spills {cell(report.get('spill_bytes'))} bytes "
+    compiler = "CUDA_SOURCE compiled by nvcc; " if report.get("language") == "cuda" else ""
+    lines = [f"{compiler}registers {cell(report.get('registers'))}, spills {cell(report.get('spill_bytes'))} bytes "
              f"({cell(report.get('spill_instructions'))} spill instructions), shared memory "
              f"{cell(report.get('shared_bytes'))} bytes (largest over the kernels below)"]
     kernels = report.get("kernels") or []

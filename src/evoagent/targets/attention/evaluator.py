@@ -51,8 +51,8 @@ if TYPE_CHECKING:
     from ...sandbox import Sandbox, SandboxConfig, SandboxResult
 
 DESCRIPTION = """\
-Write the forward pass of multi-head / grouped-query attention as Triton kernels, in one file `kernel.py`
-that defines
+Write the forward pass of multi-head / grouped-query attention as Triton kernels (or CUDA C++ with inline
+PTX, see the rules), in one file `kernel.py` that defines
 
     def attention(q, k, v, *, causal: bool, sm_scale: float) -> torch.Tensor
 
@@ -77,6 +77,13 @@ RULES = """\
   ratios, both causal modes): |out - ref| <= atol*rms(ref) + rtol*|ref| per element and a relative L2
   error bound (fp16: 1e-2, 1e-2, 2e-3; bf16: 6e-2, 5e-2, 1e-2). Accumulate in fp32.
 - Tunable module constants may be marked `NAME = value  # evo: choices a b c`.
+- CUDA instead of Triton: put the CUDA C++ in one module-level literal `CUDA_SOURCE = r'''...'''` (kernels and
+  plain host functions taking int64_t data pointers, sizes and the stream as numbers; no torch/ATen, cuBLAS,
+  cuDNN, CUTLASS/CuTe, CUB/Thrust headers or calls; no streams, events, graphs, cudaMalloc/cudaMemcpy,
+  device syncs or clock reads), build it with
+  `from evoagent.targets.attention.cuda_build import load_extension` and
+  `load_extension(CUDA_SOURCE, functions=["host_fn"])` in attention(), which allocates the output with torch
+  and calls `ext.host_fn(q.data_ptr(), ..., torch.cuda.current_stream().cuda_stream)`.
 """
 
 # Baseline implementations as the benchmark names them -> as people know them (cuDNN first: the reference).

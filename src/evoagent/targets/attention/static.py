@@ -348,8 +348,8 @@ def compact_report(report: dict[str, Any]) -> dict[str, Any]:
                   "spill_instructions": kern.get("sass", {}).get("spill_instructions"),
                   "ptx": kern.get("ptx", {})}
                for kern in report.get("kernels", [])]
-    keep = ("describes", "shared_bytes", "registers", "spill_bytes", "spill_instructions", "compile_seconds",
-            "cached", "errors", "skipped", "wrapper_errors")
+    keep = ("language", "describes", "shared_bytes", "registers", "spill_bytes", "spill_instructions",
+            "compile_seconds", "cached", "errors", "skipped", "wrapper_errors")
     # One line per compiled kernel and autotune config first: a reader that truncates still sees them all.
     return ({"ok": report.get("ok"), "per_config": [_config_line(k) for k in kernels]}
             | {k: report.get(k) for k in keep} | {"kernels": kernels})
