@@ -1,4 +1,4 @@
-"""Makes bm25s, anthropic, openai and pydantic unimportable, as on the GPU machine (put this folder on PYTHONPATH).
+"""Makes bm25s, anthropic, openai, pydantic and ray unimportable, as on the GPU machine (put this on PYTHONPATH).
 
 Python's `site` imports `sitecustomize` at start-up; the finder below answers every import of those
 packages (or of anything inside them) with ModuleNotFoundError. `device_check.sh` runs its CPU flow
@@ -7,7 +7,7 @@ this way, and tests/integration/test_optional_dependencies.py uses it to show th
 
 import sys
 
-BLOCKED = ("bm25s", "anthropic", "openai", "pydantic")
+BLOCKED = ("bm25s", "anthropic", "openai", "pydantic", "ray")
 
 
 class _Blocker:

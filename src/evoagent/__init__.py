@@ -18,6 +18,7 @@ from .errors import (
     SandboxError,
 )
 from .evaluator import Evaluator, FunctionEvaluator
+from .executors import Executor, ExecutorConfig
 from .knowledge import KnowledgeBase
 from .lineage import Lineage
 from .niches import Islands, MapElites
@@ -49,6 +50,8 @@ __all__ = [
     "Event",
     "EvoagentError",
     "EvolveResult",
+    "Executor",
+    "ExecutorConfig",
     "FunctionEvaluator",
     "IncompatibleRunError",
     "Islands",

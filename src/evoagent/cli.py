@@ -29,6 +29,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _executor_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=("local", "ray"),
+                   help="what runs the evaluations: local fork servers, or Ray (pip install \"evoagent[ray]\"); "
+                        "sets [executor] kind")
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help="the Ray cluster: auto, ray://host:10001 or host:port (default: start a local Ray)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evoagent", description="Agentic evolutionary search over code.")
     sub = parser.add_subparsers(metavar="COMMAND")
@@ -49,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="the agent's model (sets [operator.llm] model; needs its API key)")
     p.add_argument("--usd", type=_nonneg_float, help="dollar budget for model calls in the run (0: none)")
     p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    _executor_arguments(p)
     p.set_defaults(func=_commands().run)
 
     p = sub.add_parser("resume", help="continue a run; finished trials are kept, interrupted ones retried")
@@ -57,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=_nonneg_float)
     p.add_argument("--usd", type=_nonneg_float, help="raise or lower the run's dollar budget")
     p.add_argument("--quiet", action="store_true")
+    _executor_arguments(p)
     p.set_defaults(func=_commands().resume)
 
     p = sub.add_parser("status", help="summary of a run (works while it runs)")

@@ -17,6 +17,7 @@ from .config import Budget, RunConfig, load_config
 from .engine import EvolveResult, evolve
 from .errors import ConfigError, RunStoreError
 from .evaluator import Evaluator
+from .executors import ExecutorConfig, check_available
 from .operators.base import VariationOperator
 from .progress import LiveText
 from .result import format_score
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("[knowledge] is read by the agentic operators only; operator kind is "
                           "'parameter_mutation' (remove the section or choose kind = \"agentic\")")
     agents = _Agents.build(config, evaluator)  # a bad operator or knowledge config fails before anything is created
+    check_available(config.executor)
     run_ = Run.create(run_dir, evaluator=evaluator, seeds=seeds, population=population,
                       config=assemble.config_to_dict(config))
     return _evolve(run_, config, agents, quiet=args.quiet)
@@ -81,7 +83,11 @@ def _with_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
         if operator.kind != "agentic":
             raise ConfigError(f"--model is for the agentic operator; the config's operator kind is {operator.kind!r}")
         operator = dataclasses.replace(operator, llm={**operator.llm, "model": args.model})
-    return dataclasses.replace(config, budget=budget, engine=engine, operator=operator)
+    executor, address = config.executor, getattr(args, "ray_address", None)
+    kind = getattr(args, "executor", None) or ("ray" if address else None)
+    if kind:  # --executor ray keeps the config's address unless --ray-address names another
+        executor = ExecutorConfig(kind=kind, address=address or (executor.address if kind == executor.kind else None))
+    return dataclasses.replace(config, budget=budget, engine=engine, operator=operator, executor=executor)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,7 +112,8 @@ def _evolve(run_: Run, config: RunConfig, agents: _Agents, *, quiet: bool) -> in
           f"operator {_operator_line(config, agents.operators[0])} | budget {_budget_line(config.budget)} | "
           f"score: {caption}, higher is better", file=sys.stderr)
     options = dataclasses.replace(config.engine, knowledge=agents.knowledge, progress=not quiet,
-                                  sandbox_config=config.sandbox_for(evaluator.sandbox_config()))
+                                  sandbox_config=config.sandbox_for(evaluator.sandbox_config()),
+                                  executor=config.executor)
     with run_:
         result = evolve(run_, list(agents.operators), config.budget, options)
         _print_summary(run_, result, caption)
@@ -166,6 +173,7 @@ def status(args: argparse.Namespace) -> int:
         print(_status_text(run_))
         confinement = summary["confinement"]
         print(f"  sandbox confinement {confinement['description'] if confinement else 'not recorded (no session yet)'}")
+        print(f"  executor {summary['executor'] or 'not recorded (no session yet)'}")
         for gpu in summary["gpu_usage"]:
             busy = "-" if gpu["busy_fraction"] is None else f"{gpu['busy_fraction']:.1%}"
             print(f"  GPU {gpu['device']}: busy {busy} of the wall time ({gpu['busy_s']:.0f} s of "

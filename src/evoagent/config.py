@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .executors import ExecutorConfig
 from .records import EventHandler
 from .sandbox import SandboxConfig
 from .services import Knowledge
@@ -79,6 +80,7 @@ class Options:
         knowledge: the knowledge base operators read; the engine adds the run's lessons before each trial.
         on_event: called with every `Event` (progress bars, reports).
         sandbox_config: the sandbox's settings (None: the evaluator's `sandbox_config()`).
+        executor: what runs the sandboxed calls, an `ExecutorConfig` (None: the local fork servers).
         progress: show a live progress display (a bar in a terminal, an updating block in a notebook,
             plain lines elsewhere); it passes every event on to `on_event` too.
     """
@@ -93,6 +95,7 @@ class Options:
     knowledge: Knowledge | None = field(default=None, metadata=CODE_ONLY)
     on_event: EventHandler | None = field(default=None, metadata=CODE_ONLY)
     sandbox_config: SandboxConfig | None = field(default=None, metadata=CODE_ONLY)
+    executor: ExecutorConfig | None = field(default=None, metadata=CODE_ONLY)
     progress: bool = field(default=False, metadata=CODE_ONLY)
 
     def __post_init__(self) -> None:
@@ -172,6 +175,7 @@ class RunConfig:
         sandbox: `[sandbox]`, `SandboxConfig` fields that change the evaluator's sandbox settings: a
             value replaces the evaluator's, except that `env_allowlist`, `preload`, `read_paths` and
             `write_paths` add to it (and a 0 keeps it, as older config files wrote "the evaluator's default").
+        executor: `[executor]`, an `ExecutorConfig`: `kind` ("local" or "ray") and, for Ray, `address`.
         base_dir: where relative paths resolve (the config file's folder); set by the loader.
     """
 
@@ -183,6 +187,7 @@ class RunConfig:
     budget: Budget = field(default_factory=lambda: Budget(trials=20))
     engine: Options = field(default_factory=Options)
     sandbox: dict[str, Any] = field(default_factory=dict, metadata={"fields_of": SandboxConfig})
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     base_dir: str = field(default="", metadata=CODE_ONLY)
 
     def sandbox_for(self, base: SandboxConfig) -> SandboxConfig:

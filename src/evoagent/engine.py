@@ -15,12 +15,14 @@ from typing import Any
 from .candidate import Candidate
 from .config import Budget, Options
 from .errors import BudgetExhausted, ConfigError, LLMError
+from .evaluator import Evaluator
+from .executors import open_executor
 from .operators.base import Proposal, VariationContext, VariationOperator
 from .population import Pick, Population, StoredMembers
 from .records import Descriptors, Event, EventHandler, Member, Trial, TrialOutcome, Usage
 from .result import EvalResult, Status
 from .run import Run
-from .sandbox import Sandbox, SandboxResult
+from .sandbox import SandboxResult
 from .scheduling import Priority, gpu_priority
 from .services import Knowledge
 
@@ -70,8 +72,9 @@ class _Engine:
         self.since_proposal = 0  # trials in a row whose operator made no proposal
         self.model_failures = 0  # trials in a row ended by a failed model call
         self.paused_until = 0.0  # monotonic time before which no trial starts (backing off a failing API)
-        self.sandbox = Sandbox(options.sandbox_config or self.evaluator.sandbox_config())
-        self.store.set_meta("confinement", self.sandbox.confinement.as_dict())  # of the latest session
+        self.executor = open_executor(options.executor, options.sandbox_config or self.evaluator.sandbox_config())
+        self.store.set_meta("confinement", self.executor.confinement.as_dict())  # of the latest session
+        self.store.set_meta("executor", self.executor.describe())
         self.usage_session = self.store.next_usage_session()  # this session's GPU busy time, beside earlier ones
         self.started = time.monotonic()  # the time budget counts from a ready sandbox
 
@@ -130,6 +133,25 @@ class _Engine:
         """Seconds to wait before the next trial may start (backing off a failing model API)."""
         return max(0.0, self.paused_until - time.monotonic())
 
+    def evaluate(self, candidate: Candidate, trial_id: int, *, stages: Sequence[str] | None = None,
+                 evaluator: Evaluator | None = None) -> EvalResult:
+        """`evaluator.evaluate` through the executor, once more if the machine running it was lost.
+
+        An evaluation ended by `infrastructure` (a Ray worker, actor or node died) is stored as a `lost`
+        evaluation of the trial, with an event, and run again; a second loss is the trial's label.
+        """
+        evaluator = evaluator or self.evaluator
+        result = evaluator.evaluate(candidate, self.executor, stages=stages)
+        if result.status is not Status.INFRASTRUCTURE:
+            return result
+        self.store.add_evaluation(candidate, result, kind="lost", trial_id=trial_id)
+        self.emit("infrastructure", {"trial_id": trial_id, "candidate_id": candidate.id, "reason": result.reason[:300],
+                                     "what": "evaluation"})
+        again = evaluator.evaluate(candidate, self.executor, stages=stages)
+        if again.status is Status.INFRASTRUCTURE:
+            return dataclasses.replace(again, reason=f"{again.reason} (lost twice: the retry was lost too)")
+        return again
+
     # -- seeds ----------------------------------------------------------------------------
 
     def evaluate_seeds(self) -> None:
@@ -140,7 +162,7 @@ class _Engine:
             trial_id = self.store.begin_trial(operator="seed", parent_id=None)
             started = time.perf_counter()
             with gpu_priority(Priority.AUTHORITATIVE):
-                result = self.evaluator.evaluate(seed, self.sandbox)
+                result = self.evaluate(seed, trial_id)
             descriptors = self._descriptors(seed, result)
             niches = self.run.population.seed_niches(descriptors)
             placed = tuple(n for n in niches if self.run.population.decide(result, self._best(n)).committed)
@@ -215,7 +237,7 @@ class _Engine:
                                 "AST), which was already evaluated: no evaluation spent")
         else:
             with gpu_priority(Priority.AUTHORITATIVE):  # before the agents' exploratory GPU calls
-                result = self.evaluator.evaluate(candidate, self.sandbox)
+                result = self.evaluate(candidate, trial_id)
         descriptors = self._descriptors(candidate, result)
         niche = self.run.population.niche(pick, descriptors)
         best = self._best(niche)
@@ -325,7 +347,7 @@ class _Engine:
 
     def record_usage(self) -> None:
         """Stores this session's GPU busy and wall seconds so far (`evoagent status` shows them)."""
-        usage = self.sandbox.gpu_usage()
+        usage = self.executor.gpu_usage()
         if usage:
             self.store.record_device_usage(self.usage_session, usage)
 
@@ -386,7 +408,7 @@ class _Remeasure:
     def _measure(self, who: Candidate) -> EvalResult:
         engine = self._engine
         with gpu_priority(Priority.CONFIRM):  # a would-be commit jumps every other GPU call
-            again = engine.evaluator.evaluate(who, engine.sandbox, stages=engine.evaluator.timing_stages)
+            again = engine.evaluate(who, self._trial_id, stages=engine.evaluator.timing_stages)
         engine.store.add_evaluation(who, again, kind="confirmation", trial_id=self._trial_id)
         return again
 
@@ -404,13 +426,18 @@ class _Services:
                  configs: Sequence[str] | None = None) -> EvalResult:
         engine = self._engine
         evaluator = engine.evaluator if configs is None else engine.evaluator.restricted(configs)
-        result = evaluator.evaluate(candidate, engine.sandbox, stages=stages)
+        result = engine.evaluate(candidate, self._trial_id, stages=stages, evaluator=evaluator)
         engine.store.add_evaluation(candidate, result, kind="exploratory", trial_id=self._trial_id)
         return result
 
     def experiment(self, candidate: Candidate, script: str, timeout_s: float) -> SandboxResult:
         engine = self._engine
-        return engine.evaluator.experiment(candidate, script, engine.sandbox, timeout_s=timeout_s)
+        out = engine.evaluator.experiment(candidate, script, engine.executor, timeout_s=timeout_s)
+        if out.status is Status.INFRASTRUCTURE:  # the worker was lost: once more, as evaluations are
+            engine.emit("infrastructure", {"trial_id": self._trial_id, "reason": out.reason[:300],
+                                           "what": "experiment"})
+            out = engine.evaluator.experiment(candidate, script, engine.executor, timeout_s=timeout_s)
+        return out
 
     def record_message(self, role: str, content: Any) -> None:
         self._engine.store.add_message(self._trial_id, role, content)
@@ -555,7 +582,7 @@ def _drive(engine: _Engine, slots: int) -> Iterator[Trial]:
         if by_trial:
             store.mark_interrupted(list(by_trial))
         engine.record_usage()
-        engine.sandbox.close()
+        engine.executor.close()
         engine.emit("stop", {"reason": engine.stop_reason or "stopped", **engine.run.status()})
 
 

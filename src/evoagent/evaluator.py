@@ -22,7 +22,8 @@ from .result import EvalResult, StageResult, Status, geometric_mean
 from .tables import cell, text_table
 
 if TYPE_CHECKING:
-    from .sandbox import Sandbox, SandboxConfig, SandboxResult
+    from .executors import Executor
+    from .sandbox import SandboxConfig, SandboxResult
 
 EXPERIMENT_FILE = "experiment.py"
 _VERSIONED = ("evoagent", "numpy", "torch", "triton", "anthropic")
@@ -177,7 +178,7 @@ class Evaluator:
                                  + (f" ({', '.join(names)})" if names else "") + f"; got configs {list(configs)}")
         return self
 
-    def experiment(self, candidate: Candidate, script: str, sandbox: Sandbox, *, timeout_s: float) -> SandboxResult:
+    def experiment(self, candidate: Candidate, script: str, sandbox: Executor, *, timeout_s: float) -> SandboxResult:
         """Runs `script` in the sandbox beside the candidate's files, as candidates run (an agent's probe).
 
         The script is written as `experiment.py` next to the candidate's files and run as `__main__`;
@@ -189,7 +190,7 @@ class Evaluator:
                             timeout_s=timeout_s)
 
     def evaluate(
-        self, candidate: Candidate, sandbox: Sandbox, *, stages: Sequence[str] | None = None
+        self, candidate: Candidate, sandbox: Executor, *, stages: Sequence[str] | None = None
     ) -> EvalResult:
         """Runs the stages in order (all, or the named subset), stopping at the first failure."""
         names = tuple(self.stages) if stages is None else tuple(stages)
@@ -301,7 +302,7 @@ class FunctionEvaluator(Evaluator):
         self.entry = entry
         self.timeout_s = timeout_s
 
-    def run(self, candidate: Candidate, sandbox: Sandbox) -> StageResult:
+    def run(self, candidate: Candidate, sandbox: Executor) -> StageResult:
         from .sandbox import run_module_function
 
         out = sandbox.call(run_module_function, self.entry, self.score_fn,

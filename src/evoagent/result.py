@@ -25,6 +25,7 @@ class Status(str, enum.Enum):
     HARNESS_ERROR = "harness_error"  # our fault, never the candidate's
     MODEL_ERROR = "model_error"  # the model API failed after its retries; not the candidate's fault
     NEEDS_DEVICE = "needs_device"  # this machine lacks the hardware the stage needs; not the candidate's fault
+    INFRASTRUCTURE = "infrastructure"  # the worker, actor or node running the call was lost; retried once
 
     def __str__(self) -> str:
         return self.value

@@ -176,6 +176,7 @@ class Run:
             "tokens_by_kind": totals["tokens_by_kind"],
             "cost_usd": round(totals["cost_usd"], 6),
             "confinement": self.store.meta("confinement"),
+            "executor": self.store.meta("executor"),
             "gpu_usage": [{**dataclasses.asdict(u), "busy_fraction": u.busy_fraction}
                           for u in self.store.device_usage()],
             **_per_trial(totals),

@@ -61,11 +61,13 @@ from .scheduling import DeviceUsage, GpuQueue
 
 __all__ = [
     "CodecError",
+    "PreparedCall",
     "Sandbox",
     "SandboxConfig",
     "SandboxResult",
     "decode_value",
     "encode_value",
+    "prepare_call",
     "run_module_function",
     "scrubbed_environ",
 ]
@@ -167,6 +169,36 @@ class SandboxResult:
         return "\n".join(part for part in (self.stdout, self.stderr) if part)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedCall:
+    """One call, checked and pickled in the trusted process, ready for any sandbox to run.
+
+    Attributes:
+        blob: pickle of (fn, args), unpickled only in the sandboxed child.
+        module_files: module name -> file of the modules the blob refers to (loaded by path if needed).
+        files: relative path -> bytes for the child's working directory.
+        timeout_s: the call's limit in seconds; None for the running sandbox's `config.timeout_s`.
+        env: variables added to the call's environment.
+    """
+
+    blob: bytes
+    module_files: Mapping[str, str]
+    files: Mapping[str, bytes]
+    timeout_s: float | None
+    env: Mapping[str, str]
+
+
+def prepare_call(fn: Callable[..., Any], args: tuple[Any, ...], *, files: Mapping[str, str | bytes] | None = None,
+                 timeout_s: float | None = None, env: Mapping[str, str] | None = None) -> PreparedCall:
+    """Checks a call's arguments (raising at once on bad input) and pickles it; see `Sandbox.call`."""
+    blob, module_files = _pickle_call(fn, args)
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
+                                  or not 0 < timeout_s < math.inf):
+        raise ValueError(f"timeout_s must be a positive number of seconds (got {timeout_s!r})")
+    return PreparedCall(blob=blob, module_files=module_files, files=_check_files(files),
+                        timeout_s=None if timeout_s is None else float(timeout_s), env=_check_env(env))
+
+
 def run_module_function(entry_file: str, score_fn: Callable[[types.ModuleType], Any]) -> Any:
     """In the child: imports the candidate module `entry_file` (in the cwd) and returns `score_fn(module)`.
 
@@ -262,6 +294,10 @@ class Sandbox:
         """Stops every fork server (killing any running call) and removes the sandbox's files."""
         self._finalizer()
 
+    def describe(self) -> str:
+        """What runs the calls, in words (`evoagent status` shows it)."""
+        return f"local ({self.config.workers} CPU workers, {len(self.gpus)} GPUs)"
+
     def call(self, fn: Callable[..., Any], /, *args: Any, files: Mapping[str, str | bytes] | None = None,
              timeout_s: float | None = None, env: Mapping[str, str] | None = None,
              gpu: bool = False) -> SandboxResult:
@@ -276,25 +312,25 @@ class Sandbox:
             env: variables added to this call's environment (e.g. {"TRITON_INTERPRET": "1"}).
             gpu: run on a GPU worker (the Sandbox must have been given `gpus`).
         """
-        blob, module_files = _pickle_call(fn, args)
-        timeout = self.config.timeout_s if timeout_s is None else timeout_s
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
-            raise ValueError(f"timeout_s must be a positive number of seconds (got {timeout_s!r})")
-        call_env = _check_env(env)
-        call_files = _check_files(files)
+        return self.run_prepared(prepare_call(fn, args, files=files, timeout_s=timeout_s, env=env), gpu=gpu)
+
+    def run_prepared(self, prepared: PreparedCall, *, gpu: bool = False) -> SandboxResult:
+        """Runs a call checked and pickled by `prepare_call` (here, or in another process: executors send it)."""
         if gpu and not self.gpus:
             raise SandboxError("call(..., gpu=True) needs a Sandbox with GPU workers, e.g. Sandbox(config, gpus=(0,)); "
                                "this one has none")
-        calldir = self._prepare(call_files)  # files are written before a worker is taken, outputs read after
+        timeout = float(self.config.timeout_s if prepared.timeout_s is None else prepared.timeout_s)
+        blob, module_files, env = prepared.blob, dict(prepared.module_files), dict(prepared.env)
+        calldir = self._prepare(dict(prepared.files))  # files are written before a worker is taken, outputs read after
         try:
             with self._state.worker(gpu=gpu) as server:  # GPU calls wait in `gpu_priority` order
-                request = self._request(server, calldir, blob, module_files, float(timeout), call_env)
-                done, payload, lost = self._exchange(server, request, blob, float(timeout))
+                request = self._request(server, calldir, blob, module_files, timeout, env)
+                done, payload, lost = self._exchange(server, request, blob, timeout)
             cap = self.config.max_output_bytes
             out, err = _read_capped(calldir / "stdout", cap), _read_capped(calldir / "stderr", cap)
             if lost is not None:
                 return SandboxResult(status=Status.HARNESS_ERROR, reason=lost, stdout=out, stderr=err)
-            status, value, reason, error = _interpret(done, payload, float(timeout), self.config)
+            status, value, reason, error = _interpret(done, payload, timeout, self.config)
             return SandboxResult(status=status, value=value, reason=reason, stdout=out, stderr=err,
                                  wall_s=done["wall_s"], exitcode=done["exitcode"], signal=done["signal"], error=error)
         finally:

@@ -284,6 +284,13 @@ class RunStore:
     def count_evaluations(self, kind: str) -> int:
         return int(self._rows("SELECT COUNT(*) FROM evaluations WHERE kind = ?", (kind,))[0][0])
 
+    def evaluations(self, *, kind: str) -> list[dict[str, Any]]:
+        """The evaluations of one kind (e.g. `lost`: ended by a lost worker, then retried), oldest first."""
+        rows = self._rows("SELECT candidate_id, trial_id, status, score FROM evaluations WHERE kind = ? ORDER BY id",
+                          (kind,))
+        return [{"candidate_id": r["candidate_id"], "trial_id": r["trial_id"], "status": r["status"],
+                 "score": r["score"]} for r in rows]
+
     # -- trials ---------------------------------------------------------------------------
 
     def begin_trial(self, *, operator: str, parent_id: str | None, niche: str | None = None) -> int:

@@ -1,4 +1,4 @@
-"""evoagent works where bm25s, anthropic, openai and pydantic cannot be imported (the GPU machine has none of them)."""
+"""evoagent works where bm25s, anthropic, openai, pydantic and ray cannot be imported (the GPU machine has none)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BLOCKED = ("bm25s", "anthropic", "openai", "pydantic")
+BLOCKED = ("bm25s", "anthropic", "openai", "pydantic", "ray")
 
 # benchmarks/offline/sitecustomize.py is imported at interpreter start (site imports `sitecustomize`
 # from sys.path) and answers every import of these packages with ModuleNotFoundError.
@@ -94,3 +94,13 @@ def test_the_anthropic_backend_says_how_to_install_the_sdk(blocked_env) -> None:
     done = _python(code, blocked_env)
     assert done.returncode == 0, done.stderr
     assert "pip install 'evoagent[anthropic]'" in done.stdout
+
+
+def test_the_ray_executor_says_how_to_install_ray_before_creating_a_run(blocked_env, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    code = "import sys\nfrom evoagent.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    done = _python(code, blocked_env, "run", str(ROOT / "examples" / "circle_packing" / "config.toml"),
+                   "--executor", "ray", "--run-dir", str(run_dir), "--quiet")
+    assert done.returncode != 0
+    assert 'pip install "evoagent[ray]"' in done.stderr and "Traceback" not in done.stderr
+    assert not run_dir.exists()

@@ -437,6 +437,9 @@ class Toolbox:
         if result.status is Status.NEEDS_DEVICE:
             return ("note: needs_device means this machine lacks the hardware (a GPU, or an interpreter feature) "
                     "for that stage; it is not your code's fault and costs no repair budget")
+        if result.status is Status.INFRASTRUCTURE:
+            return ("note: infrastructure means the machine running the evaluation was lost (twice); it is not "
+                    "your code's fault and costs no repair budget")
         self.failures += 1
         budget = self.limits.repair_budget
         if self.failures > budget:

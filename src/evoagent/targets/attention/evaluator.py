@@ -48,7 +48,8 @@ from .suites import AttentionConfig, Suite, get_suite, make_config
 from .target_view import TARGET_ARCH_ENV
 
 if TYPE_CHECKING:
-    from ...sandbox import Sandbox, SandboxConfig, SandboxResult
+    from ...executors import Executor
+    from ...sandbox import SandboxConfig, SandboxResult
 
 DESCRIPTION = """\
 Write the forward pass of multi-head / grouped-query attention as Triton kernels (or CUDA C++ with inline
@@ -247,7 +248,7 @@ class AttentionEvaluator(Evaluator):
         """Where CUDA candidates' builds go on a GPU (cuda_build.load_extension reads $EVOAGENT_CUDA_CACHE)."""
         return str((self.cache_dir or default_cache_dir()).parent / "cuda")
 
-    def _call(self, sandbox: Sandbox, fn: Any, *args: Any, candidate: Candidate,
+    def _call(self, sandbox: Executor, fn: Any, *args: Any, candidate: Candidate,
               timeout_s: float | None = None) -> SandboxResult:
         gpu = bool(getattr(sandbox, "gpus", ())) and self.on_gpu
         env = {"TRITON_INTERPRET": "0" if self.on_gpu else "1", TARGET_ARCH_ENV: self.archs[0],
@@ -280,7 +281,7 @@ class AttentionEvaluator(Evaluator):
         subset.suite = dataclasses.replace(self.suite, configs=chosen)
         return subset
 
-    def experiment(self, candidate: Candidate, script: str, sandbox: Sandbox, *, timeout_s: float) -> SandboxResult:
+    def experiment(self, candidate: Candidate, script: str, sandbox: Executor, *, timeout_s: float) -> SandboxResult:
         """Runs the script beside kernel.py with the stages' environment (the interpreter without a GPU)."""
         from ...sandbox import run_script
 
@@ -296,7 +297,7 @@ class AttentionEvaluator(Evaluator):
 
     # -- stages --------------------------------------------------------------------------------------
 
-    def check(self, candidate: Candidate, sandbox: Sandbox) -> StageResult:
+    def check(self, candidate: Candidate, sandbox: Executor) -> StageResult:
         """Parse, the signature, the static legality scan, then the AOT compile for each arch."""
         source = candidate.files.get(self.entry)
         if source is None:
@@ -357,7 +358,7 @@ class AttentionEvaluator(Evaluator):
                                                      "its check stage (nvcc, static report) is all that ran here: "
                                                      "test and time it on a GPU")
 
-    def test(self, candidate: Candidate, sandbox: Sandbox) -> StageResult:
+    def test(self, candidate: Candidate, sandbox: Executor) -> StageResult:
         """Correctness on the suite's shapes and fresh random ones; judged here against the fp64 reference."""
         from .child import run_cases
 
@@ -387,7 +388,7 @@ class AttentionEvaluator(Evaluator):
             return StageResult.fail(verdict.status, verdict.reason, details=details, logs=out.logs)
         return StageResult(details=details, logs=out.logs)
 
-    def benchmark(self, candidate: Candidate, sandbox: Sandbox) -> StageResult:
+    def benchmark(self, candidate: Candidate, sandbox: Executor) -> StageResult:
         """TFLOPS per configuration (with baselines on a GPU; interpreter wall time without one)."""
         from .timing import benchmark
 
@@ -438,7 +439,7 @@ class AttentionEvaluator(Evaluator):
             return StageResult.fail(verdict.status, verdict.reason, details=details, logs=out.logs)
         return StageResult(metrics=metrics, details=details, logs=out.logs)
 
-    def profile(self, candidate: Candidate, sandbox: Sandbox) -> StageResult:
+    def profile(self, candidate: Candidate, sandbox: Executor) -> StageResult:
         """Per-kernel GPU times (and Nsight Compute when present); without a GPU, the static profile."""
         if not self.on_gpu:
             source = candidate.files.get(self.entry, "")

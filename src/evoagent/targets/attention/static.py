@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .suites import AttentionConfig
 
 if TYPE_CHECKING:
-    from ...sandbox import Sandbox
+    from ...executors import Executor
 
 REPORT_VERSION = 4
 SUPPORTED_ARCHS = ("sm_90a", "sm_100a")
@@ -247,7 +247,7 @@ class StaticCompiler:
         self.timeout_s = timeout_s
 
     def report(self, source: str, entry: str, configs: Sequence[AttentionConfig], archs: Sequence[str],
-               sandbox: Sandbox) -> tuple[dict[str, Any], Any]:
+               sandbox: Executor) -> tuple[dict[str, Any], Any]:
         """{arch: report} for `archs` (cached ones reused), and the failed SandboxResult if the call failed."""
         from .child import compile_launches
 

@@ -1,0 +1,110 @@
+"""Executors: what runs the stages' sandboxed calls, the local fork servers (`Sandbox`) or a Ray cluster.
+
+Stages call `executor.call(fn, *args, files=, timeout_s=, env=, gpu=)` and get a `SandboxResult`;
+they do not know which executor runs them. `local` is today's `Sandbox` (a pool of fork servers
+on this machine, one pinned worker per GPU). `ray` (`RayExecutor`, in `ray_executor.py`, only
+imported when chosen) sends CPU calls to Ray tasks on any node and GPU calls to one pinned actor per
+cluster GPU; inside each Ray worker the call runs through a local `Sandbox` all the same, so the
+confinement, limits and restricted result codec do not change with the executor.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.util
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .confinement import Confinement
+from .errors import ConfigError
+from .sandbox import Sandbox, SandboxConfig, SandboxResult
+from .scheduling import DeviceUsage
+
+__all__ = ["Executor", "ExecutorConfig", "ExecutorKind", "check_available", "open_executor"]
+
+_ADDRESS = re.compile(r"auto\Z|ray://\S+\Z|[A-Za-z0-9_.\-\[\]:]+:\d+\Z")
+RAY_INSTALL_HINT = 'pip install "evoagent[ray]"'
+
+
+class ExecutorKind(str, enum.Enum):
+    """Which executor runs the sandboxed calls."""
+
+    LOCAL = "local"
+    RAY = "ray"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutorConfig:
+    """Where the stages' sandboxed calls run (`[executor]` of a config file; `--executor` on the CLI).
+
+    Attributes:
+        kind: "local" (fork servers on this machine) or "ray" (Ray tasks for CPU calls, one pinned
+            actor per cluster GPU for GPU calls; `pip install "evoagent[ray]"`).
+        address: for "ray" only: "auto" (the cluster this machine joined with `ray start`),
+            "ray://host:10001" (Ray Client) or "host:port" (the head's GCS); None starts a local Ray
+            sized for the run (its sandbox's CPU workers and GPUs) and stops it when the run ends.
+    """
+
+    kind: str = ExecutorKind.LOCAL.value
+    address: str | None = None
+
+    def __post_init__(self) -> None:
+        kinds = [k.value for k in ExecutorKind]
+        if self.kind not in kinds:
+            raise ConfigError(f"'executor.kind' must be one of {', '.join(map(repr, kinds))} (got {self.kind!r})")
+        object.__setattr__(self, "kind", ExecutorKind(self.kind))
+        if self.address is None:
+            return
+        if not isinstance(self.address, str) or not _ADDRESS.match(self.address):
+            raise ConfigError(f"'executor.address' must be 'auto', 'ray://host:port' or 'host:port' "
+                              f"(got {self.address!r}); leave it out to start a local Ray")
+        if self.kind is not ExecutorKind.RAY:
+            raise ConfigError(f"'executor.address' {self.address!r} is for kind = 'ray' "
+                              f"(the kind is {str(self.kind)!r})")
+
+
+class Executor(Protocol):
+    """Runs one sandboxed call (`Sandbox.call`'s signature); `confinement` is what confines the calls."""
+
+    confinement: Confinement
+
+    def call(self, fn: Callable[..., Any], /, *args: Any, files: Mapping[str, str | bytes] | None = None,
+             timeout_s: float | None = None, env: Mapping[str, str] | None = None,
+             gpu: bool = False) -> SandboxResult: ...
+
+    def close(self) -> None: ...
+
+    def gpu_usage(self) -> tuple[DeviceUsage, ...]:
+        """Busy and wall seconds of each GPU so far (empty without GPUs); the engine stores them."""
+        ...
+
+    def describe(self) -> str:
+        """What runs the calls, in words: "local (2 CPU workers, 0 GPUs)", "ray (auto, 3 nodes, ...)"."""
+        ...
+
+
+def check_available(config: ExecutorConfig | None) -> None:
+    """Raises a ConfigError when the executor's package is not installed (before a run is created)."""
+    if config is None or config.kind is not ExecutorKind.RAY:
+        return
+    try:
+        found = importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ConfigError(f"executor kind 'ray' needs Ray, which is not installed: {RAY_INSTALL_HINT}")
+
+
+def open_executor(config: ExecutorConfig | None, sandbox_config: SandboxConfig) -> Executor:
+    """Starts the executor `config` names (None: local) for calls with `sandbox_config`; close it after use."""
+    if config is None or config.kind is ExecutorKind.LOCAL:
+        return Sandbox(sandbox_config)
+    check_available(config)
+    from .ray_executor import RayExecutor
+
+    return RayExecutor(sandbox_config, address=config.address)

@@ -1,0 +1,238 @@
+"""RayExecutor: sandboxed calls on a Ray cluster, CPU calls as Ray tasks and GPU calls on one actor per GPU.
+
+Ray moves a call and its result, never candidate code: the driver checks and pickles the call
+(`prepare_call`, the same checks as `Sandbox.call`), a Ray worker runs it through a local `Sandbox`
+that the worker process keeps for its later calls (fork server, confinement, limits, the restricted
+result codec that decodes the child's answer into plain values), and Ray carries the `SandboxResult`
+back. Each GPU of the cluster gets one actor (`num_gpus=1`) that runs GPU calls one at a time on a
+Sandbox pinned to that device. The store and the agent loops stay in the driver (docs/executors.md).
+
+Faults: when the worker, actor or node running a call is lost (Ray raises ActorDiedError,
+WorkerCrashedError, NodeDiedError, ...) or does not answer within the call's limit plus a grace,
+the call's result is `infrastructure`: never the candidate's fault. The driver replaces a lost GPU
+actor by a new one (Ray places it on a free GPU, on any node) at the back of the queue, and the
+engine retries the evaluation once. An exception raised by our own code inside the worker is `harness_error`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import ray
+from ray import exceptions as ray_errors
+
+from .confinement import Confinement
+from .errors import SandboxError
+from .result import Status
+from .sandbox import PreparedCall, Sandbox, SandboxConfig, SandboxResult, prepare_call
+
+__all__ = ["RayExecutor"]
+
+_GRACE_S = 180.0  # past a call's own limit: a fresh worker may first start its sandbox (pre-imports)
+_OBJECT_STORE_BYTES = 100 * 1024 * 1024  # calls and results are small; a local Ray stays light
+_START_S = 300.0  # the GPU actors must be up within this
+
+# -- inside Ray workers -----------------------------------------------------------------------
+
+_worker_sandboxes: dict[SandboxConfig, Sandbox] = {}  # one per worker process and sandbox config
+_worker_lock = threading.Lock()
+
+
+def _worker_sandbox(config: SandboxConfig) -> Sandbox:
+    """This Ray worker's sandbox for `config` (one CPU fork server, started at the first call)."""
+    with _worker_lock:
+        sandbox = _worker_sandboxes.get(config)
+        if sandbox is None:
+            sandbox = _worker_sandboxes[config] = Sandbox(dataclasses.replace(config, workers=1, gpus=()))
+        return sandbox
+
+
+@ray.remote(num_cpus=1, max_retries=0)  # a lost worker is retried by the engine, which labels it first
+def _run_on_cpu(config: SandboxConfig, prepared: PreparedCall) -> SandboxResult:
+    return _worker_sandbox(config).run_prepared(prepared)
+
+
+@ray.remote(num_cpus=1, max_retries=0)
+def _confinement(config: SandboxConfig) -> Confinement:
+    return _worker_sandbox(config).confinement
+
+
+@ray.remote(num_gpus=1, num_cpus=0, max_restarts=0)  # a lost actor is replaced by the driver
+class _GpuWorker:
+    """One GPU of the cluster: a Sandbox whose GPU worker is pinned to the device Ray gave this actor."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        device = str(ray.get_gpu_ids()[0])
+        self._sandbox = Sandbox(dataclasses.replace(config, workers=1), gpus=(device,))
+
+    def ready(self) -> int:
+        return os.getpid()
+
+    def run(self, prepared: PreparedCall) -> SandboxResult:
+        return self._sandbox.run_prepared(prepared, gpu=True)
+
+
+# -- in the driver ----------------------------------------------------------------------------
+
+
+class RayExecutor:
+    """Runs sandboxed calls on Ray (see the module docstring); thread-safe; close it (or use `with`).
+
+    Connects to `address` ("auto", "ray://host:port", "host:port"), or, with None, starts a local Ray
+    with `config.workers` CPUs and `len(config.gpus)` GPUs and stops it at `close()`. A Ray already
+    started in this process (`ray.init` by the caller) is used as it is and left running.
+    """
+
+    def __init__(self, config: SandboxConfig, *, address: str | None = None) -> None:
+        if not isinstance(config, SandboxConfig):
+            raise TypeError(f"RayExecutor config must be a SandboxConfig (got {config!r})")
+        self.config, self.address = config, address or "local"
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            _start_ray(config, address)
+        self._closed = False
+        self._lock = threading.Lock()
+        self._config_ref = ray.put(config)
+        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        self._cpu_slots = threading.BoundedSemaphore(max(1, int(resources.get("CPU", 0))))
+        self._gpu_count = int(resources.get("GPU", 0))
+        self._hide_gpus = {"CUDA_VISIBLE_DEVICES": ""} if self._gpu_count else {}
+        self._actors: list[Any] = []
+        self._idle: queue.Queue[Any] = queue.Queue()
+        try:
+            self.confinement: Confinement = ray.get(_confinement.remote(self._config_ref), timeout=_START_S)
+        except BaseException:
+            self.close()
+            raise
+        self.confinement.warn_if_partial()
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<RayExecutor {'closed' if self._closed else 'open'} {self.describe()}>"
+
+    def describe(self) -> str:
+        if self._closed or not ray.is_initialized():
+            return f"ray ({self.address}, closed)"
+        nodes = len([node for node in ray.nodes() if node.get("Alive")])  # type: ignore[no-untyped-call]
+        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        return (f"ray ({self.address}, {nodes} node{'s' if nodes != 1 else ''}, "
+                f"{int(resources.get('CPU', 0))} CPUs, {int(resources.get('GPU', 0))} GPUs)")
+
+    def call(self, fn: Callable[..., Any], /, *args: Any, files: Mapping[str, str | bytes] | None = None,
+             timeout_s: float | None = None, env: Mapping[str, str] | None = None,
+             gpu: bool = False) -> SandboxResult:
+        """As `Sandbox.call`: CPU calls run as Ray tasks, GPU calls on the next free GPU actor."""
+        prepared = prepare_call(fn, args, files=files, timeout_s=timeout_s, env=env)
+        limit_s = (self.config.timeout_s if prepared.timeout_s is None else prepared.timeout_s) + _GRACE_S
+        if self._closed:
+            raise SandboxError("the RayExecutor is closed; create a new one")
+        if gpu:
+            return self._on_gpu(prepared, limit_s)
+        prepared = dataclasses.replace(prepared, env={**prepared.env, **self._hide_gpus})
+        with self._cpu_slots:  # no more tasks than the cluster's CPUs, so no call waits in Ray's queue
+            return _await(_run_on_cpu.remote(self._config_ref, prepared), limit_s, "the Ray worker")
+
+    def _on_gpu(self, prepared: PreparedCall, limit_s: float) -> SandboxResult:
+        self._start_gpu_actors()
+        actor = self._idle.get()
+        if actor is None:
+            self._idle.put(None)  # closed: pass the wake-up on
+            raise SandboxError("the RayExecutor is closed; create a new one")
+        result = None
+        try:
+            result = _await(actor.run.remote(prepared), limit_s, "the GPU actor")
+            return result
+        finally:
+            if result is not None and result.status is Status.INFRASTRUCTURE:
+                actor = self._replace(actor)
+            self._idle.put(actor)  # a new actor goes to the back of the queue: a retry goes to another if any
+
+    def _replace(self, lost: Any) -> Any:
+        """A new actor in place of a lost one (its calls wait until Ray has placed it on a free GPU)."""
+        ray.kill(lost, no_restart=True)
+        with self._lock:
+            if self._closed:
+                return lost
+            actor = _GpuWorker.remote(self.config)  # type: ignore[attr-defined]
+            self._actors = [actor if a is lost else a for a in self._actors]
+        return actor
+
+    def _start_gpu_actors(self) -> None:
+        """One actor per cluster GPU, started at the first GPU call (CPU-only targets never start them)."""
+        with self._lock:
+            if self._actors:
+                return
+            if not self._gpu_count:
+                raise SandboxError("call(..., gpu=True) needs a GPU in the Ray cluster; "
+                                   f"this one ({self.address}) has none")
+            actors = [_GpuWorker.remote(self.config) for _ in range(self._gpu_count)]  # type: ignore[attr-defined]
+            try:
+                ray.get([a.ready.remote() for a in actors], timeout=_START_S)
+            except ray_errors.GetTimeoutError:
+                for actor in actors:
+                    ray.kill(actor, no_restart=True)
+                raise SandboxError(f"{len(actors)} GPU actor(s) did not start within {_START_S:.0f} s; "
+                                   "are the cluster's GPUs taken by another job?") from None
+            self._actors = actors
+            for actor in actors:
+                self._idle.put(actor)
+
+    def close(self) -> None:
+        """Stops the GPU actors and, if this executor started Ray, Ray itself (killing running calls)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            actors, self._actors = self._actors, []
+        self._idle.put(None)
+        if ray.is_initialized():
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
+            if self._owns_ray:
+                ray.shutdown()
+
+
+def _start_ray(config: SandboxConfig, address: str | None) -> None:
+    quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if address is not None:
+        ray.init(address=address, **quiet)
+        return
+    ray.init(num_cpus=config.workers, num_gpus=len(config.gpus), object_store_memory=_OBJECT_STORE_BYTES,
+             include_dashboard=False, **quiet)
+
+
+def _await(ref: Any, limit_s: float, who: str) -> SandboxResult:
+    """The call's result, or `infrastructure` when its worker was lost, or `harness_error` when our code raised."""
+    try:
+        result: SandboxResult = ray.get(ref, timeout=limit_s)
+        return result
+    except ray_errors.GetTimeoutError:
+        ray.cancel(ref, force=True)
+        return _lost(f"{who} gave no answer within {limit_s:.0f} s (the call's limit plus {_GRACE_S:.0f} s); "
+                     "the call was cancelled")
+    except ray_errors.RayTaskError as exc:
+        cause = getattr(exc, "cause", None) or exc
+        return SandboxResult(status=Status.HARNESS_ERROR,
+                             reason=f"{who} could not run the call: {type(cause).__name__}: {_first_line(cause)}")
+    except ray_errors.RayError as exc:
+        return _lost(f"{who} was lost during the call ({type(exc).__name__}: {_first_line(exc)})")
+
+
+def _lost(reason: str) -> SandboxResult:
+    return SandboxResult(status=Status.INFRASTRUCTURE, reason=f"{reason}; not the candidate's fault")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
