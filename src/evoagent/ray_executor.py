@@ -204,7 +204,7 @@ class RayExecutor:
 
 
 def _start_ray(config: SandboxConfig, address: str | None) -> None:
-    quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address is not None:
         ray.init(address=address, **quiet)
         return

@@ -6,7 +6,7 @@ import importlib
 import os
 import threading
 
-from evoagent import Candidate, Evaluator, SandboxConfig, StageResult, Status
+from evoagent import Candidate, Evaluator, SandboxConfig, StageResult
 
 SEED = "X = 0.0\n"
 

@@ -18,8 +18,7 @@ from engine_targets import Scripted
 from ray_targets import SEED, Holdable
 
 import evoagent as ea
-from evoagent import Status
-from evoagent import ExecutorConfig
+from evoagent import ExecutorConfig, Status
 
 ray = pytest.importorskip("ray")
 
