@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import queue
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,6 +30,7 @@ from .confinement import Confinement
 from .errors import SandboxError
 from .result import Status
 from .sandbox import PreparedCall, Sandbox, SandboxConfig, SandboxResult, prepare_call
+from .scheduling import DeviceUsage, GpuQueue
 
 __all__ = ["RayExecutor"]
 
@@ -103,8 +103,8 @@ class RayExecutor:
         self._cpu_slots = threading.BoundedSemaphore(max(1, int(resources.get("CPU", 0))))
         self._gpu_count = int(resources.get("GPU", 0))
         self._hide_gpus = {"CUDA_VISIBLE_DEVICES": ""} if self._gpu_count else {}
-        self._actors: list[Any] = []
-        self._idle: queue.Queue[Any] = queue.Queue()
+        self._gpus: GpuQueue[_Actor] | None = None  # the GPU actors, started at the first GPU call
+        self._actors: list[_Actor] = []
         try:
             self.confinement: Confinement = ray.get(_confinement.remote(self._config_ref), timeout=_START_S)
         except BaseException:
@@ -144,49 +144,37 @@ class RayExecutor:
             return _await(_run_on_cpu.remote(self._config_ref, prepared), limit_s, "the Ray worker")
 
     def _on_gpu(self, prepared: PreparedCall, limit_s: float) -> SandboxResult:
-        self._start_gpu_actors()
-        actor = self._idle.get()
-        if actor is None:
-            self._idle.put(None)  # closed: pass the wake-up on
-            raise SandboxError("the RayExecutor is closed; create a new one")
-        result = None
-        try:
-            result = _await(actor.run.remote(prepared), limit_s, "the GPU actor")
-            return result
-        finally:
-            if result is not None and result.status is Status.INFRASTRUCTURE:
-                actor = self._replace(actor)
-            self._idle.put(actor)  # a new actor goes to the back of the queue: a retry goes to another if any
+        with self._gpu_queue().slot() as slot:  # in `gpu_priority` order; busy time counted per GPU
+            result = _await(slot.worker.handle.run.remote(prepared), limit_s, "the GPU actor")
+            if result.status is Status.INFRASTRUCTURE and not self._closed:
+                slot.worker.replace()  # its slot goes to the back of the queue: a retry goes to another GPU if any
+        return result
 
-    def _replace(self, lost: Any) -> Any:
-        """A new actor in place of a lost one (its calls wait until Ray has placed it on a free GPU)."""
-        ray.kill(lost, no_restart=True)
-        with self._lock:
-            if self._closed:
-                return lost
-            actor = _GpuWorker.remote(self.config)  # type: ignore[attr-defined]
-            self._actors = [actor if a is lost else a for a in self._actors]
-        return actor
+    def gpu_usage(self) -> tuple[DeviceUsage, ...]:
+        """Busy and wall seconds of each cluster GPU since its actors were started (empty before a GPU call)."""
+        return () if self._gpus is None else self._gpus.usage()
 
-    def _start_gpu_actors(self) -> None:
+    def _gpu_queue(self) -> GpuQueue[_Actor]:
         """One actor per cluster GPU, started at the first GPU call (CPU-only targets never start them)."""
         with self._lock:
-            if self._actors:
-                return
+            if self._closed:
+                raise SandboxError("the RayExecutor is closed; create a new one")
+            if self._gpus is not None:
+                return self._gpus
             if not self._gpu_count:
                 raise SandboxError("call(..., gpu=True) needs a GPU in the Ray cluster; "
                                    f"this one ({self.address}) has none")
-            actors = [_GpuWorker.remote(self.config) for _ in range(self._gpu_count)]  # type: ignore[attr-defined]
+            actors = [_Actor(self.config) for _ in range(self._gpu_count)]
             try:
-                ray.get([a.ready.remote() for a in actors], timeout=_START_S)
+                ray.get([a.handle.ready.remote() for a in actors], timeout=_START_S)
             except ray_errors.GetTimeoutError:
                 for actor in actors:
-                    ray.kill(actor, no_restart=True)
+                    actor.kill()
                 raise SandboxError(f"{len(actors)} GPU actor(s) did not start within {_START_S:.0f} s; "
                                    "are the cluster's GPUs taken by another job?") from None
             self._actors = actors
-            for actor in actors:
-                self._idle.put(actor)
+            self._gpus = GpuQueue({str(i): actor for i, actor in enumerate(actors)})
+            return self._gpus
 
     def close(self) -> None:
         """Stops the GPU actors and, if this executor started Ray, Ray itself (killing running calls)."""
@@ -194,13 +182,30 @@ class RayExecutor:
             if self._closed:
                 return
             self._closed = True
-            actors, self._actors = self._actors, []
-        self._idle.put(None)
+            gpus, actors = self._gpus, self._actors
+        if gpus is not None:
+            gpus.close()  # calls waiting for a GPU get SandboxError
         if ray.is_initialized():
             for actor in actors:
-                ray.kill(actor, no_restart=True)
+                actor.kill()
             if self._owns_ray:
                 ray.shutdown()
+
+
+class _Actor:
+    """The GPU actor of one slot of the queue; the slot's holder replaces it when it is lost."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.handle: Any = _GpuWorker.remote(config)  # type: ignore[attr-defined]
+
+    def replace(self) -> None:
+        """A new actor in place of a lost one (its calls wait until Ray has placed it on a free GPU)."""
+        self.kill()
+        self.handle = _GpuWorker.remote(self.config)  # type: ignore[attr-defined]
+
+    def kill(self) -> None:
+        ray.kill(self.handle, no_restart=True)
 
 
 def _start_ray(config: SandboxConfig, address: str | None) -> None:
