@@ -83,6 +83,8 @@ def test_a_run_through_ray_completes_with_every_trial_labelled_and_the_executor_
     status = run.status()
     assert status["executor"] == "ray (local, 1 node, 2 CPUs, 1 GPUs)"
     assert status["confinement"]["level"] in ("full", "partial")
+    [gpu] = status["gpu_usage"]  # the GPU actor's calls went through the shared GPU queue, busy time counted
+    assert gpu["device"] == "0" and gpu["calls"] == 4 and 0 < gpu["busy_s"] <= gpu["wall_s"]
 
 
 def test_a_ray_worker_killed_mid_evaluation_is_labelled_infrastructure_and_retried_once(local_ray, tmp_path):
