@@ -69,9 +69,14 @@ class ExecutorConfig:
 
 
 class Executor(Protocol):
-    """Runs one sandboxed call (`Sandbox.call`'s signature); `confinement` is what confines the calls."""
+    """Runs one sandboxed call (`Sandbox.call`'s signature).
+
+    `confinement` is what confines the calls; `gpus` names the GPUs that `call(..., gpu=True)` runs on
+    (empty: none; a target checks it to decide where to time).
+    """
 
     confinement: Confinement
+    gpus: tuple[str, ...]
 
     def call(self, fn: Callable[..., Any], /, *args: Any, files: Mapping[str, str | bytes] | None = None,
              timeout_s: float | None = None, env: Mapping[str, str] | None = None,

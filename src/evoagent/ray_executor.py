@@ -102,6 +102,7 @@ class RayExecutor:
         resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         self._cpu_slots = threading.BoundedSemaphore(max(1, int(resources.get("CPU", 0))))
         self._gpu_count = int(resources.get("GPU", 0))
+        self.gpus = tuple(str(i) for i in range(self._gpu_count))  # the cluster's GPUs, as the GPU queue names them
         self._hide_gpus = {"CUDA_VISIBLE_DEVICES": ""} if self._gpu_count else {}
         self._gpus: GpuQueue[_Actor] | None = None  # the GPU actors, started at the first GPU call
         self._actors: list[_Actor] = []
