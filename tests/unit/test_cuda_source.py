@@ -104,3 +104,30 @@ def test_nvcc_targets_use_gencode_for_the_arch_specific_features() -> None:
     assert gencode("sm_89") == "-gencode=arch=compute_89,code=sm_89"
     with pytest.raises(KernelSourceError, match="unknown CUDA architecture"):
         gencode("hopper")
+
+
+def test_each_host_function_call_counts_as_a_launch_in_the_child() -> None:
+    import types
+
+    from evoagent.targets.attention import child
+    from evoagent.targets.attention.cuda_build import Extension
+
+    extension = Extension(types.SimpleNamespace(launch=lambda *args: sum(args), other=print), ["launch"])
+    before = child._Launches.count
+    assert extension.launch(1, 2, 3) == 6
+    assert child._Launches.count == before + 1 and child._Launches.host_calls["launch"] >= 1
+    with pytest.raises(AttributeError, match="no host function 'other'; list it in load_extension"):
+        extension.other  # noqa: B018 -- not listed in functions, so not reachable
+
+
+def test_constexpr_tile_sizes_are_read_from_the_text() -> None:
+    from evoagent.targets.attention.cuda_source import constexpr_ints
+
+    text = ("constexpr int BLOCK_M = 128;  // evo: choices 64 128\n"
+            "static constexpr int NUM_WARPS = BLOCK_M / 16;\n"
+            "  constexpr int NUM_STAGES = 1 << 1;\n"
+            "// constexpr int BLOCK_N = 999;\n"
+            "constexpr int BLOCK_N = 64;\n"
+            "constexpr int ODD = sizeof(float) * 2;\n"
+            "constexpr float LOG2E = 1.44f;\n")
+    assert constexpr_ints(text) == {"BLOCK_M": 128, "NUM_WARPS": 8, "NUM_STAGES": 2, "BLOCK_N": 64}

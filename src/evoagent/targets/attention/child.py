@@ -54,6 +54,7 @@ class _Launches:
     depth = 0
     count = 0
     kernels: collections.Counter[str] = collections.Counter()
+    host_calls: collections.Counter[str] = collections.Counter()  # CUDA candidates' host functions (cuda_build)
     captured: list[tuple[Any, tuple[Any, ...], dict[str, Any], dict[str, Any] | None]] = []
     autotune: dict[str, Any] | None = None  # the autotune config being launched, while one is
     autotune_calls = 0
@@ -63,7 +64,7 @@ class _Launches:
 def _count_cuda_call(name: str) -> None:
     """A call of a CUDA candidate's host function (cuda_build.Extension) counts as a launch."""
     _Launches.count += 1
-    _Launches.kernels[name] += 1
+    _Launches.host_calls[name] += 1
 
 
 cuda_build.CALL_HOOKS.append(_count_cuda_call)
@@ -324,7 +325,9 @@ def run_cases(entry: str, cases: list[dict[str, Any]], interpret: bool, triton_c
         result["q_rows"] = _rows(inputs[0], rows)
         result["k_rows"] = _rows(inputs[1], rows, group)
         result["v_rows"] = _rows(inputs[2], rows, group)
-    return {"cases": results, "kernels": dict(_Launches.kernels), "timers_changed": timers_changed()}
+    hosts = {f"{name}() (CUDA host function)": n for name, n in _Launches.host_calls.items()}
+    launched = dict(_Launches.kernels) | hosts
+    return {"cases": results, "kernels": launched, "timers_changed": timers_changed()}
 
 
 def timers_changed() -> list[str]:

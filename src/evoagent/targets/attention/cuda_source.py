@@ -13,7 +13,7 @@ import enum
 import io
 import re
 import tokenize
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ...errors import KernelSourceError
@@ -150,3 +150,35 @@ def _check_host_types(name: str, ret: str, params: str) -> None:
     if bad:
         raise KernelSourceError(f"host function {name!r} uses type(s) {bad}; its parameters and result must be among "
                              f"{sorted(HOST_TYPES)} (pass tensors as int64_t data pointers, the stream as int64_t)")
+
+
+_CONSTEXPR = re.compile(r"^[ \t]*(?:static[ \t]+)?constexpr[ \t]+(?:int|unsigned|int32_t|uint32_t|int64_t|size_t|long)"
+                        r"[ \t]+([A-Za-z_]\w*)[ \t]*=[ \t]*([^;]+);", re.M)
+_INT_OPS: dict[type[ast.operator], Callable[[int, int], int]] = {
+    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: int(a / b), ast.Mod: lambda a, b: a % b, ast.LShift: lambda a, b: a << b,
+    ast.RShift: lambda a, b: a >> b}
+
+
+def constexpr_ints(text: str) -> dict[str, int]:
+    """Integer `constexpr` constants at the start of a line, evaluated when they are arithmetic on literals
+    and earlier constants (`constexpr int NUM_WARPS = BLOCK_M / 16;`); the rest are left out."""
+    values: dict[str, int] = {}
+    for name, expr in _CONSTEXPR.findall(strip_comments(text)):
+        try:
+            values[name] = _int_value(ast.parse(expr.strip(), mode="eval").body, values)
+        except (SyntaxError, ValueError, KeyError, ZeroDivisionError):
+            continue
+    return values
+
+
+def _int_value(node: ast.expr, known: dict[str, int]) -> int:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.Name):
+        return known[node.id]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_int_value(node.operand, known)
+    if isinstance(node, ast.BinOp) and type(node.op) in _INT_OPS:
+        return int(_INT_OPS[type(node.op)](_int_value(node.left, known), _int_value(node.right, known)))
+    raise ValueError("not an integer expression of literals and constants")

@@ -28,10 +28,10 @@ from typing import Any
 
 from ...result import StageResult, Status
 from .cuda_build import nvcc_flags
-from .cuda_source import CudaSource
+from .cuda_source import CudaSource, constexpr_ints
 from .static import StaticCompiler, compact_report, ptx_mix, resource_usage, sass_mix, tool_path
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 CONFIG = "any shape"  # a CUDA kernel is compiled once, whatever the shapes it is launched for
 _CUDA_BIN = Path("/usr/local/cuda/bin")
 _MESSAGE = re.compile(r"^(?P<file>[^\s:()]+)\((?P<line>\d+)\): (?P<kind>error|catastrophic error)[^:]*: (?P<msg>.*)$",
@@ -173,12 +173,14 @@ def cuda_report(cuda: CudaSource, arch: str, *, entry: str = "kernel.py", timeou
         ptx = _split(compiled["ptx"], _PTX_ENTRY)
         analysed = analyse_cubin(compiled["cubin"])
         names = kernel_names(list(analysed))
+        constants = constexpr_ints(cuda.text)  # BLOCK_*, NUM_WARPS, NUM_STAGES by convention (docs/cuda.md)
         for name, found in analysed.items():
             resources = found["resources"]
             kernel, config = names[name]
             kernels.append({
-                "kernel": kernel, "config": config, "num_warps": None, "num_stages": None,
-                "shared_bytes": resources.get("static_shared_bytes", 0), "blocks": {}, "tmem_bytes": 0,
+                "kernel": kernel, "config": config, "num_warps": constants.get("NUM_WARPS"),
+                "num_stages": constants.get("NUM_STAGES"), "shared_bytes": resources.get("static_shared_bytes", 0),
+                "blocks": {k: v for k, v in constants.items() if k.startswith("BLOCK_")}, "tmem_bytes": 0,
                 "registers": resources.get("registers"), "stack_bytes": resources.get("stack_bytes"),
                 "local_bytes": resources.get("local_bytes"), "sass": found["sass"], "ptx": ptx_mix(ptx.get(name, "")),
                 "compile_seconds": compiled["seconds"], "autotune": None, "autotune_rank": None})
