@@ -1,7 +1,7 @@
 """How busy one GPU stays as agents are added: busy fraction and trials per hour for 1, 2, 4, 8 agents.
 
     python benchmarks/bench_scale.py [--agents 1,2,4,8] [--gpu-s 0.2] [--cpu-s 0.2] [--think-s 0.4]
-                                     [--trials-per-agent 12] [--cpu-workers 4] [--executor local]
+                                     [--trials-per-agent 12] [--cpu-workers 4] [--executor local|ray]
 
 Each agent is an engine slot whose operator "thinks" for `--think-s` (a model's latency, slept; no
 network) and proposes a new version. The evaluator has a CPU stage (`--cpu-s`, slept in a sandboxed
@@ -89,7 +89,8 @@ def measure(agents: int, trials: int, args: argparse.Namespace) -> dict[str, flo
         evaluator = SimulatedGpu(args.cpu_s, args.gpu_s, args.cpu_workers)
         run = ea.Run.create(Path(tmp) / "run", evaluator=evaluator, seeds=[ea.Candidate.from_source("N = 0\n")])
         started = time.perf_counter()
-        result = ea.evolve(run, Thinker(args.think_s), ea.Budget(trials=trials), slots=agents)
+        executor = ea.ExecutorConfig(kind=args.executor)  # ray: a local Ray with the sandbox's CPUs and GPU
+        result = ea.evolve(run, Thinker(args.think_s), ea.Budget(trials=trials), slots=agents, executor=executor)
         elapsed_s = time.perf_counter() - started
         (usage,) = run.store.device_usage()
         assert len(result.trials) == trials and all(t.status is ea.Status.OK for t in result.trials)
@@ -109,7 +110,7 @@ def main() -> None:
     parser.add_argument("--think-s", type=float, default=0.4, help="each step's model latency")
     parser.add_argument("--trials-per-agent", type=int, default=12)
     parser.add_argument("--cpu-workers", type=int, default=4, help="CPU fork servers (SandboxConfig.workers)")
-    parser.add_argument("--executor", choices=["local"], default="local")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local")
     args = parser.parse_args()
     counts = [int(a) for a in args.agents.split(",")]
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python "
