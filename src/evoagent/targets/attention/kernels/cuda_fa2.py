@@ -16,35 +16,30 @@ The contract (what evoagent's attention evaluator calls), the same as the Triton
     q: (B, H_Q, N, D), k and v: (B, H_KV, N, D) with H_Q % H_KV == 0, contiguous, fp16 or bf16, D 64 or 128.
     o: a new (B, H_Q, N, D) tensor of q's dtype, o = softmax(sm_scale * q @ k^T [+ causal mask]) @ v.
 
-The CUDA source is the string `CUDA_SOURCE`; `load_extension` (evoagent's wrapper of
-`torch.utils.cpp_extension.load_inline`, cached by source hash and architecture) builds it the first
-time `attention` is called. The host function only checks its inputs, allocates the output and
-launches on the current stream.
+The CUDA source is the string `CUDA_SOURCE` (no torch headers; docs/cuda.md); `load_extension`
+(evoagent's wrapper of `torch.utils.cpp_extension.load_inline`, cached by source hash and
+architecture) builds it the first time `attention` is called. The Python wrapper checks the inputs
+and allocates the output; the host function `attention_forward` only launches on the current stream.
 
 The `constexpr` lines marked `// evo: choices` at the top of the CUDA source are the tuning knobs
 (tile sizes, pipeline stages, launch bounds); everything else is the algorithm. Fragment index math
 is modelled lane by lane in NumPy by tests/unit/test_cuda_seed_layout.py.
 """
 
-import functools
-import math
-
 import torch
+import triton
+
+from evoagent.targets.attention.cuda_build import load_extension
 
 CUDA_SOURCE = r"""
 // FlashAttention-2 forward, CUDA C++ with inline PTX (mma.sync m16n8k16, ldmatrix, cp.async).
-#include <torch/extension.h>
-#if __has_include(<c10/cuda/impl/cuda_cmake_macros.h>)  // PyTorch built with CUDA: the real stream and guard
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
-#define HAVE_TORCH_CUDA 1
-#else  // a CPU-only PyTorch lacks c10/cuda's generated headers: compiles (static check), cannot run
-#define HAVE_TORCH_CUDA 0
-#endif
-#include <cuda_runtime.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_runtime.h>
 #include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 
 // Tuning knobs. NUM_WARPS follows BLOCK_M: each warp owns 16 query rows (the M of m16n8k16).
@@ -327,18 +322,22 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS_PER_SM) attention_kernel(c
   }
 }
 
-// ---- host side ----------------------------------------------------------------------------------
+// ---- host side: launch only (the Python wrapper checks the inputs and allocates the output) ------
 
 template <typename T, int HEAD_DIM, bool CAUSAL>
 void launch(const Params& p, int batch, cudaStream_t stream) {
   constexpr int smem_bytes = (BLOCK_M + 2 * NUM_STAGES * BLOCK_N) * HEAD_DIM * static_cast<int>(sizeof(T));
   auto kernel = attention_kernel<T, HEAD_DIM, CAUSAL>;
-  const cudaError_t set = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
-  TORCH_CHECK(set == cudaSuccess, "attention: cannot allow ", smem_bytes, " B of shared memory: ", cudaGetErrorString(set));
-  const dim3 grid((p.n_ctx + BLOCK_M - 1) / BLOCK_M, batch * p.heads_q);
-  kernel<<<grid, THREADS, smem_bytes, stream>>>(p);
-  const cudaError_t launched = cudaGetLastError();
-  TORCH_CHECK(launched == cudaSuccess, "attention: kernel launch failed: ", cudaGetErrorString(launched));
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+  if (err == cudaSuccess) {
+    const dim3 grid((p.n_ctx + BLOCK_M - 1) / BLOCK_M, batch * p.heads_q);
+    kernel<<<grid, THREADS, smem_bytes, stream>>>(p);
+    err = cudaGetLastError();
+  }
+  if (err != cudaSuccess) {
+    throw std::runtime_error("attention_forward: launch with " + std::to_string(smem_bytes) +
+                             " B of shared memory failed: " + cudaGetErrorString(err));
+  }
 }
 
 template <typename T, int HEAD_DIM>
@@ -354,48 +353,96 @@ template <typename T>
 void launch_head_dim(const Params& p, int batch, int head_dim, bool causal, cudaStream_t stream) {
   if (head_dim == 64) {
     launch_causal<T, 64>(p, batch, causal, stream);
-  } else {
+  } else if (head_dim == 128) {
     launch_causal<T, 128>(p, batch, causal, stream);
+  } else {
+    throw std::invalid_argument("attention_forward: head dim must be 64 or 128 (got " + std::to_string(head_dim) + ")");
   }
 }
 
-torch::Tensor attention_forward(torch::Tensor q, torch::Tensor k, torch::Tensor v, bool causal, double sm_scale) {
-  TORCH_CHECK(q.is_cuda() && k.is_cuda() && v.is_cuda(), "attention: q, k and v must be CUDA tensors");
-  TORCH_CHECK(q.device() == k.device() && q.device() == v.device(), "attention: q, k and v must be on one device");
-  TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
-              "attention: q, k and v must be 4-D (B, H, N, D); got ", q.dim(), ", ", k.dim(), " and ", v.dim(), " dims");
-  const auto dtype = q.scalar_type();
-  TORCH_CHECK(dtype == at::kHalf || dtype == at::kBFloat16,
-              "attention: q must be float16 or bfloat16 (got ", dtype, ")");
-  TORCH_CHECK(k.scalar_type() == dtype && v.scalar_type() == dtype,
-              "attention: k and v must have q's dtype ", dtype, " (got ", k.scalar_type(), " and ", v.scalar_type(), ")");
-  TORCH_CHECK(q.is_contiguous() && k.is_contiguous() && v.is_contiguous(),
-              "attention: q, k and v must be contiguous (B, H, N, D) tensors; call .contiguous() first");
-  const int64_t batch = q.size(0), heads_q = q.size(1), n_ctx = q.size(2), head_dim = q.size(3);
-  TORCH_CHECK(k.sizes() == v.sizes(), "attention: k and v must have one shape (got ", k.sizes(), " and ", v.sizes(), ")");
-  TORCH_CHECK(k.size(0) == batch && k.size(2) == n_ctx && k.size(3) == head_dim,
-              "attention: k must be (B, H_KV, N, D) with q's B, N and D; q is ", q.sizes(), ", k is ", k.sizes());
-  const int64_t heads_kv = k.size(1);
-  TORCH_CHECK(heads_kv > 0 && heads_q % heads_kv == 0,
-              "attention: query heads (", heads_q, ") must be a multiple of key/value heads (", heads_kv, ")");
-  TORCH_CHECK(head_dim == 64 || head_dim == 128, "attention: head dim must be 64 or 128 (got ", head_dim, ")");
-  TORCH_CHECK(n_ctx > 0 && n_ctx < (1ll << 31), "attention: sequence length must be in [1, 2^31) (got ", n_ctx, ")");
-  TORCH_CHECK(batch * heads_q <= 65535, "attention: B * H_Q must be at most 65535 (grid y); got ", batch * heads_q);
-
-#if HAVE_TORCH_CUDA
-  const c10::cuda::CUDAGuard device_guard(q.device());
-  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-#else
-  const cudaStream_t stream = nullptr;
-#endif
-  auto out = torch::empty_like(q);
-  const Params p{q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), static_cast<int>(n_ctx),
-                 static_cast<int>(heads_q), static_cast<int>(heads_kv), static_cast<float>(sm_scale) * LOG2E};
-  if (dtype == at::kHalf) {
-    launch_head_dim<__half>(p, static_cast<int>(batch), static_cast<int>(head_dim), causal, stream);
+// q, k, v, o: device pointers of contiguous (B, H, N, D) tensors; is_bf16: bfloat16, else float16.
+void attention_forward(int64_t q, int64_t k, int64_t v, int64_t o, int64_t batch, int64_t heads_q, int64_t heads_kv,
+                       int64_t n_ctx, int64_t head_dim, bool is_bf16, bool causal, double sm_scale, int64_t stream) {
+  const Params p{reinterpret_cast<const void*>(q), reinterpret_cast<const void*>(k), reinterpret_cast<const void*>(v),
+                 reinterpret_cast<void*>(o), static_cast<int>(n_ctx), static_cast<int>(heads_q),
+                 static_cast<int>(heads_kv), static_cast<float>(sm_scale) * LOG2E};
+  const auto s = reinterpret_cast<cudaStream_t>(stream);
+  if (is_bf16) {
+    launch_head_dim<__nv_bfloat16>(p, static_cast<int>(batch), static_cast<int>(head_dim), causal, s);
   } else {
-    launch_head_dim<__nv_bfloat16>(p, static_cast<int>(batch), static_cast<int>(head_dim), causal, stream);
+    launch_head_dim<__half>(p, static_cast<int>(batch), static_cast<int>(head_dim), causal, s);
   }
-  return out;
 }
 """
+
+_module = None  # the built extension, loaded on the first call
+
+
+def _check_inputs(q, k, v):
+    """Raises ValueError naming what is wrong with q, k or v (what the kernel does not handle)."""
+    if not (q.is_cuda and k.is_cuda and v.is_cuda) or not q.device == k.device == v.device:
+        raise ValueError(f"attention: q, k and v must be CUDA tensors on one device (got {q.device}, {k.device}, "
+                         f"{v.device})")
+    if q.dtype not in (torch.float16, torch.bfloat16) or not q.dtype == k.dtype == v.dtype:
+        raise ValueError(f"attention: q, k and v must share one dtype, float16 or bfloat16 (got {q.dtype}, "
+                         f"{k.dtype}, {v.dtype})")
+    if q.dim() != 4 or k.dim() != 4 or k.shape != v.shape:
+        raise ValueError(f"attention: q must be (B, H_Q, N, D) and k, v (B, H_KV, N, D) (got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)})")
+    batch, heads_q, n_ctx, head_dim = q.shape
+    if k.shape[0] != batch or k.shape[2:] != q.shape[2:] or heads_q % k.shape[1]:
+        raise ValueError(f"attention: k and v must be (B, H_KV, N, D) with q's B, N and D and H_Q a multiple of "
+                         f"H_KV (got q {tuple(q.shape)}, k {tuple(k.shape)})")
+    if head_dim not in (64, 128):
+        raise ValueError(f"attention: head dim must be 64 or 128 (got {head_dim})")
+    if not (q.is_contiguous() and k.is_contiguous() and v.is_contiguous()):
+        raise ValueError("attention: q, k and v must be contiguous; call .contiguous() first")
+    if n_ctx < 1 or n_ctx >= 2**31 or batch * heads_q > 65535:
+        raise ValueError(f"attention: needs 1 <= N < 2**31 and B * H_Q <= 65535 (got N={n_ctx}, "
+                         f"B * H_Q={batch * heads_q})")
+
+
+def attention(q, k, v, *, causal, sm_scale):
+    """softmax(sm_scale * q @ k^T) @ v for q (B, H_Q, N, D) and k, v (B, H_KV, N, D), on the current stream."""
+    global _module
+    _check_inputs(q, k, v)
+    if _module is None:  # built on the first call (on a GPU), cached on disk by source hash and architecture
+        _module = load_extension(CUDA_SOURCE, functions=["attention_forward"])
+    out = torch.empty_like(q)
+    batch, heads_q, n_ctx, head_dim = q.shape
+    with torch.cuda.device(q.device):
+        _module.attention_forward(
+            q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), batch, heads_q, k.shape[1], n_ctx, head_dim,
+            q.dtype == torch.bfloat16, bool(causal), float(sm_scale), torch.cuda.current_stream(q.device).cuda_stream,
+        )
+    return out
+
+
+def _reference(q, k, v, *, causal, sm_scale):
+    """The same attention in fp32 with plain torch ops (GQA by repeating K/V heads)."""
+    group = q.shape[1] // k.shape[1]
+    k = k.float().repeat_interleave(group, dim=1)
+    v = v.float().repeat_interleave(group, dim=1)
+    scores = (q.float() @ k.transpose(-1, -2)) * sm_scale
+    if causal:
+        n = q.shape[2]
+        scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1), float("-inf"))
+    return (torch.softmax(scores, dim=-1) @ v).to(q.dtype)
+
+
+if __name__ == "__main__":
+    # A correctness check and a quick throughput number on a GPU.
+    torch.manual_seed(0)
+    for shape_q, heads_kv, causal in [((1, 4, 77, 64), 2, True), ((2, 2, 256, 128), 2, False)]:
+        for dtype in (torch.float16, torch.bfloat16):
+            q = torch.randn(shape_q, device="cuda", dtype=dtype)
+            k, v = (torch.randn(shape_q[0], heads_kv, *shape_q[2:], device="cuda", dtype=dtype) for _ in range(2))
+            scale = shape_q[-1] ** -0.5
+            got = attention(q, k, v, causal=causal, sm_scale=scale)
+            torch.testing.assert_close(got, _reference(q, k, v, causal=causal, sm_scale=scale), atol=2e-2, rtol=2e-2)
+    for causal in (False, True):
+        shape = (4, 16, 4096, 128)
+        q, k, v = (torch.randn(shape, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+        ms = triton.testing.do_bench(lambda: attention(q, k, v, causal=causal, sm_scale=128**-0.5))
+        flops = 4 * shape[0] * shape[1] * shape[2] ** 2 * shape[3] * (0.5 if causal else 1.0)
+        print(f"causal={causal}: {ms:.3f} ms, {flops / ms * 1e-9:.1f} TFLOPS")
