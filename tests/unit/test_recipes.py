@@ -120,6 +120,32 @@ def test_marked_params_lists_the_choices_lines() -> None:
     assert "BLOCK_N = 32  #" in recipe.apply(SOURCE)
 
 
+CUDA_SOURCE_TEXT = """
+constexpr int BLOCK_M = 128;  // evo: choices 64 128
+constexpr int NUM_WARPS = BLOCK_M / 16;
+static constexpr int BLOCK_N = 64;  // evo: choices 32 64 128
+  const int n_start = tile * BLOCK_N;
+"""
+
+
+def test_cxx_constexpr_knobs_are_marked_params_and_param_recipes_set_them() -> None:
+    assert [(p.name, p.value, p.choices) for p in marked_params(CUDA_SOURCE_TEXT)] == [
+        ("BLOCK_M", "128", ("64", "128")), ("BLOCK_N", "64", ("32", "64", "128"))]
+    recipe = Recipe(id="p", title="t", kind="param", params=(("BLOCK_M", 64), ("NUM_WARPS", 4), ("BLOCK_N", 64)))
+    out = recipe.apply(CUDA_SOURCE_TEXT)
+    assert "constexpr int BLOCK_M = 64;  // evo: choices 64 128\n" in out
+    assert "constexpr int NUM_WARPS = 4;\n" in out and "static constexpr int BLOCK_N = 64;" in out
+    assert "  const int n_start = tile * BLOCK_N;" in out  # a use is not an assignment
+    refused = Recipe(id="p", title="t", kind="param", params=(("BLOCK_N", 256),)).check(CUDA_SOURCE_TEXT)
+    assert refused == "recipe 'p' does not apply: BLOCK_N = 256 is not among the marked choices ['32', '64', '128']"
+
+
+def test_a_knob_assigned_in_python_and_in_cxx_is_refused_as_ambiguous() -> None:
+    both = "BLOCK_M = 128  # evo: choices 64 128\n" + CUDA_SOURCE_TEXT
+    check = Recipe(id="p", title="t", kind="param", params=(("BLOCK_M", 64),)).check(both)
+    assert check is not None and "2 lines assign BLOCK_M" in check and "constexpr int BLOCK_M = value;" in check
+
+
 @pytest.mark.parametrize(("block", "match"), [
     ('id = "x"\ntitle = "t"\nkind = "edit"\n[[edits]]\nold = "a"\nnew = "b"\ncolour = 1\n', "must have exactly 'old' and 'new'"),
     ('id = "x"\ntitle = "t"\nkind = "edit"\nrequire = ["a"]\n', "unknown key 'require' in recipe block; did you mean 'requires'"),

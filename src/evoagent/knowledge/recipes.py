@@ -29,6 +29,10 @@ A `param` recipe sets module-level assignments instead, one `NAME = value` line 
     ```
 
 When the line carries a marker `# evo: choices a b c`, the new value must be one of the choices.
+
+In a CUDA candidate the knobs are C++ constants inside its `CUDA_SOURCE` string, written one per line
+as `constexpr int BLOCK_N = 64;  // evo: choices 32 64 128`; a param recipe sets them the same way
+(the value between `=` and `;`), so one recipe can move the tiles of a Triton and a CUDA kernel.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ _KEYS = ("id", "title", "kind", "requires", "forbids", "edits", "params", "notes
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FENCE = re.compile(r"^```recipe[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
-_CHOICES = re.compile(r"#\s*evo:\s*choices\s+([^#\n]+)")
+_CHOICES = re.compile(r"(?:#|//)\s*evo:\s*choices\s+([^#\n]+)")
+_CXX_CONSTANT = r"^[ \t]*(?:static[ \t]+)?constexpr[ \t]+[A-Za-z_][\w:]*[ \t]+"  # `constexpr int ` before a C++ knob
 
 
 class RecipeError(EvoagentError, ValueError):
@@ -189,17 +194,23 @@ def _format_value(value: Any) -> str:
 
 
 def _param_line(recipe_id: str, source: str, name: str) -> tuple[str, int, int]:
-    """The one line `NAME = value  # ...` of `source`, and where its value starts and ends."""
-    pattern = re.compile(
+    """The one line `NAME = value  # ...` (or C++ `constexpr T NAME = value;  // ...`) of `source`,
+    and where its value starts and ends."""
+    python = re.compile(
         rf"^[ \t]*{re.escape(name)}[ \t]*(?::[^=\n]+)?=(?!=)[ \t]*(?P<value>[^#\n]*?)[ \t]*(?:#.*)?$",
         re.MULTILINE,
     )
-    matches = list(pattern.finditer(source))
+    cxx = re.compile(
+        rf"{_CXX_CONSTANT}{re.escape(name)}[ \t]*=[ \t]*(?P<value>[^;\n]*?)[ \t]*;[ \t]*(?://.*)?$",
+        re.MULTILINE,
+    )
+    matches = [*python.finditer(source), *cxx.finditer(source)]
     if len(matches) != 1 or not matches[0].group("value"):
         found = "no" if not matches else f"{len(matches)}"
         raise RecipeError(
             f"recipe {recipe_id!r} does not apply: {found} lines assign {name} "
-            f"(expected exactly one line like `{name} = value  # evo: choices ...`)"
+            f"(expected exactly one line like `{name} = value  # evo: choices ...` or "
+            f"`constexpr int {name} = value;  // evo: choices ...`)"
         )
     match = matches[0]
     return match.group(0), match.start("value") - match.start(), match.end("value") - match.start()
@@ -309,14 +320,18 @@ _MARKED = re.compile(
     r"#\s*evo:\s*choices\s+(?P<choices>[^#\n]+)$",
     re.MULTILINE,
 )
+_MARKED_CXX = re.compile(
+    _CXX_CONSTANT + r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*(?P<value>[^;\n]*?)[ \t]*;[ \t]*"
+    r"//\s*evo:\s*choices\s+(?P<choices>[^#\n]+?)[ \t]*$",
+    re.MULTILINE,
+)
 
 
 def marked_params(source: str) -> list[MarkedParam]:
-    """The parameters a source marks with `# evo: choices ...`, in source order."""
-    return [
-        MarkedParam(name=m["name"], value=m["value"].strip(), choices=tuple(m["choices"].split()))
-        for m in _MARKED.finditer(source)
-    ]
+    """The parameters a source marks with `# evo: choices ...` (Python) or `// evo: choices ...` (a C++
+    `constexpr` line, as in a CUDA candidate's CUDA_SOURCE), in source order."""
+    found = sorted([*_MARKED.finditer(source), *_MARKED_CXX.finditer(source)], key=lambda m: m.start())
+    return [MarkedParam(name=m["name"], value=m["value"].strip(), choices=tuple(m["choices"].split())) for m in found]
 
 
 def param_recipe(name: str, value: str) -> Recipe:

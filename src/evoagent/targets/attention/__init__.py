@@ -34,6 +34,7 @@ __all__ = [
 SEEDS = {
     "fa2": "fa2.py",  # plain FlashAttention-2-style Triton (pointer loads); the default
     "hopper-tma": "hopper_tma.py",  # TMA descriptors shaped in autotune pre_hooks, warp-specialized loop
+    "cuda-fa2": "cuda_fa2.py",  # CUDA C++ with inline PTX: mma.sync m16n8k16, ldmatrix, cp.async stages
 }
 DEFAULT_SEED = "fa2"
 # The seed `evoagent run attention --lang L` starts from.
