@@ -17,8 +17,8 @@ softmax attention in float64.
 
 from __future__ import annotations
 
+import ast
 import re
-import runpy
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,7 +26,10 @@ import numpy as np
 import pytest
 
 SEED = Path(__file__).parents[2] / "src/evoagent/targets/attention/kernels/cuda_fa2.py"
-SOURCE: str = runpy.run_path(str(SEED), run_name="cuda_seed_source")["CUDA_SOURCE"]
+SOURCE: str = next(  # the CUDA_SOURCE literal, read without running the file
+    node.value.value for node in ast.parse(SEED.read_text()).body
+    if isinstance(node, ast.Assign) and [getattr(t, "id", "") for t in node.targets] == ["CUDA_SOURCE"]
+)
 LANE = np.arange(32)
 GROUP, QUAD = LANE // 4, LANE % 4
 
@@ -337,6 +340,23 @@ def test_every_ldmatrix_phase_is_free_of_bank_conflicts(head_dim: int) -> None:
             assert len(set(groups[8 * phase: 8 * phase + 8])) == 8
 
 
+class CommitGroups:
+    """One thread's cp.async commit groups: which (buffer, tile) copies each holds, and how many completed."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[tuple[str, int]]] = []
+        self.done = 0
+
+    def commit(self, copies: list[tuple[str, int]]) -> None:
+        self.groups.append(copies)
+
+    def wait(self, pending: int) -> None:  # cp.async.wait_group: at most `pending` newest groups still running
+        self.done = max(self.done, len(self.groups) - pending)
+
+    def landed(self, buffer: str, tile: int) -> bool:
+        return any((buffer, tile) in g for g in self.groups[:self.done])
+
+
 @pytest.mark.parametrize("stages", [1, 2, 3, 4])
 def test_cp_async_pipeline_waits_for_each_tile_and_never_overwrites_a_tile_in_use(stages: int) -> None:
     """The prologue and loop's commit groups, as the kernel issues them, for 1..6 key tiles."""
@@ -344,35 +364,24 @@ def test_cp_async_pipeline_waits_for_each_tile_and_never_overwrites_a_tile_in_us
                       "load_kv(tile, 0);\n      cp_async_commit();\n      cp_async_wait<0>();"):
         assert wait_line in SOURCE, f"the pipeline model mirrors {wait_line!r}"
     for n_tiles in range(1, 7):
-        groups: list[list[tuple[str, int]]] = []  # each commit group: the (buffer, tile) copies in it
-        done = 0
-
-        def wait(pending: int) -> None:
-            nonlocal done
-            done = max(done, len(groups) - pending)
-
-        def landed(buffer: str, tile: int) -> bool:
-            return any((buffer, tile) in g for g in groups[:done])
-
-        groups.append([("q", 0)])
+        copies = CommitGroups()
+        copies.commit([("q", 0)])
         for s in range(stages - 1):
-            groups.append([(f"kv{s}", s)] if s < n_tiles else [])
-        wait(stages - 1)
-        assert landed("q", 0)
+            copies.commit([(f"kv{s}", s)] if s < n_tiles else [])
+        copies.wait(stages - 1)
+        assert copies.landed("q", 0)
         holds = {f"kv{s}": s for s in range(min(stages - 1, n_tiles))}
         for tile in range(n_tiles):
             if stages == 1:
                 holds["kv0"] = tile  # after a barrier: every warp is done with the buffer
-                groups.append([("kv0", tile)])
-                wait(0)
+                copies.commit([("kv0", tile)])
+                copies.wait(0)
             else:
-                wait(stages - 2)
+                copies.wait(stages - 2)
                 nxt = tile + stages - 1
                 if nxt < n_tiles:
                     assert nxt % stages != tile % stages, "the refilled buffer is not the one computed on"
                     holds[f"kv{nxt % stages}"] = nxt
-                    groups.append([(f"kv{nxt % stages}", nxt)])
-                else:
-                    groups.append([])
+                copies.commit([(f"kv{nxt % stages}", nxt)] if nxt < n_tiles else [])
             buffer = f"kv{tile % stages}"
-            assert holds[buffer] == tile and landed(buffer, tile)
+            assert holds[buffer] == tile and copies.landed(buffer, tile)
