@@ -159,6 +159,9 @@ MIRRORED = [
     "mma_16816<T>(s[2 * nn + 1], q_frag[kk], kb[2], kb[3]);",
     "mma_16816<T>(acc[2 * dd], pa, vb[0], vb[1]);",
     "mma_16816<T>(acc[2 * dd + 1], pa, vb[2], vb[3]);",
+    # pack2(lo, hi): PTX's cvt.rn.f16x2.f32 d, a, b puts a in the upper half, b in the lower
+    'asm("cvt.rn.f16x2.f32 %0, %1, %2;\\n" : "=r"(r) : "f"(hi), "f"(lo));',
+    'asm("cvt.rn.bf16x2.f32 %0, %1, %2;\\n" : "=r"(r) : "f"(hi), "f"(lo));',
 ]
 
 

@@ -36,9 +36,6 @@ CUDA_SOURCE = r"""
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <cstdint>
-#include <cstring>
-#include <stdexcept>
-#include <string>
 #include <type_traits>
 
 // Tuning knobs. NUM_WARPS follows BLOCK_M: each warp owns 16 query rows (the M of m16n8k16).
@@ -120,16 +117,15 @@ __device__ __forceinline__ float exp2_approx(float x) {  // MUFU.EX2; exp2(-inf)
   return y;
 }
 
-// Two floats rounded to T and packed into one register, the lower column in the low half.
+// Two floats rounded to T and packed into one register, `lo` in the low half (the lower column):
+// cvt.rn.{f16x2,bf16x2}.f32 d, a, b puts a in the upper half and b in the lower.
 template <typename T>
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
   uint32_t r;
   if constexpr (std::is_same_v<T, __half>) {
-    __half2 h = __floats2half2_rn(lo, hi);
-    memcpy(&r, &h, 4);
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
   } else {
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    memcpy(&r, &h, 4);
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
   }
   return r;
 }
@@ -324,53 +320,39 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS_PER_SM) attention_kernel(c
 // ---- host side: launch only (the Python wrapper checks the inputs and allocates the output) ------
 
 template <typename T, int HEAD_DIM, bool CAUSAL>
-void launch(const Params& p, int batch, cudaStream_t stream) {
+cudaError_t launch(const Params& p, int batch, cudaStream_t stream) {
   constexpr int smem_bytes = (BLOCK_M + 2 * NUM_STAGES * BLOCK_N) * HEAD_DIM * static_cast<int>(sizeof(T));
   auto kernel = attention_kernel<T, HEAD_DIM, CAUSAL>;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
-  if (err == cudaSuccess) {
-    const dim3 grid((p.n_ctx + BLOCK_M - 1) / BLOCK_M, batch * p.heads_q);
-    kernel<<<grid, THREADS, smem_bytes, stream>>>(p);
-    err = cudaGetLastError();
-  }
-  if (err != cudaSuccess) {
-    throw std::runtime_error("attention_forward: launch with " + std::to_string(smem_bytes) +
-                             " B of shared memory failed: " + cudaGetErrorString(err));
-  }
+  const cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+  if (err != cudaSuccess) return err;
+  const dim3 grid((p.n_ctx + BLOCK_M - 1) / BLOCK_M, batch * p.heads_q);
+  kernel<<<grid, THREADS, smem_bytes, stream>>>(p);
+  return cudaGetLastError();
 }
 
 template <typename T, int HEAD_DIM>
-void launch_causal(const Params& p, int batch, bool causal, cudaStream_t stream) {
-  if (causal) {
-    launch<T, HEAD_DIM, true>(p, batch, stream);
-  } else {
-    launch<T, HEAD_DIM, false>(p, batch, stream);
-  }
+cudaError_t launch_causal(const Params& p, int batch, bool causal, cudaStream_t stream) {
+  return causal ? launch<T, HEAD_DIM, true>(p, batch, stream) : launch<T, HEAD_DIM, false>(p, batch, stream);
 }
 
 template <typename T>
-void launch_head_dim(const Params& p, int batch, int head_dim, bool causal, cudaStream_t stream) {
-  if (head_dim == 64) {
-    launch_causal<T, 64>(p, batch, causal, stream);
-  } else if (head_dim == 128) {
-    launch_causal<T, 128>(p, batch, causal, stream);
-  } else {
-    throw std::invalid_argument("attention_forward: head dim must be 64 or 128 (got " + std::to_string(head_dim) + ")");
-  }
+cudaError_t launch_head_dim(const Params& p, int batch, int head_dim, bool causal, cudaStream_t stream) {
+  if (head_dim == 64) return launch_causal<T, 64>(p, batch, causal, stream);
+  if (head_dim == 128) return launch_causal<T, 128>(p, batch, causal, stream);
+  return cudaErrorInvalidValue;
 }
 
 // q, k, v, o: device pointers of contiguous (B, H, N, D) tensors; is_bf16: bfloat16, else float16.
-void attention_forward(int64_t q, int64_t k, int64_t v, int64_t o, int64_t batch, int64_t heads_q, int64_t heads_kv,
-                       int64_t n_ctx, int64_t head_dim, bool is_bf16, bool causal, double sm_scale, int64_t stream) {
+// Returns the launch's cudaError_t (0: launched).
+int64_t attention_forward(int64_t q, int64_t k, int64_t v, int64_t o, int64_t batch, int64_t heads_q,
+                          int64_t heads_kv, int64_t n_ctx, int64_t head_dim, bool is_bf16, bool causal,
+                          double sm_scale, int64_t stream) {
   const Params p{reinterpret_cast<const void*>(q), reinterpret_cast<const void*>(k), reinterpret_cast<const void*>(v),
                  reinterpret_cast<void*>(o), static_cast<int>(n_ctx), static_cast<int>(heads_q),
                  static_cast<int>(heads_kv), static_cast<float>(sm_scale) * LOG2E};
   const auto s = reinterpret_cast<cudaStream_t>(stream);
-  if (is_bf16) {
-    launch_head_dim<__nv_bfloat16>(p, static_cast<int>(batch), static_cast<int>(head_dim), causal, s);
-  } else {
-    launch_head_dim<__half>(p, static_cast<int>(batch), static_cast<int>(head_dim), causal, s);
-  }
+  const int b = static_cast<int>(batch), d = static_cast<int>(head_dim);
+  return is_bf16 ? launch_head_dim<__nv_bfloat16>(p, b, d, causal, s) : launch_head_dim<__half>(p, b, d, causal, s);
 }
 """
 
@@ -410,10 +392,13 @@ def attention(q, k, v, *, causal, sm_scale):
     out = torch.empty_like(q)
     batch, heads_q, n_ctx, head_dim = q.shape
     with torch.cuda.device(q.device):
-        _module.attention_forward(
+        error = _module.attention_forward(
             q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), batch, heads_q, k.shape[1], n_ctx, head_dim,
             q.dtype == torch.bfloat16, bool(causal), float(sm_scale), torch.cuda.current_stream(q.device).cuda_stream,
         )
+    if error:
+        raise RuntimeError(f"attention: the kernel launch failed with cudaError_t {error} (1: invalid value, "
+                           f"98: no kernel image for this GPU; the CUDA seed is built for sm_90a or sm_100a)")
     return out
 
 
