@@ -17,8 +17,9 @@ for sm_90a, no GPU needed). Then, per configuration, on the GPU:
 - the median, 10th/90th percentiles and interquartile range are kept, and the SM clock is read
   (never set) before the run and after each configuration.
 
-Without a GPU the same flow runs the seeds in Triton's interpreter on the `smoke` suite (wall-clock
-times, baselines recorded as missing with the reason). The JSON and Markdown files are rewritten after
+Without a GPU the same flow runs the Triton seeds in Triton's interpreter on the `smoke` suite
+(wall-clock times, baselines recorded as missing with the reason); a CUDA seed (`cuda_fa2.py`) gets
+its check stage (nvcc's static profile) and is recorded as missing from the timings. The JSON and Markdown files are rewritten after
 every configuration (see device_report.py), and each row is printed as it is measured.
 """
 
@@ -59,14 +60,23 @@ CPU_SUITES = ("smoke",)
 # -- what to run ----------------------------------------------------------------------------------
 
 
-def default_seeds() -> list[Path]:
-    """Every kernels/attention/*.py that defines a module-level `attention` function."""
+def default_seeds(language: str | None = None) -> list[Path]:
+    """Every kernels/attention/*.py that defines a module-level `attention` function (of one language:
+    'triton' or 'cuda', as the evaluator detects it; None: both)."""
     seeds = []
     for path in sorted(SEED_DIR.glob("*.py")):
         tree = ast.parse(path.read_text())
         if any(isinstance(node, ast.FunctionDef) and node.name == "attention" for node in tree.body):
-            seeds.append(path)
+            if language is None or seed_language(path) == language:
+                seeds.append(path)
     return seeds
+
+
+def seed_language(path: Path) -> str:
+    """'cuda' for a kernel file with a module-level CUDA_SOURCE, else 'triton' (read, never run)."""
+    from evoagent.targets.attention.cuda_source import detect_language
+
+    return str(detect_language(path.read_text()))
 
 
 def suite_configs(name: str) -> list[Any]:
@@ -445,6 +455,9 @@ def run(plan: list[tuple[str, Any]], seeds: list[Path], out: Path, budget_s: flo
     report["seeds"] = check_seeds(seeds, plan[0][0] if plan else "smoke")
     modules: dict[str, Any] = {}
     for path, record in zip(seeds, report["seeds"]):
+        if not gpu and seed_language(path) == "cuda":
+            modules[record["name"]] = "a CUDA seed runs only on a GPU (its static profile is in the check above)"
+            continue
         if record["check"]["status"] != "ok":
             modules[record["name"]] = f"failed the check stage: {record['check']['reason']}"
             continue

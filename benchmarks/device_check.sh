@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The one device check of the attention target. On a GPU machine (worst case under 7 minutes):
 #   1. versions and an import check (fails in seconds, with the reason);
-#   2. the benchmark: every seed and every baseline (cuDNN, FLASH, EFFICIENT, Flex, flash-attn, FA3) on
+#   2. the benchmark: every seed (the Triton seeds and the CUDA seed cuda_fa2.py, whose extension is
+#      built on its first call) and every baseline (cuDNN, FLASH, EFFICIENT, Flex, flash-attn, FA3) on
 #      h100-mha, then the GQA rows of avo while time allows;
-#   3. a short evolution with the offline policy and its before/after table;
-#   4. the profile stage on the seed with Nsight Compute, then the GPU tests in the time left.
+#   3. a short evolution of the Triton seeds with the offline policy and its before/after table;
+#   4. the profile stage on the seed with Nsight Compute, then the GPU tests in the time left
+#      (tests/gpu: every seed against the reference, the CUDA seed's own tests included).
 # Without a GPU the same script runs what needs none (under 3 minutes, in CI): the imports with
-# bm25s/anthropic/pydantic blocked, the seeds' static compile for sm_90a, the smoke suite in Triton's
-# interpreter, a 2-trial evolution and the profile stage's static report.
+# bm25s/anthropic/pydantic blocked, the seeds' static compile for sm_90a (nvcc for the CUDA seed), the
+# smoke suite in Triton's interpreter (the CUDA seed is recorded as needing a GPU), a 2-trial evolution
+# and the profile stage's static report.
 #
 # Every step has its own time budget and a failing step does not stop the next. Results are rewritten
 # after every configuration and step: $OUT/device_check.json and .md (OUT defaults to benchmarks/out),

@@ -9,15 +9,6 @@ import pytest
 pytestmark = pytest.mark.gpu
 
 
-@pytest.fixture(scope="module")
-def cuda():
-    """The torch module, once a CUDA device is known to be there (probed here, never at import)."""
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
-    return torch
-
-
 @pytest.fixture(scope="module", params=["fa2", "hopper-tma"])
 def seed_module(cuda, request):
     """Each shipped seed kernel, imported as a module."""

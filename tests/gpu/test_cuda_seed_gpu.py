@@ -14,15 +14,6 @@ pytestmark = pytest.mark.gpu
 
 
 @pytest.fixture(scope="module")
-def cuda():
-    """The torch module, once a CUDA device is known to be there (probed here, never at import)."""
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
-    return torch
-
-
-@pytest.fixture(scope="module")
 def seed(cuda):
     """The CUDA seed imported as a module, its extension built by a first small call."""
     import importlib.util

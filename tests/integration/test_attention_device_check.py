@@ -41,7 +41,7 @@ def test_device_check_dry_run_prints_versions_and_the_plan_without_a_gpu() -> No
     assert "== versions" in out and "torch" in out and "triton" in out
     assert "suite h100-mha: b1-h16-n16384-d128-causal-bf16" in out
     assert "suite avo-gqa: b1-h32-kv4-n32768-d128-full-bf16" in out and "avo-gqa: b8-h16-n4096" not in out
-    assert "seed kernels/attention/fa2.py" in out
+    assert "seed kernels/attention/fa2.py" in out and "seed kernels/attention/cuda_fa2.py" in out
     assert "baselines: sdpa-cudnn, sdpa-flash, sdpa-efficient, flex, flash-attn, flash-attn-3" in out
     assert "== benchmark" not in out  # nothing is measured in a dry run
 
@@ -65,6 +65,13 @@ def test_default_seeds_are_the_files_that_define_attention(bench, tmp_path: Path
     (tmp_path / "b.py").write_text("class K:\n    def attention(self):\n        pass\n")
     monkeypatch.setattr(bench, "SEED_DIR", tmp_path)
     assert [p.name for p in bench.default_seeds()] == ["a.py"]
+
+
+def test_the_cuda_seed_is_a_default_seed_of_the_benchmark_but_not_of_the_triton_steps(bench) -> None:
+    names = [p.name for p in bench.default_seeds()]
+    assert {"fa2.py", "hopper_tma.py", "cuda_fa2.py"} <= set(names)
+    assert "cuda_fa2.py" not in [p.name for p in bench.default_seeds("triton")]
+    assert [p.name for p in bench.default_seeds("cuda")] == ["cuda_fa2.py"]
 
 
 def test_bench_measures_every_seed_on_the_interpreter_and_records_why_one_was_not_timed(report_module,
