@@ -19,8 +19,9 @@ for sm_90a, no GPU needed). Then, per configuration, on the GPU:
 
 Without a GPU the same flow runs the Triton seeds in Triton's interpreter on the `smoke` suite
 (wall-clock times, baselines recorded as missing with the reason); a CUDA seed (`cuda_fa2.py`) gets
-its check stage (nvcc's static profile) and is recorded as missing from the timings. The JSON and Markdown files are rewritten after
-every configuration (see device_report.py), and each row is printed as it is measured.
+its check stage (nvcc's static profile) and is recorded as missing from the timings. The JSON and
+Markdown files are rewritten after every configuration (see device_report.py), and each row is
+printed as it is measured.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ is modelled lane by lane in NumPy by tests/unit/test_cuda_seed_layout.py.
 
 import torch
 import triton
+
 from evoagent.targets.attention.cuda_build import load_extension
 
 CUDA_SOURCE = r"""
