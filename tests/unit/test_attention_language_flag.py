@@ -7,12 +7,18 @@ import pytest
 from evoagent import assemble
 from evoagent.cli import build_parser
 from evoagent.errors import ConfigError
+from evoagent.targets.attention import LANGUAGE_SEEDS, SEEDS, seed_language
 
 
 def test_lang_starts_from_the_language_seed() -> None:
-    for language, seed in (("triton", "fa2"),):  # ("cuda", "cuda-fa2") once the CUDA seed ships
+    for language, seed in (("triton", "fa2"), ("cuda", "cuda-fa2")):
         config = assemble.with_language(assemble.builtin_config("attention"), language, None)
         assert list(config.seeds) == [f"attention:{seed}"]
+
+
+def test_every_language_has_a_shipped_seed_in_that_language() -> None:
+    for language, name in LANGUAGE_SEEDS.items():
+        assert name in SEEDS and seed_language(name) == language
 
 
 def test_a_seed_of_another_language_is_refused() -> None:
