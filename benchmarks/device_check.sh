@@ -8,16 +8,17 @@
 #   4. the profile stage on the seed with Nsight Compute, then the GPU tests in the time left
 #      (tests/gpu: every seed against the reference, the CUDA seed's own tests included).
 # Without a GPU the same script runs what needs none (under 3 minutes, in CI): the imports with
-# bm25s/anthropic/pydantic blocked, the seeds' static compile for sm_90a (nvcc for the CUDA seed), the
-# smoke suite in Triton's interpreter (the CUDA seed is recorded as needing a GPU), a 2-trial evolution
-# and the profile stage's static report.
+# bm25s/anthropic/pydantic blocked, the Triton seeds' static compile for sm_90a and the smoke suite in
+# Triton's interpreter (the CUDA seed only runs on a GPU: `evoagent check attention
+# kernels/attention/cuda_fa2.py` gives its static profile), a 2-trial evolution and the profile stage's
+# static report.
 #
 # Every step has its own time budget and a failing step does not stop the next. Results are rewritten
 # after every configuration and step: $OUT/device_check.json and .md (OUT defaults to benchmarks/out),
 # the log $OUT/device_check.log, and $OUT/evolved_best.py. Commit them with
 #   python benchmarks/device_report.py save $OUT/device_check.json     (see benchmarks/results/README.md)
 #
-#   benchmarks/device_check.sh [--seed FILE ...]   # seeds default to every kernels/attention/*.py with attention()
+#   benchmarks/device_check.sh [--seed FILE ...]   # seeds default to every kernels/attention/*.py with attention() (without a GPU: the Triton ones)
 #   benchmarks/device_check.sh --dry-run           # versions and the plan; nothing runs on a GPU
 set -uo pipefail
 cd "$(dirname "$0")/.."
