@@ -414,6 +414,7 @@ class _Remeasure:
 
 
 _MAX_MODEL_BACKOFF_S = 3600.0
+_USAGE_EVERY_S = 60.0  # while trials run longer than this, their GPU busy time is stored this often
 
 
 class _Services:
@@ -561,8 +562,9 @@ def _drive(engine: _Engine, slots: int) -> Iterator[Trial]:
                     continue
                 break
             try:
-                item = engine.done.get(timeout=engine.pause_left() or None)
-            except queue.Empty:  # the pause is over: start trials in the free slots
+                item = engine.done.get(timeout=min(engine.pause_left() or _USAGE_EVERY_S, _USAGE_EVERY_S))
+            except queue.Empty:  # the pause is over (start trials in the free slots), or long trials run on
+                engine.record_usage()
                 continue
             if isinstance(item, BaseException):
                 raise item

@@ -320,3 +320,31 @@ def test_one_trials_cpu_stage_runs_while_anothers_gpu_stage_holds_the_gpu(tmp_pa
     assert sorted(t.status for t in trials) == [ea.Status.OK, ea.Status.OK]
     assert evaluator.overlapped == [True]
     run.close()
+
+
+def test_gpu_busy_time_is_stored_while_a_long_trial_runs(tmp_path, monkeypatch):
+    """The first trial's timing is held until its session's GPU usage shows in the store."""
+    import threading
+
+    from engine_targets import GpuQuadratic
+
+    from evoagent import engine
+
+    monkeypatch.setattr(engine, "_USAGE_EVERY_S", 0.01)
+    hold = tmp_path / "hold"
+    run = _run(tmp_path, evaluator=GpuQuadratic(hold_file=str(hold)))
+    reader = ea.Run.open(tmp_path / "run", readonly=True)
+    runner = threading.Thread(target=lambda: list(ea.iterate(run, Scripted(["X = 1.0  # HOLD\n"]),
+                                                             ea.Budget(trials=1))))
+    hold.write_text("")
+    runner.start()
+    deadline = time.monotonic() + 60  # (a guard against hanging, not a timing threshold)
+    while [u.calls for u in reader.store.device_usage()] != [2] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (usage,) = reader.store.device_usage()
+    hold.unlink()
+    runner.join(60)
+    assert usage.calls == 2 and 0 < usage.busy_s <= usage.wall_s  # the seed's timing and the held one, still running
+    assert run.store.trials()[-1].status is ea.Status.OK
+    reader.close()
+    run.close()
