@@ -197,6 +197,28 @@ def test_a_copy_with_more_lessons_tokenizes_only_the_new_ones(tmp_path: Path,
     assert not any(t.startswith("Tiles\nTiles") for t in seen)  # the documents' index is shared, not rebuilt
 
 
+def test_a_search_costs_only_the_lessons_a_copy_adds_and_older_copies_keep_their_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evoagent.knowledge import base
+
+    (tmp_path / "guide.md").write_text("# Guide\n\n## Tiles\n\nUse 128x64 tiles.\n")
+    kb = KnowledgeBase(paths=[tmp_path], builtin=False)
+    lessons = [Lesson(run="r", trial_id=i, text=f"trial {i}: zebra {i}") for i in range(1, 201)]
+    older = kb.with_lessons(lessons[:100])
+    assert older.search("zebra", k=1)[0].doc == "lessons"
+    made: list[Lesson] = []
+    real = base._lesson_section
+    monkeypatch.setattr(base, "_lesson_section", lambda lesson, taken: made.append(lesson) or real(lesson, taken))
+    newer = kb.with_lessons(lessons)
+    hit = newer.search("zebra 200", k=1)[0]
+    assert (hit.section, newer.read("lessons", hit.section)) == ("r-200", "## run r, trial 200\n\ntrial 200: zebra 200\n")
+    assert len(made) == 100  # the lessons the newer copy added, each once: never all of them per search
+    assert {h.section for h in older.search("zebra 150", k=100)} == {f"r-{i}" for i in range(1, 101)}
+    other = kb.with_lessons([Lesson(run="s", trial_id=1, text="okapi")])  # not an extension: its own index
+    assert [h.section for h in other.search("okapi zebra", k=5)] == ["s-1"]
+    assert newer.search("okapi", k=1) == []
+
+
 def test_lessons_of_one_trial_get_distinct_sections(kb: KnowledgeBase) -> None:
     lessons = [Lesson(run="r", trial_id=1, text="a"), Lesson(run="r", trial_id=1, text="b")]
     doc = next(d for d in kb.with_lessons(lessons).documents if d.name == "lessons")

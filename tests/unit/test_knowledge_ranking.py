@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from evoagent.knowledge import KnowledgeBase
 from evoagent.knowledge.base import _index_text, tokenize
@@ -76,3 +78,16 @@ def test_builtin_bm25_scores_follow_the_lucene_formula() -> None:
 def test_unknown_backend_is_rejected() -> None:
     with pytest.raises(ValueError, match="'auto', 'bm25s' or 'builtin'"):
         build_index([["a"]], "lucene")
+
+
+words = st.lists(st.sampled_from(["mask", "block", "row", "tile", "warp", "exp2"]), max_size=6)
+
+
+@given(corpus=st.lists(words, min_size=1, max_size=12), query=words, data=st.data())
+def test_an_index_ranks_its_first_documents_as_an_index_of_those_alone(corpus, query, data) -> None:
+    size = data.draw(st.integers(1, len(corpus)))
+    grown = BuiltinIndex(corpus[:1])
+    for doc in corpus[1:]:
+        grown.add(doc)
+    alone = BuiltinIndex(corpus[:size]).top(query, size)
+    assert grown.top(query, size, size=size) == alone

@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import os
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import ConfigError, EvoagentError
-from .ranking import Index, build_index
+from .ranking import BuiltinIndex
 from .ranking import tokenize as _tokenize
 from .recipes import Recipe, RecipeError, find_recipe_blocks, parse_recipe, strip_recipe_blocks
 
@@ -155,18 +156,69 @@ def _user_documents(paths: Iterable[str | os.PathLike[str]]) -> list[Document]:
     return docs
 
 
-def _lessons_document(lessons: Sequence[Lesson]) -> Document:
-    sections = []
-    seen: set[str] = set()
-    for lesson in lessons:
-        sid, n = slugify(f"{lesson.run}-{lesson.trial_id}"), 2
-        while sid in seen:
-            sid, n = f"{slugify(f'{lesson.run}-{lesson.trial_id}')}-{n}", n + 1
-        seen.add(sid)
-        title = f"run {lesson.run}, trial {lesson.trial_id}"
-        sections.append(Section(doc=LESSONS_DOC, id=sid, title=title, text=lesson.text.strip()))
+def _lesson_section(lesson: Lesson, taken: set[str]) -> Section:
+    """The section of one lesson; its id is unique among `taken` (which it joins)."""
+    base = slugify(f"{lesson.run}-{lesson.trial_id}")
+    sid, n = base, 2
+    while sid in taken:
+        sid, n = f"{base}-{n}", n + 1
+    taken.add(sid)
+    title = f"run {lesson.run}, trial {lesson.trial_id}"
+    return Section(doc=LESSONS_DOC, id=sid, title=title, text=lesson.text.strip())
+
+
+def _lessons_document(sections: Sequence[Section]) -> Document:
     text = "# Lessons\n\n" + "\n\n".join(f"## {s.title}\n\n{s.text}" for s in sections) + "\n"
-    return Document(name=LESSONS_DOC, title="Lessons from trials", text=text, sections=tuple(sections))
+    return Document(name=LESSONS_DOC, title=_LESSONS_TITLE, text=text, sections=tuple(sections))
+
+
+_LESSONS_TITLE = "Lessons from trials"
+_LESSONS_HEAD = Document(name=LESSONS_DOC, title=_LESSONS_TITLE, text="", sections=())
+
+
+class _SharedIndex:
+    """One growing BM25 index over the documents' sections and then lessons' sections, shared by copies.
+
+    A knowledge base and the copies `with_lessons` makes share it: a copy whose lessons extend the ones
+    indexed so far adds only the new ones, and ranks just the first documents + its own lessons, so a
+    search costs the same whatever the number of lessons other copies added.
+    """
+
+    def __init__(self, doc_sections: list[Section], doc_tokens: list[list[str]]) -> None:
+        self._lock = threading.Lock()
+        self.index = BuiltinIndex(doc_tokens)
+        self._doc_sections = doc_sections
+        self._lessons: list[Lesson] = []
+        self._sections: list[Section] = []  # of the lessons, in their order
+        self._taken: set[str] = set()
+        self._position: dict[str, int] = {}  # lesson section id -> its position among the lessons
+
+    def extend(self, lessons: tuple[Lesson, ...]) -> bool:
+        """Indexes what `lessons` add to the lessons indexed; False if they are not an extension of those."""
+        with self._lock:
+            n = min(len(lessons), len(self._lessons))
+            if tuple(self._lessons[:n]) != lessons[:n]:
+                return False
+            for lesson in lessons[n:]:
+                section = _lesson_section(lesson, self._taken)
+                self._position[section.id] = len(self._lessons)
+                self._lessons.append(lesson)
+                self._sections.append(section)
+                self.index.add(tokenize([_index_text(_LESSONS_HEAD, section)])[0])
+            return True
+
+    def section(self, i: int) -> Section:
+        """The i-th indexed section: the documents' first, then the lessons'."""
+        docs = len(self._doc_sections)
+        return self._doc_sections[i] if i < docs else self._sections[i - docs]
+
+    def lesson_sections(self, count: int) -> list[Section]:
+        return self._sections[:count]
+
+    def lesson_section(self, section_id: str, count: int) -> Section | None:
+        """The section with this id among the first `count` lessons (None if it is not there)."""
+        at = self._position.get(section_id)
+        return self._sections[at] if at is not None and at < count else None
 
 
 class KnowledgeBase:
@@ -200,44 +252,45 @@ class KnowledgeBase:
         self._doc_sections = [s for d in docs for s in d.sections]
         self._recipes = _collect_recipes(docs)  # first: a malformed recipe is a ConfigError naming its file
         self._doc_tokens = tokenize([_index_text(self._docs[s.doc], s) for s in self._doc_sections])
-        self._lesson_tokens: dict[tuple[str, str], list[str]] = {}  # shared by copies: each lesson tokenized once
+        self._shared = _SharedIndex(self._doc_sections, self._doc_tokens)  # shared by copies (with_lessons)
         self._set_lessons(())
 
     def _set_lessons(self, lessons: Sequence[Lesson]) -> None:
         self._lessons = tuple(lessons)
-        self._lessons_doc: Document | None = None  # built when first read or searched
-        self._index: Index | None = None
-        self._indexed: list[Section] = []
+        self._lessons_doc: Document | None = None  # built when first read whole
+        self._indexed = False  # the lessons are in self._shared
 
     def with_lessons(self, lessons: Sequence[Lesson]) -> KnowledgeBase:
         """A copy whose `lessons` document holds these lessons (replacing any it had).
 
-        Cheap at any number of lessons: the documents' index and each lesson's tokens are shared with
-        this knowledge base; the ranking over documents and lessons is built at the copy's first search.
+        Cheap at any number of lessons: the copy shares this knowledge base's index, and when its
+        lessons extend the ones indexed, its first search indexes only the new ones (each lesson is
+        tokenized once); other lessons get an index of their own at the copy's first search.
         """
         other = copy.copy(self)
         other._set_lessons(lessons)
         return other
 
+    def _lesson_sections(self) -> list[Section]:
+        """The lessons' sections, from the shared index when they are in it."""
+        if self._indexed:
+            return self._shared.lesson_sections(len(self._lessons))
+        taken: set[str] = set()
+        return [_lesson_section(lesson, taken) for lesson in self._lessons]
+
     def _lessons_document(self) -> Document | None:
         if self._lessons and self._lessons_doc is None:
-            self._lessons_doc = _lessons_document(self._lessons)
+            self._lessons_doc = _lessons_document(self._lesson_sections())
         return self._lessons_doc
 
-    def _ranking(self) -> tuple[Index | None, list[Section]]:
-        if self._index is None:
-            lessons = self._lessons_document()
-            sections = [*self._doc_sections, *(lessons.sections if lessons else ())]
-            tokens = list(self._doc_tokens)
-            for s in sections[len(self._doc_sections):]:
-                key = (s.title, s.text)
-                if key not in self._lesson_tokens:
-                    assert lessons is not None  # Check internal correctness.
-                    self._lesson_tokens[key] = tokenize([_index_text(lessons, s)])[0]
-                tokens.append(self._lesson_tokens[key])
-            if sections:
-                self._index, self._indexed = build_index(tokens), sections
-        return self._index, self._indexed
+    def _ranking(self) -> _SharedIndex:
+        """The shared index, holding this copy's lessons (a new one when they are not an extension of its)."""
+        if not self._indexed:
+            if not self._shared.extend(self._lessons):
+                self._shared = _SharedIndex(self._doc_sections, self._doc_tokens)
+                self._shared.extend(self._lessons)
+            self._indexed = True
+        return self._shared
 
     @property
     def lessons(self) -> tuple[Lesson, ...]:
@@ -260,14 +313,13 @@ class KnowledgeBase:
         tokens = tokenize([query])
         if not tokens[0] or not len(self):
             return []
-        index, sections = self._ranking()
-        assert index is not None  # Check internal correctness: there are sections.
+        shared = self._ranking()
         terms = set(tokens[0])
         hits = []
-        for i, score in index.top(tokens[0], k):
+        for i, score in shared.index.top(tokens[0], k, size=len(self)):
             if score <= 0:
                 continue
-            s = sections[i]
+            s = shared.section(i)
             hits.append(
                 Hit(doc=s.doc, section=s.id, title=s.title, score=round(float(score), 4),
                     snippet=_snippet(s.text, terms))
@@ -276,6 +328,10 @@ class KnowledgeBase:
 
     def read(self, doc: str, section: str | None = None) -> str:
         """A whole document, or one section (by id or by heading, case-insensitive)."""
+        if doc == LESSONS_DOC and section is not None and self._lessons:  # a search hit: no need for every lesson
+            found = self._ranking().lesson_section(section.strip(), len(self._lessons))
+            if found is not None:
+                return f"## {found.title}\n\n{found.text}\n"
         document = self._docs.get(doc) or (self._lessons_document() if doc == LESSONS_DOC else None)
         if document is None:
             known = ", ".join(sorted(d.name for d in self.documents)) or "none"

@@ -1,15 +1,19 @@
-"""BM25 ranking of knowledge sections: bm25s when it is installed, else a small built-in index.
+"""BM25 ranking of knowledge sections: a built-in index that grows, and bm25s as a second backend.
 
 Both use the Lucene variant that bm25s uses by default (Kamphuis et al., "Which BM25 do you mean?",
 ECIR 2020): idf = ln(1 + (N - df + 0.5) / (df + 0.5)) and, per query term occurrence,
 idf * tf / (tf + k1 * (1 - b + b * len / avg_len)) with k1 = 1.5, b = 0.75. So the built-in index
-ranks the built-in documents as bm25s does (a test checks it when bm25s is present), and the
-package works where bm25s cannot be installed (the GPU machine has no network).
+ranks the built-in documents as bm25s does (a test checks it when bm25s is present). The knowledge
+base uses the built-in one: lessons are added to it as a run learns them (bm25s can only rebuild its
+index, which cost every search of a long run time in proportion to its lessons), and it works where
+bm25s cannot be installed (the GPU machine has no network).
 """
 
 from __future__ import annotations
 
+import math
 import re
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -41,32 +45,51 @@ class Index(Protocol):
 
 
 class BuiltinIndex:
-    """BM25 (Lucene variant) in plain numpy: a dense (terms x documents) score matrix."""
+    """BM25 (Lucene variant) over postings lists in plain Python and numpy, to which documents can be added.
 
-    def __init__(self, corpus: Sequence[Sequence[str]]) -> None:
-        self._vocab: dict[str, int] = {}
+    A query may rank only the first `size` documents, exactly as an index of those alone would (document
+    frequencies and the mean length are counted over them), so copies of a knowledge base with fewer
+    lessons share one index with copies that have more. Adding a document costs its own length; a
+    query costs the postings of its terms (never the vocabulary times the corpus).
+    """
+
+    def __init__(self, corpus: Sequence[Sequence[str]] = ()) -> None:
+        self._postings: dict[str, tuple[list[int], list[int]]] = {}  # token -> (document ids, ascending; counts)
+        self._lengths: list[int] = []
         for doc in corpus:
-            for token in doc:
-                self._vocab.setdefault(token, len(self._vocab))
-        n_docs = len(corpus)
-        lengths = np.array([len(doc) for doc in corpus], dtype=np.float64)
-        avg_len = float(lengths.mean()) if n_docs else 0.0
-        tf = np.zeros((len(self._vocab), n_docs), dtype=np.float64)
-        for j, doc in enumerate(corpus):
-            for token, count in Counter(doc).items():
-                tf[self._vocab[token], j] = count
-        df = (tf > 0).sum(axis=1)
-        idf = np.log(1.0 + (n_docs - df + 0.5) / (df + 0.5))
-        norm = K1 * ((1 - B) + B * lengths / (avg_len or 1.0))
-        self._scores = idf[:, None] * tf / (tf + norm[None, :])
+            self.add(doc)
 
-    def top(self, query: list[str], k: int) -> list[tuple[int, float]]:
-        ids = [self._vocab[t] for t in query if t in self._vocab]
-        if not ids:
+    def __len__(self) -> int:
+        return len(self._lengths)
+
+    def add(self, doc: Sequence[str]) -> int:
+        """Adds one document (its tokens); returns its index."""
+        j = len(self._lengths)
+        for token, count in Counter(doc).items():
+            ids, counts = self._postings.setdefault(token, ([], []))
+            ids.append(j)
+            counts.append(count)
+        self._lengths.append(len(doc))
+        return j
+
+    def top(self, query: list[str], k: int, size: int | None = None) -> list[tuple[int, float]]:
+        n = len(self._lengths) if size is None else min(size, len(self._lengths))
+        terms = []
+        for token in query:  # a repeated query term counts each time, as in bm25s
+            ids, counts = self._postings.get(token, ([], []))
+            df = bisect_left(ids, n)  # the documents past `size` are not there for this query
+            if df:
+                terms.append((np.asarray(ids[:df], dtype=np.intp), np.asarray(counts[:df], dtype=np.float64)))
+        if not terms:
             return []
-        totals = self._scores[ids].sum(axis=0)
-        order = sorted(range(totals.size), key=lambda j: (-totals[j], j))[:k]
-        return [(j, float(totals[j])) for j in order]
+        lengths = np.asarray(self._lengths[:n], dtype=np.float64)
+        norm = K1 * ((1 - B) + B * lengths / (float(lengths.mean()) or 1.0))
+        totals = np.zeros(n)
+        for having, tf in terms:
+            idf = math.log(1.0 + (n - having.size + 0.5) / (having.size + 0.5))
+            totals[having] += idf * tf / (tf + norm[having])  # a term's document ids are distinct
+        order = np.lexsort((np.arange(n), -totals))[:k]  # best first; ties by document order
+        return [(int(j), float(totals[j])) for j in order]
 
 
 class Bm25sIndex:
