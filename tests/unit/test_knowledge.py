@@ -257,3 +257,18 @@ def test_kb_list_shows_documents_with_their_recipes(capsys: pytest.CaptureFixtur
     assert capsys.readouterr().out == "mine: Mine\n    only\n"
     assert _kb_cli(["kb", "list"]) == 0
     assert "load-balance-across-programs  [recipes: causal-heavy-first]" in capsys.readouterr().out
+
+
+def test_the_cuda_documents_the_brief_names_exist_and_rank_first_for_cuda_questions() -> None:
+    from evoagent.targets.attention.agent_text import CUDA_DOCUMENTS
+
+    kb = KnowledgeBase()
+    assert set(CUDA_DOCUMENTS) <= {d.name for d in kb.documents}
+    for query, doc in [("ldmatrix trans fragment layout", "cuda-mma-fragments"),
+                       ("cp.async wait_group commit stages", "cuda-cp-async"),
+                       ("mbarrier expect_tx tensor map", "cuda-tma-mbarrier"),
+                       ("wgmma descriptor", "cuda-wgmma"),
+                       ("launch bounds spill registers", "cuda-registers"),
+                       ("shared memory bank conflicts swizzle", "cuda-shared-memory"),
+                       ("inline asm constraint volatile", "cuda-inline-ptx")]:
+        assert kb.search(query, k=1)[0].doc == doc, query

@@ -39,6 +39,11 @@ def brief(suite: Suite, *, device: str, archs: Sequence[str], on_gpu: bool, extr
     ])
 
 
+# The knowledge base's CUDA/PTX documents (src/evoagent/knowledge/docs/cuda-*.md), named in the brief.
+CUDA_DOCUMENTS = ("cuda-inline-ptx", "cuda-mma-fragments", "cuda-cp-async", "cuda-tma-mbarrier", "cuda-wgmma",
+                  "cuda-registers", "cuda-shared-memory")
+
+
 def _languages(on_gpu: bool) -> str:
     """How the two kernel languages are checked on this machine."""
     cuda = ("a CUDA candidate is built on the GPU and tested and timed like a Triton one" if on_gpu else
@@ -46,7 +51,9 @@ def _languages(on_gpu: bool) -> str:
             "architectures: the same static report of registers, spills, shared memory and SASS instruction mix; "
             "compile errors name kernel.py lines); it cannot be tested here and ends `needs_device`, never `ok`")
     return ("kernel languages: Triton (@triton.jit kernels) or CUDA C++ (a module-level CUDA_SOURCE = r\"\"\"...\"\"\" "
-            f"literal built with load_extension, see the rules); {cuda}")
+            f"literal built with load_extension, see the rules); {cuda}; for CUDA the knowledge base has "
+            f"{', '.join(CUDA_DOCUMENTS)} (inline PTX, mma.sync/ldmatrix fragments, cp.async, TMA and mbarriers, "
+            "wgmma, registers, shared memory) and the CUDA seed cuda_fa2.py as a worked example")
 
 
 def sections(result: EvalResult) -> list[tuple[str, str]]:
