@@ -1,7 +1,8 @@
-"""The offline policy's first move on the CUDA seed compiles with nvcc for sm_90a and still uses tensor cores.
+"""The offline policy's first move on the CUDA seed, and the CUDA edit recipe, compile with nvcc for sm_90a.
 
-Slow for a test (one nvcc run of 8 kernel instantiations and cuobjdump, about 10 s of CPU): it is the
-proof, beyond the unit tests' model of the seed's static_asserts, that what the policy proposes builds.
+Slow for a test (each case is one nvcc run of 8 kernel instantiations and cuobjdump, about 10 s of
+CPU): it is the proof, beyond the unit tests' models of the seed's static_asserts and index math,
+that what the policy proposes builds and still uses tensor cores.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from evoagent.targets.attention.cuda_static import cuda_report, cuda_tool
 
 
 @pytest.mark.skipif(cuda_tool("nvcc") is None, reason="needs nvcc (the CUDA toolkit)")
-def test_the_policys_first_move_on_the_cuda_seed_compiles_for_sm_90a() -> None:
+@pytest.mark.parametrize("which", ["first-move", "cuda-staged-output-stores"])
+def test_a_move_on_the_cuda_seed_compiles_for_sm_90a(which: str) -> None:
     source = seed_path("cuda-fa2").read_text()
-    move = HeuristicPolicy(knowledge=KnowledgeBase(), seed=0).moves(source)[0]
+    kb = KnowledgeBase()
+    move = HeuristicPolicy(knowledge=kb, seed=0).moves(source)[0] if which == "first-move" else kb.recipe(which)
     report = cuda_report(find_cuda_source(move.apply(source)), "sm_90a")
     assert report["ok"], (move.id, report["errors"])
     assert len(report["kernels"]) == 8  # fp16/bf16 x D 64/128 x causal or not
     assert all(k["sass"]["tensor_core"].get("HMMA", 0) > 0 for k in report["kernels"])
+    assert report["spill_bytes"] == 0

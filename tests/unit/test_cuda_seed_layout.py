@@ -26,10 +26,15 @@ import numpy as np
 import pytest
 
 SEED = Path(__file__).parents[2] / "src/evoagent/targets/attention/kernels/cuda_fa2.py"
-SOURCE: str = next(  # the CUDA_SOURCE literal, read without running the file
-    node.value.value for node in ast.parse(SEED.read_text()).body
-    if isinstance(node, ast.Assign) and [getattr(t, "id", "") for t in node.targets] == ["CUDA_SOURCE"]
-)
+
+
+def cuda_source(kernel_file_text: str) -> str:
+    """The CUDA_SOURCE literal of a kernel file, read without running it."""
+    return next(node.value.value for node in ast.parse(kernel_file_text).body
+                if isinstance(node, ast.Assign) and [getattr(t, "id", "") for t in node.targets] == ["CUDA_SOURCE"])
+
+
+SOURCE = cuda_source(SEED.read_text())
 LANE = np.arange(32)
 GROUP, QUAD = LANE // 4, LANE % 4
 
@@ -92,12 +97,12 @@ def test_ptx_fragment_maps_cover_each_element_once() -> None:
 
 # ---- the kernel's expressions, read from CUDA_SOURCE ------------------------------------------------
 
-def _call_args(anchor: str) -> list[str]:
+def _call_args(anchor: str, source: str = SOURCE) -> list[str]:
     """The top-level arguments of the call that `anchor` opens (anchor ends with '(')."""
-    assert SOURCE.count(anchor) == 1, f"expected one {anchor!r} in CUDA_SOURCE"
-    start = SOURCE.index(anchor) + len(anchor)
+    assert source.count(anchor) == 1, f"expected one {anchor!r} in CUDA_SOURCE"
+    start = source.index(anchor) + len(anchor)
     depth, args, current = 1, [], ""
-    for ch in SOURCE[start:]:
+    for ch in source[start:]:
         depth += {"(": 1, ")": -1}.get(ch, 0)
         if depth == 0:
             break
@@ -109,8 +114,8 @@ def _call_args(anchor: str) -> list[str]:
     return [" ".join(a.split()) for a in [*args, current]]
 
 
-def _match(pattern: str) -> str:
-    found = re.findall(pattern, SOURCE)
+def _match(pattern: str, source: str = SOURCE) -> str:
+    found = re.findall(pattern, source)
     assert len(found) == 1, f"expected one match of {pattern!r} in CUDA_SOURCE, got {len(found)}"
     return " ".join(found[0].split())
 
@@ -315,6 +320,43 @@ def test_emulated_kernel_computes_attention(shape, causal, block_m, block_n) -> 
     want = reference(q, k, v, causal=causal, sm_scale=sm_scale)
     assert not np.isnan(got).any(), "every output element is written"
     np.testing.assert_allclose(got, want, atol=4e-3, rtol=1e-2)
+
+
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_the_staged_output_recipe_stores_what_the_direct_epilogue_stores(head_dim: int) -> None:
+    """The knowledge base's cuda-staged-output-stores edit, applied to the seed: the same values land in
+    the same output elements, through the warp's rows of the Q tile and 16-byte chunks."""
+    from evoagent.knowledge import KnowledgeBase
+
+    staged = cuda_source(KnowledgeBase().recipe("cuda-staged-output-stores").apply(SEED.read_text()))
+    stage_row = _fn(_match(r"const int row = (warp \* 16 \+ group \+ r \* 8);", staged))
+    stage_col = _fn(_call_args("*reinterpret_cast<uint32_t*>(q_tile + swizzle<HEAD_DIM>(", staged)[1])
+    assert _call_args("*reinterpret_cast<uint32_t*>(q_tile + swizzle<HEAD_DIM>(", staged)[0] == "row"
+    assert "for (int c = lane; c < 16 * OUT_CHUNKS; c += 32) {" in staged
+    out_row = _fn(_match(r"const int out_row = ([^,]+), out_col =", staged))
+    out_col = _fn(_match(r"out_col = ([^;]+);", staged))
+    read = [_fn(a) for a in _call_args("*reinterpret_cast<const uint4*>(q_tile + swizzle<HEAD_DIM>(", staged)]
+    dest = _fn(_match(r"\(o \+ static_cast<int64_t>\(([^)]+)\) \* HEAD_DIM \+ out_col\)", staged))
+    rng = np.random.default_rng(2)
+    for warp in (0, 3):
+        env = dict(lane=LANE, group=GROUP, quad=QUAD, HEAD_DIM=head_dim, warp=warp)
+        acc = rng.standard_normal((head_dim // 8, 32, 4)).astype(np.float32)
+        direct = np.full((16, head_dim), np.nan, dtype=np.float32)
+        tile = np.full(8 * 16 * head_dim, np.nan, dtype=np.float32)  # the Q tile of 8 warps
+        for r in range(2):
+            rows = OUT_ROW(warp_row0=0, r=r, **env)
+            for j in range(head_dim // 8):
+                cols = OUT_COL(j=j, **env)
+                direct[rows, cols], direct[rows, cols + 1] = acc[j][:, 2 * r], acc[j][:, 2 * r + 1]
+                at = SWIZZLE(row=stage_row(r=r, **env), col=stage_col(j=j, **env), HEAD_DIM=head_dim)
+                tile[at], tile[at + 1] = acc[j][:, 2 * r], acc[j][:, 2 * r + 1]
+        written = np.full((16, head_dim), np.nan, dtype=np.float32)
+        for c in range(16 * head_dim // 8):  # every lane's chunks of the loop, together
+            r_, c_ = out_row(c=c, OUT_CHUNKS=head_dim // 8), out_col(c=c, OUT_CHUNKS=head_dim // 8)
+            src = SWIZZLE(row=read[0](out_row=r_, **env), col=read[1](out_col=c_, **env), HEAD_DIM=head_dim)
+            written[dest(warp_row0=0, out_row=r_), c_:c_ + 8] = tile[src:src + 8]
+        assert not np.isnan(direct).any()
+        np.testing.assert_array_equal(written, direct)
 
 
 def test_a_transposed_v_operand_would_be_caught() -> None:
