@@ -214,8 +214,9 @@ def _start_ray(config: SandboxConfig, address: str | None) -> None:
     if address is not None:
         ray.init(address=address, **quiet)
         return
-    ray.init(num_cpus=config.workers, num_gpus=len(config.gpus), object_store_memory=_OBJECT_STORE_BYTES,
-             include_dashboard=False, **quiet)
+    # "local": a new Ray of our own even where RAY_ADDRESS names a running cluster (that takes address = "auto")
+    ray.init(address="local", num_cpus=config.workers, num_gpus=len(config.gpus),
+             object_store_memory=_OBJECT_STORE_BYTES, include_dashboard=False, **quiet)
 
 
 def _await(ref: Any, limit_s: float, who: str) -> SandboxResult:

@@ -353,3 +353,13 @@ def test_format_result_lists_stage_reasons_and_logs() -> None:
     assert lines[:3] == ["status: crash", "score: -", "reason: test: segfault"]
     assert "[test] crash (0.00 s): segfault" in lines and "spills: 0" in lines
     assert any("boom at line 3" in line for line in lines)
+
+
+def test_an_evaluation_lost_with_its_worker_costs_no_repair_budget(tmp_path: Path) -> None:
+    def lost(candidate: Candidate, stages: Any) -> EvalResult:
+        return EvalResult(status=Status.INFRASTRUCTURE, reason="measure: the Ray worker was lost during the call")
+
+    box, _ = make_box(tmp_path, limits=ToolLimits(repair_budget=0), evaluate=lost)
+    result = box.call("test", {})
+    assert result.text.startswith("status: infrastructure") and "costs no repair budget" in result.text
+    assert box.failures == 0 and not box.stop_reason
