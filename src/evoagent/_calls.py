@@ -13,10 +13,12 @@ import pickle
 import re
 import sys
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
+
+from .confinement import writable_dirs
 
 __all__ = ["PreparedCall", "prepare_call"]
 
@@ -33,6 +35,7 @@ class PreparedCall:
         files: relative path -> bytes for the child's working directory.
         timeout_s: the call's limit in seconds; None for the running sandbox's `config.timeout_s`.
         env: variables added to the call's environment.
+        write_paths: absolute folders this call alone may also write (e.g. one candidate's compile caches).
     """
 
     blob: bytes
@@ -40,17 +43,20 @@ class PreparedCall:
     files: Mapping[str, bytes]
     timeout_s: float | None
     env: Mapping[str, str]
+    write_paths: tuple[str, ...] = ()
 
 
 def prepare_call(fn: Callable[..., Any], args: tuple[Any, ...], *, files: Mapping[str, str | bytes] | None = None,
-                 timeout_s: float | None = None, env: Mapping[str, str] | None = None) -> PreparedCall:
+                 timeout_s: float | None = None, env: Mapping[str, str] | None = None,
+                 write_paths: Sequence[str | os.PathLike[str]] = ()) -> PreparedCall:
     """Checks a call's arguments (raising at once on bad input) and pickles it; see `Sandbox.call`."""
     blob, module_files = _pickle_call(fn, args)
     if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
                                   or not 0 < timeout_s < math.inf):
         raise ValueError(f"timeout_s must be a positive number of seconds (got {timeout_s!r})")
     return PreparedCall(blob=blob, module_files=module_files, files=_check_files(files),
-                        timeout_s=None if timeout_s is None else float(timeout_s), env=_check_env(env))
+                        timeout_s=None if timeout_s is None else float(timeout_s), env=_check_env(env),
+                        write_paths=writable_dirs(write_paths, "Sandbox.call write_paths"))
 
 
 def _check_function(fn: Any) -> None:

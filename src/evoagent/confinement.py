@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["Confinement", "ConfinementWarning", "Reach", "cache_environment", "fork_server_command",
-           "protect_trusted_process"]
+           "protect_trusted_process", "writable_dirs"]
 
 # Linux syscall numbers (asm-generic; x86_64 and aarch64 share them) and constants from <linux/landlock.h>.
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
@@ -206,12 +206,25 @@ def _warn_once(text: str) -> None:
         warnings.warn(text, ConfinementWarning, stacklevel=3)
 
 
-def cache_environment(cache: Path, *, home: Path) -> dict[str, str]:
-    """Variables that point the compilers' caches (Triton, torch inductor, CUDA) into the sandbox's
-    writable cache, and HOME into the call's private temp directory."""
+def cache_environment(cache: Path, *, home: Path | None) -> dict[str, str]:
+    """Variables that point the compilers' caches (Triton, torch inductor, CUDA) into the writable
+    folder `cache`, and HOME (unless None) into the call's private temp directory."""
     return {"TRITON_CACHE_DIR": str(cache / "triton"), "TRITON_HOME": str(cache / "triton-home"),
             "TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"), "CUDA_CACHE_PATH": str(cache / "cuda"),
-            "XDG_CACHE_HOME": str(cache), "HOME": str(home)}
+            "XDG_CACHE_HOME": str(cache)} | ({} if home is None else {"HOME": str(home)})
+
+
+def writable_dirs(paths: Iterable[str | os.PathLike[str]], what: str) -> tuple[str, ...]:
+    """`paths` as absolute directories, created if missing (a Landlock rule needs the path to exist)."""
+    if isinstance(paths, (str, os.PathLike)) or not all(isinstance(p, (str, os.PathLike)) for p in paths):
+        raise TypeError(f"{what} must be a sequence of absolute directory paths (got {paths!r})")
+    dirs = tuple(os.fspath(p) for p in paths)
+    relative = [d for d in dirs if not os.path.isabs(d)]
+    if relative:
+        raise ValueError(f"{what} must hold absolute paths (got {relative[0]!r})")
+    for folder in dirs:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    return dirs
 
 
 def protect_trusted_process() -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import enum
 import importlib.util
+import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -80,7 +81,7 @@ class Executor(Protocol):
 
     def call(self, fn: Callable[..., Any], /, *args: Any, files: Mapping[str, str | bytes] | None = None,
              timeout_s: float | None = None, env: Mapping[str, str] | None = None,
-             gpu: bool = False) -> SandboxResult: ...
+             gpu: bool = False, write_paths: Sequence[str | os.PathLike[str]] = ()) -> SandboxResult: ...
 
     def close(self) -> None: ...
 

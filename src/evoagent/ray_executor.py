@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ray
@@ -132,9 +132,10 @@ class RayExecutor:
 
     def call(self, fn: Callable[..., Any], /, *args: Any, files: Mapping[str, str | bytes] | None = None,
              timeout_s: float | None = None, env: Mapping[str, str] | None = None,
-             gpu: bool = False) -> SandboxResult:
-        """As `Sandbox.call`: CPU calls run as Ray tasks, GPU calls on the next free GPU actor."""
-        prepared = prepare_call(fn, args, files=files, timeout_s=timeout_s, env=env)
+             gpu: bool = False, write_paths: Sequence[str | os.PathLike[str]] = ()) -> SandboxResult:
+        """As `Sandbox.call`: CPU calls run as Ray tasks, GPU calls on the next free GPU actor (`write_paths`
+        are folders on the node that runs the call)."""
+        prepared = prepare_call(fn, args, files=files, timeout_s=timeout_s, env=env, write_paths=write_paths)
         limit_s = (self.config.timeout_s if prepared.timeout_s is None else prepared.timeout_s) + _GRACE_S
         if self._closed:
             raise SandboxError("the RayExecutor is closed; create a new one")

@@ -52,7 +52,7 @@ from ._servers import (
     scrubbed_environ,
     shutdown,
 )
-from .confinement import Confinement, Reach, cache_environment, protect_trusted_process
+from .confinement import Confinement, Reach, cache_environment, protect_trusted_process, writable_dirs
 from .errors import ConfigError, SandboxError
 from .result import Status
 from .scheduling import DeviceUsage, GpuQueue
@@ -267,7 +267,7 @@ class Sandbox:
 
     def call(self, fn: Callable[..., Any], /, *args: Any, files: Mapping[str, str | bytes] | None = None,
              timeout_s: float | None = None, env: Mapping[str, str] | None = None,
-             gpu: bool = False) -> SandboxResult:
+             gpu: bool = False, write_paths: Sequence[str | os.PathLike[str]] = ()) -> SandboxResult:
         """Runs `fn(*args)` in a sandboxed child; blocks until a worker is free and the call ends.
 
         Args:
@@ -278,8 +278,10 @@ class Sandbox:
             timeout_s: this call's limit (default `config.timeout_s`).
             env: variables added to this call's environment (e.g. {"TRITON_INTERPRET": "1"}).
             gpu: run on a GPU worker (the Sandbox must have been given `gpus`).
+            write_paths: absolute folders this call alone may also write (created): a candidate's own cache.
         """
-        return self.run_prepared(prepare_call(fn, args, files=files, timeout_s=timeout_s, env=env), gpu=gpu)
+        prepared = prepare_call(fn, args, files=files, timeout_s=timeout_s, env=env, write_paths=write_paths)
+        return self.run_prepared(prepared, gpu=gpu)
 
     def run_prepared(self, prepared: PreparedCall, *, gpu: bool = False) -> SandboxResult:
         """Runs a call checked and pickled by `prepare_call` (here, or in another process: executors send it)."""
@@ -291,7 +293,8 @@ class Sandbox:
         calldir = self._prepare(dict(prepared.files))  # files are written before a worker is taken, outputs read after
         try:
             with self._state.worker(gpu=gpu) as server:  # GPU calls wait in `gpu_priority` order
-                request = self._request(server, calldir, blob, module_files, timeout, env)
+                writes = writable_dirs(prepared.write_paths, "write_paths")  # created where the call runs
+                request = self._request(server, calldir, blob, module_files, timeout, env, writes)
                 done, payload, lost = self._exchange(server, request, blob, timeout)
             cap = self.config.max_output_bytes
             out, err = _read_capped(calldir / "stdout", cap), _read_capped(calldir / "stderr", cap)
@@ -324,11 +327,11 @@ class Sandbox:
         return calldir
 
     def _request(self, server: Server, calldir: Path, blob: bytes, module_files: dict[str, str],
-                 timeout_s: float, env: dict[str, str]) -> dict[str, Any]:
+                 timeout_s: float, env: dict[str, str], writes: tuple[str, ...]) -> dict[str, Any]:
         work, tmp = calldir / "work", calldir / "tmp"
         confine, cache = self.config.confine, self._root / "cache"
         reach = Reach.for_call(work=str(work), tmp=str(tmp), read=self.config.read_paths,
-                               write=(*self.config.write_paths, str(cache)))
+                               write=(*self.config.write_paths, str(cache), *writes))
         return {
             "cwd": str(work), "stdout": str(calldir / "stdout"), "stderr": str(calldir / "stderr"),
             "env": {**scrubbed_environ(os.environ, self.config.env_allowlist),

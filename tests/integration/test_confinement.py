@@ -66,6 +66,18 @@ def test_own_directories_and_caches_stay_writable(sb: Sandbox) -> None:
         assert out.ok, (variable, out.reason)
 
 
+def test_a_folder_given_to_one_call_is_writable_by_that_call_only(sb: Sandbox, tmp_path: Path) -> None:
+    mine = tmp_path / "caches" / "candidate-a"  # created by the call
+    target = mine / "kernel.json"
+    assert sb.call(helpers.write_file, str(target), "mine", write_paths=(mine,)).ok
+    out = sb.call(helpers.write_file, str(target), "planted")  # another candidate's call, given no folder
+    if sb.config.confine:
+        assert _denied(out, "PermissionError"), out.reason
+        assert target.read_text() == "mine"
+    else:
+        assert out.ok
+
+
 def test_secrets_outside_cannot_be_read_and_declared_paths_can(sb: Sandbox, outside: Path) -> None:
     out = sb.call(helpers.read_file, str(outside / "secret.txt"))
     if sb.config.confine:

@@ -424,6 +424,8 @@ def test_bad_config_values_are_config_errors_naming_the_field(kwargs: dict[str, 
     ({"files": {"../escape.py": "x"}}, ValueError, "relative path without '..'"),
     ({"files": {"a.py": 1}}, TypeError, "must be str or bytes"),
     ({"env": {"X": 1}}, TypeError, "env must map variable names to strings"),
+    ({"write_paths": ("relative/cache",)}, ValueError, "write_paths must hold absolute paths"),
+    ({"write_paths": "/one/string"}, TypeError, "write_paths must be a sequence"),
 ])
 def test_bad_call_arguments_are_refused_before_running(sb: Sandbox, kwargs: dict[str, object],
                                                        error: type[Exception], match: str) -> None:

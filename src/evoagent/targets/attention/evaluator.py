@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...candidate import Candidate
+from ...confinement import cache_environment
 from ...errors import ConfigError, EvaluatorError, KernelSourceError
 from ...evaluator import EXPERIMENT_FILE, Evaluator
 from ...records import Descriptors
@@ -39,8 +40,8 @@ from .static import (
     DESCRIPTOR_BINS,
     SUPPORTED_ARCHS,
     StaticCompiler,
+    candidate_caches,
     compact_report,
-    default_cache_dir,
     first_error,
     kernel_descriptors,
 )
@@ -199,7 +200,7 @@ class AttentionEvaluator(Evaluator):
 
         return SandboxConfig(timeout_s=self.timeout_s, memory_mb=None if cuda_available() else 8192,
                              preload=("numpy", "torch", "triton", "evoagent.targets.attention.child"),
-                             gpus=_gpu_ids(), write_paths=(self._triton_cache(), self._cuda_cache()),
+                             gpus=_gpu_ids(),
                              read_paths=_ncu_install() if self.ncu and cuda_available() else ())
 
     def device_label(self) -> str:
@@ -241,20 +242,20 @@ class AttentionEvaluator(Evaluator):
     def on_gpu(self) -> bool:
         return cuda_available()
 
-    def _triton_cache(self) -> str:
-        return str((self.cache_dir or default_cache_dir()).parent / "triton")
-
-    def _cuda_cache(self) -> str:
-        """Where CUDA candidates' builds go on a GPU (cuda_build.load_extension reads $EVOAGENT_CUDA_CACHE)."""
-        return str((self.cache_dir or default_cache_dir()).parent / "cuda")
+    def _triton_cache(self, candidate: Candidate) -> str:
+        """The candidate's own Triton cache (`static.candidate_caches`), which only its calls may write."""
+        return str(candidate_caches(self.static.cache_dir, candidate.id) / "triton")
 
     def _call(self, sandbox: Executor, fn: Any, *args: Any, candidate: Candidate,
-              timeout_s: float | None = None) -> SandboxResult:
+              timeout_s: float | None = None, scope: str | None = None) -> SandboxResult:
+        """A sandboxed call of the candidate's files that may write only the compile caches of `scope` (its id):
+        Triton's, CUDA's and the CUDA candidates' builds (cuda_build.load_extension reads $EVOAGENT_CUDA_CACHE)."""
         gpu = bool(getattr(sandbox, "gpus", ())) and self.on_gpu
+        caches = candidate_caches(self.static.cache_dir, scope or candidate.id)
         env = {"TRITON_INTERPRET": "0" if self.on_gpu else "1", TARGET_ARCH_ENV: self.archs[0],
-               CACHE_ENV: self._cuda_cache()}
+               **cache_environment(caches, home=None), CACHE_ENV: str(caches / "cuda-build")}
         return sandbox.call(fn, *args, files=dict(candidate.files), timeout_s=timeout_s or self.timeout_s, env=env,
-                            gpu=gpu)
+                            gpu=gpu, write_paths=(caches,))
 
     # -- what an agent reads and may try ---------------------------------------------------------------
 
@@ -286,8 +287,9 @@ class AttentionEvaluator(Evaluator):
         from ...sandbox import run_script
 
         files = {**candidate.files, EXPERIMENT_FILE: script}
+        # Experiments (unscanned scripts) share a cache of their own, never the one the candidate's stages read.
         return self._call(sandbox, run_script, EXPERIMENT_FILE, candidate=candidate.with_files(files),
-                          timeout_s=timeout_s)
+                          timeout_s=timeout_s, scope=f"{candidate.id}.experiments")
 
     def descriptors(self, candidate: Candidate, result: EvalResult) -> Descriptors:
         """MAP-Elites descriptors from the first arch's static report (`static.kernel_descriptors`)."""
@@ -314,7 +316,8 @@ class AttentionEvaluator(Evaluator):
             return self._check_cuda(source, findings)
         if findings:
             return _illegal(findings)
-        reports, failed = self.static.report(source, self.entry, self.suite.static_configs(), self.archs, sandbox)
+        reports, failed = self.static.report(source, self.entry, self.suite.static_configs(), self.archs, sandbox,
+                                             scope=candidate.id)
         if failed is not None:
             return StageResult.fail(_hardware_or(failed), f"static compile: {_failure(failed, self.entry)}",
                                     logs=failed.logs + "\n" + failed.reason)
@@ -368,7 +371,7 @@ class AttentionEvaluator(Evaluator):
 
         with self._draws_lock:
             cases = self.test_cases()
-        out = self._call(sandbox, run_cases, self.entry, cases, not self.on_gpu, self._triton_cache(),
+        out = self._call(sandbox, run_cases, self.entry, cases, not self.on_gpu, self._triton_cache(candidate),
                          candidate=candidate)
         if not out.ok:
             return StageResult.fail(_hardware_or(out), _failure(out, self.entry), logs=out.logs + "\n" + out.reason)
@@ -404,7 +407,7 @@ class AttentionEvaluator(Evaluator):
             cases = [self._case(c, max_rows=_TIMED_ROWS, max_heads=2) | self._timed_inputs(reps)
                      for c in self.suite.configs]
         out = self._call(sandbox, benchmark, self.entry, cases, warmup, not self.on_gpu,
-                         self._triton_cache(), self.baselines, candidate=candidate)
+                         self._triton_cache(candidate), self.baselines, candidate=candidate)
         if not out.ok:
             return StageResult.fail(_hardware_or(out), _failure(out, self.entry),
                                     logs=out.logs + "\n" + out.reason)
@@ -446,7 +449,8 @@ class AttentionEvaluator(Evaluator):
             if self._cuda_without_gpu(candidate) is not None:
                 check = self.check(candidate, sandbox)
                 return dataclasses.replace(check, details={**check.details, "device": _CPU_LABEL})
-            reports, failed = self.static.report(source, self.entry, self.suite.static_configs(), self.archs, sandbox)
+            reports, failed = self.static.report(source, self.entry, self.suite.static_configs(), self.archs, sandbox,
+                                                 scope=candidate.id)
             if failed is not None:
                 return StageResult.fail(_hardware_or(failed), f"static compile: {failed.reason.splitlines()[0]}")
             static = {arch: compact_report(report) for arch, report in reports.items()}
@@ -457,7 +461,7 @@ class AttentionEvaluator(Evaluator):
         with self._draws_lock:
             case = self._case(largest, with_rows=False)
         out = self._call(sandbox, profile, self.entry, case, False,
-                         self._triton_cache(), self.ncu, candidate=candidate)
+                         self._triton_cache(candidate), self.ncu, candidate=candidate)
         if not out.ok:
             return StageResult.fail(out.status, _failure(out, self.entry), logs=out.logs)
         return StageResult(details={"device": self.device_label(), **out.value})

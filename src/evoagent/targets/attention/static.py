@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...confinement import cache_environment
 from .suites import AttentionConfig
 
 if TYPE_CHECKING:
@@ -52,6 +53,15 @@ def default_cache_dir() -> Path:
     """$EVOAGENT_CACHE_DIR/static, or ~/.cache/evoagent/static."""
     root = os.environ.get("EVOAGENT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "evoagent")
     return Path(root) / "static"
+
+
+def candidate_caches(static_dir: Path, scope: str) -> Path:
+    """The compile caches of one candidate (`scope`: its id): `<cache root>/compile/<scope>`, beside
+    `static/`. Each candidate's calls may write only their own folder (`Sandbox.call(write_paths=...)`),
+    so no candidate can plant a compiled kernel where another candidate, or a baseline, reads."""
+    if not scope or not all(c.isalnum() or c in "-_." for c in scope) or scope.startswith("."):
+        raise ValueError(f"a cache scope must be a candidate id like '3f2a9c' (got {scope!r})")
+    return static_dir.parent / "compile" / scope
 
 
 def triton_version() -> str:
@@ -247,8 +257,11 @@ class StaticCompiler:
         self.timeout_s = timeout_s
 
     def report(self, source: str, entry: str, configs: Sequence[AttentionConfig], archs: Sequence[str],
-               sandbox: Executor) -> tuple[dict[str, Any], Any]:
-        """{arch: report} for `archs` (cached ones reused), and the failed SandboxResult if the call failed."""
+               sandbox: Executor, *, scope: str) -> tuple[dict[str, Any], Any]:
+        """{arch: report} for `archs` (cached ones reused), and the failed SandboxResult if the call failed.
+
+        The compile runs with the compile caches of `scope` (the candidate's id; `candidate_caches`).
+        """
         from .child import compile_launches
 
         reports: dict[str, Any] = {}
@@ -261,8 +274,10 @@ class StaticCompiler:
                 missing.append(arch)
         if not missing:
             return reports, None
+        caches = candidate_caches(self.cache_dir, scope)
         out = sandbox.call(compile_launches, entry, [c.to_dict() for c in configs], list(missing),
-                           str(self.cache_dir.parent / "triton"), files={entry: source}, timeout_s=self.timeout_s)
+                           str(caches / "triton"), files={entry: source}, timeout_s=self.timeout_s,
+                           write_paths=(caches,), env=cache_environment(caches, home=None))
         if not out.ok:
             return reports, out
         value = out.value
