@@ -48,3 +48,22 @@ def test_the_brief_names_device_arch_shapes_and_tolerances() -> None:
     assert text.startswith("device: NVIDIA H200; times: CUDA events")
     assert "sm_90a" in text and "b1-h16-n16384-d128-causal-bf16" in text
     assert "bf16 atol 0.06, rtol 0.05, rel_l2 0.01" in text and "fp16" not in text.split("tolerance")[1]
+
+
+def test_the_agent_is_told_a_candidate_may_be_cuda_and_what_its_check_reports() -> None:
+    suite = get_suite("smoke")
+    text = brief(suite, device="cpu-interpreter", archs=("sm_90a",), on_gpu=False, extra_shapes=2,
+                 max_test_seqlen=80, test_dtypes=("float16",))
+    assert "CUDA C++" in text and "CUDA_SOURCE" in text and "`needs_device`, never `ok`" in text
+    on_gpu = brief(suite, device="NVIDIA H200", archs=("sm_90a",), on_gpu=True, extra_shapes=2,
+                   max_test_seqlen=80, test_dtypes=("float16",))
+    assert "tested and timed like a Triton one" in on_gpu
+
+
+def test_a_cuda_static_report_says_nvcc_compiled_it() -> None:
+    result = EvalResult(status=Status.NEEDS_DEVICE, stages=(
+        StageResult(name="check", details={"language": "cuda", "legality": [],
+                                           "static": {"sm_90a": {**STATIC, "language": "cuda"}}}),))
+    found = dict(sections(result))
+    assert found["static report sm_90a"].startswith("CUDA_SOURCE compiled by nvcc; registers 168")
+    assert "language: cuda" in found["check"]
