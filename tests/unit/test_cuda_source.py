@@ -131,3 +131,11 @@ def test_constexpr_tile_sizes_are_read_from_the_text() -> None:
             "constexpr int ODD = sizeof(float) * 2;\n"
             "constexpr float LOG2E = 1.44f;\n")
     assert constexpr_ints(text) == {"BLOCK_M": 128, "NUM_WARPS": 8, "NUM_STAGES": 2, "BLOCK_N": 64}
+
+
+def test_the_static_check_passes_the_nvcc_flags_torch_builds_with() -> None:
+    from torch.utils import cpp_extension
+
+    from evoagent.targets.attention.cuda_source import TORCH_NVCC_FLAGS
+
+    assert list(TORCH_NVCC_FLAGS) == list(cpp_extension.COMMON_NVCC_FLAGS)

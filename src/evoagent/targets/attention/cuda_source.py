@@ -26,6 +26,11 @@ BUILD_MODULE = "evoagent.targets.attention.cuda_build"
 # nvcc options of every CUDA candidate, in the static check and in the build on a GPU (fixed: a kernel
 # tunes itself with #pragma unroll, __launch_bounds__, __maxnreg__ and inline PTX instead).
 NVCC_FLAGS = ("-O3", "-std=c++17", "-lineinfo")
+# What torch's extension builder passes to nvcc before them (torch.utils.cpp_extension.COMMON_NVCC_FLAGS):
+# no implicit __half/__nv_bfloat16 operators or conversions (use the intrinsics: __hmul, __float2half ...).
+# The static check passes them too, so it compiles what the GPU build compiles.
+TORCH_NVCC_FLAGS = ("-D__CUDA_NO_HALF_OPERATORS__", "-D__CUDA_NO_HALF_CONVERSIONS__",
+                    "-D__CUDA_NO_BFLOAT16_CONVERSIONS__", "-D__CUDA_NO_HALF2_OPERATORS__", "--expt-relaxed-constexpr")
 # The machine code per architecture; the `a` targets enable wgmma/setmaxnreg (sm_90a) and tcgen05 (sm_100a).
 # With nvcc 13 the -arch=sm_90a shorthand also runs a plain sm_90 pass that rejects them; -gencode does not.
 GENCODE = {"sm_90a": "-gencode=arch=compute_90a,code=sm_90a", "sm_100a": "-gencode=arch=compute_100a,code=sm_100a"}

@@ -28,7 +28,7 @@ from typing import Any
 
 from ...result import StageResult, Status
 from .cuda_build import nvcc_flags
-from .cuda_source import CudaSource, constexpr_ints
+from .cuda_source import TORCH_NVCC_FLAGS, CudaSource, constexpr_ints
 from .static import StaticCompiler, compact_report, ptx_mix, resource_usage, sass_mix, tool_path
 
 REPORT_VERSION = 2
@@ -60,7 +60,7 @@ def nvcc_version() -> str:
 
 
 def cache_key(text: str, arch: str) -> str:
-    blob = json.dumps([REPORT_VERSION, "cuda", text, arch, nvcc_version(), nvcc_flags(arch)])
+    blob = json.dumps([REPORT_VERSION, "cuda", text, arch, nvcc_version(), TORCH_NVCC_FLAGS, nvcc_flags(arch)])
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -127,7 +127,7 @@ def compile_cubin(text: str, arch: str, *, entry: str = "kernel.py", timeout_s: 
     with tempfile.TemporaryDirectory(prefix="evoagent-nvcc-") as tmp:
         source, cubin = Path(tmp) / "candidate.cu", Path(tmp) / "candidate.cubin"
         source.write_text(text)
-        command = [nvcc, "-cubin", *nvcc_flags(arch), "-Xptxas", "-v", "--keep", "--keep-dir", tmp,
+        command = [nvcc, "-cubin", *TORCH_NVCC_FLAGS, *nvcc_flags(arch), "-Xptxas", "-v", "--keep", "--keep-dir", tmp,
                    "-o", str(cubin), str(source)]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, cwd=tmp)
