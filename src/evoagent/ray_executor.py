@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -40,36 +42,54 @@ _START_S = 300.0  # the GPU actors must be up within this
 
 # -- inside Ray workers -----------------------------------------------------------------------
 
-_worker_sandboxes: dict[SandboxConfig, Sandbox] = {}  # one per worker process and sandbox config
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Setup:
+    """What every worker of one executor needs: the sandbox settings, and the folder its sandboxes live in."""
+
+    config: SandboxConfig
+    scratch_dir: str  # the driver's; a worker on another node creates it (the driver removes its own at close)
+
+
+_worker_sandbox_for: list[tuple[_Setup, Sandbox]] = []  # this worker process's sandbox, of the latest executor
 _worker_lock = threading.Lock()
 
 
-def _worker_sandbox(config: SandboxConfig) -> Sandbox:
-    """This Ray worker's sandbox for `config` (one CPU fork server, started at the first call)."""
+def _worker_sandbox(setup: _Setup) -> Sandbox:
+    """This Ray worker's sandbox (one CPU fork server, started at the first call of an executor).
+
+    A worker keeps one: a call of another executor (a new run in the same driver process) closes the
+    previous executor's sandbox, whose folder that executor removed when it closed.
+    """
     with _worker_lock:
-        sandbox = _worker_sandboxes.get(config)
-        if sandbox is None:
-            sandbox = _worker_sandboxes[config] = Sandbox(dataclasses.replace(config, workers=1, gpus=()))
+        if _worker_sandbox_for and _worker_sandbox_for[0][0] == setup:
+            return _worker_sandbox_for[0][1]
+        while _worker_sandbox_for:
+            _worker_sandbox_for.pop()[1].close()
+        os.makedirs(setup.scratch_dir, exist_ok=True)
+        sandbox = Sandbox(dataclasses.replace(setup.config, workers=1, gpus=()), scratch_dir=setup.scratch_dir)
+        _worker_sandbox_for.append((setup, sandbox))
         return sandbox
 
 
 @ray.remote(num_cpus=1, max_retries=0)  # a lost worker is retried by the engine, which labels it first
-def _run_on_cpu(config: SandboxConfig, prepared: PreparedCall) -> SandboxResult:
-    return _worker_sandbox(config).run_prepared(prepared)
+def _run_on_cpu(setup: _Setup, prepared: PreparedCall) -> SandboxResult:
+    return _worker_sandbox(setup).run_prepared(prepared)
 
 
 @ray.remote(num_cpus=1, max_retries=0)
-def _confinement(config: SandboxConfig) -> Confinement:
-    return _worker_sandbox(config).confinement
+def _confinement(setup: _Setup) -> Confinement:
+    return _worker_sandbox(setup).confinement
 
 
 @ray.remote(num_gpus=1, num_cpus=0, max_restarts=0)  # a lost actor is replaced by the driver
 class _GpuWorker:
     """One GPU of the cluster: a Sandbox whose GPU worker is pinned to the device Ray gave this actor."""
 
-    def __init__(self, config: SandboxConfig) -> None:
+    def __init__(self, setup: _Setup) -> None:
         device = str(ray.get_gpu_ids()[0])
-        self._sandbox = Sandbox(dataclasses.replace(config, workers=1), gpus=(device,))
+        os.makedirs(setup.scratch_dir, exist_ok=True)
+        self._sandbox = Sandbox(dataclasses.replace(setup.config, workers=1), gpus=(device,),
+                                scratch_dir=setup.scratch_dir)
 
     def ready(self) -> int:
         return os.getpid()
@@ -98,7 +118,8 @@ class RayExecutor:
             _start_ray(config, address)
         self._closed = False
         self._lock = threading.Lock()
-        self._config_ref = ray.put(config)
+        self._setup = _Setup(config, tempfile.mkdtemp(prefix="evoagent-ray-"))  # the workers' sandboxes live in it
+        self._setup_ref = ray.put(self._setup)
         resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         self._cpu_slots = threading.BoundedSemaphore(max(1, int(resources.get("CPU", 0))))
         self._gpu_count = int(resources.get("GPU", 0))
@@ -107,7 +128,7 @@ class RayExecutor:
         self._gpus: GpuQueue[_Actor] | None = None  # the GPU actors, started at the first GPU call
         self._actors: list[_Actor] = []
         try:
-            self.confinement: Confinement = ray.get(_confinement.remote(self._config_ref), timeout=_START_S)
+            self.confinement: Confinement = ray.get(_confinement.remote(self._setup_ref), timeout=_START_S)
         except BaseException:
             self.close()
             raise
@@ -143,7 +164,7 @@ class RayExecutor:
             return self._on_gpu(prepared, limit_s)
         prepared = dataclasses.replace(prepared, env={**prepared.env, **self._hide_gpus})
         with self._cpu_slots:  # no more tasks than the cluster's CPUs, so no call waits in Ray's queue
-            return _await(_run_on_cpu.remote(self._config_ref, prepared), limit_s, "the Ray worker")
+            return _await(_run_on_cpu.remote(self._setup_ref, prepared), limit_s, "the Ray worker")
 
     def _on_gpu(self, prepared: PreparedCall, limit_s: float) -> SandboxResult:
         with self._gpu_queue().slot() as slot:  # in `gpu_priority` order; busy time counted per GPU
@@ -166,7 +187,7 @@ class RayExecutor:
             if not self._gpu_count:
                 raise SandboxError("call(..., gpu=True) needs a GPU in the Ray cluster; "
                                    f"this one ({self.address}) has none")
-            actors = [_Actor(self.config) for _ in range(self._gpu_count)]
+            actors = [_Actor(self._setup) for _ in range(self._gpu_count)]
             try:
                 ray.get([a.handle.ready.remote() for a in actors], timeout=_START_S)
             except ray_errors.GetTimeoutError:
@@ -192,19 +213,20 @@ class RayExecutor:
                 actor.kill()
             if self._owns_ray:
                 ray.shutdown()
+        shutil.rmtree(self._setup.scratch_dir, ignore_errors=True)  # the sandboxes of this node's workers
 
 
 class _Actor:
     """The GPU actor of one slot of the queue; the slot's holder replaces it when it is lost."""
 
-    def __init__(self, config: SandboxConfig) -> None:
-        self.config = config
-        self.handle: Any = _GpuWorker.remote(config)  # type: ignore[attr-defined]
+    def __init__(self, setup: _Setup) -> None:
+        self.setup = setup
+        self.handle: Any = _GpuWorker.remote(setup)  # type: ignore[attr-defined]
 
     def replace(self) -> None:
         """A new actor in place of a lost one (its calls wait until Ray has placed it on a free GPU)."""
         self.kill()
-        self.handle = _GpuWorker.remote(self.config)  # type: ignore[attr-defined]
+        self.handle = _GpuWorker.remote(self.setup)  # type: ignore[attr-defined]
 
     def kill(self) -> None:
         ray.kill(self.handle, no_restart=True)

@@ -209,7 +209,8 @@ class Sandbox:
     `confinement` says what the operating system confines its calls with (see `confinement.py`).
     """
 
-    def __init__(self, config: SandboxConfig | None = None, *, gpus: Sequence[int | str] = ()) -> None:
+    def __init__(self, config: SandboxConfig | None = None, *, gpus: Sequence[int | str] = (),
+                 scratch_dir: str | os.PathLike[str] | None = None) -> None:
         config = SandboxConfig() if config is None else config
         if not isinstance(config, SandboxConfig):
             raise TypeError(f"Sandbox config must be a SandboxConfig (got {config!r})")
@@ -219,7 +220,7 @@ class Sandbox:
         self.gpus = tuple(str(g) for g in gpus) or config.gpus
         if len(set(self.gpus)) != len(self.gpus):
             raise ValueError(f"Sandbox gpus must not repeat a device (got {gpus!r}); each GPU gets one worker")
-        root = Path(tempfile.mkdtemp(prefix="evoagent-sandbox-"))
+        root = Path(tempfile.mkdtemp(prefix="evoagent-sandbox-", dir=scratch_dir))  # (default: the temp dir)
         if config.confine:
             protect_trusted_process()
             for path in (*map(Path, config.write_paths), root / "cache"):
