@@ -1,4 +1,5 @@
-"""Shared fixtures: isolated storage per test, the gpu marker skipped without CUDA."""
+"""Shared fixtures: isolated storage per test, the gpu marker skipped without CUDA, and the tests that share a
+module-scoped fixture kept on one pytest-xdist worker (`--dist loadgroup`, set in pyproject's addopts)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,32 @@ def _isolated_storage(_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto` (pyproject's addopts) means a worker per core for a run of folders (`python -m pytest`, the whole
+    suite), but no workers for a run of named test files, where starting them would cost more than it saves."""
+    files = [config.invocation_params.dir / arg.split("::")[0] for arg in config.args]
+    return 0 if files and all(path.is_file() for path in files) else None  # None: xdist counts the cores
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the groups into node-id suffixes
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _group_by_module_fixture(items)
+    _skip_gpu_without_cuda(items)
+
+
+def _group_by_module_fixture(items: list[pytest.Item]) -> None:
+    """A test that uses a module- or class-scoped fixture (a sandbox, a compiled kernel) joins its module's
+    xdist group, so under `-n` the fixture is built once, by the one worker that runs the whole module."""
+    for item in items:
+        definitions = getattr(item, "_fixtureinfo", None)
+        if definitions is None:
+            continue
+        scopes = {d.scope for defs in definitions.name2fixturedefs.values() for d in defs}
+        if scopes & {"module", "class"}:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+def _skip_gpu_without_cuda(items: list[pytest.Item]) -> None:
     if not any(item.get_closest_marker("gpu") for item in items):
         return
     if _has_cuda():
