@@ -8,14 +8,24 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS / "integration"))
 
+# No property test may fail for being slow on a busy machine: no per-example deadline, no "too slow" check.
+settings.register_profile("evoagent", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("evoagent")
+
 
 @pytest.fixture(scope="session")
 def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+    """One cache for the whole run, shared by the xdist workers (static reports are written atomically), so a
+    kernel is compiled once per run rather than once per worker."""
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "cache"
+    cache.mkdir(exist_ok=True)
+    return cache
 
 
 @pytest.fixture(autouse=True)

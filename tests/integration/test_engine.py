@@ -72,10 +72,10 @@ def test_transcripts_and_events_are_stored(tmp_path):
 
 def test_breaking_out_of_iterate_marks_in_flight_work_interrupted(tmp_path):
     run = _run(tmp_path)
-    started = time.monotonic()
-    for _ in ea.iterate(run, Scripted(["X = 1.0\n", "X = 2.0\nDELAY = 30.0\n"]), ea.Budget(trials=10), slots=2):
-        break  # the quick trial is done; the slow one (30 s) is still being evaluated
-    assert time.monotonic() - started < 20
+    for _ in ea.iterate(run, Scripted(["X = 1.0\n", "X = 2.0\nDELAY = 600.0\n"]), ea.Budget(trials=10), slots=2):
+        broke = time.monotonic()
+        break  # the quick trial is done; the slow one (600 s) is still being evaluated
+    assert time.monotonic() - broke < 300  # it was stopped, not waited for (on however busy a machine)
     counts = run.store.totals()
     assert counts["trials"] == 1 and counts["interrupted"] == 1
     assert not run.store.trials(state="running")
