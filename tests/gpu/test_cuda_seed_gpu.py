@@ -76,6 +76,8 @@ def test_cuda_seed_rejects_what_it_does_not_handle(cuda, seed, change, message) 
     q, k, v = _inputs(cuda, 1, 4, 2, 64, 64, cuda.float16)
     with pytest.raises(ValueError, match=re.escape(message)):
         seed.attention(*change(cuda, q, k, v), causal=False, sm_scale=0.125)
+    with pytest.raises(ValueError, match="sm_scale must be positive"):
+        seed.attention(q, k, v, causal=False, sm_scale=0.0)
 
 
 def test_evaluator_passes_the_cuda_seed_on_the_gpu(cuda, tmp_path) -> None:

@@ -360,8 +360,10 @@ int64_t attention_forward(int64_t q, int64_t k, int64_t v, int64_t o, int64_t ba
 _module = None  # the built extension, loaded on the first call
 
 
-def _check_inputs(q, k, v):
-    """Raises ValueError naming what is wrong with q, k or v (what the kernel does not handle)."""
+def _check_inputs(q, k, v, sm_scale):
+    """Raises ValueError naming what is wrong with q, k, v or sm_scale (what the kernel does not handle)."""
+    if not sm_scale > 0:  # the kernel takes the row max before scaling: right for a positive scale only
+        raise ValueError(f"attention: sm_scale must be positive (got {sm_scale})")
     if not (q.is_cuda and k.is_cuda and v.is_cuda) or not q.device == k.device == v.device:
         raise ValueError(f"attention: q, k and v must be CUDA tensors on one device (got {q.device}, {k.device}, "
                          f"{v.device})")
@@ -387,7 +389,7 @@ def _check_inputs(q, k, v):
 def attention(q, k, v, *, causal, sm_scale):
     """softmax(sm_scale * q @ k^T) @ v for q (B, H_Q, N, D) and k, v (B, H_KV, N, D), on the current stream."""
     global _module
-    _check_inputs(q, k, v)
+    _check_inputs(q, k, v, sm_scale)
     if _module is None:  # built on the first call (on a GPU), cached on disk by source hash and architecture
         _module = load_extension(CUDA_SOURCE, functions=["attention_forward"])
     out = torch.empty_like(q)
