@@ -46,6 +46,9 @@ if [[ $GPU -eq 0 ]]; then
 fi
 export PYTHONUNBUFFERED=1
 export EVOAGENT_CACHE_DIR="${EVOAGENT_CACHE_DIR:-$(mktemp -d -t evoagent-cache-XXXXXX)}"
+# One build of the CUDA seed's extension (about a minute on the GPU machine) serves the benchmark and
+# the GPU tests (whose conftest gives each session its own EVOAGENT_CACHE_DIR).
+export EVOAGENT_CUDA_CACHE="${EVOAGENT_CUDA_CACHE:-$EVOAGENT_CACHE_DIR/cuda}"
 export TRITON_DEFAULT_FP_FUSION="${TRITON_DEFAULT_FP_FUSION:-1}"
 
 if [[ $DRY_RUN -eq 1 ]]; then
