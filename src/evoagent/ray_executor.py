@@ -42,6 +42,7 @@ _START_S = 300.0  # the GPU actors must be up within this
 
 # -- inside Ray workers -----------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Setup:
     """What every worker of one executor needs: the sandbox settings, and the folder its sandboxes live in."""
@@ -129,6 +130,10 @@ class RayExecutor:
         self._actors: list[_Actor] = []
         try:
             self.confinement: Confinement = ray.get(_confinement.remote(self._setup_ref), timeout=_START_S)
+        except ray_errors.GetTimeoutError:
+            self.close()
+            raise SandboxError(f"no Ray worker ran a first call within {_START_S:.0f} s; does the cluster "
+                               f"({self.address}) have a free CPU?") from None
         except BaseException:
             self.close()
             raise
@@ -235,7 +240,11 @@ class _Actor:
 def _start_ray(config: SandboxConfig, address: str | None) -> None:
     quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address is not None:
-        ray.init(address=address, **quiet)
+        try:
+            ray.init(address=address, **quiet)
+        except Exception as exc:  # ConnectionError, RuntimeError, ...: one line for the user
+            raise SandboxError(f"cannot connect to the Ray cluster at {address!r} "
+                               f"({type(exc).__name__}: {_first_line(exc)})") from None
         return
     # "local": a new Ray of our own even where RAY_ADDRESS names a running cluster (that takes address = "auto")
     ray.init(address="local", num_cpus=config.workers, num_gpus=len(config.gpus),
