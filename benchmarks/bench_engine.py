@@ -129,6 +129,7 @@ class AgenticWindows:
 
     wall_ms: list[float]
     cpu_ms: list[float]
+    load: list[float]  # the machine's 1-minute load average at each window's end
     command_s: float
 
 
@@ -145,10 +146,13 @@ def agentic_cli(trials: int, window: int) -> AgenticWindows:
     trend that wall time hides: it is read from /proc when each step's first request reaches the server.
     """
     cpu_at: dict[int, float] = {}  # step number -> the CLI's CPU seconds when that step opened
+    load_at: dict[int, float] = {}  # step number -> the load average then (every `window` steps)
     pid = 0
 
     def on_step(step: int) -> None:
         cpu_at[step] = process_cpu_s(pid)
+        if step % window == 0:
+            load_at[step] = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as tmp, InstantMessagesServer(on_step=on_step) as server:
         root = Path(tmp)
@@ -163,6 +167,7 @@ def agentic_cli(trials: int, window: int) -> AgenticWindows:
             if cli.wait() != 0:
                 raise SystemExit(f"evoagent run exited with {cli.returncode}")
         command_s = time.perf_counter() - started
+        end_load = os.getloadavg()[0]
         with ea.Run.open(root / "run", readonly=True) as run:
             finished = [t.finished_at for t in run.trials() if t.finished_at is not None]
     assert len(finished) == trials, f"{len(finished)} of {trials} trials finished"
@@ -177,7 +182,8 @@ def agentic_cli(trials: int, window: int) -> AgenticWindows:
     for i in starts:
         first, last = i + 1, min(i + window + 1, trials)
         cpu.append((cpu_at[last] - cpu_at[first]) / (last - first) * 1000)
-    return AgenticWindows(wall_ms=wall, cpu_ms=cpu, command_s=command_s)
+    load = [load_at.get(i + window, end_load) for i in starts]
+    return AgenticWindows(wall_ms=wall, cpu_ms=cpu, load=load, command_s=command_s)
 
 
 def sandbox_latency(calls: int) -> tuple[float, float]:
@@ -208,9 +214,9 @@ def main() -> None:
     if args.agentic_trials:
         size = min(args.agentic_window, args.agentic_trials)
         agentic = agentic_cli(args.agentic_trials, size)
-        for i, (wall_ms, cpu_ms) in enumerate(zip(agentic.wall_ms, agentic.cpu_ms)):
+        for i, (wall_ms, cpu_ms, load) in enumerate(zip(agentic.wall_ms, agentic.cpu_ms, agentic.load)):
             print(f"agentic CLI, trials {i * size + 1:>6}-{(i + 1) * size:<6}: {wall_ms:7.2f} ms/trial wall, "
-                  f"{cpu_ms:6.2f} ms/trial CPU")
+                  f"{cpu_ms:6.2f} ms/trial CPU (load {load:.1f})")
         wall, cpu = agentic.wall_ms, agentic.cpu_ms
         print(f"agentic CLI, {args.agentic_trials} trials: first window {wall[0]:.2f} ms/trial wall, last "
               f"{wall[-1]:.2f} ({wall[-1] / wall[0] - 1:+.0%}); CPU {cpu[0]:.2f} -> {cpu[-1]:.2f} ms/trial "
