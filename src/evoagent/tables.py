@@ -96,7 +96,7 @@ def cut_lines(text: str, limit_chars: int) -> str:
         tail.append(line)
         size += len(line) + 1
     tail.reverse()
-    if not head and not tail:  # one line longer than the limit
+    if not head and not tail and len(lines) <= 1:  # one line longer than the limit
         first, last = room * 2 // 3, room // 3
         return f"{text[:first]}\n[... {len(text) - first - last} characters cut ...]\n{text[-last:]}"
     gone = lines[len(head):len(lines) - len(tail)]

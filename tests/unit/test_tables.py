@@ -34,6 +34,13 @@ def test_a_cut_keeps_whole_lines_stays_within_the_limit_and_says_what_went(lines
     assert all(line in lines for line in kept if line not in notes)
 
 
+def test_many_lines_none_of_which_fits_are_counted_as_cut_not_cut_by_characters() -> None:
+    text = "\n".join(["a" * 14, "", "", "", "a" * 4, "a" * 17])
+    assert cut_lines(text, 80) == text
+    out = cut_lines(text * 3, 80)
+    assert len(out) <= 80 and out.startswith("[... 16 lines (") and "a" * 14 not in out
+
+
 def test_a_single_overlong_line_is_cut_in_the_middle() -> None:
     out = cut_lines("x" * 1000, 200)
     assert len(out) <= 200 and "characters cut" in out
