@@ -9,6 +9,7 @@ What truly needs a GPU ends `needs_device`, never a label that blames the kernel
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,8 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def sandbox(cache_dir: Path):
-    with Sandbox(AttentionEvaluator("smoke", cache_dir=cache_dir).sandbox_config()) as sb:
+    # one fork server: the tests call it in turn
+    with Sandbox(replace(AttentionEvaluator("smoke", cache_dir=cache_dir).sandbox_config(), workers=1)) as sb:
         yield sb
 
 

@@ -3,6 +3,7 @@ autotuning) through the real stages, and choosing a seed by name."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def sandbox(cache_dir: Path):
-    with Sandbox(AttentionEvaluator("smoke", cache_dir=cache_dir).sandbox_config()) as sb:
+    # one fork server: the tests call it in turn
+    with Sandbox(replace(AttentionEvaluator("smoke", cache_dir=cache_dir).sandbox_config(), workers=1)) as sb:
         yield sb
 
 

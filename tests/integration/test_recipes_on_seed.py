@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,8 @@ def evaluator(tmp_path_factory: pytest.TempPathFactory) -> AttentionEvaluator:
 
 @pytest.fixture(scope="module")
 def sandbox(evaluator: AttentionEvaluator):
-    with Sandbox(evaluator.sandbox_config()) as sb:
+    # one fork server: the tests call it in turn
+    with Sandbox(replace(evaluator.sandbox_config(), workers=1)) as sb:
         yield sb
 
 
