@@ -1,4 +1,8 @@
-"""Every built-in recipe applies to the shipped seed kernel, compiles for sm_90a and passes the CPU test stage."""
+"""Every built-in Triton recipe applies to the shipped seed kernel, compiles for sm_90a and passes the CPU test stage.
+
+The recipes of the CUDA documents (agent_text.CUDA_DOCUMENTS) are for CUDA candidates: the CUDA seed's
+tests apply and compile them (tests/unit/test_cuda_seed_recipes.py, tests/integration/test_cuda_seed_moves.py).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ from evoagent.knowledge import KnowledgeBase, Recipe
 from evoagent.result import EvalResult, Status
 from evoagent.sandbox import Sandbox
 from evoagent.targets.attention import AttentionEvaluator, default_seed
+from evoagent.targets.attention.agent_text import CUDA_DOCUMENTS
 
-RECIPES = KnowledgeBase().recipes()
+RECIPES = [r for r in KnowledgeBase().recipes() if r.doc not in CUDA_DOCUMENTS]
 SEED = default_seed().read_text()
 
 
