@@ -35,6 +35,7 @@ def _isolated_storage(_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown, and so never called, under -p no:xdist
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """`-n auto` (pyproject's addopts) means a worker per core for a run of folders (`python -m pytest`, the whole
     suite), but no workers for a run of named test files, where starting them would cost more than it saves."""
