@@ -146,7 +146,7 @@ class GpuQueue(Generic[T]):
         self._closed = False
         self._started = clock()
         self._busy_s = dict.fromkeys(self._workers, 0.0)
-        self._since: dict[str, float] = {}  # device -> when its running call acquired it
+        self._held: dict[str, GpuSlot[T]] = {}  # device -> the slot of the call running on it
         self._calls = dict.fromkeys(self._workers, 0)
 
     @property
@@ -171,9 +171,9 @@ class GpuQueue(Generic[T]):
                 if self._closed:
                     raise SandboxError("the GPU queue is closed (its executor was closed); create a new executor")
                 heapq.heappop(self._waiting)
-                device = self._idle.popleft()
-                now = self._clock()
-                self._since[device] = now
+                device, now = self._idle.popleft(), self._clock()
+                slot = GpuSlot(device, self._workers[device], chosen, now, now - queued_at)
+                self._held[device] = slot
                 self._calls[device] += 1
                 granted = True
             finally:
@@ -182,15 +182,15 @@ class GpuQueue(Generic[T]):
                     self._waiting.remove(ticket)
                     heapq.heapify(self._waiting)
                 self._cond.notify_all()  # the next waiter may take another idle device
-            return GpuSlot(device, self._workers[device], chosen, now, now - queued_at)
+            return slot
 
     def release(self, slot: GpuSlot[T]) -> None:
         """Ends the call holding `slot`: its busy time is counted and the device goes to the next waiter."""
         with self._cond:
-            since = self._since.pop(slot.device, None)
-            if since is None:
+            if self._held.get(slot.device) is not slot:
                 raise ValueError(f"GPU slot of device {slot.device!r} is not held; release each slot once")
-            self._busy_s[slot.device] += self._clock() - since
+            del self._held[slot.device]
+            self._busy_s[slot.device] += self._clock() - slot.acquired_at
             self._idle.append(slot.device)
             self._cond.notify_all()
 
@@ -213,17 +213,16 @@ class GpuQueue(Generic[T]):
         """Busy and wall seconds of each device, up to now."""
         with self._cond:
             now = self._clock()
-            return tuple(
-                DeviceUsage(device=d, busy_s=self._busy_s[d] + (now - self._since[d] if d in self._since else 0.0),
-                            wall_s=now - self._started, calls=self._calls[d])
-                for d in self._workers)
+            running = {d: now - slot.acquired_at for d, slot in self._held.items()}
+            return tuple(DeviceUsage(device=d, busy_s=self._busy_s[d] + running.get(d, 0.0), wall_s=now - self._started,
+                                     calls=self._calls[d]) for d in self._workers)
 
     def state(self) -> QueueState:
         with self._cond:
             return self._state()
 
     def _state(self) -> QueueState:
-        return QueueState(waiting=dict(self._waiting_by), busy=tuple(d for d in self._workers if d in self._since),
+        return QueueState(waiting=dict(self._waiting_by), busy=tuple(d for d in self._workers if d in self._held),
                           idle=tuple(self._idle), closed=self._closed)
 
     def wait_until(self, predicate: Callable[[QueueState], bool], timeout_s: float | None = None) -> bool:

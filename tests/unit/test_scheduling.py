@@ -167,3 +167,14 @@ def test_an_unknown_priority_is_rejected() -> None:
     with pytest.raises(ValueError, match="must be one of confirm, authoritative, exploratory"):
         with gpu_priority("urgent"):
             pass
+
+
+def test_a_stale_slot_cannot_release_the_next_call_on_its_device() -> None:
+    queue: GpuQueue[str] = GpuQueue({"0": "w"})
+    first = queue.acquire()
+    queue.release(first)
+    second = queue.acquire()
+    with pytest.raises(ValueError, match="not held"):
+        queue.release(first)
+    assert queue.state().busy == ("0",)
+    queue.release(second)
