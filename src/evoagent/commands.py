@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import shlex
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -105,7 +106,19 @@ class _Agents:
             assemble.build_operator(config, knowledge, instruction=instruction) for _ in range(config.engine.slots)))
 
 
+def _interruptible() -> None:
+    """Lets SIGINT stop a run started in the background as Ctrl-C does.
+
+    A shell's `cmd &` and nohup start the process with SIGINT ignored, so Python never installs its
+    KeyboardInterrupt handler and `kill -INT` would do nothing; the default handler is put back then.
+    The sandbox servers started later inherit the default action, as they do in the foreground.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _evolve(run_: Run, config: RunConfig, agents: _Agents, *, quiet: bool) -> int:
+    _interruptible()
     evaluator = run_.evaluator
     caption = evaluator.score_caption(evaluator.device_label())
     print(f"evoagent: run {run_.dir} | target {evaluator.name} on {evaluator.device_label()} | "

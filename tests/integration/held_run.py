@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -27,15 +28,21 @@ def done_trials(db: Path) -> list[tuple]:
                       "AND operator != 'seed' ORDER BY id")
 
 
-def start_and_hold(config: Path, run_dir: Path, hold: Path, *, reported: int, stdout: int) -> subprocess.Popen:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell's `cmd &` / nohup does to a background job
+
+
+def start_and_hold(config: Path, run_dir: Path, hold: Path, *, reported: int, stdout: int,
+                   background: bool = False) -> subprocess.Popen:
     """Runs `evoagent run config`, reads its progress until `reported` trials are finished, then creates `hold`.
 
     The config's evaluator must wait while `hold` exists, so the run cannot finish. Returns once the
     run's store shows the next trial started, so a signal sent next finds it mid-run, with a trial
-    in flight, however busy the machine is.
+    in flight, however busy the machine is. `background` starts it with SIGINT ignored, as a shell's `&` does.
     """
     proc = subprocess.Popen([sys.executable, "-m", "evoagent.cli", "run", str(config), "--run-dir", str(run_dir)],
-                            stdout=stdout, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=stdout, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_ignore_sigint if background else None)
     assert proc.stderr is not None
     seen = 0
     for line in proc.stderr:  # the run's own progress report, one line per finished trial

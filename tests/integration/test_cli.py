@@ -86,13 +86,14 @@ def test_existing_run_is_not_overwritten_by_run(tmp_path):
     assert json.loads(evoagent("status", str(tmp_path / "r"), "--json").stdout) == before
 
 
-def _start_and_hold(tmp_path: Path, *, trials: int, reported: int, stdout: int) -> tuple[subprocess.Popen, Path]:
+def _start_and_hold(tmp_path: Path, *, trials: int, reported: int, stdout: int,
+                    background: bool = False) -> tuple[subprocess.Popen, Path]:
     """Starts a run of the quadratic target and holds it after `reported` trials (see held_run)."""
     hold = tmp_path / "hold"
     config = _config(tmp_path, trials=trials, extra="")
     config.write_text(config.read_text().replace("params = {", f'params = {{ hold_file = "{hold}", timeout_s = 600.0,'))
     run_dir = tmp_path / "run"
-    return start_and_hold(config, run_dir, hold, reported=reported, stdout=stdout), run_dir
+    return start_and_hold(config, run_dir, hold, reported=reported, stdout=stdout, background=background), run_dir
 
 
 def test_sigkill_mid_run_then_resume_loses_no_finished_trial(tmp_path):
@@ -109,8 +110,10 @@ def test_sigkill_mid_run_then_resume_loses_no_finished_trial(tmp_path):
     assert status["trials"] == 12 and status["interrupted"] <= 1
 
 
-def test_ctrl_c_stops_gracefully_and_records_in_flight_work(tmp_path):
-    proc, run_dir = _start_and_hold(tmp_path, trials=50, reported=2, stdout=subprocess.PIPE)
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "started-with-sigint-ignored"])
+def test_ctrl_c_stops_gracefully_and_records_in_flight_work(tmp_path, background):
+    """In the background (SIGINT ignored at start, as `cmd &` / nohup leave it) `kill -INT` stops it the same way."""
+    proc, run_dir = _start_and_hold(tmp_path, trials=50, reported=2, stdout=subprocess.PIPE, background=background)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does to the foreground group
     stdout, _ = proc.communicate(timeout=120)
     assert proc.returncode in (0, 130) and "stopped: interrupted" in stdout
@@ -118,6 +121,19 @@ def test_ctrl_c_stops_gracefully_and_records_in_flight_work(tmp_path):
     states = dict(con.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
     con.close()
     assert "running" not in states and states["done"] >= 3  # the held trial is done (its child got the signal) or interrupted
+
+
+def test_status_and_help_import_no_torch(tmp_path):
+    """Building the CLI parser must not import the attention target's torch (it took ~5 s per `evoagent status`)."""
+    blocker = ("import sys\nclass B:\n    def find_spec(self, name, path=None, target=None):\n"
+               "        if name.split('.')[0] == 'torch':\n            raise ImportError('torch imported')\n"
+               "sys.meta_path.insert(0, B())\nfrom evoagent.cli import main\n"
+               "assert main(['status', 'not-a-run']) == 2\n"
+               "try:\n    main(['--help'])\nexcept SystemExit as exc:\n    assert exc.code == 0\n"
+               "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, cwd=tmp_path, timeout=240)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "False" and "is not a run directory" in out.stderr
 
 
 def test_adapt_starts_a_new_run_from_the_best_version(tmp_path):

@@ -1,15 +1,27 @@
-"""The attention target: seed kernels, suites, the fp64 reference and `AttentionEvaluator`."""
+"""The attention target: seed kernels, suites, the fp64 reference and `AttentionEvaluator`.
+
+The evaluator and the reference import torch (seconds); they load on first use (PEP 562 `__getattr__`), so
+`evoagent status` / `--help`, which build the whole CLI parser, never import torch.
+"""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
 from .cuda_source import Language, detect_language
-from .evaluator import AttentionEvaluator, default_suite
-from .reference import TOLERANCES, reference_attention
 from .suites import SUITES, AttentionConfig, Suite, get_suite
+
+if TYPE_CHECKING:
+    from .evaluator import AttentionEvaluator, default_suite
+    from .reference import TOLERANCES, reference_attention
+
+# The names that import torch, by the submodule that defines them.
+_LAZY = {"AttentionEvaluator": "evaluator", "default_suite": "evaluator",
+         "TOLERANCES": "reference", "reference_attention": "reference"}
 
 __all__ = [
     "LANGUAGE_SEEDS",
@@ -68,3 +80,12 @@ def default_seed() -> Path:
 def seed_language(name: str) -> str:
     """'triton' or 'cuda': the kernel language of the shipped seed `name` (read from its source, not run)."""
     return detect_language(seed_path(name).read_text()).value
+
+
+def __getattr__(name: str) -> Any:
+    """Loads the torch-bound names (`_LAZY`) on first use."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value

@@ -1,4 +1,7 @@
-"""The `evoagent check attention FILE` and `evoagent bench attention FILE` commands (registered by evoagent.cli)."""
+"""The `evoagent check attention FILE` and `evoagent bench attention FILE` commands (registered by evoagent.cli).
+
+Registering them imports no torch (the evaluator loads when a command runs), so other commands start fast.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,15 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...candidate import Candidate
 from ...result import EvalResult, format_score
-from .evaluator import AttentionEvaluator, cuda_available
 from .static import SUPPORTED_ARCHS
 from .suites import SUITES
+
+if TYPE_CHECKING:
+    from .evaluator import AttentionEvaluator
 
 _BASELINE_ORDER = ("sdpa-cudnn", "sdpa-flash", "sdpa-efficient", "flash-attn", "flash-attn-3")
 
@@ -49,6 +54,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _evaluate(path: str, evaluator: AttentionEvaluator, stages: Sequence[str] | None = None) -> EvalResult:
     from ...sandbox import Sandbox
+    from .evaluator import cuda_available
 
     file = Path(path)
     if not file.is_file():
@@ -59,6 +65,8 @@ def _evaluate(path: str, evaluator: AttentionEvaluator, stages: Sequence[str] | 
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from .evaluator import AttentionEvaluator
+
     evaluator = AttentionEvaluator(args.suite, archs=tuple(args.arch or ("sm_90a",)))
     result = _evaluate(args.file, evaluator)
     print(json.dumps(check_json(result), indent=2, default=str) if args.json else format_check(result))
@@ -66,6 +74,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    from .evaluator import AttentionEvaluator
+
     evaluator = AttentionEvaluator(args.suite, reps=args.reps)
     result = _evaluate(args.file, evaluator, stages=("check", "test", "benchmark"))
     print(format_check(result, details=False))
