@@ -22,7 +22,7 @@ from .executors import ExecutorConfig, check_available
 from .operators.base import VariationOperator
 from .progress import LiveText
 from .result import format_score
-from .run import Run
+from .run import Run, gone_writer
 from .services import Knowledge
 
 
@@ -225,7 +225,10 @@ def _status_text(run_: Run) -> str:
 
 
 def _watch(run_dir: Path, interval_s: float) -> int:
-    """Redraws the status in place until the run's last evolve() call has stopped (Ctrl-C leaves earlier)."""
+    """Redraws the status in place until the run's last evolve() call has stopped (Ctrl-C leaves earlier).
+
+    A run whose process died without stopping (SIGKILL, power loss) ends the watch with exit code 1.
+    """
     live = LiveText.on_terminal(sys.stdout)
     last = ""
     try:
@@ -240,6 +243,12 @@ def _watch(run_dir: Path, interval_s: float) -> int:
             last = text
             if stopped:
                 return 0
+            pid = gone_writer(run_dir)
+            if pid is not None:
+                where = shlex.quote(str(run_dir))
+                print(f"evoagent: run {str(run_dir)!r} stopped without finishing (process {pid} is gone); "
+                      f"resume it with `evoagent resume {where}`", file=sys.stderr)
+                return 1
             time.sleep(interval_s)
     finally:
         if live is not None:

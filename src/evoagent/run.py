@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
+import re
+import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -216,8 +218,31 @@ def _lock(directory: Path) -> int:
         raise RunStoreError(f"run {str(directory)!r} is being written by {holder}; "
                             "wait for it or open it read-only (evoagent status)") from None
     os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()}".encode())
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
     return fd
+
+
+def gone_writer(directory: str | os.PathLike[str]) -> int | None:
+    """The pid of the run's last writer when it ran on this host and that process no longer exists, else None.
+
+    The lock file keeps "pid N on HOST" after its writer dies (a SIGKILL leaves no stop event), so a watcher
+    can tell a dead run from a quiet one. None also when no writer is recorded or it ran on another host.
+    """
+    try:
+        text = (Path(directory) / LOCK_NAME).read_text(errors="replace")
+    except FileNotFoundError:
+        return None
+    match = re.fullmatch(r"pid (\d+)(?: on (\S+))?", text.strip())
+    if match is None or (match[2] is not None and match[2] != socket.gethostname()):
+        return None
+    pid = int(match[1])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return pid
+    except PermissionError:  # alive, owned by another user
+        return None
+    return None
 
 
 def _version() -> str:

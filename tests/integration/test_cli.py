@@ -102,6 +102,10 @@ def test_sigkill_mid_run_then_resume_loses_no_finished_trial(tmp_path):
     proc.communicate()
     before = done_trials(run_dir / "run.db")
     assert 3 <= len(before) < 12
+    watched = evoagent("status", str(run_dir), "--watch", check=False)  # the store still says running
+    assert watched.returncode == 1 and watched.stderr.strip() == (
+        f"evoagent: run {str(run_dir)!r} stopped without finishing (process {proc.pid} is gone); "
+        f"resume it with `evoagent resume {run_dir}`")
     (tmp_path / "hold").unlink()
     evoagent("resume", str(run_dir), "--quiet")
     after = done_trials(run_dir / "run.db")
