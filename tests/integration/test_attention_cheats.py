@@ -8,7 +8,6 @@ must pass: otherwise the harness would be rejecting everything.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -53,8 +52,7 @@ def evaluator(tmp_path_factory: pytest.TempPathFactory) -> AttentionEvaluator:
 
 @pytest.fixture(scope="module")
 def sandbox(evaluator: AttentionEvaluator):
-    # one fork server: the tests call it in turn
-    with Sandbox(replace(evaluator.sandbox_config(), workers=1)) as sb:
+    with Sandbox(evaluator.sandbox_config()) as sb:
         yield sb
 
 

@@ -9,7 +9,6 @@ What truly needs a GPU ends `needs_device`, never a label that blames the kernel
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,8 +28,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def sandbox(cache_dir: Path):
-    # one fork server: the tests call it in turn
-    with Sandbox(replace(AttentionEvaluator("smoke", cache_dir=cache_dir).sandbox_config(), workers=1)) as sb:
+    with Sandbox(AttentionEvaluator("smoke", cache_dir=cache_dir).sandbox_config()) as sb:
         yield sb
 
 

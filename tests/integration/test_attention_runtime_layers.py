@@ -3,7 +3,6 @@ trusted comparison still refuse cheating kernels (the scan is one layer of three
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,7 @@ def evaluator(tmp_path_factory: pytest.TempPathFactory) -> AttentionEvaluator:
 
 @pytest.fixture(scope="module")
 def sandbox(evaluator: AttentionEvaluator):
-    # one fork server: the tests call it in turn
-    with Sandbox(replace(evaluator.sandbox_config(), workers=1)) as sb:
+    with Sandbox(evaluator.sandbox_config()) as sb:
         yield sb
 
 

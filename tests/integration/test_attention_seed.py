@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,8 +25,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def sandbox(cache_dir: Path):
-    # one fork server: the tests call it in turn
-    with Sandbox(replace(AttentionEvaluator("smoke", cache_dir=cache_dir).sandbox_config(), workers=1)) as sb:
+    with Sandbox(AttentionEvaluator("smoke", cache_dir=cache_dir).sandbox_config()) as sb:
         yield sb
 
 

@@ -6,7 +6,6 @@ tests apply and compile them (tests/unit/test_cuda_seed_recipes.py, tests/integr
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,8 +30,7 @@ def evaluator(tmp_path_factory: pytest.TempPathFactory) -> AttentionEvaluator:
 
 @pytest.fixture(scope="module")
 def sandbox(evaluator: AttentionEvaluator):
-    # one fork server: the tests call it in turn
-    with Sandbox(replace(evaluator.sandbox_config(), workers=1)) as sb:
+    with Sandbox(evaluator.sandbox_config()) as sb:
         yield sb
 
 
