@@ -7,24 +7,31 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .budget_meter import BudgetMeter
 from .candidate import Candidate
 from .config import Budget, Options
 from .errors import BudgetExhausted, ConfigError, LLMError
-from .evaluator import Evaluator
 from .executors import open_executor
 from .operators.base import Proposal, VariationContext, VariationOperator
-from .population import Pick, Population, StoredMembers
-from .records import Descriptors, Event, EventHandler, Member, Trial, TrialOutcome, Usage
+from .population import Pick, StoredMembers
+from .records import Descriptors, Event, EventHandler, Member, Trial, Usage
 from .result import EvalResult, Status
 from .run import Run
-from .sandbox import SandboxResult
 from .scheduling import Priority, gpu_priority
 from .services import Knowledge
+from .trial_services import (
+    EngineRemeasure,
+    EngineServices,
+    commit_rule,
+    evaluate_retrying,
+    lesson_text,
+    outcome_of,
+)
 
 # Budget, Options (config) and Event (records) stay importable from here.
 __all__ = ["BestVersion", "Budget", "Event", "EvolveResult", "Options", "evolve", "export_best", "iterate"]
@@ -61,10 +68,6 @@ class _Engine:
         # trial id -> (candidate id, AST fingerprint) being evaluated; empty before the proposal
         self.inflight: dict[int, tuple[str, str]] = {}
         self.done: queue.Queue[Trial | _Dropped | BaseException] = queue.Queue()
-        totals = self.store.totals()
-        self.tokens, self.cost_usd = totals["new_tokens"], totals["cost_usd"]  # cache reads are not budgeted
-        self.trials_done = totals["trials"]
-        self.pending = 0  # trials started and not yet handed back to the caller's thread
         self.since_commit = 0
         self.knowledge: Knowledge | None = None  # the latest knowledge base handed to operators
         self.lessons_read = 0
@@ -76,7 +79,9 @@ class _Engine:
         self.store.set_meta("confinement", self.executor.confinement.as_dict())  # of the latest session
         self.store.set_meta("executor", self.executor.describe())
         self.usage_session = self.store.next_usage_session()  # this session's GPU busy time, beside earlier ones
-        self.started = time.monotonic()  # the time budget counts from a ready sandbox
+        totals = self.store.totals()  # the budgets count on from the run's totals, the time from a ready sandbox
+        self.meter = BudgetMeter(budget, self.lock, trials_done=totals["trials"], new_tokens=totals["new_tokens"],
+                                 cost_usd=totals["cost_usd"])
 
     # -- events and budgets ---------------------------------------------------------------
 
@@ -88,69 +93,16 @@ class _Engine:
 
     def charge(self, trial_id: int, usage: Usage) -> None:
         self.store.add_usage(trial_id, usage)
-        with self.lock:
-            self.tokens += usage.new_tokens
-            self.cost_usd += usage.cost_usd
-            over = self._usage_over()
+        over = self.meter.spend(usage)
         if over:
             raise BudgetExhausted(over)
 
-    def _usage_over(self) -> str:
-        """Why the run must stop now: time, tokens or dollars ('' if none). Checked at every model call too."""
-        if self.budget.hours is not None and time.monotonic() - self.started >= self.budget.hours * 3600:
-            return f"time budget of {self.budget.hours} h reached"
-        if self.budget.tokens is not None and self.tokens >= self.budget.tokens:
-            return f"token budget of {self.budget.tokens} reached ({self.tokens} new tokens used; cache reads apart)"
-        if self.budget.usd is not None and self.cost_usd >= self.budget.usd:
-            return f"USD budget of {self.budget.usd} reached ({self.cost_usd:.4f} spent)"
-        return ""
-
-    def budget_left(self) -> str:
-        """What is left of each set budget, in words (for the agent's step opening)."""
-        budget, parts = self.budget, []
-        with self.lock:
-            if budget.trials is not None:
-                parts.append(f"{max(0, budget.trials - self.trials_done - self.pending)} trials after this one")
-            if budget.hours is not None:
-                left_h = budget.hours - (time.monotonic() - self.started) / 3600
-                parts.append(f"{max(0.0, left_h):.2f} h")
-            if budget.tokens is not None:
-                parts.append(f"{max(0, budget.tokens - self.tokens):,} new tokens")
-            if budget.usd is not None:
-                parts.append(f"${max(0.0, budget.usd - self.cost_usd):.2f}")
-        return ", ".join(parts) or "no limit set"
-
-    def exhausted(self) -> str:
-        """Why no further trial may start ('' if one may), counting trials in flight."""
-        if self.budget.trials is not None and self.trials_done + self.pending >= self.budget.trials:
-            return f"trial budget of {self.budget.trials} reached"
-        return self._usage_over()
-
     def may_start(self) -> bool:
-        return not self.stop.is_set() and not self.exhausted()
+        return not self.stop.is_set() and not self.meter.exhausted()
 
     def pause_left(self) -> float:
         """Seconds to wait before the next trial may start (backing off a failing model API)."""
         return max(0.0, self.paused_until - time.monotonic())
-
-    def evaluate(self, candidate: Candidate, trial_id: int, *, stages: Sequence[str] | None = None,
-                 evaluator: Evaluator | None = None) -> EvalResult:
-        """`evaluator.evaluate` through the executor, once more if the machine running it was lost.
-
-        An evaluation ended by `infrastructure` (a Ray worker, actor or node died) is stored as a `lost`
-        evaluation of the trial, with an event, and run again; a second loss is the trial's label.
-        """
-        evaluator = evaluator or self.evaluator
-        result = evaluator.evaluate(candidate, self.executor, stages=stages)
-        if result.status is not Status.INFRASTRUCTURE:
-            return result
-        self.store.add_evaluation(candidate, result, kind="lost", trial_id=trial_id)
-        self.emit("infrastructure", {"trial_id": trial_id, "candidate_id": candidate.id, "reason": result.reason[:300],
-                                     "what": "evaluation"})
-        again = evaluator.evaluate(candidate, self.executor, stages=stages)
-        if again.status is Status.INFRASTRUCTURE:
-            return dataclasses.replace(again, reason=f"{again.reason} (lost twice: the retry was lost too)")
-        return again
 
     # -- seeds ----------------------------------------------------------------------------
 
@@ -162,7 +114,7 @@ class _Engine:
             trial_id = self.store.begin_trial(operator="seed", parent_id=None)
             started = time.perf_counter()
             with gpu_priority(Priority.AUTHORITATIVE):
-                result = self.evaluate(seed, trial_id)
+                result = evaluate_retrying(self, seed, trial_id)
             descriptors = self._descriptors(seed, result)
             niches = self.run.population.seed_niches(descriptors)
             placed = tuple(n for n in niches if self.run.population.decide(result, self._best(n)).committed)
@@ -189,7 +141,7 @@ class _Engine:
             trial_id = self.store.begin_trial(operator=self.operators[slot].name, parent_id=pick.parent.candidate_id,
                                               niche=pick.niche)
             self.inflight[trial_id] = ("", "")
-            self.pending += 1
+            self.meter.pending += 1
         thread = threading.Thread(target=self._worker, args=(slot, trial_id, pick, rng),
                                   name=f"evoagent-slot-{slot}", daemon=True)
         thread.start()
@@ -209,12 +161,12 @@ class _Engine:
             best_candidate, best_result = self.store.candidate(best[0]), self.store.result(best[0])
             if best_candidate is not None and best_result is not None:
                 best_pair = (best_candidate, best_result)
-        recent = [_outcome(t) for t in self.store.trials(state="done", last=20, include_seeds=False)]
+        recent = [outcome_of(t) for t in self.store.trials(state="done", last=20, include_seeds=False)]
         return VariationContext(
             trial_id=trial_id, parent=parent, parent_result=self.store.result(parent.id), best=best_pair,
             evaluator=self.evaluator, lineage=self.run.lineage, recent=recent, knowledge=self._knowledge(), rng=rng,
-            run_dir=self.run.dir, commit_rule=_commit_rule(self.run.population), budget_left=self.budget_left(),
-            services=_Services(self, trial_id), niche=self.run.population.view(StoredMembers(self.store), pick),
+            run_dir=self.run.dir, commit_rule=commit_rule(self.run.population), budget_left=self.meter.left(),
+            services=EngineServices(self, trial_id), niche=self.run.population.view(StoredMembers(self.store), pick),
             model_stats=self.store.model_stats())
 
     def _trial(self, operator: VariationOperator, trial_id: int, pick: Pick, rng: random.Random) -> Trial | None:
@@ -237,7 +189,7 @@ class _Engine:
                                 "AST), which was already evaluated: no evaluation spent")
         else:
             with gpu_priority(Priority.AUTHORITATIVE):  # before the agents' exploratory GPU calls
-                result = self.evaluate(candidate, trial_id)
+                result = evaluate_retrying(self, candidate, trial_id)
         descriptors = self._descriptors(candidate, result)
         niche = self.run.population.niche(pick, descriptors)
         best = self._best(niche)
@@ -252,7 +204,7 @@ class _Engine:
                 decision = self.run.population.decide(decision.result, now)
             result, committed = decision.result, decision.committed
             parent_score = self.store.result(parent.id)
-            lesson = _lesson(trial_id, hypothesis, result, committed,
+            lesson = lesson_text(trial_id, hypothesis, result, committed,
                              parent_score.score if parent_score else None)
             trial = self.store.finish_trial(
                 trial_id, candidate=candidate, result=result, hypothesis=hypothesis,
@@ -261,7 +213,7 @@ class _Engine:
                 descriptors=descriptors.values if descriptors else None)
             self.inflight.pop(trial_id, None)
         if trial is not None:
-            operator.observe(_outcome(trial))
+            operator.observe(outcome_of(trial))
         return trial
 
     def _vary(self, operator: VariationOperator,
@@ -323,7 +275,7 @@ class _Engine:
             return
         done = []
         with self.lock:  # no slot commits while the moves are chosen and stored
-            for epoch in range(self.store.last_migration_epoch() + 1, self.trials_done // every + 1):
+            for epoch in range(self.store.last_migration_epoch() + 1, self.meter.trials_done // every + 1):
                 moves = self.run.population.migration(StoredMembers(self.store))
                 self.store.add_migration(epoch, moves)
                 done.append({"epoch": epoch, "moves": [
@@ -331,11 +283,11 @@ class _Engine:
         for payload in done:
             self.emit("migration", payload)
 
-    def _remeasure(self, trial_id: int, candidate: Candidate | None, best: Member | None) -> _Remeasure | None:
+    def _remeasure(self, trial_id: int, candidate: Candidate | None, best: Member | None) -> EngineRemeasure | None:
         """The re-measurement service for a population that confirms (None when there is nothing to time)."""
         if candidate is None or best is None or best.candidate_id == candidate.id or not self.evaluator.timing_stages:
             return None
-        return _Remeasure(self, trial_id, candidate, best.candidate_id)
+        return EngineRemeasure(self, trial_id, candidate, best.candidate_id)
 
     def _request_stop(self, reason: str) -> None:
         with self.lock:
@@ -352,7 +304,7 @@ class _Engine:
             self.store.record_device_usage(self.usage_session, usage)
 
     def after(self, trial: Trial) -> None:
-        self.trials_done += 1
+        self.meter.trials_done += 1
         self.record_usage()
         self.migrate()
         self.since_commit = 0 if trial.committed else self.since_commit + 1
@@ -387,111 +339,13 @@ class _Engine:
                               "reason": trial.reason[:200]})
 
 
-class _Remeasure:
-    """`Remeasure` for one would-be commit: timing stages in the run's sandbox, stored as `confirmation`."""
-
-    def __init__(self, engine: _Engine, trial_id: int, candidate: Candidate, incumbent_id: str) -> None:
-        self._engine, self._trial_id = engine, trial_id
-        self._candidate, self._incumbent_id = candidate, incumbent_id
-
-    def candidate(self) -> EvalResult:
-        return self._measure(self._candidate)
-
-    def best(self) -> EvalResult:
-        incumbent = self._engine.store.candidate(self._incumbent_id)  # read only when a population confirms
-        assert incumbent is not None  # Check internal correctness.
-        return self._measure(incumbent)
-
-    def aggregate(self, metrics: Mapping[str, float]) -> float | None:
-        return self._engine.evaluator.aggregate(metrics)
-
-    def _measure(self, who: Candidate) -> EvalResult:
-        engine = self._engine
-        with gpu_priority(Priority.CONFIRM):  # a would-be commit jumps every other GPU call
-            again = engine.evaluate(who, self._trial_id, stages=engine.evaluator.timing_stages)
-        engine.store.add_evaluation(who, again, kind="confirmation", trial_id=self._trial_id)
-        return again
-
-
-_MAX_MODEL_BACKOFF_S = 3600.0
-_USAGE_EVERY_S = 60.0  # while trials run longer than this, their GPU busy time is stored this often
-
-
-class _Services:
-    """`TrialServices` of one trial: exploratory evaluations, transcript, usage and events go to the run."""
-
-    def __init__(self, engine: _Engine, trial_id: int) -> None:
-        self._engine, self._trial_id = engine, trial_id
-
-    def evaluate(self, candidate: Candidate, stages: Sequence[str] | None,
-                 configs: Sequence[str] | None = None) -> EvalResult:
-        engine = self._engine
-        evaluator = engine.evaluator if configs is None else engine.evaluator.restricted(configs)
-        result = engine.evaluate(candidate, self._trial_id, stages=stages, evaluator=evaluator)
-        engine.store.add_evaluation(candidate, result, kind="exploratory", trial_id=self._trial_id)
-        return result
-
-    def experiment(self, candidate: Candidate, script: str, timeout_s: float) -> SandboxResult:
-        engine = self._engine
-        out = engine.evaluator.experiment(candidate, script, engine.executor, timeout_s=timeout_s)
-        if out.status is Status.INFRASTRUCTURE:  # the worker was lost: once more, as evaluations are
-            engine.emit("infrastructure", {"trial_id": self._trial_id, "reason": out.reason[:300],
-                                           "what": "experiment"})
-            out = engine.evaluator.experiment(candidate, script, engine.executor, timeout_s=timeout_s)
-        return out
-
-    def record_message(self, role: str, content: Any) -> None:
-        self._engine.store.add_message(self._trial_id, role, content)
-
-    def charge(self, usage: Usage) -> None:
-        self._engine.charge(self._trial_id, usage)
-
-    def emit(self, kind: str, payload: dict[str, Any]) -> None:
-        self._engine.emit(kind, {**payload, "trial_id": self._trial_id})
-
-    def label_model(self, model: str) -> None:
-        self._engine.store.label_model(self._trial_id, model)
-
-    def get(self, candidate_id: str) -> tuple[Candidate, EvalResult | None] | None:
-        store = self._engine.store
-        found = store.candidate(candidate_id)
-        return (found, store.result(found.id)) if found else None
-
-
 @dataclass(frozen=True)
 class _Dropped:
     trial_id: int  # finished after being marked interrupted (e.g. after Ctrl-C)
 
 
-def _commit_rule(population: Population) -> str:
-    """The population's commit rule in words, for the agent."""
-    tolerance = getattr(population.rule, "tolerance", None)
-    if tolerance is not None:
-        text = (f"a correct version is committed if its score >= best - {tolerance:g} * |best| "
-                f"(tolerance {tolerance:.2%} of the best committed score)")
-    else:
-        text = f"a correct version is committed if the population's rule {population.spec().get('rule')!r} accepts it"
-    if population.confirm:
-        text += (f"; a would-be commit is first re-measured {population.confirm} more time(s), interleaved with the "
-                 "best, and judged on the per-configuration medians")
-    return text
-
-
-def _outcome(t: Trial) -> TrialOutcome:
-    return TrialOutcome(trial_id=t.id, candidate_id=t.candidate_id, parent_id=t.parent_id, hypothesis=t.hypothesis,
-                        status=t.status or Status.HARNESS_ERROR, reason=t.reason, score=t.score,
-                        committed=t.committed)
-
-
-def _lesson(trial_id: int, hypothesis: str, result: EvalResult, committed: bool, parent_score: float | None) -> str:
-    what = (hypothesis or "no hypothesis").splitlines()[0][:160]
-    outcome = "committed" if committed else result.status.value
-    delta = ""
-    if result.score is not None and parent_score:
-        delta = f", score {result.score:.6g} ({100 * (result.score / parent_score - 1):+.2f}% vs parent)"
-    elif result.reason:
-        delta = f" ({result.reason.splitlines()[0][:120]})"
-    return f"trial {trial_id}: {what} -> {outcome}{delta}"
+_MAX_MODEL_BACKOFF_S = 3600.0
+_USAGE_EVERY_S = 60.0  # while trials run longer than this, their GPU busy time is stored this often
 
 
 def _operators(operator: VariationOperator | Sequence[VariationOperator], slots: int) -> list[VariationOperator]:
@@ -568,14 +422,14 @@ def _drive(engine: _Engine, slots: int) -> Iterator[Trial]:
                 continue
             if isinstance(item, BaseException):
                 raise item
-            engine.pending -= 1
+            engine.meter.pending -= 1
             if isinstance(item, _Dropped):
                 free.append(by_trial.pop(item.trial_id))
                 continue
             free.append(by_trial.pop(item.id))
             engine.after(item)
             yield item
-        engine.stop_reason = engine.stop_reason or engine.exhausted() or "done"
+        engine.stop_reason = engine.stop_reason or engine.meter.exhausted() or "done"
     except (KeyboardInterrupt, GeneratorExit):
         engine.stop_reason = "interrupted"
         engine.stop.set()

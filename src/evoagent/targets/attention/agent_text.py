@@ -1,4 +1,4 @@
-"""What an agent reads of the attention target: its brief, and results as compact tables."""
+"""What an agent reads of the attention target: the task and its rules, its brief, and results as compact tables."""
 
 from __future__ import annotations
 
@@ -9,6 +9,42 @@ from ...result import EvalResult
 from ...tables import cell, text_table
 from .reference import TOLERANCES
 from .suites import Suite
+
+DESCRIPTION = """\
+Write the forward pass of multi-head / grouped-query attention as Triton kernels (or CUDA C++ with inline
+PTX, see the rules), in one file `kernel.py` that defines
+
+    def attention(q, k, v, *, causal: bool, sm_scale: float) -> torch.Tensor
+
+q is (B, H_Q, N, D); k and v are (B, H_KV, N, D) with H_Q % H_KV == 0 (GQA: query head h uses key/value
+head h // (H_Q // H_KV)); all contiguous, fp16 or bf16, D in {64, 128}, any N >= 1 (not a multiple of
+any block size in general). Return a NEW (B, H_Q, N, D) tensor of q's dtype holding
+softmax(sm_scale * q @ k^T, masked to keys j <= i when causal) @ v. The score is the geometric mean
+TFLOPS over the suite's configurations (FLOPs = 4*B*H_Q*N^2*D, halved when causal); a version that
+fails any check scores nothing.
+"""
+
+RULES = """\
+- The work is done by @triton.jit kernels defined in kernel.py and launched as kernel[grid](...);
+  the Python wrapper may only allocate, take views and launch (no torch matmul/softmax/attention,
+  no torch.ops, no torch.compile).
+- Imports: torch, triton (and triton.language), math, typing, functools, itertools, dataclasses,
+  enum, collections, numbers. No eval/exec/compile/getattr/__import__/__dict__, no os, sys, files,
+  threads, subprocesses, ctypes, gc, timers, CUDA streams, CUDA graphs or events.
+- Never modify q, k or v, never return or write into an input, write every output element, keep no
+  state between calls that changes results, and never patch torch, triton or any other module.
+- Numerics: compared with an fp64 reference on fresh random inputs (several seeds, ragged N, GQA
+  ratios, both causal modes): |out - ref| <= atol*rms(ref) + rtol*|ref| per element and a relative L2
+  error bound (fp16: 1e-2, 1e-2, 2e-3; bf16: 6e-2, 5e-2, 1e-2). Accumulate in fp32.
+- Tunable module constants may be marked `NAME = value  # evo: choices a b c`.
+- CUDA instead of Triton: put the CUDA C++ in one module-level literal `CUDA_SOURCE = r'''...'''` (kernels and
+  plain host functions taking int64_t data pointers, sizes and the stream as numbers; no torch/ATen, cuBLAS,
+  cuDNN, CUTLASS/CuTe, CUB/Thrust headers or calls; no streams, events, graphs, cudaMalloc/cudaMemcpy,
+  device syncs or clock reads), build it with
+  `from evoagent.targets.attention.cuda_build import load_extension` and
+  `load_extension(CUDA_SOURCE, functions=["host_fn"])` in attention(), which allocates the output with torch
+  and calls `ext.host_fn(q.data_ptr(), ..., torch.cuda.current_stream().cuda_stream)`.
+"""
 
 _SHORT = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}
 # Stage details that vary between identical versions (timings, cache hits): left out, so that an

@@ -7,7 +7,6 @@ import dataclasses
 import functools
 import math
 import os
-import re
 import shutil
 import threading
 from collections.abc import Sequence
@@ -28,12 +27,15 @@ from .cuda_source import Language, detect_language, find_cuda_source
 from .judge import (
     bench_row,
     dense_peak_tflops,
+    hardware_or,
+    illegal,
     judge_benchmark,
     judge_case,
     judge_output,
     judge_timers,
     malformed_report,
     missing_hardware,
+    sandbox_failure,
 )
 from .reference import sample_rows
 from .static import (
@@ -51,42 +53,6 @@ from .target_view import TARGET_ARCH_ENV
 if TYPE_CHECKING:
     from ...executors import Executor
     from ...sandbox import SandboxConfig, SandboxResult
-
-DESCRIPTION = """\
-Write the forward pass of multi-head / grouped-query attention as Triton kernels (or CUDA C++ with inline
-PTX, see the rules), in one file `kernel.py` that defines
-
-    def attention(q, k, v, *, causal: bool, sm_scale: float) -> torch.Tensor
-
-q is (B, H_Q, N, D); k and v are (B, H_KV, N, D) with H_Q % H_KV == 0 (GQA: query head h uses key/value
-head h // (H_Q // H_KV)); all contiguous, fp16 or bf16, D in {64, 128}, any N >= 1 (not a multiple of
-any block size in general). Return a NEW (B, H_Q, N, D) tensor of q's dtype holding
-softmax(sm_scale * q @ k^T, masked to keys j <= i when causal) @ v. The score is the geometric mean
-TFLOPS over the suite's configurations (FLOPs = 4*B*H_Q*N^2*D, halved when causal); a version that
-fails any check scores nothing.
-"""
-
-RULES = """\
-- The work is done by @triton.jit kernels defined in kernel.py and launched as kernel[grid](...);
-  the Python wrapper may only allocate, take views and launch (no torch matmul/softmax/attention,
-  no torch.ops, no torch.compile).
-- Imports: torch, triton (and triton.language), math, typing, functools, itertools, dataclasses,
-  enum, collections, numbers. No eval/exec/compile/getattr/__import__/__dict__, no os, sys, files,
-  threads, subprocesses, ctypes, gc, timers, CUDA streams, CUDA graphs or events.
-- Never modify q, k or v, never return or write into an input, write every output element, keep no
-  state between calls that changes results, and never patch torch, triton or any other module.
-- Numerics: compared with an fp64 reference on fresh random inputs (several seeds, ragged N, GQA
-  ratios, both causal modes): |out - ref| <= atol*rms(ref) + rtol*|ref| per element and a relative L2
-  error bound (fp16: 1e-2, 1e-2, 2e-3; bf16: 6e-2, 5e-2, 1e-2). Accumulate in fp32.
-- Tunable module constants may be marked `NAME = value  # evo: choices a b c`.
-- CUDA instead of Triton: put the CUDA C++ in one module-level literal `CUDA_SOURCE = r'''...'''` (kernels and
-  plain host functions taking int64_t data pointers, sizes and the stream as numbers; no torch/ATen, cuBLAS,
-  cuDNN, CUTLASS/CuTe, CUB/Thrust headers or calls; no streams, events, graphs, cudaMalloc/cudaMemcpy,
-  device syncs or clock reads), build it with
-  `from evoagent.targets.attention.cuda_build import load_extension` and
-  `load_extension(CUDA_SOURCE, functions=["host_fn"])` in attention(), which allocates the output with torch
-  and calls `ext.host_fn(q.data_ptr(), ..., torch.cuda.current_stream().cuda_stream)`.
-"""
 
 # Baseline implementations as the benchmark names them -> as people know them (cuDNN first: the reference).
 BASELINE_NAMES = {"sdpa-cudnn": "cuDNN", "sdpa-flash": "FLASH", "sdpa-efficient": "EFFICIENT",
@@ -153,8 +119,8 @@ class AttentionEvaluator(Evaluator):
 
     name = "attention"
     score_unit = "TFLOPS"
-    description = DESCRIPTION
-    rules = RULES
+    description = agent_text.DESCRIPTION
+    rules = agent_text.RULES
     timing_stages = ("benchmark",)
     builtin_knowledge = True
     entry = "kernel.py"
@@ -315,11 +281,11 @@ class AttentionEvaluator(Evaluator):
         if detect_language(source) is Language.CUDA:
             return self._check_cuda(source, findings)
         if findings:
-            return _illegal(findings)
+            return illegal(findings)
         reports, failed = self.static.report(source, self.entry, self.suite.static_configs(), self.archs, sandbox,
                                              scope=candidate.id)
         if failed is not None:
-            return StageResult.fail(_hardware_or(failed), f"static compile: {_failure(failed, self.entry)}",
+            return StageResult.fail(hardware_or(failed), f"static compile: {sandbox_failure(failed, self.entry)}",
                                     logs=failed.logs + "\n" + failed.reason)
         details = {"language": Language.TRITON.value, "legality": [],
                    "static": {arch: compact_report(r) for arch, r in reports.items()}}
@@ -345,7 +311,7 @@ class AttentionEvaluator(Evaluator):
             return StageResult.fail(Status.COMPILE_ERROR, problem)
         findings = sorted([*findings, *cuda_legality.scan_source(cuda)], key=lambda f: f.line)
         if findings:
-            return _illegal(findings)
+            return illegal(findings)
         return cuda_static.check_stage(self.cuda_static.report(cuda, self.archs, self.entry), self.entry)
 
     def _cuda_without_gpu(self, candidate: Candidate) -> StageResult | None:
@@ -374,7 +340,8 @@ class AttentionEvaluator(Evaluator):
         out = self._call(sandbox, run_cases, self.entry, cases, not self.on_gpu, self._triton_cache(candidate),
                          candidate=candidate)
         if not out.ok:
-            return StageResult.fail(_hardware_or(out), _failure(out, self.entry), logs=out.logs + "\n" + out.reason)
+            return StageResult.fail(hardware_or(out), sandbox_failure(out, self.entry),
+                                    logs=out.logs + "\n" + out.reason)
         malformed = malformed_report(out.value, "cases", len(cases))
         if malformed:
             return StageResult.fail(Status.ILLEGAL, malformed, logs=out.logs)
@@ -409,7 +376,7 @@ class AttentionEvaluator(Evaluator):
         out = self._call(sandbox, benchmark, self.entry, cases, warmup, not self.on_gpu,
                          self._triton_cache(candidate), self.baselines, candidate=candidate)
         if not out.ok:
-            return StageResult.fail(_hardware_or(out), _failure(out, self.entry),
+            return StageResult.fail(hardware_or(out), sandbox_failure(out, self.entry),
                                     logs=out.logs + "\n" + out.reason)
         return self._judge_benchmark(cases, out)
 
@@ -452,7 +419,7 @@ class AttentionEvaluator(Evaluator):
             reports, failed = self.static.report(source, self.entry, self.suite.static_configs(), self.archs, sandbox,
                                                  scope=candidate.id)
             if failed is not None:
-                return StageResult.fail(_hardware_or(failed), f"static compile: {failed.reason.splitlines()[0]}")
+                return StageResult.fail(hardware_or(failed), f"static compile: {failed.reason.splitlines()[0]}")
             static = {arch: compact_report(report) for arch, report in reports.items()}
             return StageResult(details={"device": _CPU_LABEL, "static": static})
         from .timing import profile
@@ -463,7 +430,7 @@ class AttentionEvaluator(Evaluator):
         out = self._call(sandbox, profile, self.entry, case, False,
                          self._triton_cache(candidate), self.ncu, candidate=candidate)
         if not out.ok:
-            return StageResult.fail(out.status, _failure(out, self.entry), logs=out.logs)
+            return StageResult.fail(out.status, sandbox_failure(out, self.entry), logs=out.logs)
         return StageResult(details={"device": self.device_label(), **out.value})
 
     # -- inputs ----------------------------------------------------------------------------------------
@@ -500,25 +467,6 @@ class AttentionEvaluator(Evaluator):
         rows = (sample_rows(config, rng, max_rows=max_rows, max_heads=max_heads) if with_rows
                 else np.zeros((0, 3), dtype=np.int64))
         return {"config": config.to_dict(), "seed": int(rng.integers(2**31)), "sm_scale": scale, "rows": rows}
-
-
-def _illegal(findings: Sequence[legality.Finding]) -> StageResult:
-    more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
-    return StageResult.fail(Status.ILLEGAL, f"{findings[0]}{more}", details={"legality": [str(f) for f in findings]})
-
-
-def _hardware_or(out: SandboxResult) -> Status:
-    """`needs_device` when a crashed call failed for want of a GPU (judge.missing_hardware), else its label."""
-    if out.status is Status.CRASH and missing_hardware(f"{out.reason}\n{out.error}"):
-        return Status.NEEDS_DEVICE
-    return out.status
-
-
-def _failure(out: SandboxResult, entry: str) -> str:
-    """The sandbox's one-line reason plus the last frame in the candidate's file, if the traceback has one."""
-    first = out.reason.splitlines()[0] if out.reason else out.status.value
-    frames = re.findall(rf'File "[^"]*/{re.escape(entry)}", line (\d+), in (\S+)', out.error or out.reason)
-    return f"{first} (at {entry} line {frames[-1][0]}, in {frames[-1][1]})" if frames else first
 
 
 @functools.cache

@@ -2,23 +2,29 @@
 
 The child's report is data, not truth: inputs are rebuilt here from their seeds, the reference is
 computed here, and reported times are checked against this side's clock and the device's peak.
+A stage whose call failed, or whose source broke a legality rule, is labelled here too.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import statistics
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...result import Status
+from ...result import StageResult, Status
+from . import legality
 from .legality import ALLOWED_OPS
 from .reference import compare, input_slice, reference_rows
 from .suites import AttentionConfig
+
+if TYPE_CHECKING:
+    from ...sandbox import SandboxResult
 
 # Dense (no sparsity) bf16/fp16 tensor-core peaks in TFLOPS, from NVIDIA's data sheets.
 DENSE_PEAK_TFLOPS = (
@@ -306,3 +312,23 @@ def bench_row(config: AttentionConfig, timings: dict[str, Any], errors: dict[str
         "ratio_to_cudnn": round(candidate.tflops / cudnn.tflops, 4) if cudnn else None,
         "baseline_errors": errors,
     }
+
+
+def illegal(findings: Sequence[legality.Finding]) -> StageResult:
+    """The `illegal` stage result naming the first legality finding (all of them in its details)."""
+    more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+    return StageResult.fail(Status.ILLEGAL, f"{findings[0]}{more}", details={"legality": [str(f) for f in findings]})
+
+
+def hardware_or(out: SandboxResult) -> Status:
+    """`needs_device` when a crashed call failed for want of a GPU (`missing_hardware`), else its label."""
+    if out.status is Status.CRASH and missing_hardware(f"{out.reason}\n{out.error}"):
+        return Status.NEEDS_DEVICE
+    return out.status
+
+
+def sandbox_failure(out: SandboxResult, entry: str) -> str:
+    """The sandbox's one-line reason plus the last frame in the candidate's file, if the traceback has one."""
+    first = out.reason.splitlines()[0] if out.reason else out.status.value
+    frames = re.findall(rf'File "[^"]*/{re.escape(entry)}", line (\d+), in (\S+)', out.error or out.reason)
+    return f"{first} (at {entry} line {frames[-1][0]}, in {frames[-1][1]})" if frames else first
