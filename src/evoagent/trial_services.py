@@ -1,7 +1,8 @@
 """The engine's side of one variation step: its `TrialServices` and `Remeasure`, and the texts it hands over.
 
 `EngineServices` and `EngineRemeasure` send a trial's evaluations, messages, usage and events to the run
-through an `EngineView` (the engine, seen from here); `commit_rule`, `outcome` and `lesson` put the
+through an `EngineView` (the engine, seen from here); every evaluation goes through `evaluate_retrying`
+(a lost machine's evaluation runs once more). `commit_rule`, `outcome_of` and `lesson_text` put the
 population's rule, a finished trial and what it taught into the forms a `VariationContext` carries.
 """
 
