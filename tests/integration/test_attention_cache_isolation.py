@@ -77,3 +77,32 @@ def test_a_candidate_that_poisons_the_triton_cache_cannot_change_another_candida
         shutil.rmtree(tmp_path / "cache" / "static")  # no stored report: the kernels are compiled again
         assert evaluator.check(victim, sandbox).status is Status.OK
     assert compiled and sorted(own.rglob("*.cubin")) == compiled  # served from the cache, nothing new built
+
+
+FILL = """
+import os, pathlib
+cache = pathlib.Path(os.environ["TRITON_CACHE_DIR"])
+cache.mkdir(parents=True, exist_ok=True)
+(cache / "entry.bin").write_bytes(b"x" * 4096)
+print("filled", cache)
+"""
+
+
+def test_compile_caches_are_bounded_least_recently_used_first(evaluator: AttentionEvaluator, tmp_path: Path) -> None:
+    """Each call's folder is measured when it ends; over the bound the oldest folders go, a user's files stay.
+
+    Two sandboxed calls (about 5 s here: the attention sandbox preloads torch); no compile is needed.
+    """
+    first = Candidate.from_source("X = 1\n", entry="kernel.py")
+    second = Candidate.from_source("X = 2\n", entry="kernel.py")
+    root = tmp_path / "cache" / "compile"
+    root.mkdir(parents=True)
+    (root / "README").write_text("a user's file beside the caches")
+    evaluator.compile_caches.limit_bytes, evaluator.compile_caches.keep = 6000, 0  # room for one folder
+    with Sandbox(evaluator.sandbox_config()) as sandbox:
+        for candidate in (first, second):
+            out = evaluator.experiment(candidate, FILL, sandbox, timeout_s=120)
+            assert out.ok and "filled" in out.stdout, out.reason
+            assert (root / f"{candidate.id}.experiments" / "triton" / "entry.bin").stat().st_size == 4096
+    assert not (root / f"{first.id}.experiments").exists()  # the older one went when the second call ended
+    assert (root / "README").read_text() == "a user's file beside the caches"

@@ -22,6 +22,7 @@ from ...evaluator import EXPERIMENT_FILE, Evaluator
 from ...records import Descriptors
 from ...result import EvalResult, StageResult, Status
 from . import agent_text, cuda_legality, cuda_static, legality
+from .compile_caches import GIB, CompileCaches
 from .cuda_build import CACHE_ENV
 from .cuda_source import Language, detect_language, find_cuda_source
 from .judge import (
@@ -115,6 +116,8 @@ class AttentionEvaluator(Evaluator):
         seed: fixes the random draws (test shapes and inputs) for reproducible runs; None draws fresh ones.
         baselines: time PyTorch SDPA / flash-attn next to the candidate on a GPU.
         ncu: in the profile stage on a GPU, also run Nsight Compute (slow: up to two minutes) when present.
+        compile_cache_gib: bound on the candidates' compile caches (`<cache root>/compile/`), least recently
+            used removed first after each evaluation (`compile_caches.CompileCaches`).
     """
 
     name = "attention"
@@ -129,7 +132,8 @@ class AttentionEvaluator(Evaluator):
     def __init__(self, suite: str | None = None, *, archs: Sequence[str] = ("sm_90a",), seeds: int = 3,
                  extra_shapes: int = 4, reps: int | None = None, warmup: int | None = None,
                  timeout_s: float = 600.0, cache_dir: str | os.PathLike[str] | None = None,
-                 seed: int | None = None, baselines: bool = True, ncu: bool = False) -> None:
+                 seed: int | None = None, baselines: bool = True, ncu: bool = False,
+                 compile_cache_gib: float = 20.0) -> None:
         self.suite: Suite = get_suite(suite or default_suite())
         if isinstance(archs, str) or not archs or any(a not in SUPPORTED_ARCHS for a in archs):
             raise ConfigError(f"AttentionEvaluator archs must be a non-empty list from {list(SUPPORTED_ARCHS)} "
@@ -138,6 +142,9 @@ class AttentionEvaluator(Evaluator):
                                  ("warmup", warmup, 0)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
                 raise ConfigError(f"AttentionEvaluator {name} must be an int >= {low} (got {value!r})")
+        if not isinstance(compile_cache_gib, (int, float)) or not compile_cache_gib > 0:
+            raise ConfigError(f"AttentionEvaluator compile_cache_gib must be a positive number of GiB "
+                              f"(got {compile_cache_gib!r})")
         if not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
             raise ConfigError(f"AttentionEvaluator timeout_s must be a positive number of seconds (got {timeout_s!r})")
         self.archs = tuple(archs)
@@ -150,6 +157,9 @@ class AttentionEvaluator(Evaluator):
         self._draws_lock = threading.Lock()  # the engine may evaluate several candidates at once
         self.static = StaticCompiler(self.cache_dir)
         self.cuda_static = cuda_static.CudaStaticCompiler(self.cache_dir)
+        self.compile_cache_gib = float(compile_cache_gib)
+        self.compile_caches = CompileCaches(self.static.cache_dir.parent / "compile",
+                                            limit_bytes=int(self.compile_cache_gib * GIB))
 
     # -- settings ------------------------------------------------------------------------------------
 
@@ -159,7 +169,14 @@ class AttentionEvaluator(Evaluator):
             "extra_shapes": self.extra_shapes, "reps": self.reps, "warmup": self.warmup,
             "timeout_s": self.timeout_s, "cache_dir": None if self.cache_dir is None else str(self.cache_dir),
             "seed": self.seed, "baselines": self.baselines, "ncu": self.ncu,
+            "compile_cache_gib": self.compile_cache_gib,
         }}
+
+    def evaluate(self, candidate: Candidate, sandbox: Executor, *,
+                 stages: Sequence[str] | None = None) -> EvalResult:
+        """The stages in order (`Evaluator.evaluate`); afterwards the compile caches are pruned to their bound."""
+        with self.compile_caches.use(candidate.id):
+            return super().evaluate(candidate, sandbox, stages=stages)
 
     def sandbox_config(self) -> SandboxConfig:
         from ...sandbox import SandboxConfig
@@ -254,8 +271,10 @@ class AttentionEvaluator(Evaluator):
 
         files = {**candidate.files, EXPERIMENT_FILE: script}
         # Experiments (unscanned scripts) share a cache of their own, never the one the candidate's stages read.
-        return self._call(sandbox, run_script, EXPERIMENT_FILE, candidate=candidate.with_files(files),
-                          timeout_s=timeout_s, scope=f"{candidate.id}.experiments")
+        scope = f"{candidate.id}.experiments"
+        with self.compile_caches.use(scope):
+            return self._call(sandbox, run_script, EXPERIMENT_FILE, candidate=candidate.with_files(files),
+                              timeout_s=timeout_s, scope=scope)
 
     def descriptors(self, candidate: Candidate, result: EvalResult) -> Descriptors:
         """MAP-Elites descriptors from the first arch's static report (`static.kernel_descriptors`)."""
