@@ -47,7 +47,7 @@ def _denied(out, *words: str) -> bool:
 
 
 def test_writes_outside_the_call_directories_fail(sb: Sandbox, outside: Path, tmp_path: Path) -> None:
-    package_file = Path(confinement.__file__).with_name("planted.py")
+    package_file = Path(confinement.__file__).with_name("planted.txt")  # not .py: a parallel test reading the package must never see it
     for target in (outside / "planted.txt", package_file):
         out = sb.call(helpers.write_file, str(target), "planted")
         if sb.config.confine:
