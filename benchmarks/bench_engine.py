@@ -204,7 +204,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000, help="engine-only trials; 0 skips that path")
     parser.add_argument("--window", type=int, default=1_000)
-    parser.add_argument("--sandbox-calls", type=int, default=30)
+    parser.add_argument("--sandbox-calls", type=int, default=30, help="0 skips the sandbox latency")
     parser.add_argument("--agentic-trials", type=int, default=10_000, help="0 skips the agentic CLI path")
     parser.add_argument("--agentic-window", type=int, default=1_000)
     parser.add_argument("--population", choices=sorted(POPULATIONS), default="tree")
@@ -229,6 +229,8 @@ def main() -> None:
         print(f"engine overhead, trials {i * args.window + 1:>6}-{(i + 1) * args.window:<6}: {ms:6.2f} ms/trial")
     print(f"engine overhead, mean over {args.trials} trials: {statistics.mean(windows):.2f} ms/trial "
           f"(first window {windows[0]:.2f}, last {windows[-1]:.2f})")
+    if not args.sandbox_calls:
+        return
     server_s, median_ms = sandbox_latency(args.sandbox_calls)
     print(f"sandbox: server start (numpy+torch pre-imported) {server_s:.2f} s; "
           f"trivial call median {median_ms:.1f} ms over {args.sandbox_calls} calls")
