@@ -212,6 +212,10 @@ def _status_text(run_: Run) -> str:
     summary = views.summarize(run_.store, now=time.time())
     state = f"stopped ({summary.stopped})" if summary.stopped else (
         f"running, {summary.running} trial(s) in flight" if summary.running else "not running")
+    gone = gone_writer(summary.run_dir) if summary.running and not summary.stopped else None
+    if gone is not None:  # the store says trials are in flight, but their process died (SIGKILL, power loss)
+        state = (f"not running: process {gone} is gone with {summary.running} trial(s) in flight; "
+                 f"resume it with `evoagent resume {shlex.quote(summary.run_dir)}`")
     lines = [f"run {summary.run_dir} | target {summary.target} | {state}", f"  {summary.line()}"]
     unpriced = run_.store.totals()["unpriced_calls"]
     if unpriced:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -102,7 +103,10 @@ def test_sigkill_mid_run_then_resume_loses_no_finished_trial(tmp_path):
     proc.communicate()
     before = done_trials(run_dir / "run.db")
     assert 3 <= len(before) < 12
-    watched = evoagent("status", str(run_dir), "--watch", check=False)  # the store still says running
+    status = evoagent("status", str(run_dir)).stdout.splitlines()[0]  # the store still says running
+    assert re.search(rf"\| not running: process {proc.pid} is gone with [12] trial\(s\) in flight; "
+                     rf"resume it with `evoagent resume {re.escape(str(run_dir))}`$", status), status
+    watched = evoagent("status", str(run_dir), "--watch", check=False)
     assert watched.returncode == 1 and watched.stderr.strip() == (
         f"evoagent: run {str(run_dir)!r} stopped without finishing (process {proc.pid} is gone); "
         f"resume it with `evoagent resume {run_dir}`")
