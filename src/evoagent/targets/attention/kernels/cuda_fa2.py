@@ -214,7 +214,8 @@ __global__ void __launch_bounds__(THREADS, MIN_BLOCKS_PER_SM) attention_kernel(c
       __syncthreads();  // every warp is done with the single buffer
       load_kv(tile, 0);
       cp_async_commit();
-      cp_async_wait<0>();
+      cp_async_wait<0>();  // this thread's copies have landed
+      __syncthreads();     // ... and every other thread's, before any warp reads the tile
     } else {
       cp_async_wait<NUM_STAGES - 2>();  // this tile has landed
       __syncthreads();                  // ... for every thread, and the stage refilled below is free
