@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 def format_tokens(tokens: int) -> str:
@@ -29,3 +29,19 @@ def table_html(fields: Sequence[tuple[str, object]], *, title: str) -> str:
     body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
                    f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in fields)
     return f"<table><caption style='text-align:left'><b>{html.escape(title)}</b></caption>{body}</table>"
+
+
+def format_delta(new: float | None, old: float | None) -> str:
+    """The change from `old` to `new` in percent, '+1.23%'; '-' when either is missing or `old` is 0."""
+    if new is None or not old or not math.isfinite(new) or not math.isfinite(old):
+        return "-"
+    return f"{100 * (new / old - 1):+.2f}%"
+
+
+def config_deltas(new: Mapping[str, float], old: Mapping[str, float], *, limit: int = 12) -> str:
+    """'cfg_a +1.20%, cfg_b -0.40%' over the configurations both have (at most `limit`, then a count)."""
+    shared = [k for k in new if k in old]
+    parts = [f"{k} {format_delta(new[k], old[k])}" for k in shared[:limit]]
+    if len(shared) > limit:
+        parts.append(f"... {len(shared) - limit} more")
+    return ", ".join(parts)

@@ -254,29 +254,36 @@ def test_budget_running_out_mid_step_propagates_and_the_next_step_recovers() -> 
     assert len(interrupted) == 2 and all(b["is_error"] for b in interrupted)
 
 
-def test_the_conversation_persists_and_reports_the_last_outcome() -> None:
+def test_the_conversation_persists_and_reports_the_last_outcome_by_its_delta() -> None:
     llm = ScriptedLLM().enqueue_tool_use("edit_file", FAST).enqueue_tool_use("submit", {"hypothesis": "SPEED 5"})
     op = operator(llm, critique=False)
     run = Run()
-    first = op.vary(run.context(trial_id=1))
+    context = run.context(trial_id=1)
+    first = op.vary(context)
     assert first.candidate is not None
+    versions = {c.id: (c, run.evaluator.evaluate(c, None)) for c in (context.parent, first.candidate)}
     op.observe(TrialOutcome(trial_id=1, candidate_id=first.candidate.id, parent_id=None, hypothesis="SPEED 5",
                             status=Status.OK, reason="", score=5.0, committed=True))
     op.max_turns = 1
     llm.enqueue_tool_use("read_file", {"path": "main.py"})
-    assert op.vary(run.context(trial_id=2, source=first.candidate.source)).candidate is None
+    second = run.context(trial_id=2, source=first.candidate.source)
+    second.services.versions = versions
+    assert op.vary(second).candidate is None
     sent = llm.requests[2].messages
     assert_valid_conversation(sent)
     assert sent[0]["content"][0]["text"].startswith("## Variation step 1 (trial 1)")
     opening = sent[-1]["content"][-1]["text"]
     assert opening.startswith("## Variation step 2 (trial 2)")
-    assert f"Outcome of your submission in trial 1 (version {first.candidate.id}): ok, score 5, COMMITTED" in opening
+    outcome = (f"version {first.candidate.id}: ok, score 5, Δ +400.00% vs its starting version {context.parent.id} "
+               "(per configuration: n64 +400.00%); committed: an improvement, now in the lineage")
+    assert f"Outcome of your submission in trial 1: {outcome}" in opening and "COMMITTED" not in opening
     assert "### Lineage\nBest committed version: seed (score 1)." in opening
 
     llm.enqueue_tool_use("read_file", {"path": "main.py"})
     op.vary(run.context(trial_id=3))
     opening = llm.requests[-1].messages[-1]["content"][-1]["text"]
     assert "Outcome of your submission" not in opening  # reported once
+    assert f"Last submission: {outcome}" in opening  # its Δ opens every step
     assert "Your previous step ended without a submission: no submission within 1 turns" in opening
     assert_valid_conversation(llm.requests[-1].messages)
 
@@ -291,7 +298,7 @@ def test_supervisor_advice_after_a_stall_opens_the_next_step() -> None:
     op.vary(run.context(trial_id=5, recent=recent))
     assert llm.requests[0].tools == []  # the supervisor's own call
     opening = llm.requests[1].messages[-1]["content"][-1]["text"]
-    assert "Supervisor: no version was committed in the last 4 trials" in opening
+    assert "Supervisor: no trial improved the score in the last 4 trials" in opening
     assert "1. Vectorize the inner loop" in opening and "3. Fewer passes" in opening
     _, payload = next(e for e in run.events if e[0] == "supervisor")
     assert payload["trigger"] == "stall" and len(payload["directions"]) == 3
@@ -310,13 +317,19 @@ BIG = SEED + "# padding\n" * 400  # ~4,400 characters: ~1,100 tokens each time i
 SMALL = Usage(input_tokens=1000)
 
 
+def _unmarked(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages without the backend's cache breakpoints (they move to the newest block)."""
+    return [{**m, "content": [{k: v for k, v in b.items() if k != "cache_control"} for b in m["content"]]}
+            for m in messages]
+
+
 def _long_step(llm: ScriptedLLM, reads: int, last: Usage = SMALL) -> None:
     for _ in range(reads):
         llm.enqueue_tool_use("read_file", {"path": "main.py"}, usage=SMALL)
     llm.enqueue_tool_use("edit_file", FAST, usage=SMALL).enqueue_tool_use("submit", {"hypothesis": "SPEED 5"}, usage=last)
 
 
-def test_a_long_conversation_is_compacted_into_a_model_summary() -> None:
+def test_at_a_step_boundary_the_model_summarises_inside_its_cached_conversation() -> None:
     llm = ScriptedLLM()
     _long_step(llm, 2, last=Usage(input_tokens=5000))  # the model reports a prompt near the limit
     llm.enqueue_text("Tried SPEED 5; read main.py twice. Next: keep SPEED high.", usage=SMALL)
@@ -325,18 +338,21 @@ def test_a_long_conversation_is_compacted_into_a_model_summary() -> None:
     run = Run()
     for trial_id in (1, 2):
         assert op.vary(run.context(trial_id=trial_id, source=BIG)).candidate is not None
-    summary_call = llm.requests[4]
-    assert summary_call.tools == [] and "Summarize the work below" in summary_call.text()
-    assert "[call] read_file" in summary_call.text()
+    summary_call, last_of_step = llm.requests[4], llm.requests[3]
+    # the same system prompt, tools and conversation prefix: a request the prompt cache answers
+    assert summary_call.tools == last_of_step.tools and summary_call.system == last_of_step.system
+    assert _unmarked(summary_call.messages[:len(last_of_step.messages)]) == _unmarked(last_of_step.messages)
+    assert summary_call.messages[-1]["content"][-1]["text"].startswith("Memory compaction:")
+    assert summary_call.max_tokens >= 8192
     before, after = llm.requests[3].messages, llm.requests[5].messages
-    assert after[0]["content"][0]["text"].startswith("Summary of your earlier work")
+    assert after[0]["content"][0]["text"].startswith("Summary of your earlier work (compacted before step 2")
     assert "Tried SPEED 5" in after[0]["content"][0]["text"]
     assert after[-1]["content"][-1]["text"].startswith("## Variation step 2")  # the fresh step is kept whole
     assert_valid_conversation(after)
     assert len(json.dumps(after)) < len(json.dumps(before))
     assert op.compactions == 1
     _, payload = next(e for e in run.events if e[0] == "compaction")
-    assert payload["method"] == "model" and payload["messages_removed"] >= 2
+    assert payload["method"] == "model" and payload["messages_removed"] >= 2 and payload["at"] == "step boundary"
     assert ("summary", "Tried SPEED 5; read main.py twice. Next: keep SPEED high.") in run.messages
     assert len(run.usage) == len(llm.requests)  # the summary call was charged too
 

@@ -155,8 +155,8 @@ def test_stable_prefix_and_newest_message_carry_cache_breakpoints(server: FakeMe
     assert body["system"] == [{"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
     assert body["tools"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
     assert [("cache_control" in t) for t in body["tools"]] == [False, True]
-    marks = [("cache_control" in b) for m in body["messages"] for b in m["content"]]
-    assert marks == [False, False, True]
+    marks = [b.get("cache_control") for m in body["messages"] for b in m["content"]]
+    assert marks == [None, None, {"type": "ephemeral", "ttl": "1h"}]  # the rolling breakpoint outlives a step boundary
     assert "cache_control" not in conversation[-1]["content"][0]  # the caller's messages are untouched
     backend(cache=False).complete(system=SYSTEM, messages=conversation, tools=TOOLS)
     assert "cache_control" not in str(server.requests[1].body)
@@ -300,6 +300,7 @@ def test_short_cache_lifetime_and_no_cache(server: FakeMessagesServer) -> None:
     server.text("ok")
     call(backend(cache_ttl="5m"))
     assert server.requests[0].body["system"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "5m"}
+    assert server.requests[0].body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "5m"}
 
 
 @pytest.mark.parametrize(("model", "expected"), [

@@ -433,7 +433,7 @@ def test_a_supervisor_sharing_the_policy_falls_back_to_knowledge_directions(toy_
     proposal = op.vary(context)
     assert proposal.candidate is not None
     opening = op.messages[0]["content"][0]["text"]
-    assert "Supervisor: no version was committed in the last 2 trials" in opening
+    assert "Supervisor: no trial improved the score in the last 2 trials" in opening
     assert "[knowledge: recipe faster]" in opening
 
 

@@ -92,7 +92,14 @@ def test_no_advice_while_versions_keep_being_committed() -> None:
 def test_a_stall_is_that_many_trials_without_a_commit() -> None:
     sup = Supervisor(stall_steps=3, failure_streak=3)
     recent = [outcome(1, committed=True), outcome(2), outcome(3, Status.INCORRECT), outcome(4)]
-    assert sup.detect(recent) == ("stall", "no version was committed in the last 3 trials")
+    assert sup.detect(recent) == ("stall", "no trial improved the score in the last 3 trials")
+
+
+def test_commits_that_do_not_raise_the_score_do_not_end_a_stall() -> None:
+    sup = Supervisor(stall_steps=3, failure_streak=9)
+    recent = [outcome(1), outcome(2, committed=True), outcome(3, committed=True)]  # each scores 1.0
+    assert sup.detect(recent, {"seed": 1.0}) == ("stall", "no trial improved the score in the last 3 trials")
+    assert sup.detect(recent, {"seed": 0.9}) is None  # trial 3 scored above the version it started from
 
 
 def test_an_unproductive_cycle_is_failed_submissions_in_a_row() -> None:
@@ -131,7 +138,7 @@ def test_stall_advice_combines_model_and_untried_knowledge_directions() -> None:
     assert kind == "supervisor" and payload["directions"] == list(advice.directions)
     assert len(rec.usage) == 1  # the model call was charged
     prompt = llm.requests[0].text()
-    assert "no version was committed in the last 3 trials" in prompt and "recipe tried-one" in prompt
+    assert "no trial improved the score in the last 3 trials" in prompt and "recipe tried-one" in prompt
     assert llm.requests[0].tools == []
 
 

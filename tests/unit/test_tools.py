@@ -64,7 +64,8 @@ def make_box(tmp_path: Path, *, limits: ToolLimits | None = None, knowledge: Any
 def test_tool_names_match_the_contract() -> None:
     names = [t["name"] for t in TOOLS]
     assert names == ["lineage", "show_version", "diff_versions", "search_knowledge", "read_knowledge", "read_file",
-                     "edit_file", "write_file", "compile", "test", "benchmark", "profile", "experiment", "submit"]
+                     "edit_file", "write_file", "checkout", "notes", "compile", "test", "benchmark", "profile",
+                     "experiment", "submit", "give_up"]
     for tool in TOOLS:
         schema = tool["input_schema"]
         assert schema["type"] == "object" and set(schema["required"]) <= set(schema["properties"])
@@ -136,6 +137,42 @@ def test_edit_file_points_out_whitespace_differences(tmp_path: Path) -> None:
     box, _ = make_box(tmp_path)
     result = box.call("edit_file", {"path": "main.py", "old": "def solve(xs):\n  return sorted(xs)", "new": "x"})
     assert result.is_error and "whitespace" in result.text
+
+
+def test_write_file_refuses_a_new_file_unless_the_workspace_allows_new_files(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    box.workspace.new_files = False
+    refused = box.call("write_file", {"path": "notes.md", "content": "my notes\n"})
+    assert refused.is_error and "not a file of this version" in refused.text and "`notes` tool" in refused.text
+    assert not box.call("write_file", {"path": "main.py", "content": "SPEED = 2\n"}).is_error
+    assert set(box.workspace.candidate().files) == {"main.py"}
+
+
+def test_checkout_replaces_the_workspace_and_the_submission_descends_from_it(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    best = box.context.best[0]
+    assert "now holds version " + best.id in box.call("checkout", {"version": "best"}).text
+    assert box.workspace.read("main.py") == best.source
+    assert box.call("submit", {"hypothesis": "h"}).is_error  # identical to the checked-out version
+    box.call("edit_file", {"path": "main.py", "old": "SPEED = 3", "new": "SPEED = 4"})
+    box.limits = ToolLimits(critique=False)
+    box.call("submit", {"hypothesis": "SPEED 4 from the best"})
+    assert box.submission is not None and box.submission.parents == (best.id,)
+
+
+def test_notes_are_kept_up_to_their_limit(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path, limits=ToolLimits(max_notes_chars=20))
+    assert not box.call("notes", {"text": "BLOCK_N 64 best"}).is_error and box.notes == "BLOCK_N 64 best"
+    too_long = box.call("notes", {"text": "x" * 21})
+    assert too_long.is_error and "limit is 20" in too_long.text and box.notes == "BLOCK_N 64 best"
+
+
+def test_give_up_ends_the_step_with_its_lesson(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    assert box.call("give_up", {"lesson": " "}).is_error and not box.stop_reason
+    box.call("give_up", {"lesson": "num_stages 4 spills at BLOCK_M 128\nmeasured twice"})
+    assert box.stop_reason == "gave up: num_stages 4 spills at BLOCK_M 128"
+    assert box.lesson.startswith("num_stages 4 spills")
 
 
 def test_write_file_adds_a_file_to_the_candidate(tmp_path: Path) -> None:
@@ -298,7 +335,7 @@ def test_lineage_tool_returns_the_fresh_summary(tmp_path: Path) -> None:
 
 def test_submit_is_refused_for_an_unchanged_workspace_or_empty_hypothesis(tmp_path: Path) -> None:
     box, _ = make_box(tmp_path)
-    assert "identical to the starting version" in box.call("submit", {"hypothesis": "x"}).text
+    assert "identical to the version it started from" in box.call("submit", {"hypothesis": "x"}).text
     box.call("edit_file", {"path": "main.py", "old": "SPEED = 1", "new": "SPEED = 2"})
     assert box.call("submit", {"hypothesis": "  "}).is_error
     assert box.submission is None

@@ -66,7 +66,7 @@ class Anthropic:
             model supports it, a budget of 8,000 for models with manual budgets only, off for
             models evoagent does not know.
         cache_ttl: lifetime of the prompt-cache breakpoints on the stable prefix (system prompt and
-            tool definitions), "1h" or "5m"; the breakpoint on the newest message is always "5m".
+            tool definitions) and of the rolling one on the newest message, "1h" or "5m".
         prices: USD per million tokens; default the published prices of known models. A model
             with no known price runs with its cost counted as unknown (`Usage.unpriced_calls`).
         max_retries: retries after the first attempt.
@@ -181,7 +181,7 @@ class Anthropic:
             "model": self.model,
             "max_tokens": max_tokens,
             "system": _system_blocks(system, mark=stable if self.cache else None),
-            "messages": _cached_messages(messages) if self.cache else list(messages),
+            "messages": _cached_messages(messages, stable) if self.cache else list(messages),
         }
         if tools:
             request["tools"] = _cached_tools(tools, stable) if self.cache else list(tools)
@@ -334,8 +334,13 @@ def _cached_tools(tools: Sequence[Mapping[str, Any]], mark: Mapping[str, str]) -
 _CACHEABLE = frozenset({"text", "tool_result", "tool_use", "image", "document"})
 
 
-def _cached_messages(messages: Sequence[Message]) -> list[Any]:
-    """The messages with a 5-minute cache breakpoint on the newest block (the conversation is reused next turn)."""
+def _cached_messages(messages: Sequence[Message], mark: Mapping[str, str]) -> list[Any]:
+    """The messages with a cache breakpoint on the newest block (the conversation is reused next turn).
+
+    It carries the prefix's lifetime (1 hour by default): a step boundary (an authoritative evaluation,
+    often minutes) would let a 5-minute entry expire, and the next step would write the whole
+    conversation again.
+    """
     out: list[Any] = list(messages)
     if not out:
         return out
@@ -344,7 +349,7 @@ def _cached_messages(messages: Sequence[Message]) -> list[Any]:
     if isinstance(content, str):
         content = [{"type": "text", "text": content}]
     if isinstance(content, list) and content and content[-1].get("type") in _CACHEABLE:
-        content[-1] = {**content[-1], "cache_control": {"type": "ephemeral"}}
+        content[-1] = {**content[-1], "cache_control": dict(mark)}
         last["content"] = content
         out[-1] = last
     return out

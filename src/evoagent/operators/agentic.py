@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
@@ -13,14 +12,25 @@ from ..errors import ConfigError, LLMError, PromptTooLong
 from ..llm.base import LLM, Block, LLMResponse
 from ..llm.ensemble import Ensemble, model_name
 from ..records import TrialOutcome
-from ..result import format_score
 from ..services import Knowledge
-from ..tables import cut_lines
 from .base import Proposal, VariationContext, VariationOperator
+from .memory import (
+    EMERGENCY_SYSTEM,
+    NOTES_MAX_CHARS,
+    SUMMARY_MAX_TOKENS,
+    as_text,
+    boundary_summary_request,
+    emergency_summary_request,
+    estimate_tokens,
+    mechanical_summary,
+    step_state,
+)
+from .outcomes import outcome_text
 from .supervisor import Advice, Supervisor
-from .tools import Toolbox, ToolLimits, Workspace, tool_definitions
+from .tools import Toolbox, ToolLimits, tool_definitions
+from .workspace import Workspace
 
-_KEEP_SHARE = 0.4  # compaction keeps the newest turns up to this share of compact_at_tokens
+_KEEP_SHARE = 0.4  # an emergency compaction keeps the newest turns up to this share of compact_at_tokens
 _MAX_TOKENS_CAP = 128_000
 _GENERIC_RULES = """\
 - The work must be done by code in your files. Calling a library implementation of the target
@@ -31,9 +41,6 @@ _GENERIC_RULES = """\
   the evaluator, no reading the environment, the filesystem outside your files, or the reference.
 - Numerics must stay within the target's tolerance; lower precision than the contract allows is wrong.
 A version that breaks a rule is labelled `illegal` and never scores."""
-
-_SUMMARY_SYSTEM = ("You compress the working memory of a coding agent. Keep what it needs to continue: "
-                   "what was tried, outcomes with numbers, what failed and why, facts learned, promising ideas.")
 
 
 class AgenticVariationOperator(VariationOperator):
@@ -47,13 +54,17 @@ class AgenticVariationOperator(VariationOperator):
 
     The system prompt and tool definitions are the stable, cached prefix. The target's facts
     (the evaluator's `agent_brief`: device, suite, tolerances) and the commit rule
-    are part of the cached system prompt; each step opens with the starting version's stored result
-    (per-configuration table, static report, profile, as the evaluator's `result_sections`), the
-    budget left, the outcome of the last submission, supervisor advice and the lineage. When the
-    prompt reaches `compact_at_tokens` the older turns are compacted into a summary written by the
-    model (or, if that fails, a mechanical one) plus the step's state: the workspace diff, the latest
-    evaluation and the model's latest plan. A refused turn is dropped from memory. Every message
-    goes to `context.record_message`, every usage to `context.charge` (whose BudgetExhausted
+    are part of the cached system prompt; each step opens with the model's notes block, the outcome
+    of the last submission (Δ vs its starting version, per configuration), supervisor advice, the
+    starting version's stored result (the evaluator's `result_sections`), the lineage and the budget
+    left; every tool reply ends with a budget footer. Memory: the conversation persists across steps.
+    At a step boundary where the step could take the prompt past `compact_at_tokens`
+    (size + `step_reserve_tokens` >= it), the model writes a summary inside its own cached
+    conversation and the summary replaces it; only an emergency (a step that outgrew its reserve,
+    or a prompt the API refuses as too long) compacts inside a step, keeping the step's state: the
+    workspace diff, the latest evaluation and the model's latest plan. The notes block (the `notes`
+    tool, about 2k tokens) survives every compaction. A refused turn is dropped from memory. Every
+    message goes to `context.record_message`, every usage to `context.charge` (whose BudgetExhausted
     propagates). Calls to `vary` on one instance are serialized: one agent, one memory.
 
     Args:
@@ -63,9 +74,11 @@ class AgenticVariationOperator(VariationOperator):
         max_exploratory_evals: compile/test/benchmark/profile runs per step.
         repair_budget: failed exploratory evaluations per step; one more ends the step.
         critique: ask for a review of the diff before accepting a submission.
-        compact_at_tokens: prompt size (tokens) at which older turns are compacted; the newest turns
-            up to 40% of it are kept. Every request resends the conversation, so this bounds the
-            input tokens of a request (cache reads when the backend caches).
+        compact_at_tokens: the largest prompt (tokens) the conversation may reach; set it near the
+            model's context size less room for a reply. Cached reads cost a tenth of new input, so a
+            long cached conversation is cheaper than compacting often.
+        step_reserve_tokens: the room one step may take; the conversation is compacted at a step
+            boundary when its size plus this reaches `compact_at_tokens` (default: a third of it).
         supervisor: a Supervisor; None builds one on `llm` with default thresholds; False: none.
         max_tokens: output tokens per reply; None: the model's own setting (`[operator.llm] max_tokens`).
             Doubled (up to 128k, within what the model can write) after a reply is cut off.
@@ -77,7 +90,8 @@ class AgenticVariationOperator(VariationOperator):
 
     def __init__(self, llm: LLM, knowledge: Knowledge | None = None, *, max_turns: int = 40,
                  max_exploratory_evals: int = 12,
-                 repair_budget: int = 6, critique: bool = True, compact_at_tokens: int = 24_000,
+                 repair_budget: int = 6, critique: bool = True, compact_at_tokens: int = 120_000,
+                 step_reserve_tokens: int | None = None,
                  supervisor: Supervisor | bool | None = None, max_tokens: int | None = None, instruction: str = "",
                  max_result_chars: int = 12_000) -> None:
         if not callable(getattr(llm, "complete", None)):
@@ -89,6 +103,10 @@ class AgenticVariationOperator(VariationOperator):
                 raise ConfigError(f"AgenticVariationOperator {name} must be a positive integer, got {value!r}")
         if not isinstance(repair_budget, int) or repair_budget < 0:
             raise ConfigError(f"AgenticVariationOperator repair_budget must be an integer >= 0, got {repair_budget!r}")
+        reserve = compact_at_tokens // 3 if step_reserve_tokens is None else step_reserve_tokens
+        if not isinstance(reserve, int) or isinstance(reserve, bool) or not 0 <= reserve < compact_at_tokens:
+            raise ConfigError("AgenticVariationOperator step_reserve_tokens must be an integer in "
+                              f"[0, compact_at_tokens={compact_at_tokens}), got {step_reserve_tokens!r}")
         if supervisor is True:
             raise ConfigError("supervisor must be a Supervisor, None (a default one) or False (none), got True")
         self.llm = llm
@@ -97,15 +115,18 @@ class AgenticVariationOperator(VariationOperator):
         self.limits = ToolLimits(max_exploratory_evals=max_exploratory_evals, repair_budget=repair_budget,
                                  max_result_chars=max_result_chars, critique=critique)
         self.compact_at_tokens = compact_at_tokens
+        self.step_reserve_tokens = reserve
         self.supervisor: Supervisor | None = Supervisor(llm) if supervisor is None else (supervisor or None)
         self.max_tokens = max_tokens
         self.instruction = instruction
         self.messages: list[dict[str, Any]] = []  # the conversation, kept across steps
         self.compactions = 0
         self.summary = ""  # the latest compaction summary
+        self.notes = ""  # the model's notes block, reprinted in every opening and kept through compactions
+        self._last_submission = ""  # the outcome line of the latest reported submission
         self._lock = threading.Lock()
         self._observed: dict[int, TrialOutcome] = {}
-        self._awaiting: list[int] = []  # trials whose submission's outcome was not yet reported
+        self._awaiting: list[tuple[int, str]] = []  # (trial, starting version) of submissions not yet reported
         self._previous_end = ""
         self._restored = False  # memory was restored by remember() and not yet shown in a transcript
         self._steps = 0
@@ -121,7 +142,8 @@ class AgenticVariationOperator(VariationOperator):
         return {"class": "evoagent.operators.agentic:AgenticVariationOperator", "params": {
             "llm": llm_spec, "max_turns": self.max_turns, "max_exploratory_evals": self.limits.max_exploratory_evals,
             "repair_budget": self.limits.repair_budget, "critique": self.limits.critique,
-            "compact_at_tokens": self.compact_at_tokens, "max_tokens": self.max_tokens,
+            "compact_at_tokens": self.compact_at_tokens, "step_reserve_tokens": self.step_reserve_tokens,
+            "max_tokens": self.max_tokens,
             "instruction": self.instruction, "supervisor": repr(self.supervisor)}}
 
     def observe(self, outcome: TrialOutcome) -> None:
@@ -137,7 +159,7 @@ class AgenticVariationOperator(VariationOperator):
         if not old:
             return
         with self._lock:
-            self.summary = _mechanical_summary(old)
+            self.summary = mechanical_summary(old)
             self.messages = [{"role": "user", "content": [
                 _text(f"Summary of your earlier work (this run was resumed):\n{self.summary}")]}]
             self._prompt_tokens = None
@@ -155,17 +177,22 @@ class AgenticVariationOperator(VariationOperator):
         tools = tool_definitions(knowledge=kb is not None)
         advice = self.supervisor.review(context, memory=self.summary) if self.supervisor else None
         with tempfile.TemporaryDirectory(prefix="evoagent-ws-") as tmp:
-            box = Toolbox(workspace=Workspace(tmp, context.parent), context=context, knowledge=kb,
-                          limits=self.limits, rules=_target_rules(context))
+            workspace = Workspace(tmp, context.parent, new_files=self.limits.new_files)
+            box = Toolbox(workspace=workspace, context=context, knowledge=kb, limits=self.limits,
+                          rules=_target_rules(context), notes=self.notes)
             context.record_message("system", system)
             if self._restored:  # the transcript shows what the resumed agent was given
                 context.record_message("summary", self.messages[0]["content"][0]["text"])
                 self._restored = False
             self._close_dangling(context)
+            self._compact_at_boundary(context, system, tools)
             self._add_user(context, [_text(self._opening(context, advice, box))])
-            proposal = self._loop(context, system, tools, box)
+            try:
+                proposal = self._loop(context, system, tools, box)
+            finally:
+                self.notes = box.notes
         if proposal.candidate is not None:
-            self._awaiting.append(context.trial_id)
+            self._awaiting.append((context.trial_id, box.workspace.parent.id))
             self._previous_end = ""
         elif not proposal.reason.startswith("the model refused"):
             self._previous_end = proposal.reason
@@ -203,14 +230,25 @@ class AgenticVariationOperator(VariationOperator):
             left = self.max_turns - turn
             if 0 < left <= 3 and box.submission is None:
                 notes.append(f"{left} turn(s) left in this step: submit soon or the step ends without a proposal.")
+            if blocks and box.submission is None and not box.stop_reason:
+                notes.insert(0, self._footer(context, system, tools, box, turn))
             self._add_user(context, blocks + [_text(n) for n in notes])
             if box.submission is not None:
                 candidate = replace(box.submission, metadata={**box.submission.metadata, "operator": self.name,
                                                               "turns": turn, "failed_evaluations": box.failures})
                 return Proposal(candidate=candidate, hypothesis=candidate.hypothesis)
             if box.stop_reason:
-                return Proposal(candidate=None, reason=box.stop_reason)
+                return Proposal(candidate=None, hypothesis=box.lesson, reason=box.stop_reason)
         return Proposal(candidate=None, reason=f"no submission within {self.max_turns} turns")
+
+    def _footer(self, context: VariationContext, system: str, tools: list[dict[str, Any]], box: Toolbox,
+                turn: int) -> str:
+        """The budget line that ends every tool reply: this step's limits, the run's budget, the memory."""
+        limits = self.limits
+        return (f"[budget] step: turn {turn} of {self.max_turns}, evaluations {box.evaluations} of "
+                f"{limits.max_exploratory_evals}, repair budget {max(0, limits.repair_budget - box.failures)} left"
+                f" | run: {context.budget_left or 'not reported'} | memory: ~{self._prompt_size(system, tools):,} of "
+                f"{self.compact_at_tokens:,} tokens")
 
     def _run_tool(self, box: Toolbox, use: Block, *, cut: bool) -> Block:
         if cut:
@@ -279,17 +317,35 @@ class AgenticVariationOperator(VariationOperator):
              "set for the run. Scores are higher-is-better aggregates over a suite of configurations. Failed "
              "attempts never enter the lineage; they stay in your memory, so learn from them."
              + (f"\nIn this run: {context.commit_rule}." if context.commit_rule else "")),
-            ("# How to work\n- Read the lineage and the profile, form a hypothesis, then edit the workspace "
-             "(edit_file: exact, unique replacement).\n- compile, test, benchmark and profile run the target's "
-             "stages on your workspace. They are exploratory: recorded, never committed, and limited per step.\n"
-             "- The evaluation tools take `configs` (names from the suite) for a quick check on a few configurations; "
-             "`experiment` runs a short script of yours beside the workspace files for a micro-measurement.\n"
+            ("# How to work\n- Each step starts from a fresh copy of its starting version: the version the "
+             "population policy picks (in a single lineage, the latest committed one; it matches the best within "
+             "the commit tolerance). `checkout` replaces the workspace by `best` or any stored version; your "
+             "submission then descends from that one.\n"
+             "- Read the lineage and the profile, form a hypothesis, then edit the workspace "
+             "(edit_file: exact, unique replacement). Only the version's own files can be written; keep notes "
+             "with the `notes` tool.\n- compile, test, benchmark and profile run the target's stages on your "
+             "workspace, each including the ones before it (benchmark compiles and tests first: do not chain "
+             "them). They are exploratory: recorded, never committed, and limited per step (one evaluation each).\n"
+             "- The evaluation tools take `configs` (names from the suite) for a quick check on a few "
+             "configurations; `benchmark` with `compare` ('parent', 'best' or a version id) times both versions "
+             "in the same process, interleaved, and reports per-configuration ratios with their spread.\n"
+             "- `experiment` runs a script of yours, not scanned, beside the workspace files, in the same "
+             "sandbox as candidates: it may time (e.g. triton.testing.do_bench), print compiled code (a "
+             "kernel's .asm) and probe; its numbers are yours alone and never score.\n"
              "- Results show a section (such as the static report) again only when it changed.\n"
              "- When an evaluation fails, read the reason (it names the line), repair, and evaluate again; "
-             "failed evaluations draw on a repair budget.\n- submit {\"hypothesis\": ...} hands your workspace "
-             "to the engine's authoritative evaluation (fresh inputs, hidden shapes, legality checks) that you "
-             "cannot see or influence. The first submit of a step asks you to critique your diff first; "
-             "then submit again.\n- Each step starts from a fresh copy of its starting version."),
+             "failed evaluations draw on a repair budget.\n- submit {\"hypothesis\": ...} has two phases: the "
+             "first call returns your diff for a critique against the rules (nothing is submitted yet); the "
+             "second hands the workspace to the engine's authoritative evaluation (fresh inputs, the test "
+             "distribution, legality checks) that you cannot see or influence. A version whose compiled "
+             "kernels match an evaluated version's is a `duplicate` and is not evaluated.\n"
+             "- give_up {\"lesson\": ...} ends a step without a submission; the lesson is kept for the run."),
+            ("# Memory\nThis conversation persists across variation steps. When it nears "
+             f"{self.compact_at_tokens:,} tokens, at the start of a step, you are asked to summarise it and your "
+             "summary replaces it. What survives a compaction: your summary, your notes block (the `notes` tool "
+             f"replaces it; at most {NOTES_MAX_CHARS:,} characters, reprinted at the top of every step), the "
+             "lineage and every stored version and result (the tools read them), and the knowledge base with a "
+             "one-line lesson per trial."),
         ]
         if self.instruction:
             parts.append(f"# Instruction for this run\n{self.instruction}")
@@ -297,7 +353,10 @@ class AgenticVariationOperator(VariationOperator):
 
     def _opening(self, context: VariationContext, advice: Advice | None, box: Toolbox) -> str:
         lines = [f"## Variation step {self._steps} (trial {context.trial_id})"]
+        lines.append("### Your notes (kept across steps and compactions; `notes` replaces them)\n"
+                     + (self.notes or "(empty)"))
         lines += self._reports(context)
+        lines.append(f"Last submission: {self._last_submission or 'none yet'}")
         if self._previous_end:
             lines.append(f"Your previous step ended without a submission: {self._previous_end}")
         if advice is not None:
@@ -308,32 +367,31 @@ class AgenticVariationOperator(VariationOperator):
         if result is not None:
             lines.append(box.describe(result))
         if context.best is not None and context.best[0].id != parent.id:
-            lines.append(f"Best committed version: {context.best[0].id} ({context.best[1].summary()}).")
+            lines.append(f"Best committed version: {context.best[0].id} ({context.best[1].summary()}); "
+                         "`checkout best` starts from it instead.")
         lines.append(f"Your workspace holds a fresh copy of the starting version: files {', '.join(parent.files)}; "
                      f"entry {parent.entry}.")
         lines.append(f"### Lineage\n{context.lineage.summary()}")
         if context.niche is not None:
             lines.append(f"### Population ({context.niche.name})\n{context.niche.text}")
-        lines.append(f"### Limits\nThis step: {self.max_turns} turns, {self.limits.max_exploratory_evals} exploratory "
+        lines.append(f"### Budget\nThis step: {self.max_turns} turns, {self.limits.max_exploratory_evals} exploratory "
                      f"evaluations, {self.limits.repair_budget} failed evaluations (repair budget). "
                      f"Run budget left: {context.budget_left or 'not reported'}.")
         return "\n\n".join(lines)
 
     def _reports(self, context: VariationContext) -> list[str]:
-        """Outcomes of earlier submissions, from observe() or the context's recent trials."""
+        """Outcomes of earlier submissions, from observe() or the context's recent trials, by their Δ."""
         recent = {o.trial_id: o for o in context.recent}
         lines, waiting = [], []
-        for trial_id in self._awaiting:
+        for trial_id, start_id in self._awaiting:
             outcome = self._observed.pop(trial_id, None) or recent.get(trial_id)
             if outcome is None:
-                waiting.append(trial_id)
+                waiting.append((trial_id, start_id))
                 lines.append(f"Your submission in trial {trial_id} is still being evaluated.")
                 continue
-            verdict = "COMMITTED to the lineage" if outcome.committed else "not committed"
-            score = format_score(outcome.score)
-            reason = f"; reason: {outcome.reason}" if outcome.reason else ""
-            lines.append(f"Outcome of your submission in trial {trial_id} (version {outcome.candidate_id}): "
-                         f"{outcome.status.value}, score {score}, {verdict}{reason}.")
+            submitted = context.get(outcome.candidate_id) if outcome.candidate_id else None
+            self._last_submission = outcome_text(outcome, submitted, context.get(start_id))
+            lines.append(f"Outcome of your submission in trial {trial_id}: {self._last_submission}")
         self._awaiting = waiting
         return lines
 
@@ -341,11 +399,48 @@ class AgenticVariationOperator(VariationOperator):
 
     def _prompt_size(self, system: str, tools: list[dict[str, Any]]) -> int:
         if self._prompt_tokens is not None:
-            return self._prompt_tokens + _tokens(self.messages[self._prompt_messages:])
-        return _tokens([system, tools, self.messages])
+            return self._prompt_tokens + estimate_tokens(self.messages[self._prompt_messages:])
+        return estimate_tokens([system, tools, self.messages])
+
+    def _compact_at_boundary(self, context: VariationContext, system: str, tools: list[dict[str, Any]]) -> None:
+        """Before a step opens: when the step could take the prompt past the limit, the model summarises.
+
+        The request is the cached conversation plus one more user turn (same system prompt and
+        tools), so it reads the cache; the summary replaces the whole conversation.
+        """
+        size = self._prompt_size(system, tools)
+        if not self.messages or size + self.step_reserve_tokens < self.compact_at_tokens:
+            return
+        request = boundary_summary_request(self.messages, size)
+        context.record_message("user", request[-1]["content"][-1:])
+        try:
+            response: LLMResponse | None = self.llm.complete(
+                system=system, messages=request, tools=tools,
+                max_tokens=max(SUMMARY_MAX_TOKENS, self.max_tokens or 0))
+        except LLMError:
+            response = None
+        text = response.text.strip() if response is not None else ""
+        if response is not None:
+            context.record_message("assistant", response.content or [_text("(empty reply)")])
+        summary = text or mechanical_summary(self.messages)
+        removed = len(self.messages)
+        self.messages = [{"role": "user", "content": [_text(
+            f"Summary of your earlier work (compacted before step {self._steps}, in your own words):\n{summary}")]}]
+        self._after_compaction(context, summary, {"messages_removed": removed, "tokens_before": size,
+                                                  "method": "model" if text else "fallback", "at": "step boundary"})
+        if response is not None:
+            context.charge(response.usage)
+
+    def _after_compaction(self, context: VariationContext, summary: str, payload: dict[str, Any]) -> None:
+        self.summary = summary
+        self._prompt_tokens = None
+        self.compactions += 1
+        context.record_message("summary", summary)
+        context.emit("compaction", payload)
 
     def _maybe_compact(self, context: VariationContext, system: str, tools: list[dict[str, Any]],
                        box: Toolbox | None = None, force: bool = False) -> None:
+        """An emergency inside a step: the prompt reached `compact_at_tokens` (or the API found it too long)."""
         size = self._prompt_size(system, tools)
         if not force and size < self.compact_at_tokens:
             return
@@ -353,17 +448,15 @@ class AgenticVariationOperator(VariationOperator):
         if cut is None:
             return
         old, kept = self.messages[:cut], self.messages[cut:]
-        summary, response, method = self._summarize(context, old)
-        state = _step_state(box, self.messages) if box is not None else ""
+        summary, response, method = self._summarize(old)
+        state = step_state(box, self.messages) if box is not None else ""
         head = [_text(f"Summary of your earlier work (older turns were compacted):\n{summary}{state}")]
         if box is not None:
             box.shown.clear()  # what was shown may be gone: show every section again
-        kept[0] = {"role": "user", "content": head + [_as_text(b) for b in kept[0]["content"]]}
-        self.messages, self.summary = kept, summary
-        self._prompt_tokens = None
-        self.compactions += 1
-        context.record_message("summary", summary)
-        context.emit("compaction", {"messages_removed": len(old), "tokens_before": size, "method": method})
+        kept[0] = {"role": "user", "content": head + [as_text(b) for b in kept[0]["content"]]}
+        self.messages = kept
+        self._after_compaction(context, summary, {"messages_removed": len(old), "tokens_before": size,
+                                                  "method": method, "at": "inside step"})
         if response is not None:
             context.charge(response.usage)
 
@@ -374,38 +467,19 @@ class AgenticVariationOperator(VariationOperator):
         if not starts:
             return None
         for i in starts:
-            if _tokens(self.messages[i:]) <= keep:
+            if estimate_tokens(self.messages[i:]) <= keep:
                 return i
         return starts[-1]
 
-    def _summarize(self, context: VariationContext,
-                   old: Sequence[Mapping[str, Any]]) -> tuple[str, LLMResponse | None, str]:
-        transcript = cut_lines(_render(old), 80_000)
-        prompt = ("Summarize the work below for your future self, in at most 400 words: versions and hypotheses "
-                  "tried, their outcomes with numbers, what failed and why, facts learned about the target, and "
-                  f"promising next ideas.\n\n{transcript}")
+    def _summarize(self, old: Sequence[Mapping[str, Any]]) -> tuple[str, LLMResponse | None, str]:
         try:
-            response = self.llm.complete(system=_SUMMARY_SYSTEM,
-                                         messages=[{"role": "user", "content": [_text(prompt)]}],
-                                         tools=(), max_tokens=2048)
+            response = self.llm.complete(system=EMERGENCY_SYSTEM, messages=emergency_summary_request(old),
+                                         tools=(), max_tokens=max(SUMMARY_MAX_TOKENS, self.max_tokens or 0))
         except LLMError:
-            return _mechanical_summary(old), None, "fallback"
+            return mechanical_summary(old), None, "fallback"
         if not response.text.strip():
-            return _mechanical_summary(old), response, "fallback"
+            return mechanical_summary(old), response, "fallback"
         return response.text.strip(), response, "model"
-
-
-def _step_state(box: Toolbox, messages: Sequence[Mapping[str, Any]]) -> str:
-    """What the current step stands on, kept whole through a compaction: its diff, latest result and plan."""
-    diff = box.workspace.candidate().diff(box.workspace.parent)
-    plan = next((b["text"] for m in reversed(messages) if m["role"] == "assistant" for b in m["content"]
-                 if b.get("type") == "text" and b["text"].strip()), "")
-    parts = ["\n\n## State of the current step",
-             f"Workspace diff against the starting version:\n{cut_lines(diff, 6000) if diff else '(no edits yet)'}",
-             f"Latest evaluation:\n{cut_lines(box.last_result, 4000) if box.last_result else '(none yet)'}"]
-    if plan:
-        parts.append(f"Your latest plan:\n{cut_lines(plan.strip(), 2000)}")
-    return "\n\n".join(parts)
 
 
 def _target_rules(context: VariationContext) -> str:
@@ -415,60 +489,3 @@ def _target_rules(context: VariationContext) -> str:
 
 def _text(text: str) -> Block:
     return {"type": "text", "text": text}
-
-
-def _tokens(payload: Any) -> int:
-    return len(json.dumps(payload, default=str)) // 4
-
-
-def _as_text(block: Block) -> Block:
-    """A block that can stand without its partner: a tool_result whose tool_use was compacted becomes text."""
-    if block.get("type") != "tool_result":
-        return block
-    return _text(f"(result of an earlier tool call)\n{cut_lines(_result_text(block), 4000)}")
-
-
-def _result_text(block: Mapping[str, Any]) -> str:
-    content = block.get("content", "")
-    if isinstance(content, list):
-        return "\n".join(c.get("text", "") for c in content if isinstance(c, Mapping))
-    return str(content)
-
-
-def _render(messages: Sequence[Mapping[str, Any]]) -> str:
-    """A transcript as plain text for the summarizer."""
-    lines = []
-    for message in messages:
-        for block in message["content"]:
-            kind = block.get("type")
-            if kind == "text":
-                lines.append(f"[{message['role']}] {block['text']}")
-            elif kind == "tool_use":
-                arguments = cut_lines(json.dumps(block.get("input"), default=str), 1500)
-                lines.append(f"[call] {block.get('name')} {arguments}")
-            elif kind == "tool_result":
-                lines.append(f"[result] {cut_lines(_result_text(block), 1500)}")
-    return "\n".join(lines)
-
-
-def _mechanical_summary(old: Sequence[Mapping[str, Any]]) -> str:
-    """A summary built without the model: earlier summaries, outcomes, advice and each tool call's result line."""
-    calls: dict[str, str] = {}
-    facts: list[str] = []
-    for message in old:
-        for block in message["content"]:
-            kind = block.get("type")
-            if kind == "tool_use":
-                args = block.get("input") if isinstance(block.get("input"), Mapping) else {}
-                key = next((str(args[k]) for k in ("hypothesis", "path", "query", "version", "doc") if k in args), "")
-                calls[block.get("id", "")] = f"{block.get('name')} {key[:160]}".strip()
-            elif kind == "tool_result":
-                first = _result_text(block).strip().splitlines()[:1]
-                call = calls.get(block.get("tool_use_id", ""), "tool")
-                facts.append(f"- {call} -> {first[0][:160] if first else ''}")
-            elif kind == "text" and message["role"] == "user" and block["text"].startswith("Summary of"):
-                facts.append(cut_lines(block["text"], 2000))
-            elif kind == "text" and message["role"] == "user":
-                facts += [f"- {line[:300]}" for line in block["text"].splitlines()
-                          if line.startswith(("Outcome of", "Supervisor:", "Your previous step"))]
-    return cut_lines("Earlier work (mechanical summary):\n" + "\n".join(facts), 6000)

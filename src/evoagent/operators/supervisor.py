@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,7 @@ from ..records import TrialOutcome
 from ..result import Status
 from ..services import Knowledge
 from .base import VariationContext
+from .outcomes import improved
 
 _SYSTEM = (
     "You supervise an autonomous coding agent that evolves a program through many variation steps. "
@@ -54,7 +55,9 @@ class Advice:
 class Supervisor:
     """Watches `context.recent` and, when the search stalls or cycles, proposes new directions.
 
-    A stall is `stall_steps` finished trials in a row without a commit. An unproductive cycle is
+    A stall is `stall_steps` finished trials in a row without an improvement: a commit that scores
+    above the version it started from (a commit within the tolerance, or of a change that does not
+    move the score, is not progress). An unproductive cycle is
     `failure_streak` submissions in a row whose authoritative status is not `ok` (compile errors,
     wrong results, illegal code, duplicates, steps without a submission). Only trials after the
     last advice count, so advice is not repeated every step. The engine must keep at least
@@ -67,11 +70,12 @@ class Supervisor:
         stall_steps: trials without a commit that make a stall.
         failure_streak: failed submissions in a row that make a cycle.
         directions: how many directions to propose.
+        max_tokens: the longest reply asked for (room for adaptive thinking: >= 8k).
     """
 
     def __init__(self, llm: Any = None, knowledge: Knowledge | None = None, *, stall_steps: int = 8,
                  failure_streak: int = 4,
-                 directions: int = 3, max_tokens: int = 2048) -> None:
+                 directions: int = 3, max_tokens: int = 8192) -> None:
         for name, value in (("stall_steps", stall_steps), ("failure_streak", failure_streak),
                             ("directions", directions), ("max_tokens", max_tokens)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -88,21 +92,26 @@ class Supervisor:
         return (f"Supervisor(stall_steps={self.stall_steps}, failure_streak={self.failure_streak}, "
                 f"directions={self.directions})")
 
-    def detect(self, recent: Sequence[TrialOutcome]) -> tuple[str, str] | None:
-        """('stall' | 'cycle', reason) when the trials since the last advice show one, else None."""
+    def detect(self, recent: Sequence[TrialOutcome],
+               start_scores: Mapping[str, float | None] | None = None) -> tuple[str, str] | None:
+        """('stall' | 'cycle', reason) when the trials since the last advice show one, else None.
+
+        `start_scores` maps a starting version's id to its score (unknown ones: any commit improves).
+        """
         fresh = [o for o in recent if o.trial_id > self._last_seen]
+        scores = start_scores or {}
         failed = _streak(fresh, lambda o: o.status is not Status.OK)
         if failed >= self.failure_streak:
             labels = ", ".join(o.status.value for o in fresh[-failed:])
             return "cycle", f"the last {failed} submissions failed ({labels})"
-        uncommitted = _streak(fresh, lambda o: not o.committed)
-        if uncommitted >= self.stall_steps:
-            return "stall", f"no version was committed in the last {uncommitted} trials"
+        flat = _streak(fresh, lambda o: not improved(o, scores.get(o.parent_id or "")))
+        if flat >= self.stall_steps:
+            return "stall", f"no trial improved the score in the last {flat} trials"
         return None
 
     def review(self, context: VariationContext, *, memory: str = "") -> Advice | None:
         """Advice for the coming step, or None; emits a 'supervisor' event when it advises."""
-        found = self.detect(context.recent)
+        found = self.detect(context.recent, _start_scores(context))
         if found is None:
             return None
         trigger, reason = found
@@ -173,6 +182,16 @@ _FALLBACK = (
     "Revisit the launch parameters (block sizes, warps, stages) of the best version one at a time.",
     "Simplify: remove a recent change that did not pay off and measure again.",
 )
+
+
+def _start_scores(context: VariationContext) -> dict[str, float | None]:
+    """The scores of the versions that recent commits started from (the only ones an improvement needs)."""
+    scores: dict[str, float | None] = {}
+    for outcome in context.recent:
+        if outcome.committed and outcome.parent_id and outcome.parent_id not in scores:
+            found = context.get(outcome.parent_id)
+            scores[outcome.parent_id] = found[1].score if found is not None and found[1] is not None else None
+    return scores
 
 
 def _streak(outcomes: Sequence[TrialOutcome], failing: Any) -> int:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..candidate import Candidate
@@ -16,8 +14,8 @@ from ..result import EvalResult, Status, format_score
 from ..services import Knowledge
 from ..tables import cut_lines, line_count, numbered, numbered_file
 from .base import VariationContext
+from .workspace import ToolError, Workspace
 
-MAX_FILE_CHARS = 256_000
 MAX_SCRIPT_CHARS = 20_000
 
 _STRING = {"type": "string"}
@@ -52,19 +50,37 @@ TOOLS: tuple[dict[str, Any], ...] = (
           {"path": _STRING, "old": _STRING, "new": _STRING}, ["path", "old", "new"]),
     _tool("write_file", "Create or overwrite a workspace file with `content`. Prefer edit_file for small changes.",
           {"path": _STRING, "content": _STRING}, ["path", "content"]),
-    _tool("compile", "Run the target's first stage (static checks, compile report) on the workspace.",
+    _tool("checkout", "Replace the workspace by a stored version's files (your edits are lost): `version` is "
+          "'best', 'parent' (the step's starting version) or an id / unique prefix from `lineage`. A submission "
+          "then descends from that version.", {"version": _STRING}, ["version"]),
+    _tool("notes", "Replace your notes block with `text` (at most 8,000 characters, about 2k tokens). The notes are "
+          "reprinted at the top of every step and survive every memory compaction: keep measured facts, open "
+          "ideas and dead ends there.", {"text": _STRING}, ["text"]),
+    _tool("compile", "Stage 1 of the target on the workspace: static checks and the compile report (registers, "
+          "spills, shared memory, instruction mix per kernel); seconds. One exploratory evaluation.",
           {"configs": _CONFIGS}),
-    _tool("test", "Compile and check correctness of the workspace version.", {"configs": _CONFIGS}),
-    _tool("benchmark", "Compile, test and benchmark the workspace version; reports the score per configuration.",
-          {"configs": _CONFIGS}),
-    _tool("profile", "Run every stage on the workspace version, profile included.", {"configs": _CONFIGS}),
-    _tool("experiment", "Run a short Python `script` in the sandbox beside your workspace files, confined like "
-          "candidates (your entry file is importable as a module) for a micro-measurement or a probe; its printed "
-          "output (capped) is the answer. Counts as an exploratory evaluation; failures cost no repair budget.",
+    _tool("test", "Stages 1-2: compile, then correctness on the suite's shapes and random ones. Includes compile: do "
+          "not run compile first. One exploratory evaluation.", {"configs": _CONFIGS}),
+    _tool("benchmark", "Stages 1-3: compile, test, then time the workspace version; reports the score per "
+          "configuration. Includes compile and test: do not chain them. With `compare` ('parent', 'best' or a "
+          "version id) both versions are timed in the same process, interleaved, and the reply gives each "
+          "configuration's ratio with its spread and the geometric-mean Δ. One exploratory evaluation (two with "
+          "compare).", {"configs": _CONFIGS, "compare": _STRING}),
+    _tool("profile", "Every stage, profile included (on a GPU: the profiler's metrics per kernel). Includes "
+          "benchmark. One exploratory evaluation.", {"configs": _CONFIGS}),
+    _tool("experiment", "Run a short Python `script` (not scanned by the legality checks) in the candidates' sandbox "
+          "beside your workspace files (your entry file is importable as a module): time with your own harness "
+          "(e.g. triton.testing.do_bench), print a compiled kernel's code, probe shapes. Its printed output (capped) "
+          "is the answer; its numbers never score. Up to 60 s; one exploratory evaluation; failures cost no "
+          "repair budget.",
           {"script": _STRING, "timeout_s": {"type": "number", "exclusiveMinimum": 0}}, ["script"]),
-    _tool("submit", "Hand the workspace version to the engine for its authoritative evaluation. `hypothesis` says "
-          "what you changed and why it should be faster. Ends the variation step.",
+    _tool("submit", "Two phases. The first call returns your diff for a critique against the rules; nothing is "
+          "submitted. The second call hands the workspace version to the engine's authoritative evaluation and "
+          "ends the variation step. `hypothesis` says what you changed and why it should be faster.",
           {"hypothesis": _STRING}, ["hypothesis"]),
+    _tool("give_up", "End this variation step without a submission. `lesson` (one or two lines: what you tried, what "
+          "you measured, why it cannot pay off) is kept in the run's knowledge base for later steps.",
+          {"lesson": _STRING}, ["lesson"]),
 )
 EVAL_TOOLS = ("compile", "test", "benchmark", "profile")  # experiment counts against the same budget
 KNOWLEDGE_TOOLS = ("search_knowledge", "read_knowledge")
@@ -75,10 +91,6 @@ _BY_NAME = {t["name"]: t for t in TOOLS}
 def tool_definitions(*, knowledge: bool = True) -> list[dict[str, Any]]:
     """The tool schemas to send to the model (knowledge tools only when a knowledge base exists)."""
     return [dict(t) for t in TOOLS if knowledge or t["name"] not in KNOWLEDGE_TOOLS]
-
-
-class ToolError(Exception):
-    """A tool call the model got wrong; its message goes back as an is_error tool result."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +111,9 @@ class ToolLimits:
         critique: answer the first submit with a review request (AVO's critique and verify).
         experiment_timeout_s: the longest an experiment script may run, in seconds.
         max_experiment_chars: the most of an experiment's output shown (stdout and stderr together).
+        max_notes_chars: the longest notes block (`notes`), about 2k tokens.
+        new_files: whether write_file may add files to a version (False: only the version's own files;
+            extra files would ride along with every submission).
     """
 
     max_exploratory_evals: int = 12
@@ -108,89 +123,8 @@ class ToolLimits:
     critique: bool = True
     experiment_timeout_s: float = 60.0
     max_experiment_chars: int = 4_000
-
-
-class Workspace:
-    """A private directory holding a copy of the starting version's files."""
-
-    def __init__(self, root: str | Path, parent: Candidate) -> None:
-        self.root = Path(root).resolve()
-        self.parent = parent
-        parent.write_to(self.root)
-
-    def resolve(self, path: Any) -> Path:
-        if not isinstance(path, str) or not path.strip():
-            raise ToolError(f"path must be a file name relative to the workspace, e.g. {self.parent.entry!r}; "
-                            f"got {path!r}")
-        pure = PurePosixPath(path.strip())
-        if pure.is_absolute() or ".." in pure.parts or "\\" in path:
-            raise ToolError(f"path {path!r} leaves the workspace; use a relative name such as "
-                            f"{self.parent.entry!r} (files: {', '.join(self.files())})")
-        target = (self.root / pure).resolve()
-        if target != self.root and not target.is_relative_to(self.root):
-            raise ToolError(f"path {path!r} resolves outside the workspace; use one of: {', '.join(self.files())}")
-        return target
-
-    def files(self) -> list[str]:
-        return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
-                      if p.is_file() and "__pycache__" not in p.parts)
-
-    def read(self, path: Any) -> str:
-        target = self.resolve(path)
-        if target == self.root or target.is_dir():
-            return "files: " + ", ".join(self.files())
-        if not target.is_file():
-            raise ToolError(f"no file {path!r} in the workspace; files: {', '.join(self.files())}")
-        return target.read_text()
-
-    def write(self, path: Any, content: Any) -> str:
-        target = self.resolve(path)
-        if not isinstance(content, str):
-            raise ToolError(f"content must be the file text as a string, got {type(content).__name__}")
-        if len(content) > MAX_FILE_CHARS:
-            raise ToolError(f"content is {len(content)} characters; the limit is {MAX_FILE_CHARS}")
-        if target.is_dir():
-            raise ToolError(f"{path!r} is a directory; name a file")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content)
-        return f"wrote {target.relative_to(self.root).as_posix()} ({content.count(chr(10)) + 1} lines)"
-
-    def edit(self, path: Any, old: Any, new: Any) -> str:
-        text = self.read(path)
-        if not isinstance(old, str) or not isinstance(new, str):
-            raise ToolError("edit_file needs `old` and `new` as strings")
-        if not old:
-            raise ToolError("`old` is empty; give the exact text to replace (use write_file to create a file)")
-        count = text.count(old)
-        if count == 0:
-            raise ToolError(f"`old` was not found in {path}: it must match the file exactly, whitespace and "
-                            f"indentation included; read_file {path} and copy the lines.{_near_miss(text, old)}")
-        if count > 1:
-            raise ToolError(f"`old` occurs {count} times in {path}; include more surrounding lines so that it "
-                            "occurs exactly once")
-        start = text.index(old)
-        updated = text[:start] + new + text[start + len(old):]
-        self.resolve(path).write_text(updated)
-        first = text[:start].count("\n") + 1
-        return (f"edited {path}: replaced {old.count(chr(10)) + 1} line(s) at line {first} with "
-                f"{new.count(chr(10)) + 1} line(s); the file now has {updated.count(chr(10)) + 1} lines")
-
-    def candidate(self, **kwargs: Any) -> Candidate:
-        files = {name: (self.root / name).read_text() for name in self.files()}
-        kwargs.setdefault("parents", (self.parent.id,))
-        return Candidate(files=files, entry=self.parent.entry, **kwargs)
-
-
-def _near_miss(text: str, old: str) -> str:
-    """A hint for an `old` that is not in the file: whitespace differences, or the closest line."""
-    if " ".join(old.split()) in " ".join(text.split()):
-        return " It matches when whitespace is ignored: check indentation and line breaks."
-    first = next((line for line in old.splitlines() if line.strip()), "")
-    lines = text.splitlines()
-    close = difflib.get_close_matches(first, lines, n=1, cutoff=0.6)
-    if close:
-        return f" The closest line to your first line is line {lines.index(close[0]) + 1}: {close[0]!r}"
-    return ""
+    max_notes_chars: int = 8_000
+    new_files: bool = False
 
 
 def default_tool_stages(stages: Sequence[str]) -> dict[str, tuple[str, ...]]:
@@ -256,6 +190,8 @@ class Toolbox:
     last_profile: str = ""
     last_result: str = ""  # the latest evaluation as the agent saw it (kept through compaction)
     shown: dict[str, str] = field(default_factory=dict)  # result section title -> text last shown
+    notes: str = ""  # the model's notes block (the operator keeps it across steps)
+    lesson: str = ""  # what give_up taught
 
     def describe(self, result: EvalResult) -> str:
         """A stored result's sections as the agent reads them (unchanged sections only named)."""
@@ -348,6 +284,29 @@ class Toolbox:
 
     def _write_file(self, path: str, content: str) -> str:
         return self.workspace.write(path, content)
+
+    def _checkout(self, version: str) -> str:
+        if version == "workspace":
+            raise ToolError("checkout takes 'best', 'parent' or a stored version's id, not 'workspace'")
+        candidate, result = self._version(version)
+        self.workspace.checkout(candidate)
+        self.shown.clear()
+        return (f"the workspace now holds version {candidate.id} ({result.summary() if result else 'not evaluated'}); "
+                f"files: {', '.join(self.workspace.files())}; a submission descends from it")
+
+    def _notes(self, text: str) -> str:
+        limit = self.limits.max_notes_chars
+        if len(text) > limit:
+            raise ToolError(f"notes are {len(text)} characters; the limit is {limit}: keep the facts that matter")
+        self.notes = text.strip()
+        return f"notes saved ({len(self.notes)} of {limit} characters); they open every step"
+
+    def _give_up(self, lesson: str) -> str:
+        if not lesson.strip():
+            raise ToolError("lesson is empty; say what you tried and why it cannot pay off")
+        self.lesson = lesson.strip()
+        self.stop_reason = f"gave up: {self.lesson.splitlines()[0][:300]}"
+        return "the step ends without a submission; your lesson is kept"
 
     # -- evaluating ------------------------------------------------------------------------------
 
@@ -455,8 +414,8 @@ class Toolbox:
         if not hypothesis.strip():
             raise ToolError("hypothesis is empty; say what you changed and why it should be faster")
         candidate = self.workspace.candidate(hypothesis=hypothesis.strip())
-        if candidate.id == self.context.parent.id:
-            raise ToolError("the workspace is identical to the starting version; edit it before submitting")
+        if candidate.id in (self.context.parent.id, self.workspace.parent.id):
+            raise ToolError("the workspace is identical to the version it started from; edit it before submitting")
         if self.limits.critique and not self.critiqued:
             self.critiqued = True
             return self._critique(candidate)
@@ -471,11 +430,11 @@ class Toolbox:
                    else "this exact version has not been evaluated: run `test` (and `benchmark`) first")
         parts = [
             "critique requested: before the authoritative evaluation, review this version. It is NOT submitted yet.",
-            f"1. Your diff against the starting version:\n{cut_lines(candidate.diff(self.context.parent), 6000)}",
-            "2. Check it against the rules: the work is done by code in your files, nothing is cached or "
-            "replayed across calls, inputs are not modified, every output element is written, nothing runs "
-            "outside the timed call, and numerics stay within the target's tolerance."
-            + (f"\n{self.rules}" if self.rules else ""),
+            f"1. Your diff against version {self.workspace.parent.id}:\n"
+            f"{cut_lines(candidate.diff(self.workspace.parent), 6000)}",
+            "2. Check it against the rules of legality in your instructions (the work done by your own kernels, "
+            "nothing cached or replayed across calls, inputs untouched, every output element written, nothing "
+            "outside the timed call, numerics within the tolerance).",
             f"3. Verification: {verdict}.",
             f"4. Your last profile: {self.last_profile or 'none (run `profile` to get one)'}",
             "If you find a problem, fix it and test again. Then call submit again (you may revise the hypothesis).",
