@@ -115,11 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_part_commands(sub: Any) -> None:
-    """Subcommands that belong to other parts: the attention target and the knowledge base."""
+    """Subcommands that belong to other parts: the attention and kernel targets and the knowledge base."""
     from .knowledge.cli import add_kb_parser
     from .targets.attention.cli import add_bench_parser, add_check_parser
+    from .targets.kernel.cli import add_check_target
 
-    add_check_parser(sub)
+    add_check_parser(sub, more_targets=(add_check_target,))
     add_bench_parser(sub)
     add_kb_parser(sub)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,16 +23,23 @@ if TYPE_CHECKING:
 _BASELINE_ORDER = ("sdpa-cudnn", "sdpa-flash", "sdpa-efficient", "flash-attn", "flash-attn-3")
 
 
-def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Registers `check attention FILE [--suite S] [--arch A] [--json]` on an argparse subparsers object."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
+def add_check_parser(subparsers: Any, *, more_targets: Sequence[Callable[[Any], Any]] = ()) -> argparse.ArgumentParser:
+    """Registers `check TARGET ...` on an argparse subparsers object: `check attention FILE [--suite S] [--arch A]
+    [--json]`, and each of `more_targets` (a function registering its target on the targets' subparsers)."""
+    check: argparse.ArgumentParser = subparsers.add_parser(
         "check", help="evaluate one kernel file: legality, static compile, correctness, speed")
-    _common(p)
+    targets = check.add_subparsers(dest="target", metavar="TARGET", required=True)
+    p = targets.add_parser("attention", help="an attention kernel file")
+    p.add_argument("file", help="the kernel file (defines attention(q, k, v, *, causal, sm_scale))")
+    p.add_argument("--suite", choices=sorted(SUITES),
+                   help="configuration suite (default: h100-mha with a GPU, else smoke)")
     p.add_argument("--arch", action="append", choices=SUPPORTED_ARCHS,
                    help="architecture to compile for without a GPU (repeatable; default sm_90a)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run_check)
-    return p
+    for add in more_targets:
+        add(targets)
+    return check
 
 
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -108,15 +115,15 @@ def check_json(result: EvalResult) -> dict[str, Any]:
     }
 
 
-def format_check(result: EvalResult, *, details: bool = True) -> str:
-    """The label, the reason, and one block per stage."""
+def format_check(result: EvalResult, *, details: bool = True, unit: str = "TFLOPS") -> str:
+    """The label, the reason, and one block per stage (metrics in `unit`)."""
     check = result.stage("check")
     language = check.details.get("language") if check else None
     lines = [result.summary(), f"device: {result.device}" + (f"; language: {language}" if language else "")]
     for stage in result.stages:
         lines.append(f"[{stage.name}] {stage.status.value} ({stage.seconds:.2f} s)"
                      + (f": {stage.reason}" if stage.reason else ""))
-        lines += [f"  {name}: {value:.4g} TFLOPS" for name, value in stage.metrics.items()]
+        lines += [f"  {name}: {value:.4g} {unit}" for name, value in stage.metrics.items()]
         if details:
             lines += _stage_lines(stage.name, dict(stage.details))
     return "\n".join(lines)
