@@ -41,6 +41,10 @@ EXPECTED = {
     "skip_work.py": ({Status.INCORRECT}, "outside tolerance"),
     "memoise_by_pointer.py": ({Status.INCORRECT}, "the benchmark's output differed from the test"),
     "honest_when_checked.py": ({Status.ILLEGAL}, "'sys'"),
+    "scope_shadowed_getattr.py": ({Status.ILLEGAL}, "binds getattr"),
+    "frame_through_generator.py": ({Status.ILLEGAL}, "accesses .f_back"),
+    "annotation_evaluated.py": ({Status.ILLEGAL}, "string annotation"),
+    "path_through_triton.py": ({Status.ILLEGAL}, "pathlib.Path"),
 }
 
 

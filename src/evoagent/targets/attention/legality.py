@@ -1,13 +1,18 @@
 """Static legality scan of a candidate's source: named findings, each with a line and a reason.
 
-One of three layers against cheating (with the runtime op trace and the trusted comparison). It
-resolves import and assignment aliases (`F = torch.nn.functional`) to qualified names and flags:
-library attention, matmul or softmax used on the data outside Triton kernels; dynamic code and
-attribute lookup by string (eval/exec/compile/getattr/__import__/__dict__...); imports outside a
-small allowlist (threads, subprocesses, ctypes, os, files, gc, timers...), also when an attribute
-chain reaches such a module through an allowed one (`torch.serialization.os`, `typing.sys`); file
-and shared-memory loaders (`from_file`, `mmap`...); side streams, CUDA graphs and events; and
-patching any attribute of an imported module (timers, synchronize, ...).
+Fast feedback for the agent, not the trust boundary: scores come from the trusted side's checks,
+and no score may depend on this scan. It resolves import and assignment aliases per scope
+(`F = torch.nn.functional`; `scan_names.py`) to qualified names and flags: library attention,
+matmul or softmax used on the data outside Triton kernels; dynamic code and attribute lookup by
+string (eval/exec/compile/getattr/__import__/__dict__...), and binding those names at all;
+reflection (`reflection.py`): frame, traceback, generator and code attributes (`gi_frame`,
+`f_back`, `tb_frame`, `co_consts`...), dunders reached through any getattr-like path, and code in
+string annotations, which `typing.get_type_hints` evaluates; imports outside a small allowlist
+(threads, subprocesses, ctypes, os, files, gc, timers...), also when an attribute chain reaches
+such a module, or a function or class defined in one, through an allowed one
+(`torch.serialization.os`, `typing.sys`, `triton.runtime.build.Path`); file and shared-memory
+loaders (`from_file`, `mmap`...); side streams, CUDA graphs and events; and patching any
+attribute of an imported module (timers, synchronize, ...).
 
 Library-compute rules apply to the code that runs: module-level statements and the functions
 reachable from `attention` (a test helper with a torch reference below the kernel is fine).
@@ -17,10 +22,14 @@ The capability rules apply to the whole file.
 from __future__ import annotations
 
 import ast
+import builtins
 import functools
 import importlib
 import types
 from dataclasses import dataclass
+
+from . import reflection
+from .scan_names import Names
 
 ENTRY_FUNCTION = "attention"
 
@@ -118,7 +127,8 @@ ALLOWED_OPS = frozenset({
     "_local_scalar_dense", "set_", "resize_",
 })
 
-_ALLOWED_DUNDERS = frozenset({"__name__", "__qualname__", "__doc__", "__init__", "__future__"})
+# The builtins that take an attribute name as their second argument.
+_ATTRIBUTE_BUILTINS = frozenset({"getattr", "setattr", "delattr", "hasattr"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,50 +151,17 @@ def _is_jit_decorator(node: ast.expr) -> bool:
     )
 
 
-class _Aliases:
-    """Local names bound to qualified names by imports and simple assignments, anywhere in the file."""
-
-    def __init__(self, tree: ast.Module) -> None:
-        self.names: dict[str, str] = {}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.asname:
-                        self.names[alias.asname] = alias.name
-                    else:
-                        head = alias.name.split(".")[0]
-                        self.names[head] = head
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                for alias in node.names:
-                    if alias.name != "*":
-                        self.names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-        assignments = [n for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.NamedExpr, ast.AnnAssign))]
-        for _ in range(4):  # chains like F = torch.nn.functional; sdpa = F.scaled_dot_product_attention
-            for node in assignments:
-                value = node.value
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                resolved = self.qualname(value) if value is not None else None
-                for target in targets:
-                    if resolved and isinstance(target, ast.Name):
-                        self.names.setdefault(target.id, resolved)
-
-    def qualname(self, node: ast.AST) -> str | None:
-        if isinstance(node, ast.Name):
-            return self.names.get(node.id)
-        if isinstance(node, ast.Attribute):
-            base = self.qualname(node.value)
-            return f"{base}.{node.attr}" if base else None
-        return None
-
-
 def _banned_name(qualname: str) -> tuple[str, str] | None:
     for prefix, rule, what in _BANNED_NAMES:
         if qualname == prefix or qualname.startswith(prefix + "."):
             return rule, what
+    if (last := qualname.rpartition(".")[2]) in reflection.REFLECTION_NAMES:
+        return reflection.REFLECTION_NAMES[last]
     reached = _reached_module(qualname)
     if reached is not None:
         allowed = ", ".join(sorted(ALLOWED_IMPORTS - {"__future__"}))
-        return "module-reach", f"reaches module {reached!r} through another module; a candidate may use only {allowed}"
+        return "module-reach", (f"reaches {reached!r}, outside the allowed modules, through another module; a "
+                               f"candidate may use only {allowed}")
     return None
 
 
@@ -205,11 +182,35 @@ def _reached_module(qualname: str) -> str | None:
             break
         if isinstance(value, types.ModuleType) and value.__name__.split(".")[0] not in ALLOWED_IMPORTS:
             return value.__name__
+        if (source := _forbidden_origin(value)) is not None:
+            return source
         obj, followed = value, followed + 1
     return next((name for name in parts[followed:] if name in FORBIDDEN_MODULE_NAMES), None)
 
 
 _MISSING = object()
+
+# C modules behind forbidden ones (`from _operator import attrgetter`), and what `builtins` holds that
+# builds or reaches code: a function, class or type imported into an allowed module from one of them
+# (`triton.runtime.build.Path`, `torch.xpu.cast` from ctypes) is as good as the module.
+_FORBIDDEN_C_MODULES = frozenset({"_operator", "_ctypes", "_pickle", "_weakref", "_signal", "_socket", "_imp",
+                                  "_frozen_importlib", "_frozen_importlib_external", "_io", "posix", "_thread"})
+_FORBIDDEN_BUILTINS = (types.CodeType, types.FunctionType, types.FrameType, types.TracebackType, types.CellType,
+                       types.ModuleType, *(getattr(builtins, name) for name in _BANNED_BUILTINS
+                                           if name != "__builtins__"))
+
+
+def _forbidden_origin(value: object) -> str | None:
+    """'module.name' when `value` is a function or class defined in a forbidden module, else None."""
+    if not isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)):
+        return None
+    module = vars(value).get("__module__") if isinstance(value, type) else value.__module__
+    if not isinstance(module, str):
+        return None
+    top = module.split(".")[0]
+    if top == "builtins":
+        return f"builtins.{value.__name__}" if any(value is b for b in _FORBIDDEN_BUILTINS) else None
+    return f"{module}.{value.__qualname__}" if top in FORBIDDEN_MODULE_NAMES | _FORBIDDEN_C_MODULES else None
 
 
 @functools.cache
@@ -243,16 +244,20 @@ def _reachable_functions(tree: ast.Module, entry: str) -> set[str]:
 
 
 def _is_main_guard(stmt: ast.stmt) -> bool:
-    return (isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Compare)
-            and isinstance(stmt.test.left, ast.Name) and stmt.test.left.id == "__name__")
+    """`if __name__ == "__main__":` (with no else): code that runs only when the file is run as a script."""
+    test = stmt.test if isinstance(stmt, ast.If) and not stmt.orelse else None
+    return (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+            and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+            and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value == "__main__")
 
 
 class _Scanner(ast.NodeVisitor):
-    def __init__(self, aliases: _Aliases, reachable: set[str]) -> None:
-        self.aliases = aliases
+    def __init__(self, names: Names, reachable: set[str]) -> None:
+        self.names = names
         self.reachable = reachable
         self.findings: list[Finding] = []
         self.library_rules = True  # off inside Triton kernels and in code that never runs
+        self.named_keys: set[ast.AST] = set()  # getattr(x, KEY) keys already named with their call
 
     def add(self, node: ast.AST, rule: str, message: str) -> None:
         self.findings.append(Finding(rule=rule, line=getattr(node, "lineno", 0), message=message))
@@ -265,15 +270,50 @@ class _Scanner(ast.NodeVisitor):
                 self.scan_with(stmt, library_rules=not _is_main_guard(stmt))
 
     def scan_definition(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, *, runs: bool) -> None:
-        for decorator in node.decorator_list:  # evaluated at import
-            self.scan_with(decorator, library_rules=True)
-        if not isinstance(node, ast.ClassDef):
-            for default in [*node.args.defaults, *node.args.kw_defaults]:
-                if default is not None:
-                    self.scan_with(default, library_rules=True)
+        """Decorators, defaults, annotations and bases run where the definition is; the body when it is called."""
+        if isinstance(node, ast.ClassDef):
+            outside: list[ast.AST] = [*node.decorator_list, *node.bases, *node.keywords]
+        else:
+            outside = [*node.decorator_list, node.args, *([node.returns] if node.returns else [])]
+            self.check_annotation(node.returns)
+        for part in outside:
+            self.scan_with(part, library_rules=self.library_rules)
         is_kernel = any(_is_jit_decorator(d) for d in node.decorator_list)
         for stmt in node.body:
             self.scan_with(stmt, library_rules=runs and not is_kernel)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.scan_definition(node, runs=self.library_rules)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.scan_definition(node, runs=self.library_rules)
+
+    def check_annotation(self, annotation: ast.expr | None) -> None:
+        """Strings in annotations are code for typing.get_type_hints: only dotted names that reach nothing banned."""
+        if annotation is None:
+            return
+        for line, rule, message in reflection.annotation_findings(annotation, FORBIDDEN_MODULE_NAMES):
+            self.findings.append(Finding(rule=rule, line=line, message=message))
+        for node in ast.walk(annotation):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and (banned := _banned_name(node.value.strip())) is not None:
+                self.add(node, "annotation-code", f"string annotation {node.value!r} names {banned[1]} [{banned[0]}]")
+
+    def visit_arg(self, node: ast.arg) -> None:
+        self.check_annotation(node.annotation)
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        self.check_annotation(node.annotation)
+        self.generic_visit(node)
+
+    def scan_bindings(self) -> None:
+        for binding in self.names.bindings:
+            found = reflection.binding_finding(binding, _BANNED_BUILTINS)
+            if found is not None:
+                self.findings.append(Finding(rule=found[0], line=binding.line, message=found[1]))
 
     def scan_with(self, node: ast.AST, *, library_rules: bool) -> None:
         saved, self.library_rules = self.library_rules, library_rules
@@ -320,28 +360,56 @@ class _Scanner(ast.NodeVisitor):
         return True
 
     def visit_Name(self, node: ast.Name) -> None:
-        if node.id in _BANNED_BUILTINS and node.id not in self.aliases.names:
+        if not isinstance(node.ctx, ast.Load):
+            return  # a binding: scan_bindings names the ones that hide a builtin or set a hook
+        if node.id in _BANNED_BUILTINS and self.names.is_builtin(node):
             rule, what = _BANNED_BUILTINS[node.id]
             self.add(node, rule, f"uses {node.id}() ({what})")
+        elif (found := reflection.name_finding(node.id)) is not None:
+            self.add(node, *found)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if node in self.named_keys:
+            return
+        if isinstance(node.value, str) and (found := reflection.string_finding(node.value)) is not None:
+            self.add(node, *found)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in _ATTRIBUTE_BUILTINS and self.names.is_builtin(func) \
+                and len(node.args) >= 2:
+            keys = self.names.strings(node.args[1])
+            self.named_keys.add(node.args[1])
+            if not keys:
+                self.add(node, "string-lookup", f"{func.id}() with an attribute name computed at run time")
+            for key in sorted(keys):
+                found = reflection.attribute_finding(key)
+                if found is not None:
+                    self.add(node, found[0], f"{func.id}(..., {key!r}): {found[1]}")
+        self.generic_visit(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
-        if node.attr.startswith("__") and node.attr.endswith("__") and node.attr not in _ALLOWED_DUNDERS:
-            self.add(node, "string-lookup", f"accesses {node.attr} (reflection on objects or modules)")
-        qualname = self.aliases.qualname(node)
+        qualnames = sorted(self.names.qualnames(node))
+        found = reflection.attribute_finding(node.attr)
+        if found is not None and not (qualnames and node.attr in reflection.REFLECTION_NAMES):  # else check_name
+            self.add(node, *found)
         if isinstance(node.ctx, (ast.Store, ast.Del)):
-            patched = qualname or self.aliases.qualname(_root(node))
-            if patched is not None:
-                self.add(node, "patching", f"assigns to {qualname or 'an attribute of ' + patched} "
+            roots = qualnames or sorted(self.names.qualnames(_root(node)))
+            if roots:
+                self.add(node, "patching", f"assigns to {qualnames[0] if qualnames else 'an attribute of ' + roots[0]} "
                                            "(patching a module at run time)")
-        elif qualname is not None and self.check_name(node, qualname):
+        elif qualnames and [q for q in qualnames if self.check_name(node, q)]:
             return
-        elif node.attr in _BANNED_METHODS and qualname != "torch.cpu":
+        elif node.attr in _BANNED_METHODS and qualnames != ["torch.cpu"]:
             rule, what = _BANNED_METHODS[node.attr]
             if self.library_rules or not rule.startswith("library-"):
                 self.add(node, rule, f"calls .{node.attr}() ({what})")
         self.generic_visit(node)
 
     def visit_BinOp(self, node: ast.BinOp) -> None:
+        for key in sorted(self.names.strings(node) if node not in self.named_keys else ()):  # "f_" + "back"
+            if (found := reflection.string_finding(key)) is not None:
+                self.add(node, *found)
         if isinstance(node.op, ast.MatMult) and self.library_rules:
             self.add(node, "library-matmul", "uses the @ operator outside a Triton kernel (library matmul)")
         self.generic_visit(node)
@@ -361,8 +429,9 @@ def _root(node: ast.AST) -> ast.AST:
 def scan(source: str, *, entry: str = ENTRY_FUNCTION) -> list[Finding]:
     """Every legality finding in `source`, in line order. Raises SyntaxError if it does not parse."""
     tree = ast.parse(source)
-    scanner = _Scanner(_Aliases(tree), _reachable_functions(tree, entry))
+    scanner = _Scanner(Names(tree), _reachable_functions(tree, entry))
     scanner.scan_module(tree)
+    scanner.scan_bindings()
     unique = {(f.line, f.rule, f.message): f for f in scanner.findings}
     return sorted(unique.values(), key=lambda f: (f.line, f.rule, f.message))
 
