@@ -3,7 +3,7 @@
 - `sdpa-cudnn`, `sdpa-flash`, `sdpa-efficient`: PyTorch's scaled_dot_product_attention with one backend
   forced (`torch.nn.attention.sdpa_kernel`): cuDNN's fused attention, FlashAttention-2 as built into
   PyTorch, and the memory-efficient (xFormers/CUTLASS) kernel;
-- `flex`: FlexAttention (`torch.nn.attention.flex_attention`) under `torch.compile`, the Triton-generated
+- `flex`: FlexAttention (`torch.nn.attention.flex_attention`) under `torch.compile(dynamic=True)`, the Triton-generated
   attention a PyTorch user would otherwise pick; causal masking through a block mask, so fully masked
   tiles are skipped;
 - `flash-attn` (FlashAttention-2) and `flash-attn-3` (FlashAttention-3, `flash_attn_interface`), when
@@ -95,7 +95,9 @@ def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, sm_sc
             for knob in ("recompile_limit", "cache_size_limit"):  # the name changed across torch versions
                 if hasattr(torch._dynamo.config, knob):
                     setattr(torch._dynamo.config, knob, max(getattr(torch._dynamo.config, knob), _RECOMPILE_LIMIT))
-        _FLEX[compile_flex] = torch.compile(flex_attention) if compile_flex else flex_attention
+        # dynamic=True: one compile serves every shape (a new shape would otherwise recompile, ~40 s
+        # each at worst); the block mask (causal) or none still compile once each.
+        _FLEX[compile_flex] = torch.compile(flex_attention, dynamic=True) if compile_flex else flex_attention
     flex = _FLEX[compile_flex]
     n = q.shape[2]
     mask = None

@@ -42,7 +42,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import device_report  # noqa: E402
 from attention_baselines import BASELINES, Missing, build, first_line  # noqa: E402
-from device_report import CUDNN  # noqa: E402
+from bench_planner import Planner, Prepared  # noqa: E402
 
 SEED_DIR = ROOT / "kernels" / "attention"
 GPU_SUITES = ("h100-mha", "avo-gqa")
@@ -155,9 +155,10 @@ def check_seeds(seeds: list[Path], suite: str) -> list[dict[str, Any]]:
     from evoagent.targets.attention.cli import format_check
 
     evaluator = AttentionEvaluator(suite)
-    config = dataclasses.replace(evaluator.sandbox_config(), gpus=())
     records = []
-    with Sandbox(config) as sandbox:
+    # The evaluator's own sandbox: the check stage runs on a CPU worker, which sees no GPU
+    # (CUDA_VISIBLE_DEVICES="" beside a GPU worker), so the static check never starts CUDA.
+    with Sandbox(evaluator.sandbox_config()) as sandbox:
         for path in seeds:
             started = time.perf_counter()
             result = evaluator.evaluate(Candidate.from_path(path, entry=evaluator.entry), sandbox, stages=("check",))
@@ -327,56 +328,69 @@ def stats(times_ms: list[float], flops: float) -> dict[str, Any]:
 # -- one configuration ----------------------------------------------------------------------------
 
 
-def measure(suite: str, config: Any, seeds: dict[str, Any], method: Method, gpu: bool) -> dict[str, Any]:
-    """One row: each seed's and baseline's numbers (or why there are none), ratios to cuDNN, clocks after."""
-    import torch
+class RealBackend:
+    """Prepares (builds, compiles, autotunes, checks) and times the implementations on this machine.
 
-    started = time.perf_counter()
-    device = "cuda" if gpu else "cpu"
-    sync = torch.cuda.synchronize if gpu else (lambda: None)
-    q, k, v = make_inputs(config, device)
-    sm_scale = 1.0 / math.sqrt(config.head_dim)
-    ref = reference(q, k, v, causal=config.causal, sm_scale=sm_scale)
-    impls: dict[str, Callable[[], Any]] = {}
-    missing: dict[str, str] = {}
-    for name, module in seeds.items():
-        if isinstance(module, str):
-            missing[name] = module
-        else:
-            impls[name] = _seed_call(module, q, k, v, config.causal, sm_scale)
-    for name in BASELINES:
+    One configuration's inputs and reference are kept at a time; a prepared implementation keeps
+    its callable (bound to its inputs) until its row is timed.
+    """
+
+    def __init__(self, modules: dict[str, Any], method: Method, gpu: bool) -> None:
+        import torch
+
+        self.modules, self.method, self.gpu = modules, method, gpu
+        self.sync: Callable[[], None] = torch.cuda.synchronize if gpu else (lambda: None)
+        self._inputs: tuple[str, Any, Any, Any, Any] | None = None
+        self._ready: dict[tuple[str, str], Callable[[], Any]] = {}
+
+    def inputs(self, config: Any) -> tuple[Any, Any, Any, Any]:
+        """q, k, v and the reference of `config` (made once while the configuration is current)."""
+        if self._inputs is None or self._inputs[0] != config.name:
+            self._inputs = None  # free the last configuration's tensors first
+            q, k, v = make_inputs(config, "cuda" if self.gpu else "cpu")
+            ref = reference(q, k, v, causal=config.causal, sm_scale=1.0 / math.sqrt(config.head_dim))
+            self._inputs = (config.name, q, k, v, ref)
+        return self._inputs[1:]
+
+    def prepare(self, config: Any, name: str) -> Prepared:
+        started = time.perf_counter()
+        check = None
         try:
-            impls[name] = build(name, q, k, v, causal=config.causal, sm_scale=sm_scale)
+            q, k, v, ref = self.inputs(config)
+            sm_scale = 1.0 / math.sqrt(config.head_dim)
+            if name in self.modules:
+                fn = _seed_call(self.modules[name], q, k, v, config.causal, sm_scale)
+            else:
+                fn = build(name, q, k, v, causal=config.causal, sm_scale=sm_scale)
+            check = compare(fn(), ref, config.dtype)
+            self.sync()
+            check["first_call_s"] = round(time.perf_counter() - started, 2)
+            if not check["ok"]:
+                return Prepared(ok=False, seconds=time.perf_counter() - started, check=check,
+                                reason=f"wrong output: {check['reason']}")
         except Missing as exc:
-            missing[name] = str(exc)
-        except Exception as exc:
-            missing[name] = f"could not be set up: {first_line(exc)}"
-    checks, per_call_s = {}, {}
-    for name in list(impls):
-        try:
-            first = time.perf_counter()
-            checks[name] = compare(impls[name](), ref, config.dtype)
-            sync()
-            checks[name]["first_call_s"] = round(time.perf_counter() - first, 2)
-            if not checks[name]["ok"]:
-                raise ValueError(f"wrong output: {checks[name]['reason']}")
-            per_call_s[name] = warm_up(impls[name], sync, method.warmup_ms)
-        except Exception as exc:
-            missing[name] = first_line(exc) if not isinstance(exc, ValueError) else str(exc)
-            del impls[name]
-    del ref
-    numbers: dict[str, Any] = {}
-    if impls:
+            return Prepared(ok=False, seconds=time.perf_counter() - started, reason=str(exc))
+        except Exception as exc:  # a compile error, a launch failure, out of memory
+            return Prepared(ok=False, seconds=time.perf_counter() - started, reason=first_line(exc), check=check)
+        self._ready[(config.name, name)] = fn
+        return Prepared(ok=True, seconds=time.perf_counter() - started, check=check)
+
+    def row_estimate_s(self, implementations: int) -> float:
+        """Before any row was timed: warm-up and timed calls per implementation, and a second for the inputs."""
+        return 1.0 + 1.5 * implementations * (self.method.warmup_ms + self.method.target_ms) / 1000
+
+    def time_row(self, config: Any, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Warm-up, then interleaved timed calls of the prepared `names`; their statistics (and rel_l2)."""
+        impls = {n: self._ready.pop((config.name, n)) for n in names}
+        per_call_s = {n: warm_up(fn, self.sync, self.method.warmup_ms) for n, fn in impls.items()}
         slowest_ms = max(per_call_s.values()) * 1e3
+        method = self.method
         reps = int(min(method.max_reps, max(method.min_reps, method.target_ms / max(slowest_ms, 1e-6))))
-        times = time_interleaved(impls, reps, gpu)
-        numbers = {name: stats(times[name], config.flops()) | {"rel_l2": checks[name]["rel_l2"]} for name in impls}
-    cudnn = numbers.get(CUDNN, {}).get("tflops")
-    return {"suite": suite, "config": config.name, "shape": config.to_dict(), "gflop": round(config.flops() / 1e9, 3),
-            "numbers": numbers, "missing": missing,
-            "ratio_to_cudnn": {n: round(x["tflops"] / cudnn, 4) for n, x in numbers.items() if cudnn},
-            "checks": checks, "clocks_after": read_clocks() if gpu else None,
-            "seconds": round(time.perf_counter() - started, 2)}
+        times = time_interleaved(impls, reps, self.gpu)
+        return {n: stats(times[n], config.flops()) for n in impls}
+
+    def clocks(self) -> dict[str, str] | None:
+        return read_clocks() if self.gpu else None
 
 
 def _seed_call(module: Any, q: Any, k: Any, v: Any, causal: bool, sm_scale: float) -> Callable[[], Any]:
@@ -384,13 +398,6 @@ def _seed_call(module: Any, q: Any, k: Any, v: Any, causal: bool, sm_scale: floa
         return module.attention(q, k, v, causal=causal, sm_scale=sm_scale)
 
     return run
-
-
-def row_line(row: dict[str, Any]) -> str:
-    parts = [f"{n} {x['tflops']:.4g}" for n, x in row["numbers"].items()]
-    ratios = [f"{n}/cuDNN {r:.3f}x" for n, r in row["ratio_to_cudnn"].items() if n not in BASELINES]
-    tail = f" TFLOPS ({row['seconds']} s; {len(row['missing'])} missing)"
-    return f"{row['config']}: " + ", ".join(parts + ratios) + tail
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -419,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["TRITON_INTERPRET"] = "1"  # before the seeds import triton
         from evoagent.targets.attention.child import _ensure_triton_mode
 
-        _ensure_triton_mode(True)  # re-imports triton in interpreter mode if something imported it already
+        _ensure_triton_mode(True)  # (re-)imports triton in interpreter mode, with Triton 3.6's interpreter fixes
     suites = args.suite or list(GPU_SUITES if (gpu or args.dry_run) else CPU_SUITES)
     try:
         plan = [(s, c) for s in suites for c in suite_configs(s)]
@@ -452,48 +459,42 @@ def run(plan: list[tuple[str, Any]], seeds: list[Path], out: Path, budget_s: flo
     report.update(device=report.get("device", {}) | device_facts(), versions=report.get("versions", {}) | versions(),
                   candidates=names, baselines=list(BASELINES),
                   method=dataclasses.asdict(method) | {"interleaved": True, "l2_flush": gpu, "statistic": "median",
-                                                       "timer": "cuda events" if gpu else "wall clock"},
-                  rows=[], skipped=[])
+                                                       "timer": "cuda events" if gpu else "wall clock",
+                                                       "deadline_s": budget_s},
+                  rows=[], skipped=[], prepare={})
     device_report.save(report, out)
     print(f"device: {report['device'].get('name')}; versions: {report['versions']}", flush=True)
     report["seeds"] = check_seeds(seeds, plan[0][0] if plan else "smoke")
-    modules: dict[str, Any] = {}
-    for path, record in zip(seeds, report["seeds"]):
-        if not gpu and seed_language(path) == "cuda":
-            modules[record["name"]] = "a CUDA seed runs only on a GPU (its static profile is in the check above)"
-            continue
-        if record["check"]["status"] != "ok":
-            modules[record["name"]] = f"failed the check stage: {record['check']['reason']}"
-            continue
-        try:
-            modules[record["name"]] = load_seed(path)
-        except Exception as exc:
-            modules[record["name"]] = f"could not be imported: {first_line(exc)}"
+    modules, missing = load_modules(seeds, report["seeds"], gpu)
     device_report.save(report, out)
-    last_s = 0.0  # the last row's time (the first rows also pay for JIT and compiles)
-    for suite, config in plan:
-        elapsed = time.perf_counter() - started
-        if report["rows"] and elapsed + last_s > budget_s:  # the first configuration is always measured
-            report["skipped"].append({"suite": suite, "config": config.name,
-                                      "reason": f"time budget of {budget_s:.0f} s (at {elapsed:.0f} s)"})
-            continue
-        try:
-            row = measure(suite, config, modules, method, gpu)
-        except Exception as exc:  # inputs or reference failed (out of memory, a CUDA error left by a kernel)
-            report["skipped"].append({"suite": suite, "config": config.name, "reason": first_line(exc)})
-            device_report.save(report, out)
-            print(f"{config.name}: not measured: {first_line(exc)}", flush=True)
-            continue
-        last_s = row["seconds"]
-        report["rows"].append(row)
-        device_report.save(report, out)
-        print(row_line(row), flush=True)
+    planner = Planner(backend=RealBackend(modules, method, gpu), clock=time.perf_counter, started=started,
+                      deadline_s=budget_s, seeds=names, baselines=list(BASELINES), missing=missing, report=report,
+                      save=lambda r: device_report.save(r, out), log=lambda line: print(line, flush=True))
+    planner.run(plan)
     if gpu:
         report["device"]["clocks_after"] = read_clocks()
     device_report.save(report, out)
     problems = device_report.validate(report)
     print("\n".join(problems) if problems else f"wrote {device_report.json_path(out)} and {out}/device_check.md")
     return 1 if problems else 0
+
+
+def load_modules(seeds: list[Path], records: list[dict[str, Any]], gpu: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """The seeds that can be timed here (name -> module) and why the others cannot."""
+    modules: dict[str, Any] = {}
+    missing: dict[str, str] = {}
+    for path, record in zip(seeds, records):
+        name = record["name"]
+        if not gpu and seed_language(path) == "cuda":
+            missing[name] = "a CUDA seed runs only on a GPU (its static profile is in the check above)"
+        elif record["check"]["status"] != "ok":
+            missing[name] = f"failed the check stage: {record['check']['reason']}"
+        else:
+            try:
+                modules[name] = load_seed(path)
+            except Exception as exc:
+                missing[name] = f"could not be imported: {first_line(exc)}"
+    return modules, missing
 
 
 if __name__ == "__main__":
