@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,6 +37,50 @@ def build_directory_root() -> Path:
         return Path(os.environ[CACHE_ENV])
     root = os.environ.get("EVOAGENT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "evoagent")
     return Path(root) / "cuda"
+
+
+def toolkit_root(nvcc: str | None = None) -> Path | None:
+    """The CUDA toolkit that holds the `nvcc` on PATH (links resolved), else the first of /usr/local/cuda,
+    /usr/local/cuda-*, /opt/cuda that has bin/nvcc and include/cuda_runtime.h. A toolkit is recognised
+    by those two files, so an `nvcc` that is a wrapper script outside the toolkit is not taken for one."""
+    found = nvcc or shutil.which("nvcc")
+    candidates = [Path(os.path.realpath(found)).parent.parent] if found else []
+    candidates += [Path("/usr/local/cuda"), *sorted(Path("/usr/local").glob("cuda-*"), reverse=True), Path("/opt/cuda")]
+    return next((c for c in candidates
+                 if (c / "bin" / "nvcc").is_file() and (c / "include" / "cuda_runtime.h").is_file()), None)
+
+
+def ensure_build_tools() -> dict[str, str]:
+    """CUDA_HOME and ninja for torch's extension build; returns what it set.
+
+    torch derives CUDA_HOME from the `nvcc` on PATH (its parent's parent): where that nvcc is a wrapper
+    outside the toolkit the build compiles and then fails at link, so CUDA_HOME is set from the
+    toolkit (`toolkit_root`) unless the environment sets it. ninja is looked for on PATH, then beside
+    this Python (a venv's bin) and in the `ninja` package (`pip install 'evoagent[cuda]'`); its folder
+    is put on PATH.
+    """
+    changed: dict[str, str] = {}
+    if not (os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")):
+        root = toolkit_root()
+        if root is not None:
+            os.environ["CUDA_HOME"] = changed["CUDA_HOME"] = str(root)
+            extension = sys.modules.get("torch.utils.cpp_extension")  # read CUDA_HOME when it was imported
+            if extension is not None and getattr(extension, "CUDA_HOME", None) != str(root):
+                extension.CUDA_HOME = str(root)  # type: ignore[attr-defined]
+    if shutil.which("ninja") is None:
+        folders = [Path(sys.executable).parent, Path(sys.prefix) / "bin"]
+        try:
+            import ninja  # type: ignore[import-not-found,unused-ignore]
+
+            folders.append(Path(ninja.BIN_DIR))
+        except (ImportError, AttributeError):
+            pass
+        found = next((f for f in folders if (f / "ninja").is_file() and os.access(f / "ninja", os.X_OK)), None)
+        if found is None:
+            raise RuntimeError("building a CUDA candidate needs ninja, found neither on PATH nor beside this Python; "
+                               "pip install 'evoagent[cuda]' (or ninja), or apt-get install ninja-build")
+        os.environ["PATH"] = changed["PATH"] = f"{found}{os.pathsep}{os.environ.get('PATH', '')}"
+    return changed
 
 
 def device_arch() -> str:
@@ -126,6 +171,7 @@ def load_extension(source: str, *, functions: Sequence[str]) -> Extension:
     key = build_key(text, functions, flags)
     directory = build_directory_root() / key
     directory.mkdir(parents=True, exist_ok=True)
+    ensure_build_tools()
     from torch.utils.cpp_extension import load_inline
 
     module: ModuleType = load_inline(  # type: ignore[no-untyped-call]
