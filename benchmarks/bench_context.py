@@ -249,8 +249,8 @@ def simulate(steps: int = 200, *, compact_at_tokens: int | None = None, rolling_
     model = DayOfSteps(PromptCache(rolling_ttl_s=rolling_ttl_s))
     kwargs = {} if compact_at_tokens is None else {"compact_at_tokens": compact_at_tokens}
     with tempfile.TemporaryDirectory() as tmp:
-        run = ea.Run.create(Path(tmp) / "run", evaluator=Toy(),
-                            seeds=[ea.Candidate.from_source(kernel_source(0), entry="kernel.py")], population=ea.Chain())
+        seed = ea.Candidate.from_source(kernel_source(0), entry="kernel.py")
+        run = ea.Run.create(Path(tmp) / "run", evaluator=Toy(), seeds=[seed], population=ea.Chain())
         operator = ea.AgenticVariationOperator(model, supervisor=False, **kwargs)  # type: ignore[arg-type]
         trials = list(ea.iterate(run, operator, ea.Budget(trials=steps)))
         events = run.store.events("compaction")
