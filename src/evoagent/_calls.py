@@ -36,6 +36,7 @@ class PreparedCall:
         timeout_s: the call's limit in seconds; None for the running sandbox's `config.timeout_s`.
         env: variables added to the call's environment.
         write_paths: absolute folders this call alone may also write (e.g. one candidate's compile caches).
+        function: 'module.qualname' of the called function (named when its return value cannot be carried).
     """
 
     blob: bytes
@@ -44,6 +45,7 @@ class PreparedCall:
     timeout_s: float | None
     env: Mapping[str, str]
     write_paths: tuple[str, ...] = ()
+    function: str = ""
 
 
 def prepare_call(fn: Callable[..., Any], args: tuple[Any, ...], *, files: Mapping[str, str | bytes] | None = None,
@@ -56,7 +58,8 @@ def prepare_call(fn: Callable[..., Any], args: tuple[Any, ...], *, files: Mappin
         raise ValueError(f"timeout_s must be a positive number of seconds (got {timeout_s!r})")
     return PreparedCall(blob=blob, module_files=module_files, files=_check_files(files),
                         timeout_s=None if timeout_s is None else float(timeout_s), env=_check_env(env),
-                        write_paths=writable_dirs(write_paths, "Sandbox.call write_paths"))
+                        write_paths=writable_dirs(write_paths, "Sandbox.call write_paths"),
+                        function=f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}")
 
 
 def _check_function(fn: Any) -> None:

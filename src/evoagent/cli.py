@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="one trial: hypothesis, diff, outcome, tokens, cost, transcript")
     p.add_argument("run_dir")
-    p.add_argument("trial", type=_pos_int)
+    p.add_argument("trial", type=_pos_int, help="the trial number (1 is the first seed; `evoagent status` lists them)")
     p.add_argument("--no-transcript", action="store_true")
     p.set_defaults(func=_commands().show)
 
@@ -139,7 +139,10 @@ def _nonneg_int(text: str) -> int:
 
 
 def _pos_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1 (got {text})")
     return value

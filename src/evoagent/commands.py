@@ -320,13 +320,23 @@ def show(args: argparse.Namespace) -> int:
             raise ConfigError(f"run {args.run_dir!r} has no trial {args.trial} (it has {run_.store.last_trial_id()})")
         u = trial.usage
         model = f", model {trial.model}" if trial.model else ""
-        print(f"trial {trial.id} [{trial.state}] operator {trial.operator}{model}, parent {trial.parent_id}, "
-              f"candidate {trial.candidate_id}" + (f", {trial.niche}" if trial.niche else ""))
+        version = f"version {trial.candidate_id}" if trial.candidate_id else "no version (nothing was proposed)"
+        parent = f"parent {trial.parent_id}" if trial.parent_id else "no parent"
+        print(f"trial {trial.id} [{trial.state}] operator {trial.operator}{model}, {parent}, {version}"
+              + (f", {trial.niche}" if trial.niche else ""))
         print(f"hypothesis: {trial.hypothesis}")
-        print(f"outcome: {trial.status} score {format_score(trial.score)} committed {trial.committed}"
+        label = "committed" if trial.committed else str(trial.status or trial.state)
+        print(f"outcome: {label}, score {format_score(trial.score)}"
               + (f"\nreason: {trial.reason}" if trial.reason else ""))
         print(f"tokens: in {u.input_tokens} out {u.output_tokens} cache-read {u.cache_read_tokens} "
-              f"cache-write {u.cache_write_tokens}; cost ${u.cost_usd:.4f}; wall {format_score(trial.wall_s)} s")
+              f"cache-write {u.cache_write_tokens}; cost ${u.cost_usd:.4f}; wall {format_score(trial.wall_s, '.3g')} s")
+        result = run_.store.result(trial.candidate_id) if trial.candidate_id else None
+        for stage in result.stages if result is not None and not result.ok else ():
+            if not stage.ok and stage.logs:
+                print(f"\nstage {stage.name!r} ended {stage.status}; its log:\n{stage.logs.rstrip()}")
+        for event in run_.store.events("supervisor"):
+            if event["trial_id"] == trial.id:
+                print("\n" + _advice_text(event["payload"]))
         if trial.diff:
             print("\n" + trial.diff)
         if not args.no_transcript:
@@ -334,6 +344,15 @@ def show(args: argparse.Namespace) -> int:
                 print(f"--- {m['role']}")
                 print(_render(m["content"]))
     return 0
+
+
+def _advice_text(payload: dict[str, Any]) -> str:
+    """A supervisor event in full, for people."""
+    lines = [f"supervisor ({payload.get('trigger', '')}): {payload.get('reason', '')}"]
+    lines += [f"  {i}. {d}" for i, d in enumerate(payload.get("directions", []), 1)]
+    if payload.get("model_error"):
+        lines.append(f"  (the model could not be asked: {payload['model_error']})")
+    return "\n".join(lines)
 
 
 def adapt(args: argparse.Namespace) -> int:
@@ -365,6 +384,8 @@ def _render(content: Any) -> str:
 def _render_block(block: Any) -> str:
     if not isinstance(block, dict):
         return str(block)
+    if "role" in block and "content" in block:  # a whole message (the supervisor's question to its model)
+        return f"[{block['role']}] {_render(block['content'])}"
     kind = block.get("type")
     if kind == "text":
         return str(block.get("text", ""))

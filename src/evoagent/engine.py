@@ -78,6 +78,9 @@ class _Engine:
         self.executor = open_executor(options.executor, options.sandbox_config or self.evaluator.sandbox_config())
         self.store.set_meta("confinement", self.executor.confinement.as_dict())  # of the latest session
         self.store.set_meta("executor", self.executor.describe())
+        device = self.evaluator.device_label()  # so that `evoagent status` never imports the target (torch)
+        self.store.set_meta("target", {"name": self.evaluator.name, "device": device,
+                                       "caption": self.evaluator.score_caption(device)})
         self.usage_session = self.store.next_usage_session()  # this session's GPU busy time, beside earlier ones
         totals = self.store.totals()  # the budgets count on from the run's totals, the time from a ready sandbox
         self.meter = BudgetMeter(budget, self.lock, trials_done=totals["trials"], new_tokens=totals["new_tokens"],
@@ -174,6 +177,8 @@ class _Engine:
         assert parent is not None  # Check internal correctness.
         context = self._context(trial_id, parent, pick, rng)
         proposal, failure = self._vary(operator, context)
+        if proposal is not None and proposal.final:  # the operator has nothing more to try: this trial is the last
+            self._request_stop(proposal.reason or f"operator {operator.name!r} has nothing more to try")
         candidate = proposal.candidate if proposal else None
         if candidate is not None and not candidate.parents:
             candidate = dataclasses.replace(candidate, parents=(parent.id,))

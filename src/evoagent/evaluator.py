@@ -12,6 +12,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .candidate import Candidate
@@ -26,6 +27,12 @@ if TYPE_CHECKING:
     from .sandbox import SandboxConfig, SandboxResult
 
 EXPERIMENT_FILE = "experiment.py"
+GENERIC_DIRECTIONS = (
+    "Re-read the evaluation details of the best version and attack the part that costs the most.",
+    "Revisit the tunable constants and marked parameters (`# evo:`) of the best version one at a time.",
+    "Try a different algorithm or data structure for the same task instead of tuning the current one.",
+    "Simplify: remove a recent change that did not pay off and measure again.",
+)
 _VERSIONED = ("evoagent", "numpy", "torch", "triton", "anthropic")
 
 
@@ -154,6 +161,13 @@ class Evaluator:
             lines.append(f"configurations ({len(names)}): {', '.join(names)}")
         return "\n".join(lines)
 
+    def supervisor_directions(self) -> tuple[str, ...]:
+        """The supervisor's fallback directions when the search stalls, in this target's vocabulary.
+
+        The default is generic; a target whose costs have names (memory traffic, occupancy, ...) says them.
+        """
+        return GENERIC_DIRECTIONS
+
     def result_sections(self, result: EvalResult) -> list[tuple[str, str]]:
         """A result as titled text sections for an agent: tables with one row per line.
 
@@ -207,11 +221,9 @@ class Evaluator:
                 if not isinstance(outcome, StageResult):
                     raise EvaluatorError(f"stage {stage!r} returned {type(outcome).__name__}, expected StageResult")
             except Exception as exc:  # the one boundary where our own bugs become data
+                where, trace = stage_traceback(exc)
                 outcome = StageResult.fail(
-                    Status.HARNESS_ERROR,
-                    f"stage {stage!r} raised {type(exc).__name__}: {exc}",
-                    logs=traceback.format_exc(limit=8),
-                )
+                    Status.HARNESS_ERROR, f"stage {stage!r} raised {type(exc).__name__}: {exc}{where}", logs=trace)
             outcome = _named(outcome, stage, time.perf_counter() - started)
             done.append(outcome)
             metrics.update(outcome.metrics)
@@ -225,6 +237,28 @@ class Evaluator:
             status=Status.OK, metrics=metrics, score=score, stages=tuple(done),
             env=environment(), device=self.device_label(),
         )
+
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+def stage_traceback(exc: BaseException) -> tuple[str, str]:
+    """(' at file.py:N', text): where the evaluator's own code raised, and the traceback with its frames first.
+
+    A stage's exception is the evaluator author's bug: the frames outside evoagent (their file and
+    line) come first, innermost first, then the whole traceback.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [f for f in frames if not str(Path(f.filename).resolve()).startswith(_PACKAGE_DIR)]
+    where = f" at {Path(user[-1].filename).name}:{user[-1].lineno}" if user else ""
+    head = "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
+    lines = [head]
+    if user:
+        lines.append("in the evaluator's code (innermost first):")
+        lines += [f'  File "{f.filename}", line {f.lineno}, in {f.name}' + (f"\n    {f.line}" if f.line else "")
+                  for f in reversed(user)]
+    lines.append("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
+    return where, "\n".join(lines)
 
 
 def default_sections(result: EvalResult) -> list[tuple[str, str]]:

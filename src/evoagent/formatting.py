@@ -15,6 +15,24 @@ def format_tokens(tokens: int) -> str:
     return f"{tokens / 1e6:.2f}M" if tokens >= 1_000_000 else f"{tokens / 1e3:.1f}k" if tokens >= 1000 else str(tokens)
 
 
+def clip(text: str, limit: int) -> str:
+    """The first line of `text` cut at a word boundary to at most `limit` characters, '…' marking a cut."""
+    lines = text.strip().splitlines()
+    line = lines[0] if lines else ""
+    if len(line) <= limit and len(lines) <= 1:
+        return line
+    if len(line) > limit:
+        cut = line[: limit - 1]
+        space = cut.rfind(" ")
+        line = (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:")
+    return line + " …"
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 commit', '2 commits'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def format_duration(seconds: float | None) -> str:
     """'12m05s', or '3h07m' from an hour on; '-' when unknown."""
     if seconds is None or not math.isfinite(seconds):

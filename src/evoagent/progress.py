@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .formatting import format_duration
+from .formatting import clip, format_duration
 from .result import format_score
 from .views import RunSummary, summarize
 
@@ -47,12 +47,13 @@ class ProgressState:
             best = max((v for v in (s.best_score, score) if v is not None), default=None)
             self.summary = replace(s, seed_score=seed, best_score=best if p.get("status") == "ok" else s.best_score)
             return f"seed {p.get('status')}: score {format_score(score)} {s.caption}" + (
-                f" ({p['reason'][:120]})" if p.get("reason") else "")
+                f" ({clip(p['reason'], 160)})" if p.get("reason") else "")
         elif event.kind in ("trial", "commit"):
             return self._trial(event)
         elif event.kind == "supervisor":  # the event carries the advice's reason and directions
             directions = "; ".join(f"{i}. {d}" for i, d in enumerate(p.get("directions", []), 1))
-            return f"supervisor: {p.get('reason', '')}: {directions}"[:240]
+            where = f" (all of it: evoagent show RUN {p['trial_id']})" if p.get("trial_id") else ""
+            return clip(f"supervisor: {p.get('reason', '')}: {directions}", 240) + where
         elif event.kind == "backoff":
             return f"model API failing ({p['failures']} trial(s) in a row): next trial in {p['delay_s']:.0f} s"
         elif event.kind == "stop":
@@ -76,9 +77,9 @@ class ProgressState:
             change = f" ({100 * (p['score'] / s.best_score - 1):+.2f}% vs best)"
         where = f" [{p['niche']}]" if p.get("niche") else ""
         line = (f"trial {p['trial_id']} {label}: score {format_score(p.get('score'))} {s.caption}{change}{where}"
-                f" | {p.get('hypothesis', '')[:90]}")
+                f" | {clip(p.get('hypothesis', ''), 90)}")
         if not p["committed"] and p.get("reason"):
-            line += f"\n    {p['reason'][:160]}"
+            line += f"\n    {clip(p['reason'], 160)}"
         return line
 
     def left_s(self) -> float | None:

@@ -11,6 +11,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,7 @@ def load_object(reference: str, base_dir: str | os.PathLike[str] | None = None) 
             path = Path(base_dir) / path
         if not path.is_file():
             raise ConfigError(f"cannot load {reference!r}: file {str(path)!r} does not exist")
-        module_name = f"evoagent_user_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
-        module = sys.modules.get(module_name)
-        if module is None:
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            assert spec is not None and spec.loader is not None  # Check internal correctness.
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            spec.loader.exec_module(module)
+        module = _load_file(reference, path)
     else:
         try:
             module = importlib.import_module(module_part)
@@ -51,6 +45,47 @@ def load_object(reference: str, base_dir: str | os.PathLike[str] | None = None) 
         return getattr(module, name)
     except AttributeError:
         raise ConfigError(f"cannot load {reference!r}: {module_part} has no attribute {name!r}") from None
+
+
+def _load_file(reference: str, path: Path) -> Any:
+    """Executes a user's module file once, with its folder on sys.path (so it may import its neighbours)."""
+    module_name = f"evoagent_user_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
+    module = sys.modules.get(module_name)
+    if module is not None:
+        return module
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:  # like `python evaluator.py`: `from helpers import x` finds helpers.py beside it
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None  # Check internal correctness.
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise ConfigError(f"cannot load {reference!r}: {_where(exc, path)} raised {type(exc).__name__}: {exc}"
+                          f"{_hint(exc, path)}") from None
+    return module
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """'file.py line N' of the deepest frame in the user's folder (the module itself when none is)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    folder = path.resolve().parent
+    mine = [f for f in frames if Path(f.filename).resolve().parent == folder] if frames else []
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        return f"{Path(exc.filename).name} line {exc.lineno}"
+    if mine:
+        return f"{Path(mine[-1].filename).name} line {mine[-1].lineno}"
+    return path.name
+
+
+def _hint(exc: BaseException, path: Path) -> str:
+    if isinstance(exc, ModuleNotFoundError):
+        return (f" (hint: install {exc.name!r} in this Python, or put {exc.name}.py beside {path.name}: "
+                f"its folder {str(path.resolve().parent)!r} is on sys.path)")
+    return " (hint: run `python " + str(path) + "` to see the full traceback)"
 
 
 def class_reference(obj: Any) -> str:

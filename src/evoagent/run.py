@@ -71,6 +71,8 @@ class Run:
             store.add_candidate(c)
         store.set_meta("evoagent", {"version": _version(), "schema": str(SCHEMA_VERSION)})
         store.set_meta("evaluator", evaluator.spec())
+        device = evaluator.device_label()  # what `evoagent status` shows without importing the target
+        store.set_meta("target", {"name": evaluator.name, "device": device, "caption": evaluator.score_caption(device)})
         store.set_meta("population", population.spec())
         store.set_meta("seeds", [c.id for c in candidates])
         store.set_meta("config", config or {})

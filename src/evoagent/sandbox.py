@@ -20,7 +20,8 @@ numpy arrays only; never pickle). What a call can and cannot do:
 
 Labels: OK; CRASH (fn raised, the process died or exited early, or the result channel held
 something that is not a plain value); OOM (MemoryError, ENOMEM, torch's out-of-memory errors);
-TIMEOUT; HARNESS_ERROR (the sandbox failed: a server died, the call could not be set up).
+TIMEOUT; HARNESS_ERROR (the sandbox failed: a server died, the call could not be set up; or fn,
+the evaluator's own function, returned a value the channel cannot carry: the reason names fn and the type).
 A server that dies is restarted at the next call. If it died before it accepted a call, the call
 is retried once on the new server; if it died during a call, that call is `harness_error`.
 """
@@ -302,6 +303,8 @@ class Sandbox:
             if lost is not None:
                 return SandboxResult(status=Status.HARNESS_ERROR, reason=lost, stdout=out, stderr=err)
             status, value, reason, error = _interpret(done, payload, timeout, self.config)
+            if status is Status.HARNESS_ERROR and reason.startswith(_UNCARRIED):  # the evaluator's bug, named
+                reason = f"the evaluator's function {_short(prepared.function)} {reason}"
             return SandboxResult(status=status, value=value, reason=reason, stdout=out, stderr=err,
                                  wall_s=done["wall_s"], exitcode=done["exitcode"], signal=done["signal"], error=error)
         finally:
@@ -400,8 +403,8 @@ def _from_message(message: Any, config: SandboxConfig) -> tuple[Status, Any, str
     kind = message.get("kind") if isinstance(message, dict) else None
     if kind == "ok" and set(message) == {"kind", "value"}:
         return Status.OK, message["value"], "", ""
-    if kind == "unencodable" and isinstance(message.get("reason"), str):
-        return Status.CRASH, None, message["reason"], ""
+    if kind == "unencodable" and isinstance(message.get("reason"), str):  # fn is the evaluator's, not the candidate's
+        return Status.HARNESS_ERROR, None, f"{_UNCARRIED}: {message['reason']}; convert it before returning", ""
     texts_ok = all(isinstance(message.get(t), str) for t in ("exc_type", "message", "traceback"))
     if kind == "raised" and texts_ok and isinstance(message.get("oom"), bool):
         summary = f"{message['exc_type']}: {message['message']}".strip().splitlines()[0][:500]
@@ -412,6 +415,15 @@ def _from_message(message: Any, config: SandboxConfig) -> tuple[Status, Any, str
         trace = message["traceback"].rstrip()
         return status, None, f"raised {summary}\n{trace}".rstrip(), trace
     return Status.CRASH, None, _NOT_PLAIN, ""
+
+
+_UNCARRIED = "returned a value the sandbox cannot carry"
+
+
+def _short(function: str) -> str:
+    """'run_sort' for 'evoagent_user_evaluator_123.run_sort' (the user's own module names are long)."""
+    module, _, name = function.rpartition(".")
+    return name if module.startswith("evoagent_user_") or not module else function
 
 
 def _signal_name(number: int) -> str:

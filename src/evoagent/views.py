@@ -200,7 +200,6 @@ def summarize(store: RunStore, *, caption: str | None = None, now: float | None 
     rows = rows_of(trials)
     finished = [r for r in rows if not r.is_seed and r.status not in ("running", "interrupted")]
     best = store.best_member()
-    cls = evaluator_class(store)
     running = sum(r.status == "running" for r in rows)
     start = min((t.started_at for t in trials), default=0.0)
     end = now if now is not None and running else max((t.finished_at or start for t in trials), default=start)
@@ -209,14 +208,24 @@ def summarize(store: RunStore, *, caption: str | None = None, now: float | None 
     started_budget = next((e["payload"].get("budget", {}).get("trials") for e in reversed(events)
                            if e["kind"] == "start"), None)
     return RunSummary(
-        run_dir=str(store.path.parent), target=_target_name(store, cls),
-        caption=caption or cls.score_caption(_best_device(store, best.candidate_id if best else None)),
+        run_dir=str(store.path.parent), **_target(store, caption, best.candidate_id if best else None),
         trials=len(finished), budget_trials=started_budget if started_budget is not None else config_budget,
         running=running,
         committed=sum(r.committed for r in finished), labels=dict(Counter(r.status for r in finished)),
         best_score=best.score if best else None, best_id=best.candidate_id if best else None,
         seed_score=score_series(rows).seed_score, tokens=sum(r.tokens for r in rows),
         cost_usd=sum(r.cost_usd for r in rows), elapsed_s=max(end - start, 0.0), stopped=_stopped(events))
+
+
+def _target(store: RunStore, caption: str | None, best_id: str | None) -> dict[str, str]:
+    """The target's name and score caption: as the engine stored them (no import of the target, whose module
+    may import torch), else from its class (runs written before the engine stored them)."""
+    stored = store.meta("target") or {}
+    device = _best_device(store, best_id)
+    if stored.get("name") and (caption or device in ("", stored.get("device"))):
+        return {"target": str(stored["name"]), "caption": caption or str(stored["caption"])}
+    cls = evaluator_class(store)
+    return {"target": _target_name(store, cls), "caption": caption or cls.score_caption(device)}
 
 
 def _target_name(store: RunStore, cls: type[Evaluator]) -> str:

@@ -313,9 +313,11 @@ def test_function_evaluator_scores_through_run_module_function(sb: Sandbox) -> N
     assert broken.status is Status.CRASH and "SyntaxError" in broken.reason
 
 
-def test_unsendable_return_value_is_a_crash_naming_its_type(sb: Sandbox) -> None:
-    out = sb.call(helpers.return_object)
-    assert out.status is Status.CRASH
+def test_an_unsendable_return_value_is_the_evaluators_harness_error_naming_function_and_type(sb: Sandbox) -> None:
+    out = sb.call(helpers.return_object)  # the called function is the evaluator's, never the candidate's
+    assert out.status is Status.HARNESS_ERROR
+    assert out.reason.startswith("the evaluator's function sandbox_helpers.return_object returned a value the "
+                                 "sandbox cannot carry")
     assert "the return value of type builtins.object" in out.reason
 
 

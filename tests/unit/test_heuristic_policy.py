@@ -127,7 +127,7 @@ def drive(policy: HeuristicPolicy, tools: FakeTools, messages: list[dict[str, An
         assert response.usage.tokens == 0 and response.usage.cost_usd == 0.0
         messages.append({"role": "assistant", "content": response.content})
         if not response.tool_uses:
-            assert response.stop_reason == "end_turn"
+            assert response.stop_reason in ("end_turn", "end_step", "exhausted")  # the last two: its own reason
             break
         assert response.stop_reason == "tool_use" and len(response.tool_uses) == 1
         results = []
@@ -216,7 +216,8 @@ def test_every_move_failing_ends_the_step_without_a_submission(toy_kb: Knowledge
     calls, messages = drive(policy, tools)
     assert _names(calls).count("compile") == 2 and "submit" not in _names(calls)
     assert tools.submitted is None
-    assert "Ending this step without a submission: 2 recipes failed" in messages[-1]["content"][0]["text"]
+    assert messages[-1]["content"][0]["text"] == ("the offline policy ended this step without a submission: "
+                                                  "2 moves failed their compile or test in this step")
     # the operator nags; the policy ends its turn again instead of restarting the step
     messages.append({"role": "user", "content": [_text("You called no tool. Work through the tools ...")]})
     again = policy.complete(system="s", messages=messages, tools=TOOLS)
@@ -229,6 +230,7 @@ def test_a_spent_evaluation_budget_ends_the_step(toy_kb: KnowledgeBase) -> None:
     calls, messages = drive(policy, tools)
     assert _names(calls).count("compile") == 1 and "write_file" not in _names(calls)
     assert "budget of this step is spent" in messages[-1]["content"][0]["text"]
+    assert messages[-1]["content"][0]["text"].startswith("the offline policy ended this step")
 
 
 def test_the_same_seed_gives_the_same_calls_and_seeds_change_the_order(toy_kb: KnowledgeBase) -> None:
@@ -274,12 +276,28 @@ def test_parameter_moves_follow_the_recipes_then_pairs_of_them(toy_kb: Knowledge
     assert policy.moves(SOURCE, tried=recipes | set(singles) | {m.id for m in pairs}) == []
 
 
-def test_with_nothing_left_to_try_the_step_ends_without_tools(toy_kb: KnowledgeBase) -> None:
+def test_with_nothing_left_to_try_the_policy_says_the_run_is_over(toy_kb: KnowledgeBase) -> None:
     policy = HeuristicPolicy(knowledge=toy_kb, seed=0)
     tools = FakeTools("x = 1\n")  # no recipe applies, no marked parameter
     calls, messages = drive(policy, tools)
     assert _names(calls) == ["lineage", "read_file"]
-    assert "no untried recipe or parameter move applies" in messages[-1]["content"][0]["text"]
+    assert messages[-1]["content"][0]["text"].startswith(
+        "the offline policy has nothing more to try for this target: 0 parameters, 0 recipes tried")
+
+
+def test_a_parameter_value_already_tried_is_never_tried_again() -> None:
+    policy = HeuristicPolicy(knowledge=KnowledgeBase(paths=[], builtin=False), seed=0)
+    source = "BLOCK = 4  # evo: choices 2 4 8\n"
+    submitted = []
+    for trial in range(2, 6):  # each step starts again from the seed, as a chain that never commits does
+        tools = FakeTools(source)
+        _, messages = drive(policy, tools, trial=trial)
+        if tools.submitted is None:
+            break
+        submitted.append(tools.submitted)
+    assert sorted(submitted) == ["recipe param-block-2: set BLOCK = 2", "recipe param-block-8: set BLOCK = 8"]
+    assert messages[-1]["content"][0]["text"].startswith(
+        "the offline policy has nothing more to try for this target: 1 parameter, 0 recipes tried (2 parameter values")
 
 
 def test_requests_without_tools_get_an_empty_answer_so_callers_fall_back() -> None:

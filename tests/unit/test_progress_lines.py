@@ -25,3 +25,20 @@ def test_a_backoff_says_how_long_the_engine_waits():
     line = _state().update(Event(kind="backoff", payload={"trial_id": 4, "delay_s": 120.0, "failures": 2,
                                                            "reason": "x"}))
     assert line == "model API failing (2 trial(s) in a row): next trial in 120 s"
+
+
+def test_a_long_supervisor_line_is_cut_at_a_word_and_points_to_show():
+    words = [f"direction{i} " * 12 for i in range(3)]
+    line = _state().update(Event(kind="supervisor", payload={
+        "trigger": "stall", "reason": "stalled", "directions": words, "sources": [], "trial_id": 7}))
+    head, _, tail = line.partition(" … ")
+    assert len(head) <= 240 and head.split()[-1].rstrip(";.") in " ".join(words).split()
+    assert tail == "(all of it: evoagent show RUN 7)"
+
+
+def test_a_long_reason_is_cut_at_a_word_boundary():
+    from evoagent.formatting import clip
+
+    assert clip("alpha beta gamma", 12) == "alpha beta …"
+    assert clip("short", 12) == "short"
+    assert clip("first line\nsecond line", 40) == "first line …"

@@ -156,6 +156,21 @@ def test_without_model_or_knowledge_generic_directions_are_given() -> None:
     assert advice is not None and len(advice.directions) == 2 and advice.sources == ("default", "default")
 
 
+def test_the_fallback_directions_are_the_targets_own_vocabulary() -> None:
+    generic = Supervisor(None, stall_steps=2).review(context([outcome(1), outcome(2)], Recorder()))
+    assert generic is not None
+    words = " ".join(generic.directions).lower()
+    assert not any(gpu in words for gpu in ("occupancy", "warps", "spills", "block sizes", "memory traffic"))
+
+    class KernelEvaluator(NullEvaluator):
+        def supervisor_directions(self) -> tuple[str, ...]:
+            return ("Attack occupancy.", "Revisit warps and stages.")
+
+    ctx = dataclasses.replace(context([outcome(1), outcome(2)], Recorder()), evaluator=KernelEvaluator())
+    advice = Supervisor(None, stall_steps=2).review(ctx)
+    assert advice is not None and advice.directions == ("Attack occupancy.", "Revisit warps and stages.")
+
+
 def test_the_supervisor_suggests_the_empty_cell_the_population_names() -> None:
     niche = NicheView(name="cell a=1", text="MAP-Elites: 1 cells filled.", suggestion="cell a=2")
     ctx = dataclasses.replace(context([outcome(1), outcome(2)], Recorder()), niche=niche)

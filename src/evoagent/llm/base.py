@@ -24,7 +24,9 @@ class LLMResponse:
 
     Attributes:
         content: the assistant's content blocks (text, tool_use, thinking) as dicts.
-        stop_reason: 'end_turn', 'tool_use', 'max_tokens', 'stop_sequence' or 'refusal'.
+        stop_reason: 'end_turn', 'tool_use', 'max_tokens', 'stop_sequence' or 'refusal'; offline policies
+            also answer 'end_step' (this step ends without a submission; the text says why) and
+            'exhausted' (nothing more to try for this target: the run stops; the text says why).
         usage: tokens and dollars of this call.
         model: the model that answered.
     """

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..candidate import fingerprint
+from ..formatting import plural
 from ..knowledge.recipes import Edit, Recipe, RecipeError, marked_params, param_recipe
 from ..records import Usage
 from ..services import Knowledge
@@ -44,9 +46,15 @@ class HeuristicPolicy:
 
     A move is untried when no earlier hypothesis visible in the conversation (submissions, lineage,
     summaries) names it and this policy has not attempted it; once every move was tried, moves not
-    yet tried on the current version are tried again (the version changed since). The order of
-    moves is fixed for a seed: recipes before parameter moves, each position jittered by a hash of
-    (seed, move id).
+    yet tried on the current version are tried again (the version changed since). A move whose
+    result is a version this policy already read or made (the same normalised AST) is never tried:
+    it would only be a duplicate. The order of moves is fixed for a seed: recipes before parameter
+    moves, each position jittered by a hash of (seed, move id).
+
+    It is not a model and says so: a step it ends without a submission ends with its own reason
+    (stop reason 'end_step'), and when no move is left for the version it starts from it answers
+    'exhausted' with "the offline policy has nothing more to try for this target: N parameters,
+    M recipes tried", which ends the run.
     Requests without tools (summaries, supervisor questions) get an empty answer, so callers use
     their deterministic fallbacks. Usage is zero: no tokens, no cost.
 
@@ -70,6 +78,7 @@ class HeuristicPolicy:
         self._tried: set[str] = set()
         self._tried_on: dict[str, set[str]] = {}  # source hash -> moves tried on that version
         self._done_trials: set[str] = set()
+        self._versions: set[str] = set()  # fingerprints of the entry files read or made: never made again
         self._ids = itertools.count(1)
         self._scan = _NameScan()
         self._current_trial = ""
@@ -138,6 +147,7 @@ class HeuristicPolicy:
             if is_error:
                 return self._give_up(step, f"could not read {step.entry}: {text[:200]}")
             step.original = file_text(text)
+            self._versions.add(_print(step.entry, step.original))
             return self._next_move(step, messages)
         if tool == "edit_file":
             if is_error:
@@ -149,6 +159,9 @@ class HeuristicPolicy:
             status = _status(text)
             if "budget_overrun" in status:
                 return self._give_up(step, "the exploratory evaluation budget of this step is spent")
+            if status == "harness_error":  # the evaluator failed, not the move: the authoritative run records why
+                return self._submit(step, f"The {tool} stage failed in the evaluator itself, not in this move; "
+                                          "submitting so that the run records the evaluator's error.")
             if status != "ok":
                 return self._revert(step, f"{tool} of recipe {_id(step)} ended {status or 'in an error'}")
             if tool == "compile":
@@ -169,16 +182,19 @@ class HeuristicPolicy:
     def _next_move(self, step: _Step, messages: Sequence[Message]) -> LLMResponse:
         assert step.original is not None  # Check internal correctness.
         if step.attempts >= self.max_attempts:
-            return self._give_up(step, f"{step.attempts} recipes failed in this step")
+            return self._give_up(step, f"{plural(step.attempts, 'move')} failed their compile or test in this step")
         here = self._tried_on.setdefault(hashlib.sha256(step.original.encode()).hexdigest(), set())
-        candidates = self.moves(step.original, self._tried | self._scan.named(messages))
+        candidates = self._fresh(step, self.moves(step.original, self._tried | self._scan.named(messages)))
         if not candidates:  # everything was tried somewhere: retry what was not tried on this version
-            candidates = self.moves(step.original, here)
+            candidates = self._fresh(step, self.moves(step.original, here))
         if not candidates:
-            return self._give_up(step, "no untried recipe or parameter move applies to this version")
+            if step.attempts:
+                return self._give_up(step, f"the {plural(step.attempts, 'move')} left for this version failed")
+            return self._exhausted(step)
         step.move, step.attempts = candidates[0], step.attempts + 1
         self._tried.add(step.move.id)
         here.add(step.move.id)
+        self._versions.add(_print(step.entry, step.move.apply(step.original)))
         try:
             step.pending = step.move.changes(step.original)
         except RecipeError:  # cannot happen after applies(); count it as tried and move on
@@ -205,10 +221,35 @@ class HeuristicPolicy:
         return self._call(step, "write_file", {"path": step.entry, "content": step.original},
                           f"{why}; restoring {step.entry} and trying the next recipe.")
 
+    def _fresh(self, step: _Step, moves: list[Recipe]) -> list[Recipe]:
+        """The moves whose result is a version not read or made before (a repeat would be a duplicate)."""
+        assert step.original is not None  # Check internal correctness.
+        fresh = []
+        for move in moves:
+            try:
+                made = move.apply(step.original)
+            except RecipeError:
+                continue
+            if _print(step.entry, made) not in self._versions:
+                fresh.append(move)
+        return fresh
+
     def _give_up(self, step: _Step, why: str) -> LLMResponse:
         if step.trial:
             self._done_trials.add(step.trial)
-        return _reply([_text(f"Ending this step without a submission: {why}.")], "end_turn")
+        return _reply([_text(f"the offline policy ended this step without a submission: {why}")], "end_step")
+
+    def _exhausted(self, step: _Step) -> LLMResponse:
+        """The run's end: no recipe or parameter move gives a new version of this one."""
+        if step.trial:
+            self._done_trials.add(step.trial)
+        assert step.original is not None  # Check internal correctness.
+        params = len(marked_params(step.original))
+        recipes = sum(1 for move_id in self._tried if not move_id.startswith("param-"))
+        values = plural(len(self._tried) - recipes, "parameter value")
+        return _reply([_text(f"the offline policy has nothing more to try for this target: "
+                             f"{plural(params, 'parameter')}, {plural(recipes, 'recipe')} tried ({values} tried; "
+                             "every other move gives a version already evaluated)")], "exhausted")
 
     def _call(self, step: _Step, tool: str, tool_input: dict[str, Any], note: str) -> LLMResponse:
         use_id = f"toolu_heuristic_{self.seed}_{next(self._ids):06d}"
@@ -222,6 +263,10 @@ class HeuristicPolicy:
             digest = hashlib.sha256(f"{self.seed}:{item[1].id}".encode()).digest()
             return item[0] + 3.0 * int.from_bytes(digest[:8], "big") / 2**64
         return [r for _, r in sorted(enumerate(recipes), key=key)]
+
+
+def _print(entry: str, source: str) -> str:
+    return fingerprint({entry: source})
 
 
 def _pairs(singles: Sequence[Recipe]) -> list[Recipe]:

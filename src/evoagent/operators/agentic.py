@@ -209,6 +209,8 @@ class AgenticVariationOperator(VariationOperator):
                 self._prompt_tokens = None
                 self._previous_end = "the model refused to continue (that turn was dropped from memory)"
                 return Proposal(candidate=None, reason=f"the model refused to continue: {response.text[:300]}")
+            if response.stop_reason in ("end_step", "exhausted"):  # an offline policy's own words, not a model's
+                return Proposal(candidate=None, reason=response.text, final=response.stop_reason == "exhausted")
             notes = []
             uses = response.tool_uses
             cut = response.stop_reason == "max_tokens"

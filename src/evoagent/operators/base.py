@@ -30,12 +30,14 @@ class Proposal:
 
     `candidate` is None when the operator gave up (no submission within its own limits); the
     engine records that trial as `no_proposal` with `reason` (and stops the run after
-    `Options.no_proposal_limit` of them in a row).
+    `Options.no_proposal_limit` of them in a row). `final` says the operator has nothing more to
+    try for this target: the engine stops the run after this trial, with `reason` as the cause.
     """
 
     candidate: Candidate | None
     hypothesis: str = ""
     reason: str = ""
+    final: bool = False
 
 
 @dataclass(kw_only=True)

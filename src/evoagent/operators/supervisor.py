@@ -17,7 +17,7 @@ from .outcomes import improved
 _SYSTEM = (
     "You supervise an autonomous coding agent that evolves a program through many variation steps. "
     "Each step it edits the best version and submits it; a version is kept only if it is correct and at "
-    "least as fast as the best. Your job: when progress stops, review what was tried and steer the agent "
+    "least as good as the best. Your job: when progress stops, review what was tried and steer the agent "
     "towards directions it has not explored. Be concrete and technical."
 )
 _NUMBERED = re.compile(r"^\s*(?:\d+[.)]|[-*])\s+(.+?)\s*$")
@@ -124,8 +124,8 @@ class Supervisor:
             except LLMError as err:
                 model_error = str(err)
         picked += self._knowledge_directions(context, limit=self.directions)
-        if not picked:
-            picked = [(d, "default") for d in _FALLBACK[: self.directions]]
+        if not picked:  # the target's own vocabulary: GPU advice for kernels, generic advice elsewhere
+            picked = [(d, "default") for d in context.evaluator.supervisor_directions()[: self.directions]]
         if context.niche is not None and context.niche.suggestion:  # the population knows where nobody has been
             picked.insert(0, (f"Aim for the empty MAP-Elites {context.niche.suggestion}: a correct version there is "
                               "kept even if it is slower than the best", "population"))
@@ -175,13 +175,6 @@ class Supervisor:
             if len(found) >= limit:
                 break
         return found
-
-
-_FALLBACK = (
-    "Re-read the profile of the best version and attack its largest cost (memory traffic, occupancy, spills).",
-    "Revisit the launch parameters (block sizes, warps, stages) of the best version one at a time.",
-    "Simplify: remove a recent change that did not pay off and measure again.",
-)
 
 
 def _start_scores(context: VariationContext) -> dict[str, float | None]:

@@ -18,7 +18,7 @@ import plotly.offline
 
 from .. import views
 from ..errors import RunStoreError
-from ..formatting import format_duration, format_tokens
+from ..formatting import format_duration, format_tokens, plural
 from ..records import ModelStats
 from ..result import EvalResult, format_score, geometric_mean
 from ..store import RunStore
@@ -159,7 +159,8 @@ def _header(data: ReportData) -> str:
              ("commits", str(s.committed)),
              ("labels", ", ".join(f"{k} {v}" for k, v in sorted(s.labels.items())) or "none yet"),
              ("usage", f"{format_tokens(s.tokens)} tokens, ${s.cost_usd:.2f}"),
-             *((f"model {m.model}", f"{m.trials} trials, {m.commits} commits, {format_tokens(m.tokens)} tokens, "
+             *((f"model {m.model}", f"{plural(m.trials, 'trial')}, {plural(m.commits, 'commit')}, "
+                f"{format_tokens(m.tokens)} tokens, "
                 f"${m.cost_usd:.2f}" + (" + unknown" if m.unpriced_calls else "")) for m in data.models),
              ("elapsed", format_duration(s.elapsed_s)),
              ("written", time.strftime("%Y-%m-%d %H:%M:%S"))]
@@ -176,7 +177,7 @@ def _trials_table(data: ReportData, diffs: Mapping[int, str]) -> str:
         body.append(
             f"<tr class='trial' data-trial='{r.id}'><td>{r.id}</td><td>{html.escape(r.parent_id or '')}</td>"
             f"<td><span class='label' style='background:{charts.LABEL_COLORS.get(label, '#7f7f7f')}'>"
-            f"{html.escape(label)}</span></td><td>{format_score(r.score)}</td><td>{ratio}</td>"
+            f"{html.escape(label)}</span></td><td class='num'>{format_score(r.score)}</td><td class='num'>{ratio}</td>"
             f"<td>{html.escape(r.hypothesis)}</td><td>{html.escape(r.reason)}</td></tr>"
             f"<tr class='detail' hidden><td colspan='7'>{_details(r, data.results, diffs)}</td></tr>")
     return f"<table class='trials'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -187,7 +188,7 @@ def _details(row: views.TrialRow, results: Mapping[str, EvalResult], diffs: Mapp
              f"{format_tokens(row.tokens)} tokens, ${row.cost_usd:.4f}, wall {format_duration(row.wall_s)}"
              "</p>"]
     diff = diffs.get(row.id, "")
-    parts.append(f"<h4>diff</h4><pre class='diff'>{_cut(diff)}</pre>" if diff else "<p>(no diff)</p>")
+    parts.append(f"<h4>diff</h4><pre class='diff'>{_diff_html(diff)}</pre>" if diff else "<p>(no diff)</p>")
     result = results.get(row.candidate_id or "")
     if result is None:
         parts.append(f"<p>evaluation details: see <code>evoagent show RUN {row.id}</code></p>")
@@ -196,6 +197,10 @@ def _details(row: views.TrialRow, results: Mapping[str, EvalResult], diffs: Mapp
                      f"<td>{st.seconds:.2f} s</td><td>{html.escape(st.reason)}</td></tr>" for st in result.stages)
     parts.append(f"<h4>evaluation on {html.escape(result.device or '-')}</h4><table class='stages'><tr><th>stage</th>"
                  f"<th>label</th><th>time</th><th>reason</th></tr>{stages}</table>")
+    for st in result.stages:  # a failed stage's log: for an evaluator's exception, its traceback (its frames first)
+        if not st.ok and st.logs:
+            parts.append(f"<h4>log of stage {html.escape(st.name)} ({html.escape(str(st.status))})</h4>"
+                         f"<pre class='log'>{_cut(st.logs)}</pre>")
     if result.metrics:
         parts.append("<pre>" + _cut(json.dumps(dict(result.metrics), indent=1)) + "</pre>")
     details = {st.name: st.details for st in result.stages if st.details}
@@ -203,6 +208,16 @@ def _details(row: views.TrialRow, results: Mapping[str, EvalResult], diffs: Mapp
         parts.append("<details><summary>stage details</summary><pre>"
                      f"{_cut(json.dumps(details, indent=1, default=str))}</pre></details>")
     return "".join(parts)
+
+
+def _diff_html(diff: str) -> str:
+    """A unified diff with added lines green and removed lines red (the file headers stay plain)."""
+    lines = []
+    for line in _cut(diff).split("\n"):
+        kind = ("" if line.startswith(("+++", "---")) else "add" if line.startswith("+")
+                else "del" if line.startswith("-") else "hunk" if line.startswith("@@") else "")
+        lines.append(f"<span class='{kind}'>{line}</span>" if kind else line)
+    return "\n".join(lines)
 
 
 def _cut(text: str) -> str:
@@ -224,6 +239,11 @@ table.trials tr.trial { cursor: pointer; } table.trials tr.trial:hover { backgro
 span.label { color: white; border-radius: 3px; padding: 0 5px; font-size: .9em; white-space: nowrap; }
 pre { background: #f7f7f7; padding: .6em; overflow-x: auto; font-size: .85em; max-height: 30em; }
 pre.diff { white-space: pre; }
+pre.diff span.add { background: #e6ffec; color: #116329; }
+pre.diff span.del { background: #ffebe9; color: #82071e; }
+pre.diff span.hunk { color: #6639ba; }
+pre.log { white-space: pre-wrap; }
+td.num { white-space: nowrap; text-align: right; font-variant-numeric: tabular-nums; }
 table.stages td, table.stages th { padding: 2px 8px; text-align: left; }
 .chart { width: 100%; }
 """

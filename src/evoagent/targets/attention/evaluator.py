@@ -251,6 +251,12 @@ class AttentionEvaluator(Evaluator):
     def result_sections(self, result: EvalResult) -> list[tuple[str, str]]:
         return agent_text.sections(result)
 
+    def supervisor_directions(self) -> tuple[str, ...]:
+        return ("Re-read the profile of the best version and attack its largest cost (memory traffic, occupancy, "
+                "spills).",
+                "Revisit the launch parameters (block sizes, warps, stages) of the best version one at a time.",
+                "Simplify: remove a recent change that did not pay off and measure again.")
+
     def configurations(self) -> tuple[str, ...]:
         return self.suite.config_names
 
