@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 floor="$(sed -n 's/.*"anthropic>=\([0-9.]*\)".*/\1/p' pyproject.toml | head -1)"
 venv="${ANTHROPIC_FLOOR_VENV:-/tmp/evoagent-anthropic-floor}"
-[ -x "$venv/bin/python" ] || python -m venv --system-site-packages "$venv"
+[ -x "$venv/bin/python" ] || bash .ci/caller_venv.sh "$venv"  # sees this Python's packages, also from a venv
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "anthropic==$floor"
 test "$("$venv/bin/python" -c 'import anthropic; print(anthropic.__version__)')" = "$floor"
 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" "$venv/bin/python" -m pytest -q -p no:cacheprovider \

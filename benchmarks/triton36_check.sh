@@ -16,7 +16,7 @@ PY="${PYTHON:-python}"
 if ! "$ENV_DIR/bin/python" -c "import triton, sys; sys.exit(triton.__version__ != '$VERSION')" 2>/dev/null; then
   echo "making $ENV_DIR (triton==$VERSION)"
   rm -rf "$ENV_DIR"
-  "$PY" -m venv --system-site-packages "$ENV_DIR"
+  PYTHON="$PY" bash .ci/caller_venv.sh "$ENV_DIR"  # sees this Python's packages, also from inside a venv
   "$ENV_DIR/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "triton==$VERSION"
 fi
 export PYTHONPATH="$PWD/src"

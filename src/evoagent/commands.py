@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shlex
 import signal
 import sys
@@ -210,10 +211,9 @@ def status(args: argparse.Namespace) -> int:
 def _status_text(run_: Run) -> str:
     """The status a person reads: state, the progress line, the last trials, where to look next."""
     summary = views.summarize(run_.store, now=time.time())
-    state = f"stopped ({summary.stopped})" if summary.stopped else (
-        f"running, {summary.running} trial(s) in flight" if summary.running else "not running")
-    gone = gone_writer(summary.run_dir) if summary.running and not summary.stopped else None
-    if gone is not None:  # the store says trials are in flight, but their process died (SIGKILL, power loss)
+    state = summary.state()  # between two trials a live run has none in flight: it is still running
+    gone = gone_writer(summary.run_dir) if (summary.running or summary.started) and not summary.stopped else None
+    if gone is not None:  # the store says the run goes on, but its process died (SIGKILL, power loss)
         state = (f"not running: process {gone} is gone with {summary.running} trial(s) in flight; "
                  f"resume it with `evoagent resume {shlex.quote(summary.run_dir)}`")
     lines = [f"run {summary.run_dir} | target {summary.target} | {state}", f"  {summary.line()}"]
@@ -268,11 +268,22 @@ def report(args: argparse.Namespace) -> int:
                           "(nothing else is overwritten)")
     path = write_report(args.run_dir, out)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, self-contained: open it in any browser, offline)")
-    if args.open:
-        import webbrowser
-
-        webbrowser.open(path.resolve().as_uri())
+    if args.open and not _open_in_browser(path):
+        print(f"evoagent: no browser could be opened here (no display); open {path.resolve().as_uri()} in a browser "
+              "on this machine, or copy the file to one that has a display", file=sys.stderr)
     return 0
+
+
+def _open_in_browser(path: Path) -> bool:
+    """Opens the file in a graphical browser; False where there is none (a headless Linux machine, SSH)."""
+    import webbrowser
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False  # webbrowser would pick a text browser that takes over the terminal, or nothing at all
+    try:
+        return bool(webbrowser.open(path.resolve().as_uri()))
+    except webbrowser.Error:
+        return False
 
 
 def _is_report(path: Path) -> bool:

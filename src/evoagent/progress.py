@@ -76,7 +76,9 @@ class ProgressState:
         if p.get("score") is not None and s.best_score:
             change = f" ({100 * (p['score'] / s.best_score - 1):+.2f}% vs best)"
         where = f" [{p['niche']}]" if p.get("niche") else ""
-        line = (f"trial {p['trial_id']} {label}: score {format_score(p.get('score'))} {s.caption}{change}{where}"
+        # the trial's id counts the seeds too (as `show` does); the count beside it is the progress bar's
+        count = f" ({self.summary.trials} of {s.budget_trials})" if s.budget_trials else ""
+        line = (f"trial {p['trial_id']}{count} {label}: score {format_score(p.get('score'))} {s.caption}{change}{where}"
                 f" | {clip(p.get('hypothesis', ''), 90)}")
         if not p["committed"] and p.get("reason"):
             line += f"\n    {clip(p['reason'], 160)}"

@@ -93,6 +93,15 @@ class RunSummary:
     cost_usd: float
     elapsed_s: float  # from the first trial's start to the last trial's end (or now while running)
     stopped: str  # why the last evolve() call stopped ('' while running or before any stop)
+    started: bool = False  # an evolve() call started and has not stopped (it may be between two trials)
+
+    def state(self) -> str:
+        """'stopped (why)', 'running, N trial(s) in flight', 'running, between trials' or 'not running'."""
+        if self.stopped:
+            return f"stopped ({self.stopped})"
+        if self.running:
+            return f"running, {self.running} trial(s) in flight"
+        return "running, between trials" if self.started else "not running"
 
     @property
     def ratio_to_seed(self) -> float | None:
@@ -214,7 +223,8 @@ def summarize(store: RunStore, *, caption: str | None = None, now: float | None 
         committed=sum(r.committed for r in finished), labels=dict(Counter(r.status for r in finished)),
         best_score=best.score if best else None, best_id=best.candidate_id if best else None,
         seed_score=score_series(rows).seed_score, tokens=sum(r.tokens for r in rows),
-        cost_usd=sum(r.cost_usd for r in rows), elapsed_s=max(end - start, 0.0), stopped=_stopped(events))
+        cost_usd=sum(r.cost_usd for r in rows), elapsed_s=max(end - start, 0.0), stopped=_stopped(events),
+        started=bool(events) and events[-1]["kind"] == "start")
 
 
 def _target(store: RunStore, caption: str | None, best_id: str | None) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,6 @@ def test_circle_packing_notebook_runs_and_shows_progress_tables_and_a_report(tmp
     assert sum("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs) == 2
     reports = list(tmp_path.glob("runs/circles-*/report.html"))
     assert len(reports) == 1 and reports[0].stat().st_size > 1_000_000
+    printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    best = re.search(r"\| best (\S+) sum of radii", printed)
+    assert best is not None and len(best.group(1).replace(".", "")) <= 6  # not 2.1279999999999997

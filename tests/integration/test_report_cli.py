@@ -32,7 +32,7 @@ def test_report_reads_a_run_while_it_is_being_written(tmp_path):
         text = (tmp_path / "run" / "report.html").read_text()
     assert "report.html" in out.stdout and "self-contained" in out.stdout
     assert "running (1 trial(s) in flight)" in text and "trials</th><td>3 of 4" in text
-    assert "evoagent report: Quadratic" in text  # the class is not importable here: its name is shown
+    assert "evoagent report: quadratic" in text  # stored with the run: the class need not be importable here
 
 
 def test_report_replaces_an_earlier_report_and_nothing_else(tmp_path):
@@ -47,6 +47,17 @@ def test_report_replaces_an_earlier_report_and_nothing_else(tmp_path):
     assert refused.returncode == 2 and "is not an evoagent report" in refused.stderr
     assert (tmp_path / "notes.html").read_text() == "<html>my notes</html>"
     assert evoagent("report", str(tmp_path / "nope"), check=False).stderr.startswith("evoagent: error: ")
+
+
+def test_report_open_on_a_machine_without_a_display_says_where_the_file_is(tmp_path, monkeypatch):
+    (tmp_path / "main.py").write_text(SEED)
+    with ea.Run.create(tmp_path / "run", evaluator=Quadratic(), seeds=[tmp_path / "main.py"]):
+        pass
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    out = evoagent("report", str(tmp_path / "run"), "--open")
+    uri = (tmp_path / "run" / "report.html").resolve().as_uri()
+    assert f"no browser could be opened here (no display); open {uri} in a browser" in out.stderr
 
 
 def test_status_watch_follows_a_run_until_it_stops(tmp_path):

@@ -51,7 +51,7 @@ def test_plain_progress_prints_each_trial_and_the_progress_line():
     display(_trial_event(1, "ok", 3.0, True, 0))
     display(Event(kind="stop", payload={"reason": "trial budget of 2 reached"}))
     lines = out.getvalue().splitlines()
-    assert lines[0].startswith("  trial 1 committed: score 3 sum of radii")
+    assert lines[0].startswith("  trial 1 (1 of 2) committed: score 3 sum of radii")  # the id, then the bar's count
     assert lines[1].startswith("  [trials 1/2 | best 3 sum of radii | commits 1")
     assert display.state.summary.stopped == "trial budget of 2 reached"
 

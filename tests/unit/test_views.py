@@ -94,3 +94,14 @@ def test_html_summaries_escape_what_they_show(store):
     shown = store.trials()[0]._repr_html_()
     assert "<script>" not in shown and "&lt;script&gt;" in shown and "committed" in shown
     assert "<b>evoagent run</b>" in views.summary_html(views.summarize(store, caption="u"))
+
+
+def test_a_started_run_between_two_trials_is_running_not_stopped(store):
+    assert views.summarize(store).state() == "not running"  # nothing ever started
+    store.add_event("start", {"budget": {"trials": 10_000}})
+    _lineage(store)  # every trial so far is finished: none in flight at this moment
+    assert views.summarize(store).state() == "running, between trials"
+    store.begin_trial(operator="op", parent_id=None)
+    assert views.summarize(store).state() == "running, 1 trial(s) in flight"
+    store.add_event("stop", {"reason": "trial budget of 10000 reached"})
+    assert views.summarize(store).state() == "stopped (trial budget of 10000 reached)"

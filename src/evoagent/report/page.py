@@ -153,7 +153,7 @@ def _header(data: ReportData) -> str:
         + (f" — {s.ratio_to_seed:.3f}× the seed" if s.ratio_to_seed is not None else "")
         + f" (version {s.best_id})")
     state = f"stopped: {s.stopped}" if s.stopped else f"running ({s.running} trial(s) in flight)" if s.running \
-        else "not running"
+        else "running (between trials)" if s.started else "not running"
     facts = [("run", s.run_dir), ("target", s.target), ("state", state), ("best", best),
              ("trials", f"{s.trials}" + (f" of {s.budget_trials}" if s.budget_trials is not None else "")),
              ("commits", str(s.committed)),

@@ -115,39 +115,48 @@ def check_json(result: EvalResult) -> dict[str, Any]:
     }
 
 
-def format_check(result: EvalResult, *, details: bool = True, unit: str = "TFLOPS") -> str:
-    """The label, the reason, and one block per stage (metrics in `unit`)."""
+def format_check(result: EvalResult, *, details: bool = True, unit: str = "TFLOPS",
+                 caption: str | None = None) -> str:
+    """The label, the score with its caption, the reason, and one block per stage (metrics in `unit`; a static
+    report shown once). `caption` names the score's unit and meaning (default: the attention target's)."""
+    if caption is None:
+        from .evaluator import AttentionEvaluator
+
+        caption = AttentionEvaluator.score_caption(result.device)
     check = result.stage("check")
     language = check.details.get("language") if check else None
-    lines = [result.summary(), f"device: {result.device}" + (f"; language: {language}" if language else "")]
+    score = "" if result.score is None else f" score {format_score(result.score, '.4g')} {caption}"
+    lines = [f"{result.status.value}{score}" + (f": {result.reason}" if result.reason else ""),
+             f"device: {result.device}" + (f"; language: {language}" if language else "")]
+    shown: dict[str, str] = {}  # static report (as JSON) -> the stage that showed it
     for stage in result.stages:
         lines.append(f"[{stage.name}] {stage.status.value} ({stage.seconds:.2f} s)"
                      + (f": {stage.reason}" if stage.reason else ""))
         lines += [f"  {name}: {value:.4g} {unit}" for name, value in stage.metrics.items()]
         if details:
-            lines += _stage_lines(stage.name, dict(stage.details))
+            stage_details = dict(stage.details)
+            static = json.dumps(stage_details.get("static"), sort_keys=True, default=str)
+            if stage_details.get("static") and static in shown:  # the profile re-reads the check's report
+                lines.append(f"  static report: the same as in [{shown[static]}] above")
+                stage_details.pop("static")
+            elif stage_details.get("static"):
+                shown[static] = stage.name
+            lines += _stage_lines(stage.name, stage_details)
     return "\n".join(lines)
 
 
 def _stage_lines(name: str, details: dict[str, Any]) -> list[str]:
     lines = [f"  legality: {finding}" for finding in details.get("legality", [])]
     for arch, report in (details.get("static") or {}).items():
+        if report.get("registers") is None:  # nothing compiled: there are no resources to show
+            errors = [e.get("error") for e in [*report.get("errors", []), *report.get("wrapper_errors", [])]]
+            lines.append(f"  {arch}: did not compile" + (f": {str(errors[0]).splitlines()[0]}" if errors and errors[0]
+                                                         else " (the reason is above)"))
+            continue
         lines.append(f"  {arch}: shared {report.get('shared_bytes')} B, registers {report.get('registers')}, "
                      f"spills {report.get('spill_bytes')} B / {report.get('spill_instructions')} instr, "
                      f"compiled in {report.get('compile_seconds')} s{' (cached)' if report.get('cached') else ''}")
-        for kern in report.get("kernels", []):
-            if kern.get("sass_analysed", True):
-                mix = ", ".join(f"{k} {v}" for k, v in {**kern.get("tensor_core", {}),
-                                                         **kern.get("global_access_bits", {})}.items())
-                mix = f"SASS {mix or 'has no tensor-core instructions'}"
-            else:  # SASS is dumped once per kernel; its other variants show their PTX counts
-                mix = "PTX " + ", ".join(f"{k} {v}" for k, v in kern.get("ptx", {}).items())
-            tma = ", ".join(f"{k} {v}" for k, v in (kern.get("tma") or {}).items())
-            tune = f" autotune {kern['autotune_rank']} ({kern['autotune']})" if kern.get("autotune") else ""
-            launch = f" warps {kern['num_warps']} stages {kern['num_stages']}," if kern.get("num_warps") else ","
-            lines.append(f"    {kern['kernel']} [{kern['config']}]{tune}{launch} {kern['registers']} registers, "
-                         f"{kern.get('stack_bytes')} B spilled: "
-                         f"{mix}{'; TMA ' + tma if tma else ''}")
+        lines += _kernel_lines(report)
         for skip in report.get("skipped") or []:
             lines.append(f"    skipped {skip['kernel']} [{skip['config']}] autotune config ({skip['autotune']}), "
                          f"as autotuning would skip it: {skip['error']}")
@@ -157,6 +166,29 @@ def _stage_lines(name: str, details: dict[str, Any]) -> list[str]:
         lines.append(f"  {details['cases']} cases on {len(details.get('shapes', []))} shapes ({details.get('device')})")
     if details.get("note"):
         lines.append(f"  note: {details['note']}")
+    return lines
+
+
+def _kernel_lines(report: dict[str, Any]) -> list[str]:
+    """One line per compiled kernel configuration: launch, registers, spills and its instruction mix."""
+    lines, explained = [], False
+    for kern in report.get("kernels", []):
+        if kern.get("sass_analysed", True):
+            mix = ", ".join(f"{k} {v}" for k, v in {**kern.get("tensor_core", {}),
+                                                     **kern.get("global_access_bits", {})}.items())
+            mix = f"SASS {mix or 'has no tensor-core instructions'}"
+        else:  # SASS is dumped once per kernel; its other variants show their PTX counts
+            mix = "PTX " + ", ".join(f"{k} {v}" for k, v in kern.get("ptx", {}).items())
+            if not explained:
+                mix += (" (SASS is disassembled for one configuration of each kernel; the others are counted in "
+                        "their PTX)")
+                explained = True
+        tma = ", ".join(f"{k} {v}" for k, v in (kern.get("tma") or {}).items())
+        tune = f" autotune {kern['autotune_rank']} ({kern['autotune']})" if kern.get("autotune") else ""
+        launch = f" warps {kern['num_warps']} stages {kern['num_stages']}," if kern.get("num_warps") else ","
+        lines.append(f"    {kern['kernel']} [{kern['config']}]{tune}{launch} {kern['registers']} registers, "
+                     f"{kern.get('stack_bytes')} B spilled: "
+                     f"{mix}{'; TMA ' + tma if tma else ''}")
     return lines
 
 

@@ -54,7 +54,9 @@ def run_check(args: argparse.Namespace) -> int:
 
 def format_result(result: EvalResult) -> str:
     """The attention check's text, with the speedups and the baselines' times."""
-    text = format_check(result, unit="x eager")
+    from .evaluator import KernelEvaluator
+
+    text = format_check(result, unit="x eager", caption=KernelEvaluator.score_caption(result.device))
     bench = result.stage("benchmark")
     if bench is not None and bench.details.get("eager_ms") is not None:
         d = bench.details
