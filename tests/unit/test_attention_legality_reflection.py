@@ -290,6 +290,27 @@ def test_functions_and_classes_of_forbidden_modules_held_by_allowed_ones_are_nam
         assert top in ALLOWED_IMPORTS
 
 
+def test_a_forbidden_module_reached_through_an_object_the_scan_cannot_follow_is_named() -> None:
+    source = """\
+        import torch
+        def attention(q, k, v, *, causal, sm_scale):
+            env = [torch][0].serialization.os.environ
+            return (lambda: torch)().cuda.sys.modules
+        """
+    assert found(source) == {("module-reach", 3), ("module-reach", 4)}
+
+
+def test_assigning_to_an_attribute_of_a_class_reached_by_type_is_patching() -> None:
+    source = """\
+        def attention(q, k, v, *, causal, sm_scale):
+            type(q).clone = lambda self: self
+            T = type(q)
+            T.float = None
+            return q
+        """
+    assert found(source) == {("patching", 2), ("patching", 4)}
+
+
 # -- where the scan looks, and what it leaves alone ----------------------------------------------
 
 def test_class_bases_keywords_and_top_level_annotations_are_scanned() -> None:
@@ -322,3 +343,63 @@ def test_a_class_may_define_ordinary_methods_but_not_implicit_hooks() -> None:
         """
     assert found(source) == {("rebinding", 10), ("rebinding", 12)}
 
+
+
+def test_the_idioms_of_published_triton_attention_kernels_scan_clean() -> None:
+    """What the Triton tutorial, FlashAttention's Triton kernel and FlagAttention write around their kernels."""
+    source = """\
+        import math
+        import torch
+        import triton
+        import triton.language as tl
+        try:
+            from triton.tools.tensor_descriptor import TensorDescriptor
+            HAS_TENSOR_DESC = True
+        except ModuleNotFoundError:
+            HAS_TENSOR_DESC = False
+
+        DEVICE = triton.runtime.driver.active.get_active_torch_device()
+
+        def is_hip():
+            return triton.runtime.driver.active.get_current_target().backend == "hip"
+
+        def _tma_pre_hook(nargs):
+            nargs["desc_q"].block_shape = [nargs["BLOCK_M"], nargs["HEAD_DIM"]]
+
+        configs = [triton.Config({"BLOCK_M": bm}, num_stages=s, num_warps=4, pre_hook=_tma_pre_hook)
+                   for bm in [64, 128] for s in ([1] if is_hip() else [3, 4])]
+
+        @triton.heuristics({"EVEN_M": lambda args: args["seqlen_q"] % args["BLOCK_M"] == 0})
+        @triton.jit
+        def _fwd(Q, Out, seqlen_q, BLOCK_M: tl.constexpr, EVEN_M: tl.constexpr, BIAS_TYPE: tl.constexpr):
+            LN2: tl.constexpr = 0.6931471824645996
+            order: tl.constexpr = (0, 1) if BIAS_TYPE == "matrix" else (1, 0)
+            tl.static_assert(BLOCK_M >= 16)
+            offs = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+            tl.store(Out + offs, tl.load(Q + offs) * LN2)
+
+        class _attention(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, q, k, v, causal, sm_scale):
+                o = torch.empty_like(q)
+                extra = {"waves_per_eu": 3} if is_hip() else {}
+                grid = lambda args: (triton.cdiv(q.shape[2], args["BLOCK_M"]), q.shape[0] * q.shape[1], 1)
+                with torch.cuda.device(q.device.index):
+                    _fwd[grid](q, o, q.shape[2], BIAS_TYPE="none", **extra)
+                ctx.save_for_backward(q, k, v, o)
+                ctx.sm_scale = sm_scale
+                ctx.grid = grid
+                return o
+
+            @staticmethod
+            def backward(ctx, do):
+                q, k, v, o = ctx.saved_tensors
+                return do, None, None, None, None
+
+        def attention(q, k, v, *, causal, sm_scale):
+            return _attention.apply(q, k, v, causal, sm_scale)
+
+        if __name__ == "__main__":
+            print(torch.matmul(torch.ones(2, 2), torch.ones(2, 2)), math.pi)
+        """
+    assert findings(source) == []

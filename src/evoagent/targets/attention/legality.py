@@ -106,6 +106,11 @@ FORBIDDEN_MODULE_NAMES = frozenset({
     "weakref", "numpy", "urllib", "http",
 })
 
+# Forbidden module names no honest attribute has: `.os` on anything is a finding (not `.time`, `.select`, `.io`).
+_MODULE_ATTRIBUTES = FORBIDDEN_MODULE_NAMES - {
+    "types", "code", "dis", "io", "time", "select", "signal", "resource", "site", "glob", "operator", "numpy",
+    "urllib", "http", "concurrent"}
+
 _BANNED_BUILTINS: dict[str, tuple[str, str]] = {
     **{b: ("dynamic-code", "runs code built at run time") for b in ("eval", "exec", "compile", "__import__")},
     **{b: ("string-lookup", "looks up attributes or names by string") for b in (
@@ -393,11 +398,14 @@ class _Scanner(ast.NodeVisitor):
         found = reflection.attribute_finding(node.attr)
         if found is not None and not (qualnames and node.attr in reflection.REFLECTION_NAMES):  # else check_name
             self.add(node, *found)
+        if not qualnames and node.attr in _MODULE_ATTRIBUTES:  # `[torch][0].serialization.os`
+            self.add(node, "module-reach", f"accesses .{node.attr} (the module {node.attr!r} is outside the allowed "
+                                           "ones, whatever object holds it)")
         if isinstance(node.ctx, (ast.Store, ast.Del)):
             roots = qualnames or sorted(self.names.qualnames(_root(node)))
             if roots:
                 self.add(node, "patching", f"assigns to {qualnames[0] if qualnames else 'an attribute of ' + roots[0]} "
-                                           "(patching a module at run time)")
+                                           "(patching a module or class at run time)")
         elif qualnames and [q for q in qualnames if self.check_name(node, q)]:
             return
         elif node.attr in _BANNED_METHODS and qualnames != ["torch.cpu"]:

@@ -16,6 +16,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+TYPE_OF = "type(...)"  # the qualified name given to `type(x)`: some class
 _ROUNDS = 6  # alias chains resolved (F = torch.nn.functional; sdpa = F.scaled_dot_product_attention; ...)
 
 
@@ -78,6 +79,9 @@ class Names:
             return frozenset(scope.values.get(node.id, ())) if scope is not None else frozenset()
         if isinstance(node, ast.Attribute):
             return frozenset(f"{base}.{node.attr}" for base in self.qualnames(node.value))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "type" \
+                and len(node.args) == 1 and self.is_builtin(node.func):
+            return frozenset([TYPE_OF])  # a class as reachable as a module: `type(q).add = ...` patches torch.Tensor
         return frozenset()
 
     def strings(self, node: ast.AST) -> frozenset[str]:
