@@ -8,6 +8,7 @@ from .config import Budget, Options
 from .engine import BestVersion, EvolveResult, evolve, iterate
 from .errors import (
     BudgetExhausted,
+    ClusterError,
     ConfigError,
     EvaluatorError,
     EvoagentError,
@@ -42,6 +43,7 @@ __all__ = [
     "BudgetExhausted",
     "Candidate",
     "Chain",
+    "ClusterError",
     "ConfigError",
     "Descriptors",
     "EvalResult",

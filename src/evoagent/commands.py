@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from . import assemble, views
-from .config import Budget, RunConfig, load_config
+from .config import Budget, RunConfig, config_sets, load_config
 from .engine import EvolveResult, evolve
 from .errors import ConfigError, RunStoreError
 from .evaluator import Evaluator
-from .executors import ExecutorConfig, check_available
+from .executors import ExecutorConfig, check_available, cluster_output, join_cluster
 from .operators.base import VariationOperator
 from .progress import LiveText
 from .result import format_score
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
                           "'parameter_mutation' (remove the section or choose kind = \"agentic\")")
     agents = _Agents.build(config, evaluator)  # a bad operator or knowledge config fails before anything is created
     check_available(config.executor)
+    config, agents = _sized_for_cluster(config, agents, evaluator, slots_given=_slots_given(args))
     run_ = Run.create(run_dir, evaluator=evaluator, seeds=seeds, population=population,
                       config=assemble.config_to_dict(config))
     return _evolve(run_, config, agents, quiet=args.quiet)
@@ -60,9 +61,40 @@ def resume(args: argparse.Namespace) -> int:
     stored = run_.config
     run_.store.set_meta("config", {**stored, **assemble.config_to_dict(config)})
     agents = _Agents.build(config, run_.evaluator, instruction=stored.get("instruction", ""))
+    config, agents = _sized_for_cluster(config, agents, run_.evaluator, slots_given=True)  # the run's slots
     for operator in agents.operators:  # the agents start from a summary of their earlier work
         operator.remember(run_.store.transcript())
     return _evolve(run_, config, agents, quiet=args.quiet)
+
+
+def _slots_given(args: argparse.Namespace) -> bool:
+    """Whether the user chose the slots (--slots, or `slots` in the config file's [engine] table)."""
+    if getattr(args, "slots", None) is not None:
+        return True
+    return Path(args.config).suffix == ".toml" and config_sets(args.config, "engine", "slots")
+
+
+def _sized_for_cluster(config: RunConfig, agents: _Agents, evaluator: Evaluator, *,
+                       slots_given: bool) -> tuple[RunConfig, _Agents]:
+    """With Ray: joins the cluster before any run directory exists (a connection problem is one line), sizes
+    the slots to its CPUs unless the user chose them, and says in one line what the run will use."""
+    joined = join_cluster(config.executor, config.sandbox_for(evaluator.sandbox_config()))
+    if joined is None:
+        return config, agents
+    described, cpus = joined
+    slots = config.engine.slots
+    if not slots_given and cpus > slots:
+        slots = cpus
+        config = dataclasses.replace(config, engine=dataclasses.replace(config.engine, slots=slots))
+        agents = _Agents.build(config, evaluator)
+        use = f"{slots} slots, one per CPU (--slots N or [engine] slots changes it)"
+    elif slots < cpus:
+        use = f"{slots} slot{'s' if slots != 1 else ''} keep at most {slots} of its {cpus} CPUs busy " \
+              f"(--slots {cpus} or [engine] slots = {cpus} uses them all)"
+    else:
+        use = f"{slots} slots for its {cpus} CPUs"
+    print(f"evoagent: executor {described}: {use}", file=sys.stderr)
+    return config, agents
 
 
 def _with_suite(config: RunConfig, suite: str | None) -> RunConfig:
@@ -129,7 +161,8 @@ def _evolve(run_: Run, config: RunConfig, agents: _Agents, *, quiet: bool) -> in
                                   sandbox_config=config.sandbox_for(evaluator.sandbox_config()),
                                   executor=config.executor)
     with run_:
-        result = evolve(run_, list(agents.operators), config.budget, options)
+        with cluster_output(config.executor, run_.dir / "ray.log"):  # Ray's own dumps: in the run, not the console
+            result = evolve(run_, list(agents.operators), config.budget, options)
         _print_summary(run_, result, caption)
     return 0 if result.best is not None else 1
 
@@ -188,6 +221,10 @@ def status(args: argparse.Namespace) -> int:
         confinement = summary["confinement"]
         print(f"  sandbox confinement {confinement['description'] if confinement else 'not recorded (no session yet)'}")
         print(f"  executor {summary['executor'] or 'not recorded (no session yet)'}")
+        for node in summary["executor_nodes"]:
+            print(_node_line(node))
+        if summary["retries"]:
+            print(f"  retried {summary['retries']} evaluation(s) whose machine was lost (`evoagent show RUN TRIAL`)")
         for gpu in summary["gpu_usage"]:
             busy = "-" if gpu["busy_fraction"] is None else f"{gpu['busy_fraction']:.1%}"
             print(f"  GPU {gpu['device']}: busy {busy} of the wall time ({gpu['busy_s']:.0f} s of "
@@ -206,6 +243,15 @@ def status(args: argparse.Namespace) -> int:
             cost = f"${m['cost_usd']:.4f}" + (" + unknown" if m["unpriced_calls"] else "")
             print(f"  model {m['model']}: trials {m['trials']}, commits {m['commits']}, tokens {m['tokens']}, {cost}")
     return 0
+
+
+def _node_line(node: dict[str, Any]) -> str:
+    """One node of a cluster executor: where, alive, size, calls run, its sandbox confinement."""
+    role = ("head" if node["head"] else "node") + (" (this driver's)" if node.get("driver") else "")
+    state = "alive" if node["alive"] else "gone"
+    confined = f", confinement {node['confinement']}" if node.get("confinement") else ""
+    return (f"    {role} {node['name']} ({node['node_id']}): {state}, {node['cpus']} CPUs, {node['gpus']} GPUs, "
+            f"{node['calls']} calls{confined}")
 
 
 def _status_text(run_: Run) -> str:
@@ -339,6 +385,10 @@ def show(args: argparse.Namespace) -> int:
         label = "committed" if trial.committed else str(trial.status or trial.state)
         print(f"outcome: {label}, score {format_score(trial.score)}"
               + (f"\nreason: {trial.reason}" if trial.reason else ""))
+        for event in run_.store.events("infrastructure"):
+            if event["trial_id"] == trial.id:
+                print(f"retried: {event['payload'].get('what', 'evaluation')} lost and run again "
+                      f"({event['payload'].get('reason', '')})")
         print(f"tokens: in {u.input_tokens} out {u.output_tokens} cache-read {u.cache_read_tokens} "
               f"cache-write {u.cache_write_tokens}; cost ${u.cost_usd:.4f}; wall {format_score(trial.wall_s, '.3g')} s")
         result = run_.store.result(trial.candidate_id) if trial.candidate_id else None

@@ -322,3 +322,15 @@ def load_config(path: str | os.PathLike[str]) -> RunConfig:
         raise ConfigError(f"{exc} in {path}") from None
     result: RunConfig = dataclasses.replace(config, base_dir=str(path.resolve().parent))
     return result
+
+
+def config_sets(path: str | os.PathLike[str], table: str, key: str) -> bool:
+    """Whether the TOML config file at `path` sets `key` in `[table]` itself (rather than leaving the default)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        section = tomllib.loads(path.read_text()).get(table, {})
+    except tomllib.TOMLDecodeError:
+        return False
+    return isinstance(section, dict) and key in section

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import random
+import shlex
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -15,8 +16,8 @@ from typing import Any
 from .budget_meter import BudgetMeter
 from .candidate import Candidate
 from .config import Budget, Options
-from .errors import BudgetExhausted, ConfigError, LLMError
-from .executors import open_executor
+from .errors import BudgetExhausted, ClusterError, ConfigError, LLMError
+from .executors import ClusterExecutor, cluster_gone, open_executor
 from .operators.base import Proposal, VariationContext, VariationOperator
 from .population import Pick, StoredMembers
 from .records import Descriptors, Event, EventHandler, Member, Trial, Usage
@@ -81,6 +82,9 @@ class _Engine:
         device = self.evaluator.device_label()  # so that `evoagent status` never imports the target (torch)
         self.store.set_meta("target", {"name": self.evaluator.name, "device": device,
                                        "caption": self.evaluator.score_caption(device)})
+        if isinstance(self.executor, ClusterExecutor):  # nodes joining and leaving, a lost head
+            self.store.set_meta("executor_nodes", self.executor.nodes())
+            self.executor.watch(self._cluster_changed, self._cluster_gone)
         self.usage_session = self.store.next_usage_session()  # this session's GPU busy time, beside earlier ones
         totals = self.store.totals()  # the budgets count on from the run's totals, the time from a ready sandbox
         self.meter = BudgetMeter(budget, self.lock, trials_done=totals["trials"], new_tokens=totals["new_tokens"],
@@ -107,6 +111,30 @@ class _Engine:
         """Seconds to wait before the next trial may start (backing off a failing model API)."""
         return max(0.0, self.paused_until - time.monotonic())
 
+    # -- a cluster executor's news (from its threads) ----------------------------------------
+
+    def _cluster_changed(self) -> None:
+        """Records the live nodes, their calls and the weakest confinement seen (`evoagent status` shows them)."""
+        self.record_cluster()
+        self.emit("cluster", {"executor": self.executor.describe(),
+                              "confinement": self.executor.confinement.describe()}, store=False)
+
+    def _cluster_gone(self, reason: str) -> None:
+        """Ends the run: the main loop raises this; in-flight trials are marked interrupted, to resume."""
+        with self.lock:
+            self.stop_reason = reason
+        self.stop.set()
+        self.done.put(self.gone_error(reason))
+
+    def gone_error(self, reason: str) -> ClusterError:
+        return ClusterError(f"{reason}; resume with `evoagent resume {shlex.quote(str(self.run.dir))}`")
+
+    def record_cluster(self) -> None:
+        if isinstance(self.executor, ClusterExecutor) and not self.executor.gone:
+            self.store.set_meta("executor", self.executor.describe())
+            self.store.set_meta("executor_nodes", self.executor.nodes())
+            self.store.set_meta("confinement", self.executor.confinement.as_dict())
+
     # -- seeds ----------------------------------------------------------------------------
 
     def evaluate_seeds(self) -> None:
@@ -118,6 +146,10 @@ class _Engine:
             started = time.perf_counter()
             with gpu_priority(Priority.AUTHORITATIVE):
                 result = evaluate_retrying(self, seed, trial_id)
+            gone = cluster_gone(self.executor)
+            if gone:  # not the seed's result: it is evaluated again when the run is resumed
+                self.store.mark_interrupted([trial_id])
+                raise self.gone_error(gone)
             descriptors = self._descriptors(seed, result)
             niches = self.run.population.seed_niches(descriptors)
             placed = tuple(n for n in niches if self.run.population.decide(result, self._best(n)).committed)
@@ -204,6 +236,9 @@ class _Engine:
                                   "best_score": decision.best_score, "best_id": best.candidate_id if best else None})
         eval_s = time.perf_counter() - started
         with self.lock:
+            if cluster_gone(self.executor):  # its evaluation was cut short: interrupted, evaluated again on resume
+                self.store.mark_interrupted([trial_id])
+                return None
             now = self._best(niche)
             if decision.committed and now != best:  # another slot committed meanwhile: judge against the new best
                 decision = self.run.population.decide(decision.result, now)
@@ -307,6 +342,7 @@ class _Engine:
         usage = self.executor.gpu_usage()
         if usage:
             self.store.record_device_usage(self.usage_session, usage)
+        self.record_cluster()
 
     def after(self, trial: Trial) -> None:
         self.meter.trials_done += 1

@@ -5,6 +5,7 @@
      ├── RunStoreError        (RuntimeError)  the run directory or database cannot be used
      │    └── IncompatibleRunError            made by a different schema version
      ├── SandboxError         (RuntimeError)  the sandbox itself failed (never the candidate)
+     ├── ClusterError         (ConnectionError) a Ray cluster cannot be joined, or was lost mid-run
      ├── EvaluatorError       (RuntimeError)  an evaluator is defined wrongly
      ├── KernelSourceError    (ValueError)    a kernel file breaks its target's contract (CUDA_SOURCE)
      ├── BudgetExhausted      (RuntimeError)  a token, dollar, time or trial budget ran out
@@ -35,6 +36,10 @@ class IncompatibleRunError(RunStoreError):
 
 class SandboxError(EvoagentError, RuntimeError):
     """The sandbox machinery failed; a fault of ours, reported as `harness_error`."""
+
+
+class ClusterError(EvoagentError, ConnectionError):
+    """A Ray cluster cannot be joined (the message names the cause), or it was lost while the run went on."""
 
 
 class EvaluatorError(EvoagentError, RuntimeError):

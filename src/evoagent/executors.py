@@ -10,20 +10,24 @@ confinement, limits and restricted result codec do not change with the executor.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import importlib.util
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 from .confinement import Confinement
 from .errors import ConfigError
 from .sandbox import Sandbox, SandboxConfig, SandboxResult
 from .scheduling import DeviceUsage
 
-__all__ = ["Executor", "ExecutorConfig", "ExecutorKind", "check_available", "open_executor"]
+__all__ = ["ClusterExecutor", "Executor", "ExecutorConfig", "ExecutorKind", "check_available", "cluster_gone",
+           "cluster_output", "join_cluster", "open_executor"]
 
 _ADDRESS = re.compile(r"auto\Z|ray://\S+\Z|[A-Za-z0-9_.\-\[\]:]+:\d+\Z")
 RAY_INSTALL_HINT = 'pip install "evoagent[ray]"'
@@ -94,6 +98,30 @@ class Executor(Protocol):
         ...
 
 
+@runtime_checkable
+class ClusterExecutor(Protocol):
+    """An executor whose machines come and go while a run goes on (Ray): the engine follows it.
+
+    `gone` says why the cluster is lost (None while it is there); once set, waiting calls end as
+    `infrastructure` at once and the engine ends the run (its in-flight trials interrupted, to resume).
+    """
+
+    gone: str | None
+
+    def watch(self, on_change: Callable[[], None], on_gone: Callable[[str], None]) -> None:
+        """Calls `on_change()` when nodes join or leave (or a weaker confinement appears), `on_gone(reason)` once."""
+        ...
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Each node seen: name, id, alive, head, CPUs, GPUs, calls it ran, its confinement level."""
+        ...
+
+
+def cluster_gone(executor: Executor) -> str | None:
+    """Why `executor`'s cluster is lost, or None (always None for the local executor)."""
+    return executor.gone if isinstance(executor, ClusterExecutor) else None
+
+
 def check_available(config: ExecutorConfig | None) -> None:
     """Raises a ConfigError when the executor's package is not installed (before a run is created)."""
     if config is None or config.kind is not ExecutorKind.RAY:
@@ -104,6 +132,41 @@ def check_available(config: ExecutorConfig | None) -> None:
         found = False
     if not found:
         raise ConfigError(f"executor kind 'ray' needs Ray, which is not installed: {RAY_INSTALL_HINT}")
+
+
+def join_cluster(config: ExecutorConfig | None, sandbox_config: SandboxConfig) -> tuple[str, int] | None:
+    """For Ray: starts or joins it now (a connection problem raises a one-line ClusterError before any run
+    exists) and returns its description and live CPUs; None for the local executor."""
+    if config is None or config.kind is not ExecutorKind.RAY:
+        return None
+    check_available(config)
+    from . import ray_cluster
+
+    ray_cluster.connect(config.address, sandbox_config)
+    state = ray_cluster.read_state()
+    return state.describe(config.address or "local"), state.cpus
+
+
+@contextlib.contextmanager
+def cluster_output(config: ExecutorConfig | None, log_path: str | os.PathLike[str]) -> Iterator[None]:
+    """With Ray: what Ray's C++ core prints on file descriptor 2 (a lost node's "Raylet is terminated" dump,
+    reconnection warnings) goes to `log_path`, while evoagent's own lines (`sys.stderr`) still reach the user."""
+    if config is None or config.kind is not ExecutorKind.RAY:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    ours = open(os.dup(saved), "w", buffering=1, errors="backslashreplace")  # closed below
+    with open(Path(log_path), "ab") as log:
+        os.dup2(log.fileno(), 2)
+    previous, sys.stderr = sys.stderr, ours
+    try:
+        yield
+    finally:
+        sys.stderr = previous
+        ours.close()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def open_executor(config: ExecutorConfig | None, sandbox_config: SandboxConfig) -> Executor:

@@ -26,15 +26,17 @@ if TYPE_CHECKING:
 class ProgressState:
     """What the progress line shows, kept up to date from engine events."""
 
-    def __init__(self, summary: RunSummary) -> None:
+    def __init__(self, summary: RunSummary, retries: int = 0) -> None:
         self.summary = summary
+        self.retries = retries  # evaluations run again after their machine was lost
         self.labels: Counter[str] = Counter(summary.labels)
         self.started = time.monotonic()
         self.done_at_start = summary.trials
 
     @classmethod
     def of(cls, store: RunStore, evaluator: Evaluator) -> ProgressState:
-        return cls(summarize(store, caption=evaluator.score_caption(evaluator.device_label())))
+        return cls(summarize(store, caption=evaluator.score_caption(evaluator.device_label())),
+                   retries=len(store.evaluations(kind="lost")))
 
     def update(self, event: Event) -> str:
         """Takes one event; returns a line about it worth printing ('' if none)."""
@@ -54,6 +56,12 @@ class ProgressState:
             directions = "; ".join(f"{i}. {d}" for i, d in enumerate(p.get("directions", []), 1))
             where = f" (all of it: evoagent show RUN {p['trial_id']})" if p.get("trial_id") else ""
             return clip(f"supervisor: {p.get('reason', '')}: {directions}", 240) + where
+        elif event.kind == "infrastructure":
+            self.retries += 1
+            return (f"trial {p.get('trial_id')}: {p.get('what', 'evaluation')} lost with its machine, running it "
+                    f"again | {clip(str(p.get('reason', '')), 160)}")
+        elif event.kind == "cluster":
+            return f"executor {p.get('executor')}"
         elif event.kind == "backoff":
             return f"model API failing ({p['failures']} trial(s) in a row): next trial in {p['delay_s']:.0f} s"
         elif event.kind == "stop":
@@ -95,7 +103,8 @@ class ProgressState:
     def line(self) -> str:
         s = replace(self.summary, elapsed_s=time.monotonic() - self.started)
         left = self.left_s()
-        return s.line() + (f", ~{format_duration(left)} left" if left else "")
+        retried = f", {self.retries} retried after a lost machine" if self.retries else ""
+        return s.line() + retried + (f", ~{format_duration(left)} left" if left else "")
 
 
 class PlainProgress:

@@ -16,12 +16,14 @@ engine retries the evaluation once. An exception raised by our own code inside t
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
-import logging
 import os
 import shutil
 import tempfile
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,6 +32,7 @@ from ray import exceptions as ray_errors
 
 from .confinement import Confinement
 from .errors import SandboxError
+from .ray_cluster import ClusterState, ClusterWatch, connect, disconnect, head_address
 from .result import Status
 from .sandbox import PreparedCall, Sandbox, SandboxConfig, SandboxResult, prepare_call
 from .scheduling import DeviceUsage, GpuQueue
@@ -37,8 +40,8 @@ from .scheduling import DeviceUsage, GpuQueue
 __all__ = ["RayExecutor"]
 
 _GRACE_S = 180.0  # past a call's own limit: a fresh worker may first start its sandbox (pre-imports)
-_OBJECT_STORE_BYTES = 100 * 1024 * 1024  # calls and results are small; a local Ray stays light
 _START_S = 300.0  # the GPU actors must be up within this
+_TICK_S = 0.5  # a waiting call looks this often whether the cluster is gone
 
 # -- inside Ray workers -----------------------------------------------------------------------
 
@@ -48,7 +51,19 @@ class _Setup:
     """What every worker of one executor needs: the sandbox settings, and the folder its sandboxes live in."""
 
     config: SandboxConfig
-    scratch_dir: str  # the driver's; a worker on another node creates it (the driver removes its own at close)
+    scratch_dir: str  # the driver's; each node's workers keep theirs beside it (`node_folder`)
+
+
+def node_folder(scratch_dir: str, node_id: str) -> str:
+    """One node's folder for its workers' sandboxes: beside the driver's, never inside it, so that a call
+    still running on another node of the same machine cannot bring back a folder the driver removed."""
+    return f"{scratch_dir}-{node_id[:8]}"
+
+
+def _own_folder(setup: _Setup) -> str:
+    folder = node_folder(setup.scratch_dir, ray.get_runtime_context().get_node_id())
+    os.makedirs(folder, exist_ok=True)
+    return folder
 
 
 _worker_sandbox_for: list[tuple[_Setup, Sandbox]] = []  # this worker process's sandbox, of the latest executor
@@ -66,15 +81,28 @@ def _worker_sandbox(setup: _Setup) -> Sandbox:
             return _worker_sandbox_for[0][1]
         while _worker_sandbox_for:
             _worker_sandbox_for.pop()[1].close()
-        os.makedirs(setup.scratch_dir, exist_ok=True)
-        sandbox = Sandbox(dataclasses.replace(setup.config, workers=1, gpus=()), scratch_dir=setup.scratch_dir)
+        sandbox = Sandbox(dataclasses.replace(setup.config, workers=1, gpus=()), scratch_dir=_own_folder(setup))
         _worker_sandbox_for.append((setup, sandbox))
         return sandbox
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Answer:
+    """A call's result, with the node that ran it and that node's sandbox confinement."""
+
+    node_id: str
+    confinement: Confinement
+    result: SandboxResult
+
+
+def _answer(sandbox: Sandbox, result: SandboxResult) -> _Answer:
+    return _Answer(ray.get_runtime_context().get_node_id(), sandbox.confinement, result)
+
+
 @ray.remote(num_cpus=1, max_retries=0)  # a lost worker is retried by the engine, which labels it first
-def _run_on_cpu(setup: _Setup, prepared: PreparedCall) -> SandboxResult:
-    return _worker_sandbox(setup).run_prepared(prepared)
+def _run_on_cpu(setup: _Setup, prepared: PreparedCall) -> _Answer:
+    sandbox = _worker_sandbox(setup)
+    return _answer(sandbox, sandbox.run_prepared(prepared))
 
 
 @ray.remote(num_cpus=1, max_retries=0)
@@ -88,15 +116,14 @@ class _GpuWorker:
 
     def __init__(self, setup: _Setup) -> None:
         device = str(ray.get_gpu_ids()[0])
-        os.makedirs(setup.scratch_dir, exist_ok=True)
         self._sandbox = Sandbox(dataclasses.replace(setup.config, workers=1), gpus=(device,),
-                                scratch_dir=setup.scratch_dir)
+                                scratch_dir=_own_folder(setup))
 
     def ready(self) -> int:
         return os.getpid()
 
-    def run(self, prepared: PreparedCall) -> SandboxResult:
-        return self._sandbox.run_prepared(prepared, gpu=True)
+    def run(self, prepared: PreparedCall) -> _Answer:
+        return _answer(self._sandbox, self._sandbox.run_prepared(prepared, gpu=True))
 
 
 # -- in the driver ----------------------------------------------------------------------------
@@ -108,27 +135,37 @@ class RayExecutor:
     Connects to `address` ("auto", "ray://host:port", "host:port"), or, with None, starts a local Ray
     with `config.workers` CPUs and `len(config.gpus)` GPUs and stops it at `close()`. A Ray already
     started in this process (`ray.init` by the caller) is used as it is and left running.
+
+    The executor follows the cluster while it runs (`ray_cluster.ClusterWatch`): CPU calls are admitted
+    against the live nodes' CPUs and spread over the nodes; when the head stops answering, waiting
+    calls end at once as `infrastructure` and `gone` says why (the engine then ends the run).
     """
 
     def __init__(self, config: SandboxConfig, *, address: str | None = None) -> None:
         if not isinstance(config, SandboxConfig):
             raise TypeError(f"RayExecutor config must be a SandboxConfig (got {config!r})")
         self.config, self.address = config, address or "local"
-        self._owns_ray = not ray.is_initialized()
-        if self._owns_ray:
-            _start_ray(config, address)
+        self._owns_ray = connect(address, config)
         self._closed = False
+        self.gone: str | None = None  # why the cluster is gone (None while it is there)
         self._lock = threading.Lock()
+        self._admission = threading.Condition()  # CPU calls in flight, against the live CPUs
+        self._running = 0
+        self._calls: Counter[str] = Counter()  # node id -> calls it answered
+        self._node_confinement: dict[str, Confinement] = {}
+        self._on_change: list[Callable[[], None]] = []
+        self._on_gone: list[Callable[[str], None]] = []
         self._setup = _Setup(config, tempfile.mkdtemp(prefix="evoagent-ray-"))  # the workers' sandboxes live in it
-        self._setup_ref = ray.put(self._setup)
-        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
-        self._cpu_slots = threading.BoundedSemaphore(max(1, int(resources.get("CPU", 0))))
-        self._gpu_count = int(resources.get("GPU", 0))
-        self.gpus = tuple(str(i) for i in range(self._gpu_count))  # the cluster's GPUs, as the GPU queue names them
-        self._hide_gpus = {"CUDA_VISIBLE_DEVICES": ""} if self._gpu_count else {}
         self._gpus: GpuQueue[_Actor] | None = None  # the GPU actors, started at the first GPU call
         self._actors: list[_Actor] = []
+        self._node = ""  # the node this driver is attached to (its workers' folder is removed at close)
         try:
+            self._node = ray.get_runtime_context().get_node_id()
+            self._setup_ref = ray.put(self._setup)
+            self._watch = ClusterWatch(self.address, head_address(), on_change=self._changed, on_gone=self._went)
+            self._gpu_count = self._watch.state.gpus
+            self.gpus = tuple(str(i) for i in range(self._gpu_count))  # the cluster's GPUs, as the queue names them
+            self._hide_gpus = {"CUDA_VISIBLE_DEVICES": ""} if self._gpu_count else {}
             self.confinement: Confinement = ray.get(_confinement.remote(self._setup_ref), timeout=_START_S)
         except ray_errors.GetTimeoutError:
             self.close()
@@ -149,18 +186,38 @@ class RayExecutor:
         return f"<RayExecutor {'closed' if self._closed else 'open'} {self.describe()}>"
 
     def describe(self) -> str:
-        if self._closed or not ray.is_initialized():
+        """The live cluster in words, e.g. "ray (auto, 2 nodes, 4 CPUs, 0 GPUs)" (no call to Ray)."""
+        if self.gone:
+            return f"ray ({self.address}, gone)"
+        if self._closed:
             return f"ray ({self.address}, closed)"
-        nodes = len([node for node in ray.nodes() if node.get("Alive")])  # type: ignore[no-untyped-call]
-        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
-        return (f"ray ({self.address}, {nodes} node{'s' if nodes != 1 else ''}, "
-                f"{int(resources.get('CPU', 0))} CPUs, {int(resources.get('GPU', 0))} GPUs)")
+        return self._watch.state.describe(self.address)
+
+    def cluster(self) -> ClusterState:
+        """The cluster's nodes as last seen (dead ones included, marked)."""
+        return self._watch.state
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Each node seen: name, id, alive, head, driver (this process's node), CPUs, GPUs, calls it answered,
+        its sandbox confinement level (None before its first call)."""
+        with self._lock:
+            calls, levels = dict(self._calls), {k: c.level for k, c in self._node_confinement.items()}
+        return [{"name": n.name, "node_id": n.node_id[:12], "alive": n.alive, "head": n.head,
+                 "driver": n.node_id == self._node, "cpus": n.cpus, "gpus": n.gpus, "calls": calls.get(n.node_id, 0),
+                 "confinement": levels.get(n.node_id)}
+                for n in self._watch.state.nodes]
+
+    def watch(self, on_change: Callable[[], None], on_gone: Callable[[str], None]) -> None:
+        """Calls `on_change()` when nodes join or leave or a node's confinement is weaker than any seen,
+        and `on_gone(reason)` once when the cluster is lost (both from the executor's threads)."""
+        self._on_change.append(on_change)
+        self._on_gone.append(on_gone)
 
     def call(self, fn: Callable[..., Any], /, *args: Any, files: Mapping[str, str | bytes] | None = None,
              timeout_s: float | None = None, env: Mapping[str, str] | None = None,
              gpu: bool = False, write_paths: Sequence[str | os.PathLike[str]] = ()) -> SandboxResult:
-        """As `Sandbox.call`: CPU calls run as Ray tasks, GPU calls on the next free GPU actor (`write_paths`
-        are folders on the node that runs the call)."""
+        """As `Sandbox.call`: CPU calls run as Ray tasks spread over the nodes, GPU calls on the next free
+        GPU actor (`write_paths` are folders on the node that runs the call)."""
         prepared = prepare_call(fn, args, files=files, timeout_s=timeout_s, env=env, write_paths=write_paths)
         limit_s = (self.config.timeout_s if prepared.timeout_s is None else prepared.timeout_s) + _GRACE_S
         if self._closed:
@@ -168,13 +225,83 @@ class RayExecutor:
         if gpu:
             return self._on_gpu(prepared, limit_s)
         prepared = dataclasses.replace(prepared, env={**prepared.env, **self._hide_gpus})
-        with self._cpu_slots:  # no more tasks than the cluster's CPUs, so no call waits in Ray's queue
-            return _await(_run_on_cpu.remote(self._setup_ref, prepared), limit_s, "the Ray worker")
+        if not self._admit():
+            return _lost(self.gone or "the RayExecutor was closed during the call")
+        try:
+            task = _run_on_cpu.options(scheduling_strategy="SPREAD")  # every node gets calls, new ones too
+            return self._await(task.remote(self._setup_ref, prepared), limit_s, "the Ray worker")
+        finally:
+            with self._admission:
+                self._running -= 1
+                self._admission.notify()
+
+    def _admit(self) -> bool:
+        """Waits until a live CPU is free (so no call waits in Ray's queue while its time runs); False if gone."""
+        with self._admission:
+            while self._running >= max(1, self._watch.state.cpus) and not (self.gone or self._closed):
+                self._admission.wait(_TICK_S)
+            if self.gone or self._closed:
+                return False
+            self._running += 1
+            return True
+
+    def _await(self, ref: Any, limit_s: float, who: str) -> SandboxResult:
+        """The call's result; `infrastructure` when its worker was lost or the cluster is gone, or when it
+        gave no answer within `limit_s`; `harness_error` when our own code raised in the worker."""
+        future = ref.future()
+        deadline = time.monotonic() + limit_s
+        while True:
+            if self.gone:
+                return _lost(f"{who} cannot answer: {self.gone}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                ray.cancel(ref, force=True)
+                return _lost(f"{who} gave no answer within {limit_s:.0f} s (the call's limit plus "
+                             f"{_GRACE_S:.0f} s); the call was cancelled")
+            try:
+                answer: _Answer = future.result(timeout=min(left, _TICK_S))
+            except concurrent.futures.TimeoutError:
+                continue
+            except ray_errors.RayTaskError as exc:
+                cause = getattr(exc, "cause", None) or exc
+                return SandboxResult(status=Status.HARNESS_ERROR, reason=f"{who} could not run the call: "
+                                     f"{type(cause).__name__}: {_first_line(cause)}")
+            except ray_errors.RayError as exc:
+                return _lost(f"{who} was lost during the call ({type(exc).__name__}: {_first_line(exc)})")
+            self._answered(answer)
+            return answer.result
+
+    def _answered(self, answer: _Answer) -> None:
+        """Counts the node's call; a node whose confinement is weaker than any before lowers the run's."""
+        with self._lock:
+            self._calls[answer.node_id] += 1
+            if answer.node_id in self._node_confinement:
+                return
+            self._node_confinement[answer.node_id] = answer.confinement
+            weaker = _weakness(answer.confinement) > _weakness(self.confinement)
+            if weaker:
+                self.confinement = answer.confinement
+        if weaker:
+            answer.confinement.warn_if_partial()
+            self._changed(self._watch.state)
+
+    def _changed(self, state: ClusterState) -> None:
+        with self._admission:
+            self._admission.notify_all()  # more CPUs: waiting calls may go
+        for listener in list(self._on_change):
+            listener()
+
+    def _went(self, reason: str) -> None:
+        self.gone = reason
+        with self._admission:
+            self._admission.notify_all()
+        for listener in list(self._on_gone):
+            listener(reason)
 
     def _on_gpu(self, prepared: PreparedCall, limit_s: float) -> SandboxResult:
         with self._gpu_queue().slot() as slot:  # in `gpu_priority` order; busy time counted per GPU
-            result = _await(slot.worker.handle.run.remote(prepared), limit_s, "the GPU actor")
-            if result.status is Status.INFRASTRUCTURE and not self._closed:
+            result = self._await(slot.worker.handle.run.remote(prepared), limit_s, "the GPU actor")
+            if result.status is Status.INFRASTRUCTURE and not (self._closed or self.gone):
                 slot.worker.replace()  # its slot goes to the back of the queue: a retry goes to another GPU if any
         return result
 
@@ -205,20 +332,35 @@ class RayExecutor:
             return self._gpus
 
     def close(self) -> None:
-        """Stops the GPU actors and, if this executor started Ray, Ray itself (killing running calls)."""
+        """Stops the GPU actors and, if this executor started Ray, Ray itself (killing running calls).
+
+        With the cluster gone, nothing is asked of Ray (it would wait on the lost head); this node's
+        scratch folder is removed all the same.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             gpus, actors = self._gpus, self._actors
+        watch = getattr(self, "_watch", None)
+        if watch is not None:
+            watch.stop()
+        with self._admission:
+            self._admission.notify_all()
         if gpus is not None:
             gpus.close()  # calls waiting for a GPU get SandboxError
-        if ray.is_initialized():
+        if ray.is_initialized() and not self.gone:
             for actor in actors:
                 actor.kill()
             if self._owns_ray:
-                ray.shutdown()
-        shutil.rmtree(self._setup.scratch_dir, ignore_errors=True)  # the sandboxes of this node's workers
+                disconnect()
+        for folder in (self._setup.scratch_dir, node_folder(self._setup.scratch_dir, self._node)):
+            shutil.rmtree(folder, ignore_errors=True)  # the sandboxes of this node's workers
+
+
+def _weakness(confinement: Confinement) -> tuple[int, int]:
+    """Orders confinements from strongest (full) to weakest (off), then by how much is missing."""
+    return ({"full": 0, "partial": 1, "off": 2}[confinement.level], len(confinement.missing))
 
 
 class _Actor:
@@ -235,37 +377,6 @@ class _Actor:
 
     def kill(self) -> None:
         ray.kill(self.handle, no_restart=True)
-
-
-def _start_ray(config: SandboxConfig, address: str | None) -> None:
-    quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
-    if address is not None:
-        try:
-            ray.init(address=address, **quiet)
-        except Exception as exc:  # ConnectionError, RuntimeError, ...: one line for the user
-            raise SandboxError(f"cannot connect to the Ray cluster at {address!r} "
-                               f"({type(exc).__name__}: {_first_line(exc)})") from None
-        return
-    # "local": a new Ray of our own even where RAY_ADDRESS names a running cluster (that takes address = "auto")
-    ray.init(address="local", num_cpus=config.workers, num_gpus=len(config.gpus),
-             object_store_memory=_OBJECT_STORE_BYTES, include_dashboard=False, **quiet)
-
-
-def _await(ref: Any, limit_s: float, who: str) -> SandboxResult:
-    """The call's result, or `infrastructure` when its worker was lost, or `harness_error` when our code raised."""
-    try:
-        result: SandboxResult = ray.get(ref, timeout=limit_s)
-        return result
-    except ray_errors.GetTimeoutError:
-        ray.cancel(ref, force=True)
-        return _lost(f"{who} gave no answer within {limit_s:.0f} s (the call's limit plus {_GRACE_S:.0f} s); "
-                     "the call was cancelled")
-    except ray_errors.RayTaskError as exc:
-        cause = getattr(exc, "cause", None) or exc
-        return SandboxResult(status=Status.HARNESS_ERROR,
-                             reason=f"{who} could not run the call: {type(cause).__name__}: {_first_line(cause)}")
-    except ray_errors.RayError as exc:
-        return _lost(f"{who} was lost during the call ({type(exc).__name__}: {_first_line(exc)})")
 
 
 def _lost(reason: str) -> SandboxResult:

@@ -181,6 +181,8 @@ class Run:
             "cost_usd": round(totals["cost_usd"], 6),
             "confinement": self.store.meta("confinement"),
             "executor": self.store.meta("executor"),
+            "executor_nodes": self.store.meta("executor_nodes") or [],
+            "retries": len(self.store.evaluations(kind="lost")),
             "gpu_usage": [{**dataclasses.asdict(u), "busy_fraction": u.busy_fraction}
                           for u in self.store.device_usage()],
             **_per_trial(totals),

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from .candidate import Candidate
 from .evaluator import Evaluator
-from .executors import Executor
+from .executors import Executor, cluster_gone
 from .population import Population
 from .records import Trial, TrialOutcome, Usage
 from .result import EvalResult, Status
@@ -44,8 +44,8 @@ def evaluate_retrying(engine: EngineView, candidate: Candidate, trial_id: int, *
     """
     evaluator = evaluator or engine.evaluator
     result = evaluator.evaluate(candidate, engine.executor, stages=stages)
-    if result.status is not Status.INFRASTRUCTURE:
-        return result
+    if result.status is not Status.INFRASTRUCTURE or cluster_gone(engine.executor):
+        return result  # a lost cluster ends the run: its trials are interrupted, not retried
     engine.store.add_evaluation(candidate, result, kind="lost", trial_id=trial_id)
     engine.emit("infrastructure", {"trial_id": trial_id, "candidate_id": candidate.id, "reason": result.reason[:300],
                                    "what": "evaluation"})
