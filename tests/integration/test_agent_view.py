@@ -52,6 +52,27 @@ def test_the_first_request_of_a_step_shows_the_parents_numbers_static_report_dev
     assert "Run budget left: 17 trials after this one." in opening
 
 
+def test_the_first_request_states_the_suites_real_dtype_head_dim_weights_timing_and_rulings() -> None:
+    evaluator = AttentionEvaluator("h100-mha", archs=("sm_90a",))
+    parent = ea.Candidate.from_path(default_seed(), entry="kernel.py")
+    context = VariationContext(trial_id=1, parent=parent, parent_result=None, best=None, evaluator=evaluator,
+                               lineage=Lineage())  # type: ignore[arg-type]
+    llm = ScriptedLLM().enqueue_text("Let me think.").enqueue_text("Done.")
+    ea.AgenticVariationOperator(llm, supervisor=False).vary(context)
+    system = llm.requests[0].system
+    assert isinstance(system, str)
+    assert "scope: this suite times bf16 only, head dim D = 128 only, multi-head only" in system
+    assert "each weighing the same" in system and "score uses the fastest repetition" in system
+    assert "device queries" in system and "autotune and per-shape dispatch" in system
+    assert "data (inputs, outputs, partial results) never is" in system
+    assert "triton " in system and "torch " in system and "ncu" in system  # the environment's versions
+    assert "read_knowledge seed-<name>" in system and "hidden shapes" not in system
+    assert "This conversation persists across variation steps" in system
+    tools = {t["name"]: t["description"] for t in llm.requests[0].tools}
+    assert "do not chain them" in tools["benchmark"] and "not scanned" in tools["experiment"]
+    assert "Two phases" in tools["submit"] and "give_up" in tools and "checkout" in tools
+
+
 def _box(tmp_path: Path, services: RecordingServices, parent: ea.Candidate, evaluator: ea.Evaluator,
          **limits: Any) -> Toolbox:
     context = VariationContext(trial_id=1, parent=parent, parent_result=None, best=None, evaluator=evaluator,

@@ -29,7 +29,7 @@ def test_the_benchmark_table_has_each_baseline_and_the_ratio_to_cudnn() -> None:
     text = dict(sections(_result(3.1)))["benchmark"]
     header, row = text.splitlines()[:2]
     assert header.split("  ")[0] == "configuration" and "sdpa-cudnn TFLOPS" in header and "x cuDNN" in header
-    assert row.split() == ["b8-h16-n2048-d128-full-bf16", "402.1", "390", "350.5", "1.031", "0.684"]
+    assert row.split() == ["b8-h16-n2048-d128-full-bf16", "402.1", "390", "350.5", "1.031", "0.684", "-"]
     assert "dense peak of NVIDIA H200: 989 TFLOPS" in text
     assert "baseline error, b8-h16-n2048-d128-full-bf16: flash-attn: not installed" in text
 
@@ -45,7 +45,7 @@ def test_the_static_report_reads_the_same_when_only_timings_differ() -> None:
 def test_the_brief_names_device_arch_shapes_and_tolerances() -> None:
     text = brief(get_suite("h100-mha"), device="NVIDIA H200", archs=("sm_90a",), on_gpu=True, extra_shapes=4,
                  max_test_seqlen=1100, test_dtypes=("bfloat16",))
-    assert text.startswith("device: NVIDIA H200; times: CUDA events")
+    assert text.startswith("device: NVIDIA H200; timing: CUDA events")
     assert "sm_90a" in text and "b1-h16-n16384-d128-causal-bf16" in text
     assert "bf16 atol 0.06, rtol 0.05, rel_l2 0.01" in text and "fp16" not in text.split("tolerance")[1]
 

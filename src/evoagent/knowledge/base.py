@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import os
 import re
@@ -132,9 +133,34 @@ def load_document(path: str | os.PathLike[str]) -> Document:
     return Document(name=path.stem, title=title, text=text, sections=sections, path=str(path))
 
 
+# The attention target's seed kernels, read as reference documents (by path: knowledge imports no target).
+SEED_DIR = Path(__file__).resolve().parent.parent / "targets" / "attention" / "kernels"
+
+
+def seed_document(path: str | os.PathLike[str]) -> Document:
+    """A seed kernel file as a reference document `seed-<name>`: its docstring, then one section per
+    top-level function or class (decorators included), as Python code."""
+    path = Path(path)
+    source = path.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    intro = ast.get_docstring(tree) or ""
+    parts = [f"# Seed kernel {path.name} (a reference design shipped with evoagent)\n\n{intro}\n"]
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            code = "\n".join(lines[start - 1:node.end_lineno])
+            parts.append(f"## {node.name} (lines {start}-{node.end_lineno})\n```python\n{code}\n```\n")
+    name = "seed-" + path.stem.replace("_", "-")
+    text = "\n".join(parts)
+    title, sections = split_sections(name, text)
+    return Document(name=name, title=title, text=text, sections=sections, path=str(path))
+
+
 @lru_cache(maxsize=1)
 def _builtin_documents() -> tuple[Document, ...]:
-    return tuple(load_document(p) for p in sorted(BUILTIN_DIR.glob("*.md")))
+    docs = [load_document(p) for p in sorted(BUILTIN_DIR.glob("*.md"))]
+    return tuple(docs + [seed_document(p) for p in sorted(SEED_DIR.glob("*.py")) if p.stem != "__init__"])
 
 
 def _user_documents(paths: Iterable[str | os.PathLike[str]]) -> list[Document]:

@@ -17,11 +17,12 @@ PTX, see the rules), in one file `kernel.py` that defines
     def attention(q, k, v, *, causal: bool, sm_scale: float) -> torch.Tensor
 
 q is (B, H_Q, N, D); k and v are (B, H_KV, N, D) with H_Q % H_KV == 0 (GQA: query head h uses key/value
-head h // (H_Q // H_KV)); all contiguous, fp16 or bf16, D in {64, 128}, any N >= 1 (not a multiple of
-any block size in general). Return a NEW (B, H_Q, N, D) tensor of q's dtype holding
+head h // (H_Q // H_KV)); all contiguous, any N >= 1 (not a multiple of any block size in general).
+The contract allows fp16 or bf16 and D in {64, 128}; which of them this run tests and times is the
+suite's scope below. Return a NEW (B, H_Q, N, D) tensor of q's dtype holding
 softmax(sm_scale * q @ k^T, masked to keys j <= i when causal) @ v. The score is the geometric mean
-TFLOPS over the suite's configurations (FLOPs = 4*B*H_Q*N^2*D, halved when causal); a version that
-fails any check scores nothing.
+TFLOPS over the suite's configurations, each weighing the same (FLOPs = 4*B*H_Q*N^2*D, halved when
+causal); a version that fails any check scores nothing.
 """
 
 RULES = """\
@@ -37,6 +38,14 @@ RULES = """\
   ratios, both causal modes): |out - ref| <= atol*rms(ref) + rtol*|ref| per element and a relative L2
   error bound (fp16: 1e-2, 1e-2, 2e-3; bf16: 6e-2, 5e-2, 1e-2). Accumulate in fp32.
 - Tunable module constants may be marked `NAME = value  # evo: choices a b c`.
+- Rulings: device queries (torch.cuda.get_device_properties, the SM count, triton's active driver) are
+  allowed; reading the environment (os.environ, files) is not. @triton.autotune and per-shape dispatch
+  (choosing kernels or block sizes from B, H, N, D, causal, dtype) are allowed. Caching launch metadata
+  across calls (grids, tensor descriptors' layouts, chosen configs keyed by shape) is allowed; caching
+  data (inputs, outputs, partial results) never is. Operands: q, k and v enter the tensor cores in
+  their own dtype and P may be cast to it for P@V (as FlashAttention does), with fp32 accumulation;
+  fp8 or lower operands are outside the tolerance. triton.set_allocator (scratch memory for on-device
+  tensor descriptors) is configuration, not a patch, and is allowed.
 - CUDA instead of Triton: put the CUDA C++ in one module-level literal `CUDA_SOURCE = r'''...'''` (kernels and
   plain host functions taking int64_t data pointers, sizes and the stream as numbers; no torch/ATen, cuBLAS,
   cuDNN, CUTLASS/CuTe, CUB/Thrust headers or calls; no streams, events, graphs, cudaMalloc/cudaMemcpy,
@@ -53,26 +62,51 @@ _VOLATILE = {"compile_seconds", "cached", "seconds_in_child", "device"}  # the d
 
 
 def brief(suite: Suite, *, device: str, archs: Sequence[str], on_gpu: bool, extra_shapes: int,
-          max_test_seqlen: int, test_dtypes: Sequence[str]) -> str:
-    """The facts an agent needs before its first edit: hardware, configurations, how correctness is judged."""
-    timing = ("times: CUDA events per configuration, interleaved with the baselines" if on_gpu else
-              "times: wall time in Triton's CPU interpreter, which checks correctness but says little about "
-              "speed on a GPU")
+          max_test_seqlen: int, test_dtypes: Sequence[str], reps: int = 30, warmup: int = 3,
+          versions: Mapping[str, str | None] | None = None, ncu: str = "") -> str:
+    """The facts an agent needs before its first edit: hardware, scope, configurations, timing and its noise."""
+    timing = (f"timing: CUDA events around each call, {reps} repetitions per configuration after {warmup} warm-up "
+              "calls, interleaved with the baselines, inputs refilled before every repetition; the score uses the "
+              "median; the benchmark table's IQR (spread of the middle half) is the noise: differences below "
+              "about twice it are not real, compare versions with `benchmark compare`" if on_gpu else
+              f"timing: wall time in Triton's CPU interpreter ({reps} repetitions after {warmup} warm-up), the "
+              "score uses the fastest repetition (noise only adds time); it checks correctness but says little "
+              "about speed on a GPU")
     rows = [(c.name, c.batch, c.heads_q, c.heads_kv, c.seqlen, c.head_dim, "yes" if c.causal else "no",
              _SHORT[c.dtype]) for c in suite.configs]
     tolerances = "; ".join(f"{_SHORT[d]} atol {t.atol:g}, rtol {t.rtol:g}, rel_l2 {t.rel_l2:g}"
                            for d, t in TOLERANCES.items() if d in (*suite.dtypes, *test_dtypes))
     return "\n".join([
         f"device: {device}; {timing}",
+        scope(suite, test_dtypes),
+        *([f"environment: {_versions(versions)}" + (f"; {ncu}" if ncu else "")] if versions else []),
         f"target architecture of the static compile report (no GPU needed): {', '.join(archs)}",
-        f"suite {suite.name!r}: {suite.description}; the score is the geometric mean TFLOPS over:",
+        f"suite {suite.name!r}: {suite.description}; the score is the geometric mean TFLOPS over these "
+        "configurations, each weighing the same:",
         text_table(("configuration", "B", "H_Q", "H_KV", "N", "D", "causal", "dtype"), rows),
         f"test stage: the suite's shapes{'' if on_gpu or not suite.gpu else ' (GPU suite: not on this machine)'}"
-        f" plus {extra_shapes} random shapes per evaluation (ragged N up to {max_test_seqlen}, GQA groups "
-        f"{', '.join(map(str, suite.gqa_groups))}, dtypes {', '.join(_SHORT[d] for d in test_dtypes)})",
+        f" plus {extra_shapes} random shapes drawn afresh per evaluation from one distribution, for your `test` "
+        f"and for the authoritative evaluation alike (ragged N up to {max_test_seqlen}, GQA groups {', '.join(map(str, suite.gqa_groups))}, "
+        f"dtypes {', '.join(_SHORT[d] for d in test_dtypes)}, head dims {', '.join(map(str, suite.head_dims))})",
         f"correctness tolerance against the fp64 reference: {tolerances}",
         _languages(on_gpu),
     ])
+
+
+def scope(suite: Suite, test_dtypes: Sequence[str]) -> str:
+    """What this suite really times and tests, against what the contract allows."""
+    timed = "/".join(_SHORT[d] for d in suite.dtypes)
+    dims = "/".join(map(str, suite.head_dims))
+    mha = all(c.heads_q == c.heads_kv for c in suite.configs)
+    tested = "/".join(_SHORT[d] for d in test_dtypes)
+    return (f"scope: this suite times {timed} only, head dim D = {dims} only"
+            + (", multi-head only (H_Q == H_KV; GQA shapes are tested for correctness, never timed)" if mha else "")
+            + f"; tests run in {tested}. Optimise for exactly that: other dtypes and head dims of the contract "
+            "only need to stay correct if you keep them at all (a kernel may assert its scope).")
+
+
+def _versions(versions: Mapping[str, str | None]) -> str:
+    return ", ".join(f"{name} {version}" for name, version in versions.items() if version)
 
 
 # The knowledge base's CUDA/PTX documents (src/evoagent/knowledge/docs/cuda-*.md), named in the brief.
@@ -89,7 +123,8 @@ def _languages(on_gpu: bool) -> str:
     return ("kernel languages: Triton (@triton.jit kernels) or CUDA C++ (a module-level CUDA_SOURCE = r\"\"\"...\"\"\" "
             f"literal built with load_extension, see the rules); {cuda}; for CUDA the knowledge base has "
             f"{', '.join(CUDA_DOCUMENTS)} (inline PTX, mma.sync/ldmatrix fragments, cp.async, TMA and mbarriers, "
-            "wgmma, registers, shared memory) and the CUDA seed cuda_fa2.py as a worked example")
+            "wgmma, registers, shared memory); the seed kernels (fa2, hopper-tma, cuda-fa2) are reference "
+            "documents: read_knowledge seed-<name>")
 
 
 def sections(result: EvalResult) -> list[tuple[str, str]]:
@@ -130,11 +165,12 @@ def _benchmark(details: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
     baselines = list(dict.fromkeys(name for row in rows for name in row.get("tflops", {}) if name != "candidate"))
     ratio = any(row.get("ratio_to_cudnn") is not None for row in rows)
     header = ("configuration", "TFLOPS", *(f"{b} TFLOPS" for b in baselines), *(("x cuDNN",) if ratio else ()),
-              "median ms")
+              "median ms", "IQR ms")
     table = [(row.get("config"), row.get("tflops", {}).get("candidate"),
               *(row.get("tflops", {}).get(b) for b in baselines), *((row.get("ratio_to_cudnn"),) if ratio else ()),
-              row.get("median_ms", {}).get("candidate")) for row in rows]
-    lines = [text_table(header, table)]
+              row.get("median_ms", {}).get("candidate"), row.get("iqr_ms", {}).get("candidate")) for row in rows]
+    lines = [text_table(header, table), "TFLOPS come from the median time on a GPU, the fastest repetition in the "
+             "CPU interpreter; IQR is the spread of the middle half of the candidate's times (its noise)."]
     if details.get("peak_tflops"):
         lines.append(f"dense peak of {details.get('device')}: {cell(details['peak_tflops'])} TFLOPS")
     errors = {f"{row.get('config')}: {name}": error for row in rows

@@ -8,6 +8,7 @@ import functools
 import math
 import os
 import shutil
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 from ...candidate import Candidate
 from ...confinement import cache_environment
 from ...errors import ConfigError, EvaluatorError, KernelSourceError
-from ...evaluator import EXPERIMENT_FILE, Evaluator
+from ...evaluator import EXPERIMENT_FILE, Evaluator, environment
 from ...records import Descriptors
 from ...result import EvalResult, StageResult, Status
 from . import agent_text, cuda_legality, cuda_static, legality
@@ -64,6 +65,15 @@ _CPU_MAX_TEST_SEQLEN = 80
 # the child rebuilds from each repetition's seed and the trusted side rebuilds to check them).
 _TIMED_ROWS = 256
 _CPU_LABEL = "cpu-interpreter"
+
+
+def _versions() -> dict[str, str | None]:
+    """Python, torch (and the CUDA it was built with, when torch is loaded), Triton."""
+    env = environment()
+    torch = sys.modules.get("torch")
+    cuda = getattr(getattr(torch, "version", None), "cuda", None) if torch is not None else None
+    return {"python": env["python"], "torch": env["versions"].get("torch"), "CUDA": cuda,
+            "triton": env["versions"].get("triton")}
 
 
 def _ncu_install() -> tuple[str, ...]:
@@ -244,9 +254,14 @@ class AttentionEvaluator(Evaluator):
 
     def agent_brief(self) -> str:
         max_n = self.suite.max_test_seqlen if self.on_gpu else min(self.suite.max_test_seqlen, _CPU_MAX_TEST_SEQLEN)
+        ncu = ("ncu: " + ("runs in `profile`" if self.ncu else "installed, off for this run (evaluator ncu=false)")
+               if shutil.which("ncu") else "ncu: not installed here (`profile` gives kernel times only)")
         return agent_text.brief(self.suite, device=self.device_label(), archs=self.archs, on_gpu=self.on_gpu,
                                 extra_shapes=self.extra_shapes, max_test_seqlen=max_n,
-                                test_dtypes=self.suite.dtypes if self.on_gpu else ("float16",))
+                                test_dtypes=self.suite.dtypes if self.on_gpu else ("float16",),
+                                reps=self.reps or (30 if self.on_gpu else 5),
+                                warmup=self.warmup if self.warmup is not None else (3 if self.on_gpu else 1),
+                                versions=_versions(), ncu=ncu)
 
     def result_sections(self, result: EvalResult) -> list[tuple[str, str]]:
         return agent_text.sections(result)
