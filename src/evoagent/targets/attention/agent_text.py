@@ -87,7 +87,8 @@ def brief(suite: Suite, *, device: str, archs: Sequence[str], on_gpu: bool, extr
         f"test stage: the suite's shapes{'' if on_gpu or not suite.gpu else ' (GPU suite: not on this machine)'}"
         f" plus {extra_shapes} random shapes drawn afresh per evaluation from one distribution, for your `test` "
         f"and for the authoritative evaluation alike (ragged N up to {max_test_seqlen}, GQA groups "
-        f"{', '.join(map(str, suite.gqa_groups))}, dtypes {', '.join(_SHORT[d] for d in test_dtypes)}, head dims {', '.join(map(str, suite.head_dims))})",
+        f"{', '.join(map(str, suite.gqa_groups))}, dtypes {', '.join(_SHORT[d] for d in test_dtypes)}, "
+        f"head dims {', '.join(map(str, suite.head_dims))})",
         f"correctness tolerance against the fp64 reference: {tolerances}",
         _languages(on_gpu),
     ])
