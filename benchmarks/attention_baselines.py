@@ -17,6 +17,7 @@ device, ...): the benchmark records that reason in place of a number.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,17 @@ class Missing(Exception):
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
+
+
+def unavailable(name: str, device_type: str) -> str | None:
+    """Why baseline `name` can never run on this device type ('cuda' or 'cpu'), found without building it; else None."""
+    if name in SDPA_BACKENDS and device_type != "cuda":
+        return "needs a CUDA device (SDPA's fused backends run on GPUs only)"
+    if name == "flex" and device_type != "cuda":
+        return "compiled FlexAttention is timed on GPUs only"
+    if name in _FLASH_MODULES and importlib.util.find_spec(_FLASH_MODULES[name]) is None:
+        return f"not importable: ModuleNotFoundError: No module named '{_FLASH_MODULES[name]}'"
+    return None
 
 
 def build(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, sm_scale: float,

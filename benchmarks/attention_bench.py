@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import device_report  # noqa: E402
-from attention_baselines import BASELINES, Missing, build, first_line  # noqa: E402
+from attention_baselines import BASELINES, Missing, build, first_line, unavailable  # noqa: E402
 from bench_planner import Planner, Prepared  # noqa: E402
 
 SEED_DIR = ROOT / "kernels" / "attention"
@@ -466,6 +466,7 @@ def run(plan: list[tuple[str, Any]], seeds: list[Path], out: Path, budget_s: flo
     print(f"device: {report['device'].get('name')}; versions: {report['versions']}", flush=True)
     report["seeds"] = check_seeds(seeds, plan[0][0] if plan else "smoke")
     modules, missing = load_modules(seeds, report["seeds"], gpu)
+    missing |= {n: why for n in BASELINES if (why := unavailable(n, "cuda" if gpu else "cpu")) is not None}
     device_report.save(report, out)
     planner = Planner(backend=RealBackend(modules, method, gpu), clock=time.perf_counter, started=started,
                       deadline_s=budget_s, seeds=names, baselines=list(BASELINES), missing=missing, report=report,

@@ -1,6 +1,6 @@
 """The device check's result file: one JSON object that every step adds to, and the Markdown made from it.
 
-    python benchmarks/device_report.py validate OUT/device_check.json     # exit 1 naming what is missing
+    python benchmarks/device_report.py validate OUT/device_check.json     # exit 1 naming what is missing; the verdict
     python benchmarks/device_report.py render OUT/device_check.json       # rewrite the .md beside it
     python benchmarks/device_report.py save OUT/device_check.json         # -> benchmarks/results/<gpu>-<date>.json/.md
 
@@ -109,7 +109,35 @@ def validate(report: Any) -> list[str]:
         for name, number in numbers.items():
             if not isinstance(number.get("tflops"), (int, float)) or not number["tflops"] > 0:
                 problems.append(f"row {row.get('config')!r}: {name} has no positive 'tflops'")
-    return problems
+    return problems + usefulness(report)[0]
+
+
+def on_gpu(report: dict[str, Any]) -> bool:
+    return str(report.get("device", {}).get("name") or "cpu-interpreter") != "cpu-interpreter"
+
+
+def usefulness(report: dict[str, Any]) -> tuple[list[str], str]:
+    """What makes the numbers useless, and the one-line verdict ("useful: N rows, M implementations").
+
+    On a GPU a useful row has a seed's number and cuDNN's (the ratio the project is about); at least
+    one is needed. Without a GPU (the interpreter) every row must have a seed's number: a flow that
+    measures nothing fails.
+    """
+    rows = [r for r in report.get("rows", []) if isinstance(r, dict)]
+    seeds = set(report.get("candidates", []))
+    with_seed = [r for r in rows if seeds & set(r.get("numbers", {}))]
+    problems = []
+    if on_gpu(report):
+        useful = [r for r in with_seed if CUDNN in r.get("numbers", {})]
+        if not useful:
+            problems.append("no row has both a seed's number and cuDNN's: nothing to compare")
+    else:
+        useful = with_seed
+        problems += [f"row {r.get('config')!r} has no seed's number" for r in rows if r not in with_seed]
+        if not rows:
+            problems.append("no seed was measured")
+    implementations = {n for r in useful for n in r.get("numbers", {})}
+    return problems, f"useful: {len(useful)} rows, {len(implementations)} implementations"
 
 
 # -- markdown -------------------------------------------------------------------------------------
@@ -270,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     report = json.loads(args.file.read_text())
     if args.action == "validate":
         problems = validate(report)
-        print("\n".join(problems) if problems else f"{args.file}: complete ({len(report['rows'])} rows)")
+        verdict = usefulness(report)[1] if isinstance(report, dict) else "useful: 0 rows, 0 implementations"
+        print("\n".join(problems + [verdict]) if problems else f"{args.file}: complete; {verdict}")
         return 1 if problems else 0
     if args.action == "render":
         args.file.with_suffix(".md").write_text(markdown(report))

@@ -9,15 +9,22 @@
 `evolve` runs a short evolution with the offline policy (HeuristicPolicy: knowledge-base recipes and
 marked-parameter moves, no model) through the real engine, sandbox and attention evaluator, and
 writes a before/after table (the seed's per-configuration TFLOPS against the best committed
-version's) after every trial. `profile` runs the evaluator's profile stage on a seed: per-kernel GPU
-times and Nsight Compute's speed-of-light section on a GPU, the static profile without one.
+version's) after every trial; it fails (exit 1) when no seed got a score. `profile` runs the
+evaluator's profile stage on a seed: per-kernel GPU times (torch.profiler, saved at once), then on a
+GPU Nsight Compute's speed-of-light section, run from this trusted process with its own short
+timeout (`--ncu-timeout-s`, default 45 s); the static profile without a GPU. `versions` also records
+where nvcc, ninja and ncu are, CUDA_HOME and the toolkit the build uses, the Landlock ABI and
+whether user namespaces can be made.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +55,8 @@ def versions(out: Path) -> int:
         except Exception as exc:
             optional[name] = f"not importable ({type(exc).__name__})"
     report["versions"]["optional"] = optional
+    report["versions"]["tools"] = tool_facts()
+    report["versions"]["confinement"] = confinement_facts()
     problem = ""
     try:
         import evoagent
@@ -66,6 +75,32 @@ def versions(out: Path) -> int:
     if problem:
         print(f"import check failed: {problem}", file=sys.stderr)
     return 1 if problem else 0
+
+
+def tool_facts() -> dict[str, Any]:
+    """Where nvcc, ninja and ncu are (`which`), nvcc's version, CUDA_HOME as set and as the build sets it."""
+    from evoagent.targets.attention.cuda_build import toolkit_root
+    from evoagent.targets.attention.cuda_static import nvcc_version
+
+    facts: dict[str, Any] = {name: shutil.which(name) for name in ("nvcc", "ninja", "ncu", "nvidia-smi")}
+    facts["nvcc_version"] = nvcc_version()
+    facts["CUDA_HOME"] = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    root = toolkit_root()
+    facts["toolkit"] = str(root) if root else None
+    return facts
+
+
+def confinement_facts() -> dict[str, Any]:
+    """The sandbox's means on this kernel: Landlock ABI and whether user namespaces can be made."""
+    from evoagent.confinement import landlock_abi
+
+    facts: dict[str, Any] = {"landlock_abi": landlock_abi()}
+    for name in ("/proc/sys/user/max_user_namespaces", "/proc/sys/kernel/unprivileged_userns_clone"):
+        try:
+            facts[name.rsplit("/", 1)[1]] = Path(name).read_text().strip()
+        except OSError:
+            facts[name.rsplit("/", 1)[1]] = None
+    return facts
 
 
 # -- the short evolution --------------------------------------------------------------------------
@@ -107,7 +142,10 @@ def evolve(out: Path, seeds: list[Path], suite: str | None, budget_s: float, tri
             (out / "evolved_best.py").write_text(result.best.path.read_text())
     device_report.update(out, evolution=final)
     print(final["summary"], flush=True)
-    return 0
+    scored = [t for t in final["trials"] if t["operator"] == "seed" and t["score"] is not None]
+    if not scored:
+        print("evolution measured nothing: no seed got a score", file=sys.stderr)
+    return 0 if scored else 1
 
 
 def _progress(run: Any, started: float) -> dict[str, Any]:
@@ -146,7 +184,7 @@ def _cudnn_tflops(result: Any) -> dict[str, float]:
 # -- the profile stage ----------------------------------------------------------------------------
 
 
-def profile(out: Path, seed: Path, suite: str | None) -> int:
+def profile(out: Path, seed: Path, suite: str | None, ncu_timeout_s: float = 45.0) -> int:
     import dataclasses
 
     from evoagent.candidate import Candidate
@@ -156,7 +194,9 @@ def profile(out: Path, seed: Path, suite: str | None) -> int:
     from evoagent.targets.attention.evaluator import cuda_available
 
     gpu = cuda_available()
-    evaluator = AttentionEvaluator(suite or ("h100-mha" if gpu else "smoke"), ncu=gpu, seed=0)
+    # The sandboxed profile stage gives the torch.profiler table; Nsight Compute runs afterwards from
+    # this (trusted) process on the seed, with its own short timeout (trusted_ncu).
+    evaluator = AttentionEvaluator(suite or ("h100-mha" if gpu else "smoke"), ncu=False, seed=0)
     config = evaluator.sandbox_config()
     if not gpu:
         config = dataclasses.replace(config, gpus=())
@@ -172,15 +212,58 @@ def profile(out: Path, seed: Path, suite: str | None) -> int:
                "ncu": details.get("ncu"), "text": format_check(result)}
     device_report.update(out, profile=section)
     print(section["text"], flush=True)
-    ncu = section["ncu"] or {}
-    if ncu.get("csv"):
-        print("\n".join(ncu["csv"][:20]))
+    if gpu and section["config"]:
+        section["ncu"] = trusted_ncu(seed, evaluator.suite.name, str(section["config"]), ncu_timeout_s)
+        device_report.update(out, profile=section)
+        ncu = section["ncu"]
+        print("\n".join(ncu.get("csv", [])[:20]) or f"ncu: {ncu}", flush=True)
     return 0 if result.status.value == "ok" else 1
+
+
+_NCU_PROBE = """
+import importlib.util, math, sys
+import torch
+sys.path[:0] = [{bench!r}, {src!r}]
+from attention_bench import make_inputs, suite_configs
+config = next(c for c in suite_configs({suite!r}) if c.name == {config!r})
+spec = importlib.util.spec_from_file_location("seed", {seed!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+q, k, v = make_inputs(config, "cuda")
+for _ in range(2):
+    module.attention(q, k, v, causal=config.causal, sm_scale=1 / math.sqrt(config.head_dim))
+torch.cuda.synchronize()
+"""
+
+
+def trusted_ncu(seed: Path, suite: str, config: str, timeout_s: float) -> dict[str, Any]:
+    """Nsight Compute's SpeedOfLight section of the seed's kernels on one configuration, run from here
+    (not from the confined sandbox, where ncu may not reach its target), stopped after `timeout_s`."""
+    ncu = shutil.which("ncu")
+    if ncu is None:
+        return {"available": False}
+    probe = _NCU_PROBE.format(bench=str(ROOT / "benchmarks"), src=str(ROOT / "src"), suite=suite, config=config,
+                              seed=str(seed.resolve()))
+    # --clock-control none: the clocks as they are (ncu would otherwise lock them to base).
+    command = [ncu, "--csv", "--clock-control", "none", "--section", "SpeedOfLight", "--kernel-name",
+               "regex:attention", "--launch-count", "3", sys.executable, "-c", probe]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # ncu and its target
+        process.communicate()
+        return {"available": True, "error": f"ncu took longer than {timeout_s:g} s (stopped)", "config": config}
+    rows = [line for line in stdout.splitlines() if line.startswith('"')]
+    return {"available": True, "returncode": process.returncode, "config": config, "csv": rows[:40],
+            "seconds": round(time.perf_counter() - started, 1),
+            "stderr_tail": stderr[-500:] if process.returncode else ""}
 
 
 def compile_seeds(seeds: list[Path], archs: list[str], expect_triton: str | None) -> int:
     """The check stage per seed and arch; exit 1 unless every one compiles and uses tensor cores."""
-    import dataclasses
 
     import triton
 
@@ -195,7 +278,7 @@ def compile_seeds(seeds: list[Path], archs: list[str], expect_triton: str | None
         return 1
     evaluator = AttentionEvaluator("h100-mha", archs=archs)
     failures = []
-    with Sandbox(dataclasses.replace(evaluator.sandbox_config(), gpus=())) as sandbox:
+    with Sandbox(evaluator.sandbox_config()) as sandbox:  # the check stage runs on a CPU worker (no GPU visible)
         for seed in seeds:
             result = evaluator.evaluate(Candidate.from_path(seed, entry=evaluator.entry), sandbox, stages=("check",))
             print(f"== {seed.name}\n{format_check(result)}", flush=True)
@@ -228,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["evolve"].add_argument("--run-dir", type=Path, help="where the run's store goes (default: a temp dir)")
     sub.choices["profile"].add_argument("--seed", type=Path)
     sub.choices["profile"].add_argument("--suite")
+    sub.choices["profile"].add_argument("--ncu-timeout-s", type=float, default=45.0, help="Nsight Compute's own limit")
     sub.choices["record"].add_argument("--step", dest="name", required=True)
     sub.choices["record"].add_argument("--rc", type=int, required=True)
     sub.choices["record"].add_argument("--seconds", type=float, required=True)
@@ -257,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = args.seed or default_seed()
     if not seed.is_file():
         parser.error(f"seed file {str(seed)!r} does not exist")
-    return profile(args.out, seed, args.suite)
+    return profile(args.out, seed, args.suite, args.ncu_timeout_s)
 
 
 if __name__ == "__main__":

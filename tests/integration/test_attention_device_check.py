@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import shutil
 import subprocess
 import sys
 import warnings
@@ -136,7 +137,7 @@ def test_report_of_a_run_stopped_part_way_renders_and_names_what_is_missing(repo
 def test_saved_results_are_named_by_gpu_and_date_and_refused_when_incomplete(report_module, tmp_path: Path) -> None:
     report = {"date": "2030-01-02T03:04:05+00:00", "device": {"name": "NVIDIA H200"}, "versions": {"torch": "x"},
               "candidates": ["fa2"], "baselines": ["sdpa-cudnn"],
-              "rows": [_row("c", {"fa2": 1.0}, {"sdpa-cudnn": "needs a CUDA device"})]}
+              "rows": [_row("c", {"fa2": 1.0, "sdpa-cudnn": 2.0}, {})]}
     path = tmp_path / "device_check.json"
     path.write_text(json.dumps(report))
     written = report_module.save_results(path, tmp_path / "results")
@@ -144,6 +145,36 @@ def test_saved_results_are_named_by_gpu_and_date_and_refused_when_incomplete(rep
     path.write_text(json.dumps(report | {"rows": []}))
     with pytest.raises(SystemExit, match="no 'rows'"):
         report_module.save_results(path, tmp_path / "results")
+
+
+def test_a_gpu_report_is_useful_only_with_a_row_holding_a_seed_and_cudnn(report_module, tmp_path: Path) -> None:
+    report = {"device": {"name": "NVIDIA H100 80GB HBM3"}, "versions": {"torch": "2.11.0"},
+              "candidates": ["fa2", "cuda_fa2"], "baselines": ["sdpa-cudnn", "sdpa-flash"],
+              "rows": [_row("a", {"fa2": 300.0, "sdpa-flash": 350.0}, {"cuda_fa2": "x", "sdpa-cudnn": "refused"}),
+                       _row("b", {"sdpa-cudnn": 500.0, "sdpa-flash": 350.0}, {"fa2": "x", "cuda_fa2": "y"})]}
+    assert report_module.validate(report) == ["no row has both a seed's number and cuDNN's: nothing to compare"]
+    report["rows"].append(_row("c", {"fa2": 300.0, "cuda_fa2": 250.0, "sdpa-cudnn": 500.0}, {"sdpa-flash": "z"}))
+    assert report_module.validate(report) == []
+    assert report_module.usefulness(report)[1] == "useful: 1 rows, 3 implementations"
+    path = tmp_path / "device_check.json"
+    path.write_text(json.dumps(report))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device_report.py"), "validate", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip().endswith("complete; useful: 1 rows, 3 implementations")
+
+
+def test_a_cpu_report_fails_unless_every_row_has_a_seed_number(report_module, tmp_path: Path) -> None:
+    report = {"device": {"name": "cpu-interpreter"}, "versions": {"torch": "2.11.0"}, "candidates": ["fa2"],
+              "baselines": ["sdpa-cudnn"],
+              "rows": [_row("a", {"fa2": 1e-5}, {"sdpa-cudnn": "needs a CUDA device"}),
+                       _row("b", {}, {"fa2": "InterpreterError: ...", "sdpa-cudnn": "needs a CUDA device"})]}
+    assert report_module.validate(report) == ["row 'b' has no seed's number"]
+    path = tmp_path / "device_check.json"
+    path.write_text(json.dumps(report))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "device_report.py"), "validate", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stdout.splitlines() == ["row 'b' has no seed's number",
+                                                                 "useful: 1 rows, 1 implementations"]
 
 
 def test_reference_is_fp64_for_small_shapes_and_chunking_does_not_change_it(bench, monkeypatch) -> None:
@@ -221,3 +252,27 @@ def test_a_confined_profile_stage_may_read_nsight_computes_folder(tmp_path: Path
     assert _ncu_install() == (str(bin_dir), str(install.resolve()))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert _ncu_install() == ()
+
+
+def _fake_ncu(folder: Path, body: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ncu").write_text("#!/bin/sh\n" + body)
+    (folder / "ncu").chmod(0o755)
+
+
+def test_trusted_ncu_reads_the_csv_and_stops_a_hung_ncu_with_its_own_timeout(tmp_path: Path, monkeypatch) -> None:
+    steps = importlib.import_module("device_steps")
+    sleep = shutil.which("sleep")
+    monkeypatch.setenv("PATH", str(tmp_path / "none"))
+    assert steps.trusted_ncu(SEED, "h100-mha", "b1-h16-n16384-d128-full-bf16", 5.0) == {"available": False}
+    _fake_ncu(tmp_path / "ok", 'echo "==PROF== Connected"\necho \'"ID","Kernel Name","Metric Value"\'\n'
+                               'echo \'"0","_attention_forward","71.2"\'\n')
+    monkeypatch.setenv("PATH", str(tmp_path / "ok"))
+    done = steps.trusted_ncu(SEED, "h100-mha", "b1-h16-n16384-d128-full-bf16", 30.0)
+    assert done["returncode"] == 0 and done["csv"] == ['"ID","Kernel Name","Metric Value"',
+                                                       '"0","_attention_forward","71.2"']
+    _fake_ncu(tmp_path / "hung", f"{sleep} 600 &\nwait\n")  # ncu and a target that hang
+    monkeypatch.setenv("PATH", str(tmp_path / "hung"))
+    hung = steps.trusted_ncu(SEED, "h100-mha", "b1-h16-n16384-d128-full-bf16", 1.0)
+    assert hung == {"available": True, "error": "ncu took longer than 1 s (stopped)",
+                    "config": "b1-h16-n16384-d128-full-bf16"}
