@@ -99,10 +99,16 @@ class Planner:
         self.report.setdefault("skipped", [])
         self.report.setdefault("prepare", {})
         for suite in dict.fromkeys(s for s, _ in plan):
-            configs = [c for s, c in plan if s == suite]
-            prepared = self._prepare_suite(suite, configs)
-            for index, config in enumerate(prepared):
-                self._time(suite, config, rows_left=len(prepared) - index)
+            pending: dict[str, tuple[Any, str]] = {c.name: (c, "") for s, c in plan if s == suite}
+            while pending:  # rows timed faster than estimated leave time for the configurations left out
+                prepared, left_out = self._prepare_suite([c for c, _ in pending.values()])
+                for index, config in enumerate(prepared):
+                    self._time(suite, config, rows_left=len(prepared) - index)
+                pending = left_out
+                if not prepared:
+                    break
+            for config, reason in pending.values():
+                self._skip(suite, config, reason)
 
     # -- phase 1 -----------------------------------------------------------------------------------
 
@@ -112,24 +118,24 @@ class Planner:
     def extras(self) -> list[str]:
         return [n for n in EXTRA_BASELINES if n in self.baselines]
 
-    def _prepare_suite(self, suite: str, configs: Sequence[Any]) -> list[Any]:
-        """Prepares the core implementations per configuration while the prepared rows still fit; returns those."""
+    def _prepare_suite(self, configs: Sequence[Any]) -> tuple[list[Any], dict[str, tuple[Any, str]]]:
+        """Prepares the core implementations per configuration while the prepared rows still fit; returns
+        those configurations, and the others with the reason each was left out."""
         prepared: list[Any] = []
-        rows_ahead = 0
+        left_out: dict[str, tuple[Any, str]] = {}
         for config in configs:
             names = [n for n in self.core() if n not in self.missing]
             cost = sum(self._cost_s.get(n, 0.0) for n in names)
-            need = cost + self.row_estimate(len(names)) * (rows_ahead + 1) + self.margin_s
-            if prepared and self.elapsed() + need > self.deadline_s:
-                self._skip(suite, config, f"not prepared: preparing it (~{cost:.0f} s) and timing the "
-                                          f"{rows_ahead + 1} prepared rows would end past the {self.deadline_s:.0f} s "
-                                          f"deadline (at {self.elapsed():.0f} s)")
+            need = cost + self.row_estimate(len(names)) * (len(prepared) + 1) + self.margin_s
+            if (prepared or self.report["rows"]) and self.elapsed() + need > self.deadline_s:  # the first is tried
+                left_out[config.name] = (config, f"not prepared: preparing it (~{cost:.0f} s) and timing the "
+                                                 f"{len(prepared) + 1} prepared rows would end past the "
+                                                 f"{self.deadline_s:.0f} s deadline (at {self.elapsed():.0f} s)")
                 continue
             for name in names:
                 self._prepare(config, name)
             prepared.append(config)
-            rows_ahead += 1
-        return prepared
+        return prepared, left_out
 
     def _prepare(self, config: Any, name: str) -> Prepared:
         result = self.backend.prepare(config, name)
@@ -181,6 +187,8 @@ class Planner:
             self._skip(suite, config, f"timing failed: {why}")
             return
         seconds = self.clock() - began
+        for name, number in numbers.items():
+            number.setdefault("rel_l2", self.backend_check(config.name, name).get("rel_l2"))
         self._row_s_per_impl = max(self._row_s_per_impl or 0.0, seconds / max(len(ready), 1))
         entries = self.report["prepare"].get(config.name, {})
         missing = dict(late)
