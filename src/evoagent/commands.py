@@ -199,7 +199,7 @@ def _print_summary(run_: Run, result: EvolveResult, caption: str) -> None:
     if result.best is None:
         print("no correct version: the reasons are in `evoagent show RUN TRIAL` and the report")
     else:
-        seed = f", {summary.ratio_to_seed:.3f}x the seed" if summary.ratio_to_seed is not None else ""
+        seed = f", {summary.seed_text()}" if summary.ratio_to_seed is not None else ""
         print(f"best: version {result.best.candidate.id}, score {format_score(result.best.score)} {caption}{seed}")
         print(f"best version written to {result.best.path}")
     where = shlex.quote(str(run_.dir))
@@ -389,6 +389,8 @@ def show(args: argparse.Namespace) -> int:
             if event["trial_id"] == trial.id:
                 print(f"retried: {event['payload'].get('what', 'evaluation')} lost and run again "
                       f"({event['payload'].get('reason', '')})")
+        for line in views.improvement_lines(run_.store, trial.id):
+            print(line)
         print(f"tokens: in {u.input_tokens} out {u.output_tokens} cache-read {u.cache_read_tokens} "
               f"cache-write {u.cache_write_tokens}; cost ${u.cost_usd:.4f}; wall {format_score(trial.wall_s, '.3g')} s")
         result = run_.store.result(trial.candidate_id) if trial.candidate_id else None

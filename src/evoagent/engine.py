@@ -233,7 +233,8 @@ class _Engine:
         decision = self.run.population.decide(result, best, self._remeasure(trial_id, candidate, best))
         if decision.best_score is not None:
             self.emit("confirm", {"trial_id": trial_id, "score": decision.result.score, "passed": decision.committed,
-                                  "best_score": decision.best_score, "best_id": best.candidate_id if best else None})
+                                  "best_score": decision.best_score, "best_id": best.candidate_id if best else None,
+                                  **(decision.improvement.to_dict() if decision.improvement else {})})
         eval_s = time.perf_counter() - started
         with self.lock:
             if cluster_gone(self.executor):  # its evaluation was cut short: interrupted, evaluated again on resume

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from .errors import ConfigError
 from .records import Descriptors, Member, NicheView
-from .result import EvalResult, format_score
+from .result import EvalResult
 from .store import RunStore
 
 
@@ -150,6 +150,23 @@ class Remeasure(Protocol):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Improvement:
+    """A re-measured ratio to the incumbent: the median of the paired rounds and their spread.
+
+    Each round measures the candidate and then the incumbent, so both see the same machine state;
+    `ratio` is the median of the rounds' score ratios, `low` and `high` the smallest and largest.
+    """
+
+    ratio: float
+    low: float
+    high: float
+    rounds: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"ratio": self.ratio, "low": self.low, "high": self.high, "rounds": self.rounds}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
     """A population's verdict on one result.
 
@@ -157,11 +174,30 @@ class Decision:
         committed: whether the result's version joins the population.
         result: the result to store (after re-measurement: per-config medians and their score).
         best_score: the incumbent's median score when it was re-measured, else None.
+        improvement: the re-measured ratio to the incumbent with its spread (None without re-measurement).
     """
 
     committed: bool
     result: EvalResult
     best_score: float | None = None
+    improvement: Improvement | None = None
+
+
+def paired_improvement(mine: Sequence[float | None], theirs: Sequence[float | None]) -> Improvement | None:
+    """The ratios of paired re-measurements (candidate round i / incumbent round i) as an Improvement."""
+    ratios = [a / b for a, b in zip(mine, theirs, strict=True) if a is not None and b is not None and b > 0]
+    if not ratios:
+        return None
+    return Improvement(ratio=statistics.median(ratios), low=min(ratios), high=max(ratios), rounds=len(ratios))
+
+
+def _remeasured_note(best_id: str, improvement: Improvement | None, passed: bool) -> str:
+    if improvement is None:
+        return f"re-measured beside best {best_id}: no paired round could be scored" + ("" if passed else
+                                                                                       "; not committed")
+    figure = (f"{improvement.ratio:.3f}x best {best_id} (paired rounds {improvement.low:.3f}-{improvement.high:.3f}, "
+              f"{improvement.rounds} re-measurement{'s' if improvement.rounds != 1 else ''} interleaved)")
+    return figure if passed else f"{figure}; not committed: the re-measurements do not show it beyond noise"
 
 
 def medians(runs: Sequence[Mapping[str, float]]) -> dict[str, float]:
@@ -238,6 +274,7 @@ class Population(abc.ABC):
             return Decision(committed=True, result=result)
         mine: list[Mapping[str, float]] = [result.metrics]
         theirs: list[Mapping[str, float]] = []
+        pairs: list[tuple[float | None, float | None]] = []  # (candidate, incumbent) scores of each round
         for round_ in range(1, self.confirm + 1):
             again = remeasure.candidate()
             if not again.ok:
@@ -247,15 +284,27 @@ class Population(abc.ABC):
             incumbent = remeasure.best()
             if incumbent.ok:
                 theirs.append(incumbent.metrics)
+                pairs.append((remeasure.aggregate(again.metrics), remeasure.aggregate(incumbent.metrics)))
         if not theirs:  # the incumbent could not be re-measured: judge on the first measurement
             return Decision(committed=True, result=result)
         metrics, best_metrics = medians(mine), medians(theirs)
         score, best_score = remeasure.aggregate(metrics), remeasure.aggregate(best_metrics)
-        passed = score is not None and best_score is not None and bool(self.rule(score, best_score))
-        note = (f"re-measured {len(mine) - 1}x interleaved with best {best.candidate_id}: median "
-                f"{format_score(score)} vs {format_score(best_score)}" + ("" if passed else "; not committed"))
-        return Decision(committed=passed, result=dataclasses.replace(result, metrics=metrics, score=score, reason=note),
-                        best_score=best_score)
+        improvement = paired_improvement([a for a, _ in pairs], [b for _, b in pairs])
+        passed = self.passes_remeasured(score, best_score, improvement)
+        return Decision(committed=passed, result=dataclasses.replace(
+            result, metrics=metrics, score=score, reason=_remeasured_note(best.candidate_id, improvement, passed)),
+            best_score=best_score, improvement=improvement)
+
+    def passes_remeasured(self, score: float | None, best_score: float | None,
+                          improvement: Improvement | None) -> bool:
+        """The commit rule after re-measurement: the medians pass it, and so does the worst paired round.
+
+        Noise cannot make a commit: every round, measured beside the incumbent, must show the candidate
+        matching or beating it (within the rule's tolerance), not only the median.
+        """
+        if score is None or best_score is None or not self.rule(score, best_score):
+            return False
+        return improvement is None or bool(self.rule(best_score * improvement.low, best_score))
 
     @abc.abstractmethod
     def select_parent(self, members: Members, rng: random.Random) -> Member:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from .formatting import clip, format_duration
 from .result import format_score
-from .views import RunSummary, summarize
+from .views import Ratio, RunSummary, confirmations, rows_of, seed_figure, summarize
 
 if TYPE_CHECKING:
     from .evaluator import Evaluator
@@ -26,17 +26,19 @@ if TYPE_CHECKING:
 class ProgressState:
     """What the progress line shows, kept up to date from engine events."""
 
-    def __init__(self, summary: RunSummary, retries: int = 0) -> None:
+    def __init__(self, summary: RunSummary, retries: int = 0, store: RunStore | None = None) -> None:
         self.summary = summary
         self.retries = retries  # evaluations run again after their machine was lost
         self.labels: Counter[str] = Counter(summary.labels)
         self.started = time.monotonic()
         self.done_at_start = summary.trials
+        self._store = store  # read at each commit for the improvement figure against the seed
+        self._confirmed: dict[int, Ratio] = {}  # trial id -> its re-measured ratio to the best
 
     @classmethod
     def of(cls, store: RunStore, evaluator: Evaluator) -> ProgressState:
         return cls(summarize(store, caption=evaluator.score_caption(evaluator.device_label())),
-                   retries=len(store.evaluations(kind="lost")))
+                   retries=len(store.evaluations(kind="lost")), store=store)
 
     def update(self, event: Event) -> str:
         """Takes one event; returns a line about it worth printing ('' if none)."""
@@ -62,6 +64,9 @@ class ProgressState:
                     f"again | {clip(str(p.get('reason', '')), 160)}")
         elif event.kind == "cluster":
             return f"executor {p.get('executor')}"
+        elif event.kind == "confirm" and p.get("ratio") is not None:
+            self._confirmed[int(p["trial_id"])] = Ratio(value=p["ratio"], low=p["low"], high=p["high"],
+                                                        rounds=p["rounds"])
         elif event.kind == "backoff":
             return f"model API failing ({p['failures']} trial(s) in a row): next trial in {p['delay_s']:.0f} s"
         elif event.kind == "stop":
@@ -81,8 +86,15 @@ class ProgressState:
             best_score=best, tokens=s.tokens + (usage.tokens if usage else 0),
             cost_usd=s.cost_usd + (usage.cost_usd if usage else 0.0))
         change = ""
-        if p.get("score") is not None and s.best_score:
+        figure = self._confirmed.pop(int(p["trial_id"]), None)
+        if figure is not None:  # re-measured beside the best: that figure, with its spread, is the one to show
+            change = f" ({figure.text('the best')})"
+        elif p.get("score") is not None and s.best_score:
             change = f" ({100 * (p['score'] / s.best_score - 1):+.2f}% vs best)"
+        if p["committed"] and self._store is not None:  # the best against the seed, as `status` and the report say
+            member = self._store.best_member()
+            self.summary = replace(self.summary, seed_figure=seed_figure(
+                rows_of(self._store.trials(), confirmations(self._store)), member.candidate_id if member else None))
         where = f" [{p['niche']}]" if p.get("niche") else ""
         # the trial's id counts the seeds too (as `show` does); the count beside it is the progress bar's
         count = f" ({self.summary.trials} of {s.budget_trials})" if s.budget_trials else ""

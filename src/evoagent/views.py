@@ -12,10 +12,45 @@ from dataclasses import dataclass
 from typing import Any
 
 from .evaluator import Evaluator
-from .formatting import format_duration, format_tokens, table_html
+from .formatting import format_duration, format_tokens, plural, table_html
 from .records import Trial
 from .result import format_score
 from .store import RunStore
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ratio:
+    """An improvement figure: a ratio of scores, with the spread of its re-measurements when it has them.
+
+    `rounds` is 0 for a plain ratio of two stored scores (no spread); otherwise `low` and `high` bound
+    the paired re-measurements (for a product along a lineage: the products of the bounds).
+    """
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+    rounds: int = 0
+
+    def __mul__(self, other: Ratio) -> Ratio:
+        low = (self.low if self.low is not None else self.value) * (other.low if other.low is not None else other.value)
+        high = ((self.high if self.high is not None else self.value)
+                * (other.high if other.high is not None else other.value))
+        measured = self.rounds + other.rounds
+        return Ratio(value=self.value * other.value, low=low if measured else None, high=high if measured else None,
+                     rounds=measured)
+
+    def text(self, of: str, *, unit: str = "x") -> str:
+        """'1.270x the seed (1.200-1.310 over 2 re-measurements)', the spread only when measured."""
+        spread = ""
+        if self.rounds and self.low is not None and self.high is not None:
+            spread = f" ({self.low:.3f}-{self.high:.3f} over {plural(self.rounds, 're-measurement')})"
+        return f"{self.value:.3f}{unit} {of}{spread}"
+
+    def short(self) -> str:
+        """'1.270 (1.200-1.310)' for a table cell."""
+        if self.rounds and self.low is not None and self.high is not None:
+            return f"{self.value:.3f} ({self.low:.3f}-{self.high:.3f})"
+        return f"{self.value:.3f}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,7 +58,9 @@ class TrialRow:
     """One trial as people read it: who it came from, how it was judged, what it cost.
 
     Attributes:
-        ratio_to_parent: score / the parent's score (None when either has no score).
+        ratio_to_parent: score / the parent's score (None when either has no score); for a trial re-measured
+            beside its parent (`[population] confirm`), the median of the paired re-measurements.
+        parent_figure: the same as a `Ratio`, with the re-measurements' spread when there were any.
         status: the outcome label, or the trial's state ('running', 'interrupted') while it has none.
         finished_s: seconds from the run's first trial to this one's end (None while running).
     """
@@ -42,6 +79,7 @@ class TrialRow:
     cost_usd: float
     wall_s: float | None
     finished_s: float | None
+    parent_figure: Ratio | None = None
 
     @property
     def is_seed(self) -> bool:
@@ -93,6 +131,7 @@ class RunSummary:
     cost_usd: float
     elapsed_s: float  # from the first trial's start to the last trial's end (or now while running)
     stopped: str  # why the last evolve() call stopped ('' while running or before any stop)
+    seed_figure: Ratio | None = None  # the best against its seed, through its lineage's re-measured ratios
     started: bool = False  # an evolve() call started and has not stopped (it may be between two trials)
 
     def state(self) -> str:
@@ -105,13 +144,20 @@ class RunSummary:
 
     @property
     def ratio_to_seed(self) -> float | None:
-        return ratio(self.best_score, self.seed_score)
+        return self.seed_figure.value if self.seed_figure is not None else ratio(self.best_score, self.seed_score)
+
+    def seed_text(self, of: str = "the seed") -> str:
+        """'1.270x the seed (1.200-1.310 over 4 re-measurements)', or '' before there is a ratio."""
+        if self.seed_figure is not None:
+            return self.seed_figure.text(of)
+        value = self.ratio_to_seed
+        return "" if value is None else f"{value:.3f}x {of}"
 
     def line(self) -> str:
         """One line: trials of budget, best with its unit and ratio to the seed, commits, labels, cost."""
         of = f"/{self.budget_trials}" if self.budget_trials is not None else ""
         best = "no correct version yet" if self.best_score is None else f"best {format_score(self.best_score)} " \
-            f"{self.caption}" + (f" ({self.ratio_to_seed:.3f}x seed)" if self.ratio_to_seed is not None else "")
+            f"{self.caption}" + (f" ({self.seed_text('seed')})" if self.ratio_to_seed is not None else "")
         labels = ", ".join(f"{k} {v}" for k, v in sorted(self.labels.items())) or "none yet"
         return (f"trials {self.trials}{of} | {best} | commits {self.committed} | labels: {labels} | "
                 f"{format_tokens(self.tokens)} tokens ${self.cost_usd:.2f} | {format_duration(self.elapsed_s)}")
@@ -136,22 +182,73 @@ def evaluator_class(store: RunStore) -> type[Evaluator]:
 
 def trial_rows(store: RunStore) -> list[TrialRow]:
     """Every trial (seeds, running and interrupted ones too), oldest first."""
-    return rows_of(store.trials())
+    return rows_of(store.trials(), confirmations(store))
 
 
-def rows_of(trials: Sequence[Trial]) -> list[TrialRow]:
+def rows_of(trials: Sequence[Trial], confirmed: Mapping[int, Mapping[str, Any]] | None = None) -> list[TrialRow]:
+    """Rows of these trials; `confirmed` (trial id -> its 'confirm' event) gives re-measured ratios to the parent."""
     scores = {t.candidate_id: t.score for t in trials if t.candidate_id and t.score is not None}
     start = min((t.started_at for t in trials), default=0.0)
-    return [_row(t, scores.get(t.parent_id) if t.parent_id else None, start) for t in trials]
+    return [_row(t, scores.get(t.parent_id) if t.parent_id else None, start, (confirmed or {}).get(t.id))
+            for t in trials]
 
 
-def _row(t: Trial, parent_score: float | None, start: float) -> TrialRow:
+def _row(t: Trial, parent_score: float | None, start: float, confirm: Mapping[str, Any] | None) -> TrialRow:
+    figure = _parent_figure(t, parent_score, confirm)
     return TrialRow(
         id=t.id, operator=t.operator, parent_id=t.parent_id, candidate_id=t.candidate_id,
         status=str(t.status) if t.status is not None else t.state, score=t.score,
-        ratio_to_parent=ratio(t.score, parent_score), committed=t.committed, hypothesis=t.hypothesis,
+        ratio_to_parent=figure.value if figure else None, committed=t.committed, hypothesis=t.hypothesis,
         reason=t.reason, tokens=t.usage.tokens, cost_usd=t.usage.cost_usd, wall_s=t.wall_s,
-        finished_s=None if t.finished_at is None else t.finished_at - start)
+        finished_s=None if t.finished_at is None else t.finished_at - start, parent_figure=figure)
+
+
+def _parent_figure(t: Trial, parent_score: float | None, confirm: Mapping[str, Any] | None) -> Ratio | None:
+    """The re-measured ratio when the trial was re-measured beside its parent, else score / parent score."""
+    if confirm and confirm.get("ratio") is not None and confirm.get("best_id") == t.parent_id and t.score is not None:
+        return Ratio(value=float(confirm["ratio"]), low=float(confirm["low"]), high=float(confirm["high"]),
+                     rounds=int(confirm["rounds"]))
+    plain = ratio(t.score, parent_score)
+    return None if plain is None else Ratio(value=plain)
+
+
+def confirmations(store: RunStore) -> dict[int, dict[str, Any]]:
+    """Trial id -> the payload of its (last) 'confirm' event: the re-measured figure of a would-be commit."""
+    return {int(e["payload"]["trial_id"]): e["payload"] for e in store.events("confirm")
+            if e["payload"].get("trial_id") is not None}
+
+
+def seed_figure(rows: Sequence[TrialRow], candidate_id: str | None) -> Ratio | None:
+    """A committed version against the seed it descends from: the product of its lineage's ratios to their parents.
+
+    Each step is the re-measured ratio where the commit was re-measured beside its parent, so the
+    figure carries their spread; without re-measurements the product is the plain ratio of scores.
+    None when the lineage cannot be followed to a seed.
+    """
+    committed = {r.candidate_id: r for r in rows if r.committed and r.candidate_id}
+    figure, seen = Ratio(value=1.0), set()
+    row = committed.get(candidate_id or "")
+    while row is not None and not row.is_seed:
+        if row.parent_figure is None or row.candidate_id in seen:
+            return None
+        seen.add(row.candidate_id)
+        figure = figure * row.parent_figure
+        row = committed.get(row.parent_id or "")
+    return figure if row is not None and candidate_id is not None else None
+
+
+def improvement_lines(store: RunStore, trial_id: int) -> list[str]:
+    """The trial's improvement figure for people: against its parent and, for a commit, against the seed."""
+    rows = trial_rows(store)
+    row = next((r for r in rows if r.id == trial_id), None)
+    if row is None or row.is_seed or row.parent_figure is None:
+        return []
+    lines = [f"improvement: {row.parent_figure.text('its parent ' + (row.parent_id or ''))}"]
+    if row.committed:
+        figure = seed_figure(rows, row.candidate_id)
+        if figure is not None:
+            lines.append(f"improvement: {figure.text('the seed')}")
+    return lines
 
 
 def score_series(rows: Sequence[TrialRow]) -> ScoreSeries:
@@ -206,7 +303,7 @@ def summarize(store: RunStore, *, caption: str | None = None, now: float | None 
     `now` (a time.time() value) measures the elapsed time of a run still going; without it, up to the last trial.
     """
     trials = store.trials()
-    rows = rows_of(trials)
+    rows = rows_of(trials, confirmations(store))
     finished = [r for r in rows if not r.is_seed and r.status not in ("running", "interrupted")]
     best = store.best_member()
     running = sum(r.status == "running" for r in rows)
@@ -224,6 +321,7 @@ def summarize(store: RunStore, *, caption: str | None = None, now: float | None 
         best_score=best.score if best else None, best_id=best.candidate_id if best else None,
         seed_score=score_series(rows).seed_score, tokens=sum(r.tokens for r in rows),
         cost_usd=sum(r.cost_usd for r in rows), elapsed_s=max(end - start, 0.0), stopped=_stopped(events),
+        seed_figure=seed_figure(rows, best.candidate_id if best else None),
         started=bool(events) and events[-1]["kind"] == "start")
 
 
@@ -261,7 +359,7 @@ def _best_device(store: RunStore, candidate_id: str | None) -> str:
 
 def summary_html(summary: RunSummary) -> str:
     """A compact table for Jupyter: the run's state and its best score with unit."""
-    ratio_text = f" ({summary.ratio_to_seed:.3f}x seed)" if summary.ratio_to_seed is not None else ""
+    ratio_text = f" ({summary.seed_text('seed')})" if summary.ratio_to_seed is not None else ""
     fields = [
         ("run", summary.run_dir), ("target", summary.target),
         ("trials", f"{summary.trials}" + (f" of {summary.budget_trials}" if summary.budget_trials is not None

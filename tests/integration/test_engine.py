@@ -200,16 +200,21 @@ def test_a_lucky_measurement_is_committed_without_confirmation(tmp_path):
 
 
 def test_confirmation_rejects_luck_and_keeps_real_gains(tmp_path):
+    from evoagent.views import summarize
+
     run, evaluator = _noisy_run(tmp_path, 2, {"X = 6.5\n": [10.0]})
     trials = list(ea.iterate(run, Scripted(["X = 6.5\n", "X = 2.0\n"]), ea.Budget(trials=2)))
     lucky, real = trials
     assert not lucky.committed and lucky.status is ea.Status.OK
-    assert lucky.score == pytest.approx(87.75) and "median 87.75 vs 91; not committed" in lucky.reason
+    assert lucky.score == pytest.approx(87.75) and "0.964x best" in lucky.reason  # 87.75 / 91 in each round
+    assert lucky.reason.endswith("not committed: the re-measurements do not show it beyond noise")
     assert real.committed and real.score == pytest.approx(99.0)
     # interleaved: candidate, best, candidate, best after the first measurement of each trial
     assert evaluator.measured[1:6] == ["X = 6.5\n", "X = 6.5\n", SEED, "X = 6.5\n", SEED]
     assert run.store.count_evaluations("confirmation") == 8
     assert [e["payload"]["passed"] for e in run.store.events("confirm")] == [False, True]
+    assert run.store.events("confirm")[1]["payload"]["ratio"] == pytest.approx(99.0 / 91.0)  # the shown figure
+    assert summarize(run.store).ratio_to_seed == pytest.approx(99.0 / 91.0)  # the headline: the same figure
     run.close()
 
 

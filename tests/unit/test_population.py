@@ -112,7 +112,36 @@ def test_decide_rejects_a_lucky_measurement_on_the_medians():
     decision = Chain(confirm=2).decide(_ok(3.0), _best(1.0), remeasure)
     assert remeasure.calls == ["candidate", "best", "candidate", "best"]  # interleaved
     assert not decision.committed and decision.result.score == 1.0 and decision.best_score == 1.15
-    assert "median 1 vs 1.15; not committed" in decision.result.reason
+    assert decision.improvement is not None and decision.improvement.rounds == 2
+    assert decision.result.reason.startswith("0.826x best incumbent (paired rounds 0.818-0.833, 2 re-measurements")
+    assert decision.result.reason.endswith("not committed: the re-measurements do not show it beyond noise")
+
+
+def test_decide_refuses_a_commit_whose_worst_paired_round_is_slower_than_the_incumbent():
+    # the medians pass (1.05 vs 1.0), but one round measured beside the incumbent shows it slower: noise
+    remeasure = _Remeasure([_ok(1.2), _ok(0.9), _ok(1.05)], [_ok(1.0), _ok(1.0), _ok(1.0)])
+    decision = Chain(confirm=3).decide(_ok(1.1), _best(1.0), remeasure)
+    assert not decision.committed and decision.improvement is not None
+    assert (decision.improvement.low, decision.improvement.ratio, decision.improvement.high) == (0.9, 1.05, 1.2)
+
+
+_scores = st.floats(min_value=0.5, max_value=2.0, allow_nan=False)
+
+
+@given(rounds=st.lists(st.tuples(_scores, _scores), min_size=1, max_size=5),
+       tolerance=st.sampled_from([0.0, 0.005, 0.05]))
+def test_a_commit_after_remeasurement_shows_every_paired_round_within_the_rule(rounds, tolerance):
+    remeasure = _Remeasure([_ok(a) for a, _ in rounds], [_ok(b) for _, b in rounds])
+    decision = Chain(tolerance=tolerance, confirm=len(rounds)).decide(_ok(2.0), _best(1.0), remeasure)
+    ratios = [a / b for a, b in rounds]
+    figure = decision.improvement
+    assert figure is not None and figure.rounds == len(rounds)
+    assert figure.low == min(ratios) and figure.high == max(ratios) and figure.low <= figure.ratio <= figure.high
+    if decision.committed:  # no commit rests on a lucky round: the worst one passes the rule too
+        assert figure.low >= 1 - tolerance - 1e-12
+        assert decision.result.score >= decision.best_score * (1 - tolerance) - 1e-12
+    elif figure.low >= 1 - tolerance and decision.result.score >= decision.best_score * (1 - tolerance):
+        raise AssertionError(f"refused although every round passed: {figure}")
 
 
 def test_decide_keeps_a_real_gain_with_its_median_score():

@@ -105,3 +105,21 @@ def test_a_started_run_between_two_trials_is_running_not_stopped(store):
     assert views.summarize(store).state() == "running, 1 trial(s) in flight"
     store.add_event("stop", {"reason": "trial budget of 10000 reached"})
     assert views.summarize(store).state() == "stopped (trial budget of 10000 reached)"
+
+
+def test_one_improvement_figure_the_remeasured_ratio_to_the_parent_and_its_product_to_the_seed(store):
+    seed = _trial(store, None, "s = 0", score=2.0, committed=True, hypothesis="seed")
+    first = _trial(store, seed, "s = 1", score=3.0, committed=True)
+    store.add_event("confirm", {"trial_id": 2, "best_id": seed.id, "ratio": 1.2, "low": 1.1, "high": 1.3,
+                                "rounds": 2})
+    _trial(store, first, "s = 2", score=3.3, committed=True)  # committed without re-measurement: 3.3 / 3.0
+    rows = views.trial_rows(store)
+    assert rows[1].parent_figure == views.Ratio(value=1.2, low=1.1, high=1.3, rounds=2)  # not 3.0 / 2.0
+    assert rows[1].ratio_to_parent == 1.2 and rows[2].parent_figure == views.Ratio(value=pytest.approx(1.1))
+    summary = views.summarize(store)
+    assert summary.ratio_to_seed == pytest.approx(1.32)  # 1.2 x 1.1, not 3.3 / 2.0 = 1.65
+    assert summary.seed_text() == "1.320x the seed (1.210-1.430 over 2 re-measurements)"
+    assert summary.seed_text("seed") in summary.line()
+    assert views.improvement_lines(store, 2) == [
+        f"improvement: 1.200x its parent {seed.id} (1.100-1.300 over 2 re-measurements)",
+        "improvement: 1.200x the seed (1.100-1.300 over 2 re-measurements)"]

@@ -150,7 +150,7 @@ def _header(data: ReportData) -> str:
     s = data.summary
     best = "no correct version yet" if s.best_score is None else (
         f"{format_score(s.best_score)} {s.caption}"
-        + (f" — {s.ratio_to_seed:.3f}× the seed" if s.ratio_to_seed is not None else "")
+        + (f" — {s.seed_text()}" if s.ratio_to_seed is not None else "")
         + f" (version {s.best_id})")
     state = f"stopped: {s.stopped}" if s.stopped else f"running ({s.running} trial(s) in flight)" if s.running \
         else "running (between trials)" if s.started else "not running"
@@ -173,7 +173,7 @@ def _trials_table(data: ReportData, diffs: Mapping[int, str]) -> str:
     body = []
     for r in data.rows:
         label = "committed" if r.committed else r.status
-        ratio = f"{r.ratio_to_parent:.3f}" if r.ratio_to_parent is not None else ""
+        ratio = r.parent_figure.short() if r.parent_figure is not None else ""
         body.append(
             f"<tr class='trial' data-trial='{r.id}'><td>{r.id}</td><td>{html.escape(r.parent_id or '')}</td>"
             f"<td><span class='label' style='background:{charts.LABEL_COLORS.get(label, '#7f7f7f')}'>"
