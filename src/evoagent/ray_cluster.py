@@ -83,8 +83,8 @@ def diagnose(address: str, exc: BaseException, printed: str) -> str:
     if type(exc).__name__ == "AuthenticationError":
         return f"{where}: RAY_AUTH_MODE=token is set but no token was found: {_AUTH_HINT}"
     if "version mismatch" in text.lower():
-        found = re.search(r"cluster was started with:?\s*(.+?)(?:\n|$)", str(exc), re.IGNORECASE)
-        started = f" (the cluster runs {found.group(1).strip()})" if found else ""
+        found = re.search(r"Ray:\s*(\S+)\s+Python:\s*(\S+)", str(exc))  # the cluster's, named first
+        started = f" (the cluster runs Ray {found.group(1)}, Python {found.group(2)})" if found else ""
         return (f"{where}: Ray version mismatch{started}; this process has Ray {ray.__version__} and Python "
                 f"{sys.version.split()[0]}: install the same versions on every node and for evoagent")
     if "could not find any running ray instance" in text.lower():

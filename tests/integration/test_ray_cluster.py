@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from ray_cluster_helpers import REPO, LocalCluster, evoagent, wait_for
 
 import evoagent as ea
+from evoagent.cli import main
 
 pytest.importorskip("ray")
 
@@ -53,7 +55,7 @@ def _done(run_dir: Path) -> dict[int, tuple]:
 
 
 def test_the_documented_cluster_commands_use_every_node_follow_a_new_one_and_end_cleanly_when_the_head_is_lost(
-        cluster, tmp_path):
+        cluster, tmp_path, capsys):
     cluster.start("head")
     cluster.start("w1")
     run_dir = tmp_path / "run"
@@ -76,6 +78,9 @@ def test_the_documented_cluster_commands_use_every_node_follow_a_new_one_and_end
         assert len(new) == 1
         with ea.Run.open(run_dir, readonly=True) as run:
             assert run.status()["executor"].startswith(f"ray ({cluster.address}, 3 nodes, 3 CPUs")
+        assert main(["status", str(run_dir)]) == 0
+        shown = [line for line in capsys.readouterr().out.splitlines() if re.match(r"    (head|node) ", line)]
+        assert len(shown) == 3 and all(re.search(r": alive, 1 CPUs, 0 GPUs, \d+ calls", line) for line in shown)
 
         # a worker node lost mid-run (not the one this driver is attached to): seen as gone, the run goes on
         nodes = _nodes(run_dir)

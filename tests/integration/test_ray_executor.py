@@ -19,6 +19,7 @@ from ray_targets import SEED, Holdable
 
 import evoagent as ea
 from evoagent import ExecutorConfig, Status
+from evoagent.cli import main
 
 ray = pytest.importorskip("ray")
 
@@ -87,7 +88,8 @@ def test_a_run_through_ray_completes_with_every_trial_labelled_and_the_executor_
     assert gpu["device"] == "0" and gpu["calls"] == 4 and 0 < gpu["busy_s"] <= gpu["wall_s"]
 
 
-def test_a_ray_worker_killed_mid_evaluation_is_labelled_infrastructure_and_retried_once(local_ray, tmp_path):
+def test_a_ray_worker_killed_mid_evaluation_is_labelled_infrastructure_retried_once_and_shown(
+        local_ray, tmp_path, capsys):
     marker_dir = _markers(tmp_path)
     killer = _Killer(marker_dir, 1)
     killer.start()
@@ -102,6 +104,16 @@ def test_a_ray_worker_killed_mid_evaluation_is_labelled_infrastructure_and_retri
     assert [(e["trial_id"], e["status"]) for e in lost] == [(min(trials), "infrastructure")]
     events = [e["payload"] for e in run.store.events("infrastructure")]
     assert len(events) == 1 and "lost during the call" in events[0]["reason"]
+    status = run.status()
+    assert status["retries"] == 1  # where users look: status, status --json, show
+    assert [(n["alive"], n["calls"] > 0, n["confinement"]) for n in status["executor_nodes"]] == [
+        (True, True, status["confinement"]["level"])]
+    run.close()
+    assert main(["status", str(run.dir)]) == 0
+    assert "retried 1 evaluation(s) whose machine was lost" in capsys.readouterr().out
+    assert main(["show", str(run.dir), str(min(trials)), "--no-transcript"]) == 0
+    shown = capsys.readouterr().out
+    assert "retried: evaluation lost and run again (measure: the Ray worker was lost during the call" in shown
 
 
 def test_a_gpu_actor_lost_twice_labels_the_trial_infrastructure_and_the_run_goes_on(local_ray, tmp_path):

@@ -42,3 +42,17 @@ def test_a_long_reason_is_cut_at_a_word_boundary():
     assert clip("alpha beta gamma", 12) == "alpha beta …"
     assert clip("short", 12) == "short"
     assert clip("first line\nsecond line", 40) == "first line …"
+
+
+def test_an_evaluation_lost_with_its_machine_is_shown_and_counted_in_the_progress_line():
+    state = _state()
+    line = state.update(Event(kind="infrastructure", payload={
+        "trial_id": 12, "what": "evaluation", "reason": "the Ray worker was lost during the call (NodeDiedError)"}))
+    assert line == ("trial 12: evaluation lost with its machine, running it again | "
+                    "the Ray worker was lost during the call (NodeDiedError)")
+    assert state.line().endswith(", 1 retried after a lost machine")
+
+
+def test_a_change_of_the_cluster_is_shown_with_its_new_size():
+    line = _state().update(Event(kind="cluster", payload={"executor": "ray (auto, 3 nodes, 3 CPUs, 0 GPUs)"}))
+    assert line == "executor ray (auto, 3 nodes, 3 CPUs, 0 GPUs)"
