@@ -7,20 +7,25 @@ pipe reader with deadlines that both ends share; the result channel's codec is i
 Protocol, over the server's stdin/stdout pipes (moved off fds 0 and 1 at start), one JSON line each:
   trusted -> server   config   {"preload": [...], "sys_path": [...]}
   server  -> trusted  ready    {"pid": int, "preload_errors": {module: "Error: text"},
-                                "namespace_error": null or why the server has no network namespace}
+                                "namespace_error": null or why the server has no network namespace,
+                                "jail": null (unconfined) or what `jail.probe` found}
   then for every call:
   trusted -> server   request  {"cwd", "stdout", "stderr", "env", "sys_path", "module_files",
-                                "memory_mb", "timeout_s", "max_result_bytes", "reach", "blob_len"} + blob
+                                "memory_mb", "timeout_s", "max_result_bytes", "reach", "limits",
+                                "blob_len"} + blob
                                (blob: pickle of (fn, args), unpickled only in the child)
   server  -> trusted  started  {"pid": child pid}
   server  -> trusted  done     {"exitcode", "signal", "timed_out", "wall_s", "setup_done",
                                 "setup_error", "overflow", "payload_len"} + payload
                                (payload: what the child wrote to its result pipe, passed on unread)
 
-Confinement (`evoagent.confinement`): a confined server is started by a bootstrap that enters a new
-user and network namespace before anything is imported (`fork_server_command`); each child applies
-its Landlock domain (`reach`: null when confinement is off) after loading the call's function and
-before running it, i.e. before any candidate code is imported.
+Confinement (`evoagent.confinement`, `evoagent.jail`): a confined server is started by a bootstrap
+that enters a new user and network namespace before anything is imported (`fork_server_command`),
+and tries the jail's mechanisms once at start (`jail.probe`, reported in "ready" as "jail"). A
+confined call (`reach` not null) then runs under its own init in new PID, IPC and mount namespaces
+(`jail.fork_jailed`); the child drops its uid and capabilities, sets its limits, applies its Landlock
+domain and the seccomp filter after loading the call's function and before running it, i.e.
+before any candidate code is imported.
 
 The child reports setup failures through a second pipe that it closes before the call's function
 runs, so a candidate cannot make its own failure look like ours (`harness_error`).
@@ -42,8 +47,9 @@ import time
 import traceback
 from typing import Any
 
+from evoagent import jail
 from evoagent._codec import CodecError, encode_ok_message, encode_value
-from evoagent.confinement import NAMESPACE_REPORT, restrict_self
+from evoagent.confinement import CANDIDATE_UID_REPORT, NAMESPACE_REPORT, restrict_self
 
 # ---------------------------------------------------------------------------------------------
 # Pipes with deadlines (both ends).
@@ -104,10 +110,11 @@ def send_line(fd: int, obj: Any, payload: bytes | bytearray = b"") -> None:
 
 _MAIN_ALIAS = "__evoagent_main__"  # the trusted side's __main__ script, loaded by path in a child
 _active_child: int | None = None  # process group of the child now running, killed on exit
+_jail: dict[str, Any] | None = None  # what jail.py gives each call here (None: the server is not confined)
 
 
 def main() -> None:
-    global _active_child
+    global _active_child, _jail
     req_fd, resp_fd = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
@@ -129,7 +136,11 @@ def main() -> None:
 
     gc.freeze()  # keep pre-imported objects out of the children's garbage collections (fewer page copies)
     namespace = os.environ.pop(NAMESPACE_REPORT, "not asked for")
-    send_line(resp_fd, {"pid": os.getpid(), "preload_errors": errors, "namespace_error": namespace or None})
+    candidate_uid = os.environ.pop(CANDIDATE_UID_REPORT, "")
+    if namespace != "not asked for":
+        _jail = jail.probe(int(candidate_uid) if candidate_uid else None, user_namespace=not namespace)
+    send_line(resp_fd, {"pid": os.getpid(), "preload_errors": errors, "namespace_error": namespace or None,
+                        "jail": _jail})
     try:
         while True:
             try:
@@ -150,19 +161,30 @@ def _serve(request: dict[str, Any], blob: bytes, reader: PipeReader, resp_fd: in
     result_r, result_w = os.pipe()
     setup_r, setup_w = os.pipe()
     started = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into the server loop
-        try:
-            for fd in (result_r, setup_r, reader.fd, resp_fd):
-                os.close(fd)
-            _child(request, blob, result_w, setup_w)
-        finally:
-            os._exit(70)
+    jailed = request["reach"] is not None and _jail is not None and _jail["call_namespaces"] is None
+    report_r = None
+    if jailed:
+        assert _jail is not None  # Check internal correctness.
+        tmpfs = [] if _jail["private_disk"] is not None else [
+            (folder, request["limits"]["disk_bytes"], _jail["switch_uid"])
+            for folder in (request["cwd"], request["env"].get("TMPDIR")) if folder]
+        pid, report_r = jail.fork_jailed(lambda: _child(request, blob, result_w, setup_w), tmpfs=tmpfs,
+                                         server_fds=(result_r, setup_r, reader.fd, resp_fd),
+                                         result_w=result_w, setup_w=setup_w)
+    else:
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the server loop
+            try:
+                for fd in (result_r, setup_r, reader.fd, resp_fd):
+                    os.close(fd)
+                _child(request, blob, result_w, setup_w)
+            finally:
+                os._exit(70)
     _active_child = pid
     os.close(result_w)
     os.close(setup_w)
     send_line(resp_fd, {"pid": pid})
-    outcome = _supervise(pid, started, request, result_r, setup_r, reader.fd)
+    outcome = _supervise(pid, started, request, result_r, setup_r, reader.fd, report_r)
     _active_child = None
     payload = outcome.pop("payload")
     outcome["payload_len"] = len(payload)
@@ -170,8 +192,11 @@ def _serve(request: dict[str, Any], blob: bytes, reader: PipeReader, resp_fd: in
 
 
 def _supervise(pid: int, started: float, request: dict[str, Any], result_r: int, setup_r: int,
-               req_fd: int) -> dict[str, Any]:
-    """Collects the child's pipes until it exits or its time is up; then kills its process group."""
+               req_fd: int, report_r: int | None = None) -> dict[str, Any]:
+    """Collects the child's pipes until it exits or its time is up; then kills its process group.
+
+    A jailed call's `pid` is its init, whose report pipe (`report_r`) gives the call's own wait status.
+    """
     deadline = started + request["timeout_s"]
     pidfd = _pidfd(pid)
     poller = select.poll()
@@ -207,6 +232,12 @@ def _supervise(pid: int, started: float, request: dict[str, Any], result_r: int,
         os.close(fd)
     if pidfd is not None:
         os.close(pidfd)
+    if report_r is not None:
+        reported = bytearray()
+        _drain(report_r, reported)
+        os.close(report_r)
+        if reported.strip():
+            status = int(reported.split()[0])
     code = os.waitstatus_to_exitcode(status)
     setup_text = bytes(setup[:65536]).decode("utf-8", "replace")
     return {
@@ -338,8 +369,15 @@ def _set_up(request: dict[str, Any], blob: bytes) -> tuple[Any, tuple[Any, ...]]
     sys.dont_write_bytecode = True  # no __pycache__ among the call's files
     faulthandler.enable()
     fn, args = _CallUnpickler(blob, request["module_files"]).load()  # the trusted side's modules, by reference
-    if request["reach"] is not None:
-        restrict_self(request["reach"])  # before any candidate code: it is imported by fn
+    if request["reach"] is not None:  # before any candidate code: it is imported by fn
+        if _jail is not None:
+            jail.drop_privileges(_jail["switch_uid"])
+            limits = request["limits"]
+            tasks = limits["tasks"] if _jail["tasks_limited"] else None
+            jail.limit_resources(file_bytes=limits["file_bytes"], tasks=tasks)
+        restrict_self(request["reach"])
+        if _jail is not None and _jail["seccomp"] is None:
+            jail.install_seccomp()
     return fn, tuple(args)
 
 

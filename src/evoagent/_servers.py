@@ -154,6 +154,7 @@ class Server:
         self.name, self.root, self.pinned, self.gpu = name, root, pinned, gpu
         self.preload, self.confine = tuple(preload), confine
         self.namespace_error: str | None = None
+        self.jail: dict[str, Any] | None = None  # what jail.py gives each call (the server's report)
         self.log = root / f"server-{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.reader: PipeReader | None = None
@@ -178,6 +179,7 @@ class Server:
             log = self.log_tail()
             raise SandboxError(f"fork server {self.name} did not start ({exc}); its log ends: {log}") from None
         self.namespace_error = ready.get("namespace_error")
+        self.jail = ready.get("jail")
         failed = ready.get("preload_errors") or {}
         if failed:
             name, error = next(iter(failed.items()))

@@ -28,7 +28,7 @@ import site
 import stat
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,19 +146,32 @@ class Confinement:
         landlock_abi: the kernel's Landlock ABI (0: none): files and ptrace from 1, TCP from 4,
             signals and abstract sockets from 6.
         network_namespace: each fork server runs in its own user and network namespace.
+        call_namespaces: each call runs in its own PID and IPC namespace (`jail.py`): ending it ends
+            every process it started, and no IPC object survives it.
+        private_disk: the call's working and temp directories are size-limited tmpfs mounts.
+        seccomp: the seccomp filter refuses metadata syscalls and pathname Unix sockets.
+        candidate_uid: the uid candidate code runs as (on the host); None when not known (off).
         missing: what a full confinement would add, one phrase each (empty when nothing is missing).
     """
 
     enabled: bool
     landlock_abi: int = 0
     network_namespace: bool = False
+    call_namespaces: bool = False
+    private_disk: bool = False
+    seccomp: bool = False
+    candidate_uid: int | None = None
     missing: tuple[str, ...] = ()
 
     @classmethod
-    def measure(cls, *, enabled: bool, namespace_error: str | None) -> Confinement:
-        """The level this kernel gives; `namespace_error` is the fork server's report (None: it worked)."""
+    def measure(cls, *, enabled: bool, namespace_error: str | None,
+                jail: Mapping[str, Any] | None = None) -> Confinement:
+        """The level this kernel gives; `namespace_error` and `jail` are the fork server's report
+        (None: it worked; `jail`: "call_namespaces", "private_disk", "seccomp" errors and "candidate_uid")."""
         if not enabled:
             return cls(enabled=False, missing=("all confinement (SandboxConfig.confine is off)",))
+        jail = dict(jail or {"call_namespaces": "not reported", "private_disk": "not reported",
+                             "seccomp": "not reported"})
         abi = landlock_abi()
         missing = []
         if abi < 1:
@@ -169,7 +182,16 @@ class Confinement:
         if 1 <= abi < 6:
             missing.append(f"Landlock signal scoping (ABI 6; this kernel has ABI {abi}): "
                            "a call can signal processes of the same user")
-        return cls(enabled=True, landlock_abi=abi, network_namespace=namespace_error is None, missing=tuple(missing))
+        for key, text in _JAIL_PARTS.items():
+            if jail.get(key) is not None:
+                missing.append(text.format(jail[key]))
+        uid = jail.get("candidate_uid")
+        if uid == 0:
+            missing.append("an unprivileged uid (candidate code runs as root mapped into its user namespace)")
+        return cls(enabled=True, landlock_abi=abi, network_namespace=namespace_error is None,
+                   call_namespaces=jail.get("call_namespaces") is None, private_disk=jail.get("private_disk") is None,
+                   seccomp=jail.get("seccomp") is None, candidate_uid=uid if isinstance(uid, int) else None,
+                   missing=tuple(missing))
 
     @property
     def level(self) -> str:
@@ -183,18 +205,30 @@ class Confinement:
         if not self.enabled:
             return "off (SandboxConfig.confine is false)"
         have = [f"Landlock ABI {self.landlock_abi}" if self.landlock_abi else "",
-                "network namespace" if self.network_namespace else "", "no_new_privs"]
+                "network namespace" if self.network_namespace else "",
+                "PID and IPC namespace per call" if self.call_namespaces else "",
+                "size-limited tmpfs" if self.private_disk else "", "seccomp" if self.seccomp else "",
+                f"uid {self.candidate_uid}" if self.candidate_uid else "", "no_new_privs"]
         text = f"{self.level}: {', '.join(h for h in have if h)}"
         return text + (f"; missing {'; '.join(self.missing)}" if self.missing else "")
 
     def as_dict(self) -> dict[str, Any]:
         return {"level": self.level, "landlock_abi": self.landlock_abi,
-                "network_namespace": self.network_namespace, "missing": list(self.missing),
-                "description": self.describe()}
+                "network_namespace": self.network_namespace, "call_namespaces": self.call_namespaces,
+                "private_disk": self.private_disk, "seccomp": self.seccomp, "candidate_uid": self.candidate_uid,
+                "missing": list(self.missing), "description": self.describe()}
 
     def warn_if_partial(self) -> None:
         if self.enabled and self.missing:
             _warn_once(f"evoagent sandbox confinement is partial; missing: {'; '.join(self.missing)}")
+
+
+_JAIL_PARTS = {
+    "call_namespaces": "a PID and IPC namespace per call ({}): processes a call starts in a new session "
+                       "can outlive it and System V IPC objects survive it",
+    "private_disk": "size-limited tmpfs folders ({}): only the per-file size limit bounds a call's disk use",
+    "seccomp": "a seccomp filter ({}): pathname Unix sockets, chmod, chown, utime and xattr writes stay open",
+}
 
 
 _warned: set[str] = set()
@@ -243,6 +277,9 @@ os.environ["EVOAGENT_NAMESPACE_ERROR"] = module.enter_network_namespace() or ""
 runpy.run_module("evoagent._forkserver", run_name="__main__", alter_sys=True)
 """
 NAMESPACE_REPORT = "EVOAGENT_NAMESPACE_ERROR"  # set by _BOOT for the fork server: "" or why it failed
+CANDIDATE_UID_REPORT = "EVOAGENT_CANDIDATE_UID"  # set by enter_network_namespace: "" or the mapped CANDIDATE_ID
+# The uid and gid candidate code runs as under a root engine (jail.py): unused on the host, so it owns nothing.
+CANDIDATE_ID = 64000
 
 
 def fork_server_command(*, confine: bool) -> list[str]:
@@ -256,14 +293,24 @@ def enter_network_namespace() -> str | None:
     """In a fork server, before it starts threads: a new user + network namespace; None, or why not.
 
     The user namespace maps only our own uid and gid, so a root engine's children lose root's
-    capabilities outside it, and an unprivileged user may create the network namespace.
+    capabilities outside it, and an unprivileged user may create the network namespace. Under a root
+    engine a helper process left outside maps `CANDIDATE_ID` as well (only a process privileged in
+    the parent namespace may map a second id), so that candidate code can run as a uid that owns
+    no file of the host; `CANDIDATE_UID_REPORT` says whether it did.
     """
+    os.environ[CANDIDATE_UID_REPORT] = ""
     if not sys.platform.startswith("linux"):
         return f"not available on {sys.platform}"
     uid, gid = os.getuid(), os.getgid()
+    helper = _start_id_mapper() if uid == 0 and gid == 0 else None
     if _libc().unshare(ctypes.c_int(_CLONE_NEWUSER | _CLONE_NEWNET)) != 0:
         errno = ctypes.get_errno()
+        if helper is not None:
+            _finish_id_mapper(helper, go=False)
         return f"unshare(CLONE_NEWUSER | CLONE_NEWNET) failed: {os.strerror(errno)}"
+    if helper is not None and _finish_id_mapper(helper, go=True):
+        os.environ[CANDIDATE_UID_REPORT] = str(CANDIDATE_ID)
+        return None
     try:
         for name, text in (("uid_map", f"{uid} {uid} 1"), ("setgroups", "deny"), ("gid_map", f"{gid} {gid} 1")):
             with open(f"/proc/self/{name}", "w") as f:
@@ -271,6 +318,33 @@ def enter_network_namespace() -> str | None:
     except OSError as exc:
         return f"mapping ids in the new user namespace failed: {exc.strerror}"
     return None
+
+
+def _start_id_mapper() -> tuple[int, int]:
+    """Forks a helper that stays in the parent user namespace to write our id maps once we unshared."""
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(go_w)
+            if os.read(go_r, 1) == b"y":
+                target = os.getppid()
+                for name in ("uid_map", "gid_map"):  # root stays root; CANDIDATE_ID is the candidates' id
+                    with open(f"/proc/{target}/{name}", "w") as f:
+                        f.write(f"0 0 1\n{CANDIDATE_ID} {CANDIDATE_ID} 1\n")
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(go_r)
+    return pid, go_w
+
+
+def _finish_id_mapper(helper: tuple[int, int], *, go: bool) -> bool:
+    pid, go_w = helper
+    os.write(go_w, b"y" if go else b"n")
+    os.close(go_w)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
 def restrict_self(reach: dict[str, Sequence[str]]) -> None:

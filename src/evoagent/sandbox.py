@@ -8,13 +8,15 @@ fresh working directory holding the call's files, stdout/stderr captured to file
 result pipe whose bytes the trusted side decodes with a restricted codec (plain values and numeric
 numpy arrays only; never pickle). What a call can and cannot do:
 
-- with `SandboxConfig.confine` (the default) the operating system confines it (`confinement.py`):
-  it reads only Python, site-packages, system files and `read_paths`, writes only its private
-  working and temp directories, the sandbox's caches and `write_paths`, has no network, and cannot
-  ptrace, signal or read /proc of processes outside its sandbox. Verdicts belong in the trusted process.
+- with `SandboxConfig.confine` (the default) the operating system confines it (`confinement.py`,
+  `jail.py`): it reads only Python, site-packages, system files and `read_paths`, writes only its
+  private working and temp directories (size-limited tmpfs) and `write_paths`, has no network, no
+  pathname Unix socket and no metadata syscall, runs as an unprivileged uid, and cannot ptrace,
+  signal or read /proc of processes outside its sandbox. Verdicts belong in the trusted process.
 - it cannot make the trusted side run its code (no pickle is read back), forge the server's
   report (those pipes are closed in the child), fake a result by printing, or leave processes
-  behind (its process group is killed; escapees are re-parented to the server and killed).
+  behind (confined, it runs in its own PID namespace, whose processes all die with the call;
+  unconfined, its process group is killed and escapees re-parented to the server are killed).
   It cannot report a set-up failure either; the one way it can end as `harness_error` is
   killing its own fork server (only when not confined), and then it never scores.
 
@@ -93,7 +95,13 @@ class SandboxConfig:
         confine: confine calls with the operating system (Landlock, namespaces; see `confinement.py`).
         read_paths: absolute paths calls may read besides Python, site-packages and system files.
         write_paths: absolute directories calls may write besides their own (created if missing;
-            shared by every call, so meant for compile caches).
+            shared by every call: prefer `Sandbox.call(write_paths=...)`, one candidate's own folder).
+        disk_mb: size of each of a confined call's two private tmpfs folders (its working and temp
+            directory) in MiB: writes past it fail with ENOSPC.
+        file_mb: largest file a confined call may write anywhere, its stdout and stderr included, in
+            MiB (RLIMIT_FSIZE): writes past it fail with EFBIG.
+        max_tasks: processes and threads a confined call may run at once (RLIMIT_NPROC in its fork
+            server's user namespace): a fork or thread past it fails.
     """
 
     timeout_s: float = 60.0
@@ -107,6 +115,9 @@ class SandboxConfig:
     confine: bool = True
     read_paths: tuple[str, ...] = ()
     write_paths: tuple[str, ...] = ()
+    disk_mb: int = 1024
+    file_mb: int = 1024
+    max_tasks: int = 1024
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "gpus", tuple(str(g) for g in self.gpus))
@@ -122,7 +133,7 @@ class SandboxConfig:
         _positive("timeout_s", self.timeout_s, float)
         if self.memory_mb is not None:
             _positive("memory_mb", self.memory_mb, int)
-        for name in ("workers", "max_output_bytes", "max_result_bytes"):
+        for name in ("workers", "max_output_bytes", "max_result_bytes", "disk_mb", "file_mb", "max_tasks"):
             _positive(name, getattr(self, name), int)
 
 
@@ -224,7 +235,7 @@ class Sandbox:
         root = Path(tempfile.mkdtemp(prefix="evoagent-sandbox-", dir=scratch_dir))  # (default: the temp dir)
         if config.confine:
             protect_trusted_process()
-            for path in (*map(Path, config.write_paths), root / "cache"):
+            for path in map(Path, config.write_paths):
                 path.mkdir(parents=True, exist_ok=True)
         hide = {"CUDA_VISIBLE_DEVICES": ""} if self.gpus else {}
         cpu = [Server(f"cpu{i}", root, hide, preload=config.preload, confine=config.confine)
@@ -242,7 +253,8 @@ class Sandbox:
         except BaseException:
             self._finalizer()
             raise
-        self.confinement = Confinement.measure(enabled=config.confine, namespace_error=cpu[0].namespace_error)
+        self.confinement = Confinement.measure(enabled=config.confine, namespace_error=cpu[0].namespace_error,
+                                               jail=cpu[0].jail)
         self.confinement.warn_if_partial()
         for server in cpu:
             self._state.cpu.put(server)
@@ -333,9 +345,9 @@ class Sandbox:
     def _request(self, server: Server, calldir: Path, blob: bytes, module_files: dict[str, str],
                  timeout_s: float, env: dict[str, str], writes: tuple[str, ...]) -> dict[str, Any]:
         work, tmp = calldir / "work", calldir / "tmp"
-        confine, cache = self.config.confine, self._root / "cache"
+        confine, cache = self.config.confine, tmp / "cache"  # compilers' default caches: this call's own
         reach = Reach.for_call(work=str(work), tmp=str(tmp), read=self.config.read_paths,
-                               write=(*self.config.write_paths, str(cache), *writes))
+                               write=(*self.config.write_paths, *writes))
         return {
             "cwd": str(work), "stdout": str(calldir / "stdout"), "stderr": str(calldir / "stderr"),
             "env": {**scrubbed_environ(os.environ, self.config.env_allowlist),
@@ -345,6 +357,8 @@ class Sandbox:
             "reach": reach.as_request() if confine else None,
             "memory_mb": None if server.gpu else self.config.memory_mb, "timeout_s": timeout_s,
             "max_result_bytes": self.config.max_result_bytes, "blob_len": len(blob),
+            "limits": {"disk_bytes": self.config.disk_mb << 20, "file_bytes": self.config.file_mb << 20,
+                       "tasks": self.config.max_tasks},
         }
 
     def _exchange(self, server: Server, request: dict[str, Any], blob: bytes,

@@ -27,9 +27,27 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+def _host_stat() -> list[str]:
+    """This process's /proc/self/stat after the command: state, ppid, pgrp, ...; /proc is the host's, so the
+    numbers are the pids the test sees, even in a call with its own PID namespace."""
+    return Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def host_pid() -> int:
+    return int(Path("/proc/self/stat").read_text().split()[0])
+
+
+def _host_child_pids() -> list[int]:
+    """The host pids of this process's children (os.getpid() is PID-namespace-local in a jailed call)."""
+    own = host_pid()
+    return [int(p) for p in Path(f"/proc/self/task/{own}/children").read_text().split()]
+
+
 def child_facts() -> dict[str, Any]:
-    return {"pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgid(0), "cwd": os.getcwd(),
-            "sys_path0": sys.path[0]}
+    """pid, ppid and pgid as the host (the test) sees them; `ns_pid` as the call itself sees its pid."""
+    stat = _host_stat()
+    return {"pid": host_pid(), "ppid": int(stat[1]), "pgid": int(stat[2]), "ns_pid": os.getpid(),
+            "cwd": os.getcwd(), "sys_path0": sys.path[0]}
 
 
 def environment() -> dict[str, str]:
@@ -47,16 +65,17 @@ def env_var(name: str) -> str | None:
 
 def sleep_with_grandchild(pid_file: str, seconds: float) -> None:
     """Starts `sleep 100` in the same process group, records its pid, then hangs."""
-    grandchild = subprocess.Popen(["sleep", "100"])
-    Path(pid_file).write_text(str(grandchild.pid))
+    subprocess.Popen(["sleep", "100"])
+    Path(pid_file).write_text(str(_host_child_pids()[-1]))
     time.sleep(seconds)
 
 
 def escape_process_group(pid_file: str) -> int:
     """Starts `sleep 100` in a new session (out of reach of killpg) and returns at once."""
-    escapee = subprocess.Popen(["sleep", "100"], start_new_session=True)
-    Path(pid_file).write_text(str(escapee.pid))
-    return escapee.pid
+    subprocess.Popen(["sleep", "100"], start_new_session=True)
+    escapee = _host_child_pids()[-1]
+    Path(pid_file).write_text(str(escapee))
+    return escapee
 
 
 def sleep_then_report(seconds: float) -> tuple[float, float]:

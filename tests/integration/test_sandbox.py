@@ -49,6 +49,13 @@ def _is_gone(pid: int, within_s: float = 60.0) -> bool:
     return False
 
 
+def _server_pid(sandbox: Sandbox) -> int:
+    """The pid of the sandbox's first fork server (a confined call's parent is its namespace's init, not the server)."""
+    finalizer = sandbox._finalizer.peek()
+    assert finalizer is not None
+    return finalizer[2][0][0].proc.pid
+
+
 def test_call_returns_value_from_own_process_group_in_fresh_directory(sb: Sandbox) -> None:
     out = sb.call(helpers.child_facts)
     assert out.status is Status.OK and out.ok, out.reason
@@ -200,12 +207,13 @@ def test_two_workers_run_four_threaded_calls_two_at_a_time(sb: Sandbox) -> None:
 
 def test_killed_server_is_restarted_transparently() -> None:
     with Sandbox(SandboxConfig(workers=1, preload=())) as sandbox:
-        first = sandbox.call(helpers.child_facts).value["ppid"]
+        assert sandbox.call(helpers.child_facts).ok
+        first = _server_pid(sandbox)
         os.kill(first, 9)
         assert _is_gone(first)
         out = sandbox.call(helpers.child_facts)
         assert out.ok, out.reason
-        assert out.value["ppid"] != first
+        assert _server_pid(sandbox) != first
 
 
 def test_call_that_kills_its_server_is_a_harness_error_and_the_next_call_works() -> None:
@@ -218,10 +226,11 @@ def test_call_that_kills_its_server_is_a_harness_error_and_the_next_call_works()
 
 def test_a_confined_call_cannot_signal_its_server() -> None:
     with Sandbox(SandboxConfig(workers=1, preload=())) as sandbox:
-        server = sandbox.call(helpers.child_facts).value["ppid"]
+        assert sandbox.call(helpers.child_facts).ok
+        server = _server_pid(sandbox)
         out = sandbox.call(helpers.kill_server, timeout_s=5.0)
         assert out.status is Status.CRASH and "PermissionError" in out.reason
-        assert sandbox.call(helpers.child_facts).value["ppid"] == server  # the same server, still alive
+        assert sandbox.call(helpers.child_facts).ok and _server_pid(sandbox) == server  # the same server, alive
 
 
 def test_gpu_calls_go_to_the_pinned_worker() -> None:
@@ -338,7 +347,8 @@ def test_unimportable_preload_is_a_config_error() -> None:
 
 def test_closed_sandbox_refuses_calls_and_stops_its_servers() -> None:
     sandbox = Sandbox(SandboxConfig(workers=1, preload=()))
-    server = sandbox.call(helpers.child_facts).value["ppid"]
+    assert sandbox.call(helpers.child_facts).ok
+    server = _server_pid(sandbox)
     sandbox.close()
     assert _is_gone(server)
     with pytest.raises(SandboxError, match="closed"):
@@ -365,7 +375,8 @@ def test_closing_during_a_call_ends_it_and_kills_its_processes(tmp_path: Path) -
 
 def test_a_dropped_sandbox_stops_its_servers_when_collected() -> None:
     sandbox = Sandbox(SandboxConfig(workers=1, preload=()))
-    server = sandbox.call(helpers.child_facts).value["ppid"]
+    assert sandbox.call(helpers.child_facts).ok
+    server = _server_pid(sandbox)
     del sandbox  # no reference cycles: the last reference going runs its finalizer
     assert _is_gone(server)
 
@@ -375,7 +386,8 @@ def test_a_sandbox_never_closed_leaves_no_server_behind(tmp_path: Path) -> None:
         "import sys; sys.path.insert(0, sys.argv[1]); import sandbox_helpers as h\n"
         "from evoagent.sandbox import Sandbox, SandboxConfig\n"
         "sb = Sandbox(SandboxConfig(workers=1, preload=()))\n"
-        "print(sb.call(h.child_facts).value['ppid'], flush=True)\n"
+        "assert sb.call(h.child_facts).ok\n"
+        "print(sb._finalizer.peek()[2][0][0].proc.pid, flush=True)\n"
     )
     done = subprocess.run([sys.executable, "-c", script, str(Path(helpers.__file__).parent)],
                           capture_output=True, text=True, timeout=60)

@@ -36,19 +36,31 @@ def test_nothing_is_removed_under_the_limit(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["a", "b"]
 
 
-def test_the_newest_kept_folders_and_the_ones_in_use_stay_over_the_limit(tmp_path):
+def test_the_newest_kept_folders_that_fit_and_the_ones_in_use_stay(tmp_path):
     root = tmp_path / "compile"
     for i, name in enumerate(["a", "b", "c", "d"]):
         _folder(root, name, 100, used=1000.0 + i)
-    caches = CompileCaches(root, limit_bytes=0, keep=2)
+    caches = CompileCaches(root, limit_bytes=250, keep=3)
     with caches.use("a") as folder:  # the oldest, now used: the newest
         assert folder == root / "a"
-        assert caches.prune() == ["b", "c"]  # the newest two are a and d
+        assert caches.prune() == ["b", "c"]  # the newest three are a, d, c; a and d fit under 250 bytes, c not
     assert sorted(p.name for p in root.iterdir()) == ["a", "d"]
-    caches.keep = 0
+    caches = CompileCaches(root, limit_bytes=0, keep=16)
     with caches.use("a"):
-        assert caches.prune() == ["d"]  # over the limit, but `a` is in use
+        caches.prune()  # over the limit: nothing fits, only `a`, in use, stays
+        assert sorted(p.name for p in root.iterdir()) == ["a"]
     assert not root.exists() or not any(root.iterdir())  # leaving it, nothing is in use
+
+
+def test_a_folder_past_the_limit_is_trimmed_even_among_the_newest(tmp_path):
+    """A candidate that wrote gigabytes into its own cache does not keep them because it ran last."""
+    root = tmp_path / "compile"
+    for i, name in enumerate(["small1", "small2"]):
+        _folder(root, name, 100, used=1000.0 + i)
+    caches = CompileCaches(root, limit_bytes=1000, keep=16)
+    with caches.use("huge") as folder:
+        (folder / "blob.bin").write_bytes(b"x" * 5000)
+    assert sorted(p.name for p in root.iterdir()) == ["small1", "small2"]
 
 
 def test_only_scope_folders_are_removed_and_symlinks_are_not_followed(tmp_path):

@@ -21,16 +21,45 @@ def abi(monkeypatch: pytest.MonkeyPatch):
     return set_abi
 
 
-def test_landlock_abi_7_with_a_namespace_is_full(abi) -> None:
+JAIL = {"call_namespaces": None, "private_disk": None, "seccomp": None, "candidate_uid": 64000}
+
+
+def test_landlock_abi_7_with_a_namespace_and_the_jail_is_full(abi) -> None:
     abi(7)
-    level = Confinement.measure(enabled=True, namespace_error=None)
+    level = Confinement.measure(enabled=True, namespace_error=None, jail=JAIL)
     assert level.level == "full" and level.missing == ()
-    assert level.describe() == "full: Landlock ABI 7, network namespace, no_new_privs"
+    assert level.describe() == ("full: Landlock ABI 7, network namespace, PID and IPC namespace per call, "
+                                "size-limited tmpfs, seccomp, uid 64000, no_new_privs")
+    assert level.as_dict()["candidate_uid"] == 64000 and level.as_dict()["seccomp"] is True
+
+
+@pytest.mark.parametrize(("part", "named"), [
+    ("call_namespaces", "a PID and IPC namespace per call (no CLONE_NEWPID)"),
+    ("private_disk", "size-limited tmpfs folders (no CLONE_NEWPID)"),
+    ("seccomp", "a seccomp filter (no CLONE_NEWPID)"),
+])
+def test_a_missing_jail_mechanism_is_partial_and_named(abi, monkeypatch: pytest.MonkeyPatch, part: str,
+                                                        named: str) -> None:
+    monkeypatch.setattr(confinement, "_warned", set())
+    abi(7)
+    level = Confinement.measure(enabled=True, namespace_error=None, jail={**JAIL, part: "no CLONE_NEWPID"})
+    assert level.level == "partial" and len(level.missing) == 1 and level.missing[0].startswith(named)
+    assert not getattr(level, part)
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        level.warn_if_partial()
+    assert len(records) == 1 and named in str(records[0].message)
+
+
+def test_candidate_code_as_root_is_named_as_missing_an_unprivileged_uid(abi) -> None:
+    abi(7)
+    level = Confinement.measure(enabled=True, namespace_error=None, jail={**JAIL, "candidate_uid": 0})
+    assert level.missing == ("an unprivileged uid (candidate code runs as root mapped into its user namespace)",)
 
 
 def test_a_missing_network_namespace_is_partial_and_says_tcp_is_still_denied(abi) -> None:
     abi(5)
-    level = Confinement.measure(enabled=True, namespace_error="unshare failed: Operation not permitted")
+    level = Confinement.measure(enabled=True, namespace_error="unshare failed: Operation not permitted", jail=JAIL)
     assert level.level == "partial"
     assert any("network namespace (unshare failed" in m and "TCP is still denied" in m for m in level.missing)
     assert any("signal scoping (ABI 6" in m for m in level.missing)
@@ -53,7 +82,7 @@ def test_disabled_confinement_is_off(abi) -> None:
 def test_partial_confinement_warns_once_naming_what_is_missing(abi, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(confinement, "_warned", set())
     abi(3)
-    level = Confinement.measure(enabled=True, namespace_error=None)
+    level = Confinement.measure(enabled=True, namespace_error=None, jail=JAIL)
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
         level.warn_if_partial()

@@ -9,8 +9,11 @@ engine's population. A cache is only a cache: a folder removed too early costs o
 wrong result. So the bound keeps what was used recently (members and re-measured candidates are used
 again and again), holds the total under `limit_bytes`, and never removes a folder in use: one a call of
 this process has open, or one of the `keep` most recently used (calls of other processes sharing the root
-touch their folder when they start). Only folders directly under `compile/` named like a scope are ever
-removed; nothing else under the cache root, and nothing a symlink points to.
+touch their folder when they start) as long as those fit under the limit together. A folder that alone
+grows past the bound (a candidate writing gigabytes into its cache) goes as soon as its call ends, new
+or not; while the call runs, each file it writes there is capped by the sandbox (`SandboxConfig.file_mb`).
+Only folders directly under `compile/` named like a scope are ever removed; nothing else under the cache
+root, and nothing a symlink points to.
 """
 
 from __future__ import annotations
@@ -73,15 +76,24 @@ class CompileCaches:
             self.prune()
 
     def prune(self) -> list[str]:
-        """Removes the least recently used folders until the total is under the limit; returns their names."""
+        """Removes the least recently used folders until the total is under the limit; returns their names.
+
+        The `keep` newest folders stay only while together they fit under the limit (newest first): a
+        folder that grew past the bound is trimmed whatever its age, unless a call of this process uses it.
+        """
         with self._lock:
             folders = self._folders()
             total = sum(self._size(name) for _, name in folders)
+            kept, kept_bytes = set(), 0
+            for _, name in folders[: self.keep]:
+                if kept_bytes + self._size(name) <= self.limit_bytes:
+                    kept.add(name)
+                    kept_bytes += self._size(name)
             removed = []
-            for _, name in reversed(folders[self.keep:]):  # oldest first; the newest `keep` stay
+            for _, name in reversed(folders):  # oldest first
                 if total <= self.limit_bytes:
                     break
-                if name in self._active:
+                if name in self._active or name in kept:
                     continue
                 shutil.rmtree(self.root / name, ignore_errors=True)
                 total -= self._sizes.pop(name, 0)
