@@ -250,6 +250,7 @@ def _copy_tree(source_fd: int, target: str, owner: int | None) -> None:
             with os.fdopen(src, "rb") as reader, open(os.path.join(here, name), "xb") as writer:
                 while chunk := reader.read(1 << 20):
                     writer.write(chunk)
+                os.fchmod(writer.fileno(), os.fstat(src).st_mode & 0o777)  # (the init is not under seccomp)
             _own(os.path.join(here, name), owner)
 
 

@@ -235,6 +235,7 @@ class Sandbox:
         root = Path(tempfile.mkdtemp(prefix="evoagent-sandbox-", dir=scratch_dir))  # (default: the temp dir)
         if config.confine:
             protect_trusted_process()
+            root.chmod(0o711)  # traversable (not listable) by the candidates' uid: see `_prepare`
             for path in map(Path, config.write_paths):
                 path.mkdir(parents=True, exist_ok=True)
         hide = {"CUDA_VISIBLE_DEVICES": ""} if self.gpus else {}
@@ -330,6 +331,8 @@ class Sandbox:
         """A fresh call directory: `work` (the call's files; its cwd) and `tmp`."""
         try:
             calldir = Path(tempfile.mkdtemp(prefix="call-", dir=self._root))
+            if self.config.confine:  # tools that check access() first (gcc's TMPDIR) do it without capabilities
+                calldir.chmod(0o711)
             work = calldir / "work"
             for folder in (work, calldir / "tmp"):
                 folder.mkdir()

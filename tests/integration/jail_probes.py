@@ -234,3 +234,25 @@ def effective_caps() -> str:
         if line.startswith("CapEff:"):
             return line.split()[1]
     return "ffffffffffffffff"
+
+
+def fifo_round_trip(folder: str, message: bytes) -> bytes:
+    """Reads a request from the FIFO `folder`/to_child and answers it on `folder`/from_child (as a driven call does)."""
+    with open(os.path.join(folder, "to_child"), "rb", buffering=0) as requests:
+        request = requests.read(len(message))
+    with open(os.path.join(folder, "from_child"), "wb", buffering=0) as replies:
+        replies.write(request[::-1])
+    return request
+
+
+def compile_and_load_c(source: str) -> int:
+    """Builds a shared library with the system compiler in the call's temp directory (as Triton builds its
+    launcher) and calls it."""
+    import tempfile
+
+    folder = tempfile.mkdtemp()
+    with open(os.path.join(folder, "answer.c"), "w") as f:
+        f.write(source)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", os.path.join(folder, "answer.so"), os.path.join(folder, "answer.c")],
+                   check=True, capture_output=True)
+    return int(ctypes.CDLL(os.path.join(folder, "answer.so")).answer())

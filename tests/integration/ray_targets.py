@@ -14,15 +14,16 @@ SEED = "X = 0.0\n"
 def read_x(marker_dir: str, kills: int) -> object:
     """In the sandbox child: the candidate's X. A candidate with `HOLD = True` holds its first `kills` calls.
 
-    A held call writes its fork server's pid to a new marker file `call-<n>` and waits to be killed
-    (the test kills the Ray worker or actor that runs that fork server); later calls return at once.
+    A held call writes its own pid as the host sees it (a confined call has its own PID namespace) to a
+    new marker file `call-<n>` and waits to be killed (the test kills the Ray worker or actor that runs
+    its fork server); later calls return at once.
     """
     module = importlib.import_module("main")
     held = len(os.listdir(marker_dir))
     if getattr(module, "HOLD", False) and held < kills:
         path = os.path.join(marker_dir, f"call-{held}")
         with open(path + ".part", "w") as f:
-            f.write(str(os.getppid()))
+            f.write(open("/proc/self/stat").read().split()[0])
         os.rename(path + ".part", path)
         threading.Event().wait()  # until killed; the call's timeout ends it if the test fails to
     return module.X

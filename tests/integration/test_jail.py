@@ -244,3 +244,29 @@ def test_a_call_runs_as_an_unprivileged_uid(sb: Sandbox) -> None:
         assert ctypes.c_uint64(int(sb.call(probes.effective_caps).value, 16)).value & ~0b110 == 0
     else:
         assert uid == os.getuid()
+
+
+def test_fifos_in_a_folder_given_to_the_call_still_work(sb: Sandbox, tmp_path: Path) -> None:
+    """A driven call's channel: two named pipes the trusted side made (as root, 0600) in a folder given to the call."""
+    channel = tmp_path / "channel"
+    channel.mkdir()
+    for name in ("to_child", "from_child"):
+        os.mkfifo(channel / name, 0o600)
+    to_child = os.open(channel / "to_child", os.O_RDWR | os.O_NONBLOCK)
+    from_child = os.open(channel / "from_child", os.O_RDWR | os.O_NONBLOCK)
+    try:
+        os.write(to_child, b"ping")
+        out = sb.call(probes.fifo_round_trip, str(channel), b"ping", write_paths=(channel,))
+        assert out.value == b"ping", out.reason
+        assert os.read(from_child, 4) == b"gnip"
+    finally:
+        os.close(to_child)
+        os.close(from_child)
+
+
+def test_a_compiler_builds_and_loads_a_library_in_the_call(sb: Sandbox) -> None:
+    """What Triton does for its launcher: cc and ld run in the jail (ld's chmod of its output is refused and ignored)."""
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler")
+    out = sb.call(probes.compile_and_load_c, "int answer(void) { return 42; }\n")
+    assert out.value == 42, out.reason

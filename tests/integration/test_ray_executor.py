@@ -48,8 +48,19 @@ def _parent(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
+def _worker_of(call: int) -> int:
+    """The Ray worker above a sandboxed call: the first ancestor that is not a fork of its fork server (the call's
+    init and the server share the call's command line)."""
+    command = Path(f"/proc/{call}/cmdline").read_bytes()
+    pid = _parent(call)
+    while pid > 1 and Path(f"/proc/{pid}/cmdline").read_bytes() == command:
+        pid = _parent(pid)
+    assert pid > 1, "the call's Ray worker was not found"
+    return pid
+
+
 class _Killer(threading.Thread):
-    """Kills the Ray worker (or actor) running each held call: a marker holds the fork server's pid."""
+    """Kills the Ray worker (or actor) running each held call: a marker holds the call's pid."""
 
     def __init__(self, marker_dir: Path, count: int) -> None:
         super().__init__(daemon=True)
@@ -63,7 +74,7 @@ class _Killer(threading.Thread):
             while not marker.exists():  # the held call writes it, then waits to be killed
                 if self.done.wait(0.02):
                     return
-            worker = _parent(int(marker.read_text()))
+            worker = _worker_of(int(marker.read_text()))
             os.kill(worker, signal.SIGKILL)
             self.killed.append(worker)
 
