@@ -81,7 +81,9 @@ def test_confined_hostile_candidates_fail_and_leak_nothing(tmp_path: Path) -> No
     assert len(hostile) == len(ATTEMPTS)  # the run went on after every hostile trial
     for trial in hostile:
         assert trial["status"] != "ok" and trial["status"] != "harness_error", trial
-        assert any(word in trial["reason"] for word in ("Permission denied", "Operation not permitted")), trial
+        # refused, or (the engine's pid, from the call's own PID namespace) not even visible
+        assert any(word in trial["reason"] for word in ("Permission denied", "Operation not permitted",
+                                                         "No such process")), trial
     for secret in (API_KEY, FILE_SECRET):
         assert secret not in run["output"] and secret not in run["transcript"]
         assert secret.encode() not in run["stored"]
