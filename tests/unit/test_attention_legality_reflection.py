@@ -265,8 +265,8 @@ def test_dunders_and_attribute_lookups_by_string_are_named_through_any_path(expr
 def _foreign_callables() -> list[tuple[str, str]]:
     """(chain, origin) for functions and classes from forbidden modules that allowed modules hold."""
     chains = []
-    for name in ("torch", "torch.cuda", "torch.xpu", "torch.autograd.profiler", "functools", "typing",
-                 "collections", "triton.runtime.build", "triton.runtime.cache"):
+    for name in ("torch", "torch.cuda", "torch.cuda.memory", "torch.xpu", "torch.autograd", "functools", "typing",
+                 "collections", "triton.runtime.autotuner", "triton.runtime.errors", "triton.language"):
         try:
             module = importlib.import_module(name)
         except ImportError:
@@ -282,7 +282,7 @@ def _foreign_callables() -> list[tuple[str, str]]:
 
 def test_functions_and_classes_of_forbidden_modules_held_by_allowed_ones_are_named() -> None:
     chains = _foreign_callables()
-    assert chains  # e.g. triton.runtime.build.Path (pathlib), torch.xpu.cast (ctypes)
+    assert chains  # e.g. torch.xpu.cast (ctypes), torch.cuda.memory.signature (inspect)
     for chain, origin in chains:
         top = chain.split(".")[0]
         result = scan(f"import {chain.rpartition('.')[0]}\nx = {chain}\n")
@@ -309,6 +309,44 @@ def test_assigning_to_an_attribute_of_a_class_reached_by_type_is_patching() -> N
             return q
         """
     assert found(source) == {("patching", 2), ("patching", 4)}
+
+
+@pytest.mark.parametrize("source, rule", [
+    ("import triton.runtime.build\nm = triton.runtime.build.compile_module_from_src('int x;', 'm')", "native-code"),
+    ("import triton\nm = triton.runtime.build.Path('/etc/passwd')", "native-code"),
+    ("import triton\nm = triton.backends.nvidia.driver.compile_module_from_src", "raw-operator"),
+    ("import triton.runtime.autotuner as a\nm = a.knobs", "raw-operator"),
+    ("import triton\nc = triton.runtime.cache.get_cache_manager('key')", "file-access"),
+    ("import torch\nm = torch.compiler.disable", "raw-operator"),
+    ("import torch\nm = torch.overrides.TorchFunctionMode", "raw-operator"),
+])
+def test_native_code_compilers_and_settings_reached_through_allowed_modules_are_named(source: str, rule: str) -> None:
+    assert (rule, 2) in found(source), findings(source)
+
+
+@pytest.mark.parametrize("chain, origin", [
+    ("torch._tensor._C._set_grad_enabled", "torch._C"),
+    ("torch.cuda.memory._C", "torch._C"),
+    ("torch.autograd.graph.TorchDispatchMode", "torch.utils._python_dispatch.TorchDispatchMode"),
+    ("triton.runtime.autotuner.knobs", "triton.knobs"),
+])
+def test_a_banned_module_or_its_class_reached_through_one_that_imports_it_is_named(chain: str, origin: str) -> None:
+    source = f"import {chain.split('.')[0]}\nx = {chain}\n"
+    assert any(f.line == 2 and f"reached as {origin}" in f.message for f in findings(source)), findings(source)
+
+
+def test_torch_ops_defined_in_c_and_compiler_errors_are_not_banned_by_where_they_are_defined() -> None:
+    source = """\
+        import torch
+        import triton
+        def attention(q, k, v, *, causal, sm_scale):
+            try:
+                x = torch.nn.functional.pad(q, (0, 1))
+            except triton.CompilationError:
+                pass
+            return torch.nn.functional.gelu(q)
+        """
+    assert findings(source) == []
 
 
 # -- where the scan looks, and what it leaves alone ----------------------------------------------

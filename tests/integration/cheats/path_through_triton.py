@@ -1,6 +1,6 @@
 """Cheat: reaches pathlib.Path as an attribute of a Triton module (triton.runtime.build imports it), not a module,
 so the scan's module-reach rule missed it until 2026-12-07, and reads the evaluator's command line from /proc
-(expect illegal)."""
+(expect illegal: triton.runtime.build, which also compiles and loads C code, is banned as a whole)."""
 
 import torch
 import triton

@@ -63,7 +63,9 @@ _BANNED_NAMES: tuple[tuple[str, str, str], ...] = (
     )),
     *((f"torch.{name}", "raw-operator", "raw operator or compiler entry point") for name in (
         "ops", "_ops", "_C", "library", "compile", "_dynamo", "_inductor", "jit", "fx", "export",
-        "utils", "hub", "_higher_order_ops", "_prims", "_refs", "_decomp", "func", "vmap",
+        "utils", "hub", "_higher_order_ops", "_prims", "_refs", "_decomp", "func", "vmap", "compiler",
+        "overrides", "_functorch", "_library", "_subclasses", "_jit_internal", "_export", "profiler",
+        "autograd.profiler",
     )),
     *((f"torch.cuda.{name}", "stream-or-timer", "side stream, CUDA graph or timing event") for name in (
         "Stream", "stream", "ExternalStream", "set_stream", "graph", "graphs", "CUDAGraph",
@@ -79,7 +81,14 @@ _BANNED_NAMES: tuple[tuple[str, str, str], ...] = (
     ("triton.runtime.jit", "raw-operator", "Triton's launcher internals"),
     ("triton.compiler", "raw-operator", "Triton's compiler internals"),
     ("triton.knobs", "raw-operator", "Triton's global settings"),
+    ("triton.backends", "raw-operator", "Triton's backend compilers and drivers"),
+    ("triton.runtime.build", "native-code", "compiles and loads C code into the process"),
+    ("triton.runtime.cache", "file-access", "Triton's cache files"),
 )
+# Functions and classes defined under these are banned wherever an allowed module re-exports them
+# (`triton.backends.nvidia.driver.compile_module_from_src`); triton.runtime.jit defines `triton.jit` itself.
+_BANNED_ORIGINS = tuple((prefix, rule, what) for prefix, rule, what in _BANNED_NAMES
+                        if rule in ("raw-operator", "native-code") and prefix != "triton.runtime.jit")
 
 # Methods that compute on tensors with a library kernel, whatever the receiver.
 _BANNED_METHODS: dict[str, tuple[str, str]] = {
@@ -163,6 +172,9 @@ def _banned_name(qualname: str) -> tuple[str, str] | None:
     if (last := qualname.rpartition(".")[2]) in reflection.REFLECTION_NAMES:
         return reflection.REFLECTION_NAMES[last]
     reached = _reached_module(qualname)
+    for prefix, rule, what in _BANNED_ORIGINS if reached is not None else ():
+        if reached == prefix or reached.startswith(prefix + "."):
+            return rule, f"{what}; reached as {reached}"
     if reached is not None:
         allowed = ", ".join(sorted(ALLOWED_IMPORTS - {"__future__"}))
         return "module-reach", (f"reaches {reached!r}, outside the allowed modules, through another module; a "
@@ -185,7 +197,8 @@ def _reached_module(qualname: str) -> str | None:
         value = vars(obj).get(parts[followed], _MISSING)
         if value is _MISSING:
             break
-        if isinstance(value, types.ModuleType) and value.__name__.split(".")[0] not in ALLOWED_IMPORTS:
+        if isinstance(value, types.ModuleType) and (value.__name__.split(".")[0] not in ALLOWED_IMPORTS
+                                                     or _banned_origin(value.__name__)):
             return value.__name__
         if (source := _forbidden_origin(value)) is not None:
             return source
@@ -205,6 +218,10 @@ _FORBIDDEN_BUILTINS = (types.CodeType, types.FunctionType, types.FrameType, type
                                            if name != "__builtins__"))
 
 
+def _banned_origin(module: str) -> bool:
+    return any(module == prefix or module.startswith(prefix + ".") for prefix, _, _ in _BANNED_ORIGINS)
+
+
 def _forbidden_origin(value: object) -> str | None:
     """'module.name' when `value` is a function or class defined in a forbidden module, else None."""
     if not isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)):
@@ -213,6 +230,9 @@ def _forbidden_origin(value: object) -> str | None:
     if not isinstance(module, str):
         return None
     top = module.split(".")[0]
+    if _banned_origin(module) and not module.startswith("torch._C") \
+            and not (isinstance(value, type) and issubclass(value, BaseException)):  # torch ops; CompilationError
+        return f"{module}.{value.__qualname__}"
     if top == "builtins":
         return f"builtins.{value.__name__}" if any(value is b for b in _FORBIDDEN_BUILTINS) else None
     return f"{module}.{value.__qualname__}" if top in FORBIDDEN_MODULE_NAMES | _FORBIDDEN_C_MODULES else None

@@ -19,7 +19,9 @@ from .scan_names import Binding, ScopeKind
 _FRAME_ATTRIBUTE = re.compile(
     r"(?:gi|cr|ag)_(?:frame|code|await|yieldfrom|running|suspended|origin)"
     r"|f_(?:back|globals|locals|builtins|code|lasti|lineno|trace|trace_lines|trace_opcodes|generator)"
-    r"|tb_(?:frame|next|lasti|lineno)|co_[a-z_]+|cell_contents|func_(?:globals|code|closure|defaults)")
+    r"|tb_(?:frame|next|lasti|lineno)|cell_contents|func_(?:globals|code|closure|defaults)"
+    r"|co_(?:argcount|posonlyargcount|kwonlyargcount|nlocals|stacksize|flags|code|consts|names|varnames|filename"
+    r"|name|qualname|firstlineno|lnotab|linetable|exceptiontable|freevars|cellvars|lines|positions|branches)")
 
 # Attribute or imported names that evaluate annotations or look attributes up by string, whatever the module.
 REFLECTION_NAMES: dict[str, tuple[str, str]] = {
