@@ -172,14 +172,14 @@ def _banned_name(qualname: str) -> tuple[str, str] | None:
     if (last := qualname.rpartition(".")[2]) in reflection.REFLECTION_NAMES:
         return reflection.REFLECTION_NAMES[last]
     reached = _reached_module(qualname)
-    for prefix, rule, what in _BANNED_ORIGINS if reached is not None else ():
+    if reached is None:
+        return None
+    for prefix, rule, what in _BANNED_ORIGINS:
         if reached == prefix or reached.startswith(prefix + "."):
             return rule, f"{what}; reached as {reached}"
-    if reached is not None:
-        allowed = ", ".join(sorted(ALLOWED_IMPORTS - {"__future__"}))
-        return "module-reach", (f"reaches {reached!r}, outside the allowed modules, through another module; a "
-                               f"candidate may use only {allowed}")
-    return None
+    allowed = ", ".join(sorted(ALLOWED_IMPORTS - {"__future__"}))
+    return "module-reach", (f"reaches {reached!r}, outside the allowed modules, through another module; a "
+                           f"candidate may use only {allowed}")
 
 
 def _reached_module(qualname: str) -> str | None:
