@@ -203,6 +203,14 @@ class Evaluator:
         return sandbox.call(run_script, EXPERIMENT_FILE, files={**candidate.files, EXPERIMENT_FILE: script},
                             timeout_s=timeout_s)
 
+    def inspect(self, candidate: Candidate, sandbox: Executor, *, what: str, grep: str = "",
+                kernel: str = "") -> str:
+        """Compiled code of a candidate as text for an agent (`what`: e.g. 'sass', 'ptx'), lines matching `grep`.
+
+        Targets that compile override it; the default has nothing to show.
+        """
+        raise EvaluatorError(f"{type(self).__name__} has no compiled code to inspect")
+
     def evaluate(
         self, candidate: Candidate, sandbox: Executor, *, stages: Sequence[str] | None = None
     ) -> EvalResult:

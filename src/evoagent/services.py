@@ -46,6 +46,10 @@ class TrialServices(Protocol):
         """Runs a short script beside a draft's files in the sandbox (the evaluator's `experiment`)."""
         ...
 
+    def inspect(self, candidate: Candidate, what: str, grep: str = "", kernel: str = "") -> str:
+        """A draft's compiled code as text, lines matching `grep` (the evaluator's `inspect`)."""
+        ...
+
     def record_message(self, role: str, content: Any) -> None:
         """Appends one message (JSON-serializable) to the trial's transcript."""
         ...
@@ -78,6 +82,9 @@ class NoServices:
         raise RuntimeError("this VariationContext has no evaluator attached (pass services=...)")
 
     def experiment(self, candidate: Candidate, script: str, timeout_s: float) -> SandboxResult:
+        raise RuntimeError("this VariationContext has no sandbox attached (pass services=...)")
+
+    def inspect(self, candidate: Candidate, what: str, grep: str = "", kernel: str = "") -> str:
         raise RuntimeError("this VariationContext has no sandbox attached (pass services=...)")
 
     def record_message(self, role: str, content: Any) -> None:

@@ -106,6 +106,10 @@ class EngineServices:
             out = engine.evaluator.experiment(candidate, script, engine.executor, timeout_s=timeout_s)
         return out
 
+    def inspect(self, candidate: Candidate, what: str, grep: str = "", kernel: str = "") -> str:
+        engine = self._engine
+        return engine.evaluator.inspect(candidate, engine.executor, what=what, grep=grep, kernel=kernel)
+
     def record_message(self, role: str, content: Any) -> None:
         self._engine.store.add_message(self._trial_id, role, content)
 

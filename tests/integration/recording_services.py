@@ -33,6 +33,11 @@ class RecordingServices(NoServices):
             return super().experiment(candidate, script, timeout_s)
         return self.evaluator.experiment(candidate, script, self.sandbox, timeout_s=timeout_s)
 
+    def inspect(self, candidate: Candidate, what: str, grep: str = "", kernel: str = "") -> str:
+        if self.evaluator is None or self.sandbox is None:
+            return super().inspect(candidate, what, grep, kernel)
+        return self.evaluator.inspect(candidate, self.sandbox, what=what, grep=grep, kernel=kernel)
+
     def record_message(self, role: str, content: Any) -> None:
         self.messages.append((role, json.loads(json.dumps(content))))
 

@@ -3,6 +3,7 @@ autotuning) through the real stages, and choosing a seed by name."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from evoagent.candidate import Candidate
 from evoagent.result import Status
 from evoagent.sandbox import Sandbox
 from evoagent.targets.attention import AttentionEvaluator, seed_path
+from evoagent.targets.attention.agent_text import static_report
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,11 @@ def test_on_h100_shapes_every_pruned_config_compiles_with_tma_and_wgmma(sandbox:
     assert len(configs) == 3 and any("WARP_SPECIALIZE=True" in c for c in configs)
     assert all(c in report["describes"] for c in configs)
     analysed = [k for k in report["kernels"] if k["sass_analysed"]]
-    assert analysed and all(k["tensor_core"].get("HGMMA") and k["tma"].get("UTMALDG") for k in analysed)
+    assert len(analysed) == len(report["kernels"])  # SASS per distinct cubin: the causal rows are filled too
+    assert all(k["tensor_core"].get("HGMMA") and k["tma"].get("UTMALDG") for k in analysed)
+    assert all(k["mix"].get("MUFU") and k["mix"].get("BAR") for k in analysed)
+    table = static_report(report)
+    assert all(column in table.splitlines()[1] for column in ("MUFU", "BAR", "LDSM/STSM", "setmaxnreg"))
     assert report["spill_bytes"] == 0
     # The prune asks the device's capability: for sm_100a it answers 10 and the warp-specialized
     # configs (which Triton cannot compile for Blackwell) are dropped before compiling.
@@ -54,3 +60,13 @@ def test_on_h100_shapes_every_pruned_config_compiles_with_tma_and_wgmma(sandbox:
     assert {k["autotune"] for k in blackwell["kernels"]} == {
         "BLOCK_M=64, BLOCK_N=64, WARP_SPECIALIZE=False, num_warps=4, num_stages=3"}
     assert all(k["tensor_core"].get("UTCHMMA") for k in blackwell["kernels"] if k["sass_analysed"])
+
+
+def test_inspect_shows_hgmma_and_mufu_counts_of_the_hopper_seed_without_a_gpu(sandbox: Sandbox,
+                                                                             cache_dir: Path) -> None:
+    evaluator = AttentionEvaluator("h100-mha", cache_dir=cache_dir, archs=("sm_90a",))
+    text = evaluator.inspect(_hopper(), sandbox, what="sass", grep="MUFU.EX2")
+    assert re.search(r"counts: HGMMA \d+, MUFU \d+, BAR \d+", text), text[:2000]
+    assert "matching lines of" in text and "MUFU.EX2" in text and "HGMMA." not in text  # the grep keeps its lines
+    ttgir = evaluator.inspect(_hopper(), sandbox, what="ttgir", grep="warp_group_dot ")
+    assert "ttng.warp_group_dot" in ttgir and ".ttgir" in ttgir

@@ -64,7 +64,7 @@ def make_box(tmp_path: Path, *, limits: ToolLimits | None = None, knowledge: Any
 def test_tool_names_match_the_contract() -> None:
     names = [t["name"] for t in TOOLS]
     assert names == ["lineage", "show_version", "diff_versions", "search_knowledge", "read_knowledge", "read_file",
-                     "edit_file", "write_file", "checkout", "notes", "compile", "test", "benchmark", "profile",
+                     "edit_file", "write_file", "checkout", "notes", "inspect", "compile", "test", "benchmark", "profile",
                      "experiment", "submit", "give_up"]
     for tool in TOOLS:
         schema = tool["input_schema"]
@@ -400,3 +400,11 @@ def test_an_evaluation_lost_with_its_worker_costs_no_repair_budget(tmp_path: Pat
     result = box.call("test", {})
     assert result.text.startswith("status: infrastructure") and "costs no repair budget" in result.text
     assert box.failures == 0 and not box.stop_reason
+
+
+def test_inspect_on_a_target_without_compiled_code_says_so(tmp_path: Path) -> None:
+    box, _ = make_box(tmp_path)
+    box.context.services.evaluator = box.context.evaluator
+    box.context.services.sandbox = object()
+    result = box.call("inspect", {"what": "sass", "grep": "HGMMA"})
+    assert result.is_error and "has no compiled code to inspect" in result.text

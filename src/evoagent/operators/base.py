@@ -93,6 +93,10 @@ class VariationContext:
         """Runs a short script beside a draft's files in the sandbox, confined as candidates are."""
         return self.services.experiment(candidate, script, timeout_s)
 
+    def inspect(self, candidate: Candidate, what: str, grep: str = "", kernel: str = "") -> str:
+        """A draft's compiled code (SASS, PTX, TTGIR...) as text, lines matching `grep`; no GPU needed."""
+        return self.services.inspect(candidate, what, grep, kernel)
+
     def record_message(self, role: str, content: Any) -> None:
         """Appends one message (JSON-serializable) to this trial's transcript."""
         self.services.record_message(role, content)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..candidate import Candidate
-from ..errors import BudgetExhausted
+from ..errors import BudgetExhausted, EvaluatorError
 from ..evaluator import Evaluator, default_sections
 from ..result import EvalResult, Status, format_score
 from ..services import Knowledge
@@ -56,6 +56,12 @@ TOOLS: tuple[dict[str, Any], ...] = (
     _tool("notes", "Replace your notes block with `text` (at most 8,000 characters, about 2k tokens). The notes are "
           "reprinted at the top of every step and survive every memory compaction: keep measured facts, open "
           "ideas and dead ends there.", {"text": _STRING}, ["text"]),
+    _tool("inspect", "Show the compiled code of the workspace version, no GPU needed: `what` is 'sass' (with counts of "
+          "tensor-core, MUFU, BAR, LDSM/STSM, TMA and setmaxnreg instructions per distinct kernel), 'ptx' or 'ttgir'; "
+          "`grep` (a regular expression) keeps the matching lines, `kernel` one kernel by name. Compiles like "
+          "`compile` (seconds); costs no evaluation.",
+          {"what": {"type": "string", "enum": ["sass", "ptx", "ttgir"]}, "grep": _STRING, "kernel": _STRING},
+          ["what"]),
     _tool("compile", "Stage 1 of the target on the workspace: static checks and the compile report (registers, "
           "spills, shared memory, instruction mix per kernel); seconds. One exploratory evaluation.",
           {"configs": _CONFIGS}),
@@ -284,6 +290,12 @@ class Toolbox:
 
     def _write_file(self, path: str, content: str) -> str:
         return self.workspace.write(path, content)
+
+    def _inspect(self, what: str, grep: str = "", kernel: str = "") -> str:
+        try:
+            return self.context.inspect(self.workspace.candidate(), what, grep, kernel)
+        except EvaluatorError as err:
+            raise ToolError(str(err)) from None
 
     def _checkout(self, version: str) -> str:
         if version == "workspace":

@@ -190,14 +190,25 @@ def static_report(report: Mapping[str, Any]) -> str:
     tuned = any(k.get("autotune") for k in kernels)  # one row per autotune config, named
     rows = [(k.get("kernel"), k.get("config"), *((k.get("autotune") or "-",) if tuned else ()), k.get("num_warps"),
              k.get("num_stages"), k.get("registers"), k.get("shared_bytes"), k.get("stack_bytes"),
-             k.get("spill_instructions"), _counts(k.get("tensor_core")), _counts(k.get("tma")),
+             k.get("spill_instructions"), _counts(k.get("tensor_core")), _counts(k.get("tma")), *_mix(k),
              _counts(k.get("global_access_bits"))) for k in kernels]
     if rows:
         lines.append(text_table(("kernel", "for", *(("autotune config",) if tuned else ()), "warps", "stages", "regs",
-                                 "smem B", "stack B", "spill instr", "tensor core", "TMA", "global access"), rows))
+                                 "smem B", "stack B", "spill instr", "tensor core", "TMA", "MUFU", "BAR",
+                                 "LDSM/STSM", "setmaxnreg", "global access"), rows))
     for key in ("errors", "skipped", "wrapper_errors"):
         lines += [f"{key}: {item}" for item in report.get(key) or []]
     return "\n".join(lines)
+
+
+def _mix(kernel: Mapping[str, Any]) -> tuple[Any, ...]:
+    """MUFU, BAR, LDSM/STSM counts and warp specialisation (setmaxnreg) of one kernel row; '-' if no SASS."""
+    if not kernel.get("sass_analysed"):
+        return ("-",) * 4
+    mix = kernel.get("mix") or {}
+    ptx = kernel.get("ptx") or {}
+    specialised = "yes" if mix.get("USETMAXREG") or ptx.get("setmaxnreg") else "no"
+    return mix.get("MUFU", 0), mix.get("BAR", 0), f"{mix.get('LDSM', 0)}/{mix.get('STSM', 0)}", specialised
 
 
 def _counts(counts: Any) -> str:

@@ -297,6 +297,26 @@ class AttentionEvaluator(Evaluator):
             return self._call(sandbox, run_script, EXPERIMENT_FILE, candidate=candidate.with_files(files),
                               timeout_s=timeout_s, scope=scope)
 
+    def inspect(self, candidate: Candidate, sandbox: Executor, *, what: str, grep: str = "",
+                kernel: str = "") -> str:
+        """SASS, PTX or TTGIR of the kernels the wrapper launches, compiled for the first arch (no GPU needed)."""
+        from .inspect_code import WHAT, compiled_code, inspect_text
+
+        if what not in WHAT:
+            raise EvaluatorError(f"inspect shows one of {', '.join(WHAT)}; got {what!r}")
+        source = candidate.files.get(self.entry)
+        if source is None or detect_language(source) is not Language.TRITON:
+            raise EvaluatorError("inspect reads Triton kernels; the check stage's static report covers CUDA_SOURCE")
+        arch = self.archs[0]
+        caches = candidate_caches(self.static.cache_dir, candidate.id)
+        with self.compile_caches.use(candidate.id):
+            out = sandbox.call(compiled_code, self.entry, [c.to_dict() for c in self.suite.static_configs()], arch,
+                               str(caches / "triton"), files={self.entry: source}, timeout_s=self.static.timeout_s,
+                               write_paths=(caches,), env=cache_environment(caches, home=None))
+        if not out.ok:
+            return f"status: {out.status.value}\nthe compile failed: {(out.error or out.reason).strip()[:2000]}"
+        return inspect_text(out.value, what=what, arch=arch, grep=grep, kernel=kernel)
+
     def descriptors(self, candidate: Candidate, result: EvalResult) -> Descriptors:
         """MAP-Elites descriptors from the first arch's static report (`static.kernel_descriptors`)."""
         check = result.stage("check")

@@ -26,7 +26,7 @@ from .suites import AttentionConfig
 if TYPE_CHECKING:
     from ...executors import Executor
 
-REPORT_VERSION = 4
+REPORT_VERSION = 5
 SUPPORTED_ARCHS = ("sm_90a", "sm_100a")
 # Largest dynamic shared memory one block may use (CUDA programming guide, compute capabilities table).
 SHARED_LIMIT_BYTES = {"sm_90a": 232448, "sm_90": 232448, "sm_100a": 232448, "sm_100": 232448,
@@ -46,7 +46,12 @@ _PTX_PATTERNS = {
     "cp.async": r"\bcp\.async\.c[ag]\b",
     "ld.global": r"\bld\.global\b",
     "st.global": r"\bst\.global\b",
+    "setmaxnreg": r"\bsetmaxnreg\b",
 }
+# Instructions an attention kernel's reader counts besides tensor cores and TMA: exponentials (MUFU),
+# barriers, shared-memory matrix loads and stores, and register reallocation between warp groups
+# (USETMAXREG: `setmaxnreg`, the sign of warp specialisation on Hopper).
+MIX_SASS = ("MUFU", "BAR", "LDSM", "STSM", "USETMAXREG")
 
 
 def default_cache_dir() -> Path:
@@ -101,6 +106,7 @@ def sass_mix(sass: str) -> dict[str, Any]:
     tensor_core = {op: n for op, n in opcodes.items() if op in _TENSOR_CORE_SASS or op.startswith("UTC")}
     return {
         "total": sum(opcodes.values()),
+        "mix": {op: opcodes[op] for op in MIX_SASS if opcodes[op]},
         "tensor_core": dict(sorted(tensor_core.items())),
         "memory": {op: opcodes[op] for op in _MEMORY_SASS if opcodes[op]},
         "global_access_bits": dict(sorted(widths.items())),
@@ -190,10 +196,12 @@ def summarise(arch: str, compiled: list[dict[str, Any]], wrapper_errors: list[di
                                 f"of {limit} (the launch would fail with OutOfResources); use smaller blocks or "
                                 "fewer pipeline stages (num_stages)")
     good = [r for r in compiled if r.get("ok")]
-    variants = [(r["kernel"], (r.get("autotune") or {}).get("config")) for r in good]
-    first_of_variant = [v not in variants[:i] for i, v in enumerate(variants)]
-    analyses = analyse_cubins([r["cubin"] for r in good], sass=first_of_variant)  # SASS once per kernel and config
-    kernels = [_kernel_entry(record, analysis) for record, analysis in zip(good, analyses)]
+    digests = [cubin_digest(r["cubin"]) for r in good]
+    first = [d not in digests[:i] for i, d in enumerate(digests)]
+    analyses = analyse_cubins([r["cubin"] for r in good], sass=first)  # SASS once per distinct cubin
+    by_digest = {d: a for d, a, f in zip(digests, analyses, first) if f}
+    kernels = [_kernel_entry(record, {**analysis, "sass": by_digest[digest].get("sass", {})}) | {"cubin": digest}
+               for record, analysis, digest in zip(good, analyses, digests)]
     compiled_kernels = {r["kernel"] for r in good}
     errors, skipped = [], []
     for r in compiled:
@@ -217,6 +225,11 @@ def summarise(arch: str, compiled: list[dict[str, Any]], wrapper_errors: list[di
         "compile_seconds": round(sum(r.get("seconds", 0.0) for r in compiled), 3),
         "cuobjdump": tool_path("cuobjdump") is not None,
     }
+
+
+def cubin_digest(cubin: bytes) -> str:
+    """A compiled kernel's identity: the sha256 of its cubin (16 hex digits)."""
+    return hashlib.sha256(cubin).hexdigest()[:16]
 
 
 def _kernel_entry(record: dict[str, Any], analysis: dict[str, Any]) -> dict[str, Any]:
@@ -359,6 +372,7 @@ def compact_report(report: dict[str, Any]) -> dict[str, Any]:
                                           "shared_bytes", "registers", "stack_bytes", "tmem_bytes", "compile_seconds")}
                | {"sass_analysed": bool(kern.get("sass")), "tensor_core": kern.get("sass", {}).get("tensor_core", {}),
                   "tma": {op: n for op, n in kern.get("sass", {}).get("memory", {}).items() if op.startswith("UTMA")},
+                  "mix": kern.get("sass", {}).get("mix", {}), "cubin": kern.get("cubin"),
                   "global_access_bits": kern.get("sass", {}).get("global_access_bits", {}),
                   "spill_instructions": kern.get("sass", {}).get("spill_instructions"),
                   "ptx": kern.get("ptx", {})}
