@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         config = assemble.with_builtin_seeds(config, args.seeds)
     config = _with_overrides(config, args)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if config.operator.kind == "agentic" and (config.operator.llm or config.operator.models):
+        assemble.build_model(config.operator)  # a missing API key fails now, not after the target (torch) loads
     evaluator = assemble.build_evaluator(config)
     seeds = assemble.seed_paths(config)
     population = assemble.build_population(config)

@@ -89,8 +89,8 @@ class ProgressState:
         figure = self._confirmed.pop(int(p["trial_id"]), None)
         if figure is not None:  # re-measured beside the best: that figure, with its spread, is the one to show
             change = f" ({figure.text('the best')})"
-        elif p.get("score") is not None and s.best_score:
-            change = f" ({100 * (p['score'] / s.best_score - 1):+.2f}% vs best)"
+        elif p.get("score") is not None and s.best_score:  # judged on one measurement (it did not pass the rule)
+            change = f" ({p['score'] / s.best_score:.3f}x the best, measured once)"
         if p["committed"] and self._store is not None:  # the best against the seed, as `status` and the report say
             member = self._store.best_member()
             self.summary = replace(self.summary, seed_figure=seed_figure(

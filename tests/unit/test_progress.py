@@ -40,7 +40,7 @@ def test_trial_lines_name_the_unit_the_change_and_why_a_trial_failed():
     state = _state()
     state.update(Event(kind="seed", payload={"status": "ok", "score": 2.0}))
     assert state.update(_trial_event(2, "ok", 1.5, False, 0)).startswith(
-        "trial 2 ok: score 1.5 sum of radii (-25.00% vs best) | grow radii")
+        "trial 2 ok: score 1.5 sum of radii (0.750x the best, measured once) | grow radii")
     assert state.update(_trial_event(3, "incorrect", None, False, 0)).endswith("\n    two circles overlap")
 
 

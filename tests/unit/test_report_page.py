@@ -88,3 +88,11 @@ def test_hostile_text_cannot_close_a_script_or_add_markup(store):
     assert "<script>alert" not in text and "&lt;/script&gt;&lt;script&gt;alert" in text
     blobs = re.findall(r'<script type="application/json" id="figure-\d+">(.*?)</script>', text, flags=re.S)
     assert len(blobs) == 7 and all(json.loads(b)["data"] for b in blobs)
+
+
+def test_score_axes_of_tiny_or_huge_numbers_use_an_exponent_not_raw_decimals():
+    from evoagent.report.charts import tick_format
+
+    assert tick_format([7.5e-6, 1.2e-5]) == ".3~e"  # 7.5e-6, never 0.0000075
+    assert tick_format([2.5e7]) == ".3~e"
+    assert tick_format([1.1, 2.6, None]) == ".3~g"

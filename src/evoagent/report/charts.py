@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,6 +35,13 @@ def _layout(fig: go.Figure, title: str, *, height: int = HEIGHT_PX, **kwargs: An
 def _trial_ticks(fig: go.Figure, trial_ids: Sequence[int], **where: Any) -> None:
     """Whole-number ticks on a trial axis (one per trial when there are few)."""
     fig.update_xaxes(tickformat="d", dtick=1 if len(trial_ids) <= 20 else None, **where)
+
+
+def tick_format(values: Sequence[float | None]) -> str:
+    """A d3 format for an axis of these values: 3 significant digits, with an exponent for very small or large
+    numbers (so 7.5e-6, not 0.0000075)."""
+    largest = max((abs(v) for v in values if v is not None and math.isfinite(v)), default=1.0)
+    return ".3~e" if largest and (largest < 1e-3 or largest >= 1e6) else ".3~g"
 
 
 def _hover(text: str, width: int = 90) -> str:
@@ -81,7 +89,7 @@ def score_chart(series: ScoreSeries, rows: Sequence[TrialRow], caption: str, *,
     if supervisor_trials:
         fig.add_annotation(x=supervisor_trials[0], y=1.02, yref="paper", text="supervisor", showarrow=False,
                            font={"color": "#9467bd", "size": 11})
-    fig.update_yaxes(title_text=caption, tickformat=".3~g", row=1, col=1)
+    fig.update_yaxes(title_text=caption, tickformat=tick_format([*series.scores, *lines.values()]), row=1, col=1)
     fig.update_yaxes(title_text="label", row=2, col=1)
     fig.update_xaxes(title_text="trial", row=2, col=1)
     _trial_ticks(fig, series.trial_ids)
@@ -112,7 +120,7 @@ def configs_chart(best: EvalResult | None, seed: EvalResult | None, caption: str
         fig.add_trace(go.Bar(x=configs, y=values, name=name, marker={"color": color},
                              hovertemplate="%{x}<br>%{y:.4g}<extra>" + name + "</extra>"))
     ytitle = f"ratio to {reference[0]}" if reference is not None else caption
-    fig.update_yaxes(title_text=ytitle, tickformat=".3~g")
+    fig.update_yaxes(title_text=ytitle, tickformat=tick_format([v for t in fig.data for v in (t.y or ())]))
     return _layout(fig, "Per configuration: best and seed" + (" vs baselines" if baselines else ""),
                    barmode="group")
 

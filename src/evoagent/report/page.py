@@ -202,7 +202,9 @@ def _details(row: views.TrialRow, results: Mapping[str, EvalResult], diffs: Mapp
             parts.append(f"<h4>log of stage {html.escape(st.name)} ({html.escape(str(st.status))})</h4>"
                          f"<pre class='log'>{_cut(st.logs)}</pre>")
     if result.metrics:
-        parts.append("<pre>" + _cut(json.dumps(dict(result.metrics), indent=1)) + "</pre>")
+        rows = "".join(f"<tr><td>{html.escape(name)}</td><td class='num'>{format_score(value)}</td></tr>"
+                       for name, value in result.metrics.items())
+        parts.append(f"<table class='stages'><tr><th>configuration</th><th>metric</th></tr>{rows}</table>")
     details = {st.name: st.details for st in result.stages if st.details}
     if details:
         parts.append("<details><summary>stage details</summary><pre>"
@@ -231,10 +233,11 @@ body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; margin: 0 
        padding: 1em 2em; color: #222; }
 h1 { font-size: 1.5em; margin-bottom: .3em; } h2 { font-size: 1.15em; margin: 1.4em 0 .2em; }
 p.how { color: #555; margin: .2em 0 .4em; font-size: .92em; }
-table.facts th { text-align: left; padding-right: 1.2em; color: #555; font-weight: 600; }
+table.facts th { text-align: left; padding-right: 1.2em; color: #555; font-weight: 600; white-space: nowrap; }
 table.trials { border-collapse: collapse; width: 100%; font-size: .88em; }
 table.trials th, table.trials td { border-bottom: 1px solid #e4e4e4; padding: 3px 6px; text-align: left;
                                    vertical-align: top; }
+table.trials th { white-space: nowrap; }
 table.trials tr.trial { cursor: pointer; } table.trials tr.trial:hover { background: #f3f7fb; }
 span.label { color: white; border-radius: 3px; padding: 0 5px; font-size: .9em; white-space: nowrap; }
 pre { background: #f7f7f7; padding: .6em; overflow-x: auto; font-size: .85em; max-height: 30em; }
