@@ -9,6 +9,7 @@ from .engine import BestVersion, EvolveResult, evolve, iterate
 from .errors import (
     BudgetExhausted,
     ClusterError,
+    ClusterLost,
     ConfigError,
     EvaluatorError,
     EvoagentError,
@@ -44,6 +45,7 @@ __all__ = [
     "Candidate",
     "Chain",
     "ClusterError",
+    "ClusterLost",
     "ConfigError",
     "Descriptors",
     "EvalResult",

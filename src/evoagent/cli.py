@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import EvoagentError
+from .errors import ClusterLost, EvoagentError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -18,6 +19,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
+    except ClusterLost as exc:  # the run is stored and closed; only Ray's link to the lost head is left
+        print(f"evoagent: error: {exc}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2)  # tearing that link down at exit waits seconds on the head, and may crash
     except EvoagentError as exc:
         print(f"evoagent: error: {exc}", file=sys.stderr)
         return 2

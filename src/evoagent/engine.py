@@ -16,7 +16,7 @@ from typing import Any
 from .budget_meter import BudgetMeter
 from .candidate import Candidate
 from .config import Budget, Options
-from .errors import BudgetExhausted, ClusterError, ConfigError, LLMError
+from .errors import BudgetExhausted, ClusterLost, ConfigError, LLMError
 from .executors import ClusterExecutor, cluster_gone, open_executor
 from .operators.base import Proposal, VariationContext, VariationOperator
 from .population import Pick, StoredMembers
@@ -126,8 +126,8 @@ class _Engine:
         self.stop.set()
         self.done.put(self.gone_error(reason))
 
-    def gone_error(self, reason: str) -> ClusterError:
-        return ClusterError(f"{reason}; resume with `evoagent resume {shlex.quote(str(self.run.dir))}`")
+    def gone_error(self, reason: str) -> ClusterLost:
+        return ClusterLost(f"{reason}; resume with `evoagent resume {shlex.quote(str(self.run.dir))}`")
 
     def record_cluster(self) -> None:
         if isinstance(self.executor, ClusterExecutor) and not self.executor.gone:

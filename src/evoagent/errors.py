@@ -5,7 +5,8 @@
      ├── RunStoreError        (RuntimeError)  the run directory or database cannot be used
      │    └── IncompatibleRunError            made by a different schema version
      ├── SandboxError         (RuntimeError)  the sandbox itself failed (never the candidate)
-     ├── ClusterError         (ConnectionError) a Ray cluster cannot be joined, or was lost mid-run
+     ├── ClusterError         (ConnectionError) a Ray cluster cannot be joined
+     │    └── ClusterLost                      the cluster was lost while the run went on (resume it)
      ├── EvaluatorError       (RuntimeError)  an evaluator is defined wrongly
      ├── KernelSourceError    (ValueError)    a kernel file breaks its target's contract (CUDA_SOURCE)
      ├── BudgetExhausted      (RuntimeError)  a token, dollar, time or trial budget ran out
@@ -39,7 +40,11 @@ class SandboxError(EvoagentError, RuntimeError):
 
 
 class ClusterError(EvoagentError, ConnectionError):
-    """A Ray cluster cannot be joined (the message names the cause), or it was lost while the run went on."""
+    """A Ray cluster cannot be joined (the message names the cause)."""
+
+
+class ClusterLost(ClusterError):
+    """The cluster's head stopped answering while the run went on; the message says how to resume."""
 
 
 class EvaluatorError(EvoagentError, RuntimeError):

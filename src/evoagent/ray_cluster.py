@@ -206,7 +206,7 @@ class ClusterWatch:
     """
 
     def __init__(self, address: str, head: str | None, *, on_change: Callable[[ClusterState], None],
-                 on_gone: Callable[[str], None], poll_s: float = 1.0, misses: int = 2) -> None:
+                 on_gone: Callable[[str], None], poll_s: float = 1.0, misses: int = 3) -> None:
         self.address, self.head = address, head
         self._on_change, self._on_gone = on_change, on_gone
         self._poll_s, self._misses = poll_s, misses
@@ -253,7 +253,7 @@ class ClusterWatch:
                 missed += 1
                 why = exc.strerror or type(exc).__name__
             if missed >= self._misses and not self._stopped.is_set():
-                self.gone = (f"the Ray cluster at {self.address} is gone (its head {self.head} stopped "
-                             f"answering: {why})")
+                who = "it" if self.head == self.address else f"its head {self.head}"
+                self.gone = f"the Ray cluster at {self.address} is gone ({who} stopped answering: {why})"
                 self._on_gone(self.gone)
                 return

@@ -162,7 +162,7 @@ class RayExecutor:
         try:
             self._node = ray.get_runtime_context().get_node_id()
             self._setup_ref = ray.put(self._setup)
-            self._watch = ClusterWatch(self.address, head_address(), on_change=self._changed, on_gone=self._went)
+            self._watch = ClusterWatch(self.address, _knock_at(address), on_change=self._changed, on_gone=self._went)
             self._gpu_count = self._watch.state.gpus
             self.gpus = tuple(str(i) for i in range(self._gpu_count))  # the cluster's GPUs, as the queue names them
             self._hide_gpus = {"CUDA_VISIBLE_DEVICES": ""} if self._gpu_count else {}
@@ -349,13 +349,21 @@ class RayExecutor:
             self._admission.notify_all()
         if gpus is not None:
             gpus.close()  # calls waiting for a GPU get SandboxError
-        if ray.is_initialized() and not self.gone:
+        if ray.is_initialized() and not self.gone:  # with the head gone, Ray would wait on it
             for actor in actors:
                 actor.kill()
             if self._owns_ray:
                 disconnect()
         for folder in (self._setup.scratch_dir, node_folder(self._setup.scratch_dir, self._node)):
             shutil.rmtree(folder, ignore_errors=True)  # the sandboxes of this node's workers
+
+
+def _knock_at(address: str | None) -> str | None:
+    """Where to check that the cluster is there: the address the user gave ("host:port", or Ray Client's
+    "ray://host:port": the driver's own connection), else the head's GCS as Ray reports it."""
+    if address is not None and address != "auto":
+        return address.removeprefix("ray://")
+    return head_address()
 
 
 def _weakness(confinement: Confinement) -> tuple[int, int]:
