@@ -349,6 +349,17 @@ def test_torch_ops_defined_in_c_and_compiler_errors_are_not_banned_by_where_they
     assert findings(source) == []
 
 
+@pytest.mark.parametrize("source, rule, line", [
+    ("import torch\nos = torch._import_dotted_name('os')", "private-internal", 2),
+    ("import dataclasses\nf = dataclasses._create_fn('f', [], ['return 1'], globals={})", "private-internal", 2),
+    ("from torch import _import_dotted_name as load", "private-internal", 1),
+    ("import torch\nclass S(torch._guards.Source):\n    pass", "private-internal", 2),
+    ("import triton.language as tl\nt = tl.str_to_ty('tensordesc<fp16[16],print(1)>', None)", "dynamic-code", 2),
+])
+def test_code_runners_inside_allowed_packages_are_named(source: str, rule: str, line: int) -> None:
+    assert (rule, line) in found(source), findings(source)
+
+
 # -- where the scan looks, and what it leaves alone ----------------------------------------------
 
 def test_class_bases_keywords_and_top_level_annotations_are_scanned() -> None:

@@ -173,7 +173,11 @@ def _banned_name(qualname: str) -> tuple[str, str] | None:
         return reflection.REFLECTION_NAMES[last]
     reached = _reached_module(qualname)
     if reached is None:
-        return None
+        private = next((part for part in qualname.split(".")[1:] if part.startswith("_")
+                        and not reflection.is_dunder(part)), None)
+        return None if private is None else ("private-internal", (
+            f"a private name ({private}) of an allowed package: internals, not an API, among them code runners "
+            "(torch._import_dotted_name, dataclasses._create_fn); use the public API"))
     for prefix, rule, what in _BANNED_ORIGINS:
         if reached == prefix or reached.startswith(prefix + "."):
             return rule, f"{what}; reached as {reached}"

@@ -28,6 +28,7 @@ REFLECTION_NAMES: dict[str, tuple[str, str]] = {
     **{n: ("dynamic-code", "evaluates string annotations as code") for n in (
         "get_type_hints", "ForwardRef", "_evaluate", "_eval_type", "evaluate_forward_ref", "get_annotations",
         "call_annotate_function")},
+    "str_to_ty": ("dynamic-code", "evaluates part of a type string as code (triton.language.str_to_ty)"),
     **{n: ("string-lookup", "looks attributes up by string") for n in (
         "attrgetter", "methodcaller", "getattr_static")},
     **{n: ("frame-access", "reaches the caller's frame") for n in (

@@ -68,7 +68,8 @@ class Names:
         return _lookup(self._scope_of[node], node.id, self.module)
 
     def is_builtin(self, node: ast.Name) -> bool:
-        return node in self._scope_of and self.binding_scope(node) is None
+        """True unless a scope binds the name (a Name this reading never met counts as a builtin)."""
+        return node not in self._scope_of or self.binding_scope(node) is None
 
     def qualnames(self, node: ast.AST) -> frozenset[str]:
         """Every qualified name a Name or attribute chain may stand for (empty when none is known)."""
