@@ -16,11 +16,15 @@ cd "$(dirname "$0")/.."
 ENV_DIR="${EVOAGENT_DEVICE_IMAGE_ENV:-$HOME/.cache/evoagent/venv-device-image}"
 TORCH="2.11.0" TRITON="3.6.0" NUMPY_SERIES="2.5"
 
-find_python() {
-  if [[ -n "${DEVICE_IMAGE_PYTHON:-}" ]]; then echo "$DEVICE_IMAGE_PYTHON"; return; fi
-  if command -v python3.12 >/dev/null 2>&1; then command -v python3.12; return; fi
+find_python() {  # the first python3.12 that runs (a pyenv shim on PATH may not)
   local root; root="$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"
-  ls -d "$root"/versions/3.12.*/bin/python 2>/dev/null | sort -V | tail -1
+  local candidate
+  for candidate in ${DEVICE_IMAGE_PYTHON:-} "$(command -v python3.12 || true)" \
+      $(ls -d "$root"/versions/3.12.*/bin/python 2>/dev/null | sort -rV); do
+    if [[ -n "$candidate" ]] && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; then
+      echo "$candidate"; return
+    fi
+  done
 }
 
 matches() {
@@ -34,7 +38,7 @@ EOF
 
 if ! matches; then
   PY312="$(find_python)"
-  if [[ -z "$PY312" ]] || ! "$PY312" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
+  if [[ -z "$PY312" ]]; then
     echo "device_image_check.sh: no Python 3.12 found; set DEVICE_IMAGE_PYTHON to a python3.12" >&2
     exit 2
   fi
