@@ -244,9 +244,7 @@ class _Engine:
             if decision.committed and now != best:  # another slot committed meanwhile: judge against the new best
                 decision = self.run.population.decide(decision.result, now)
             result, committed = decision.result, decision.committed
-            parent_score = self.store.result(parent.id)
-            lesson = lesson_text(trial_id, hypothesis, result, committed,
-                             parent_score.score if parent_score else None)
+            lesson = lesson_text(trial_id, hypothesis, result, committed, self.store.result(parent.id))
             trial = self.store.finish_trial(
                 trial_id, candidate=candidate, result=result, hypothesis=hypothesis,
                 diff=candidate.diff(parent) if candidate else "", committed=committed,

@@ -50,6 +50,11 @@ class TrialServices(Protocol):
         """A draft's compiled code as text, lines matching `grep` (the evaluator's `inspect`)."""
         ...
 
+    def remeasure(self, candidates: Sequence[Candidate], configs: Sequence[str] | None,
+                  rounds: int) -> list[list[EvalResult]]:
+        """The evaluator's timing stages on each candidate in turn, `rounds` times, interleaved in one executor."""
+        ...
+
     def record_message(self, role: str, content: Any) -> None:
         """Appends one message (JSON-serializable) to the trial's transcript."""
         ...
@@ -86,6 +91,10 @@ class NoServices:
 
     def inspect(self, candidate: Candidate, what: str, grep: str = "", kernel: str = "") -> str:
         raise RuntimeError("this VariationContext has no sandbox attached (pass services=...)")
+
+    def remeasure(self, candidates: Sequence[Candidate], configs: Sequence[str] | None,
+                  rounds: int) -> list[list[EvalResult]]:
+        raise RuntimeError("this VariationContext has no evaluator attached (pass services=...)")
 
     def record_message(self, role: str, content: Any) -> None:
         return None

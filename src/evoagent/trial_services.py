@@ -13,8 +13,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from .candidate import Candidate
+from .errors import EvaluatorError
 from .evaluator import Evaluator
 from .executors import Executor, cluster_gone
+from .formatting import format_delta
 from .population import Population
 from .records import Trial, TrialOutcome, Usage
 from .result import EvalResult, Status
@@ -106,6 +108,25 @@ class EngineServices:
             out = engine.evaluator.experiment(candidate, script, engine.executor, timeout_s=timeout_s)
         return out
 
+    def remeasure(self, candidates: Sequence[Candidate], configs: Sequence[str] | None,
+                  rounds: int) -> list[list[EvalResult]]:
+        """The timing stages (as a population's confirmation runs them), each candidate in turn per round.
+
+        Stored as exploratory evaluations of the trial; an evaluator without timing stages raises.
+        """
+        engine = self._engine
+        evaluator = engine.evaluator if configs is None else engine.evaluator.restricted(configs)
+        if not evaluator.timing_stages:
+            raise EvaluatorError(f"{type(evaluator).__name__} has no timing stages to compare versions on")
+        runs: list[list[EvalResult]] = [[] for _ in candidates]
+        for _ in range(rounds):
+            for i, candidate in enumerate(candidates):
+                result = evaluate_retrying(engine, candidate, self._trial_id, stages=evaluator.timing_stages,
+                                           evaluator=evaluator)
+                engine.store.add_evaluation(candidate, result, kind="exploratory", trial_id=self._trial_id)
+                runs[i].append(result)
+        return runs
+
     def inspect(self, candidate: Candidate, what: str, grep: str = "", kernel: str = "") -> str:
         engine = self._engine
         return engine.evaluator.inspect(candidate, engine.executor, what=what, grep=grep, kernel=kernel)
@@ -148,12 +169,20 @@ def outcome_of(t: Trial) -> TrialOutcome:
                         committed=t.committed)
 
 
-def lesson_text(trial_id: int, hypothesis: str, result: EvalResult, committed: bool, parent_score: float | None) -> str:
+def lesson_text(trial_id: int, hypothesis: str, result: EvalResult, committed: bool,
+                start: EvalResult | None) -> str:
+    """One line: what was tried, the outcome and, for a scored result, its Δ vs the starting version
+    with the configurations that moved most either way."""
     what = (hypothesis or "no hypothesis").splitlines()[0][:160]
     outcome = "committed" if committed else result.status.value
     delta = ""
-    if result.score is not None and parent_score:
-        delta = f", score {result.score:.6g} ({100 * (result.score / parent_score - 1):+.2f}% vs parent)"
+    if result.score is not None and start is not None and start.score:
+        delta = f", score {result.score:.6g} ({format_delta(result.score, start.score)} vs its starting version"
+        moved = sorted((result.metrics[k] / v - 1, k) for k, v in start.metrics.items() if v and k in result.metrics)
+        if len(moved) > 1:
+            delta += (f"; per configuration from {100 * moved[0][0]:+.2f}% ({moved[0][1]}) to "
+                      f"{100 * moved[-1][0]:+.2f}% ({moved[-1][1]})")
+        delta += ")"
     elif result.reason:
         delta = f" ({result.reason.splitlines()[0][:120]})"
     return f"trial {trial_id}: {what} -> {outcome}{delta}"

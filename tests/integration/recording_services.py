@@ -33,6 +33,17 @@ class RecordingServices(NoServices):
             return super().experiment(candidate, script, timeout_s)
         return self.evaluator.experiment(candidate, script, self.sandbox, timeout_s=timeout_s)
 
+    def remeasure(self, candidates: Sequence[Candidate], configs: Sequence[str] | None,
+                  rounds: int) -> list[list[EvalResult]]:
+        if self.evaluator is None:
+            return super().remeasure(candidates, configs, rounds)
+        evaluator = self.evaluator if configs is None else self.evaluator.restricted(configs)
+        runs: list[list[EvalResult]] = [[] for _ in candidates]
+        for _ in range(rounds):
+            for i, candidate in enumerate(candidates):
+                runs[i].append(evaluator.evaluate(candidate, self.sandbox, stages=evaluator.timing_stages))
+        return runs
+
     def inspect(self, candidate: Candidate, what: str, grep: str = "", kernel: str = "") -> str:
         if self.evaluator is None or self.sandbox is None:
             return super().inspect(candidate, what, grep, kernel)

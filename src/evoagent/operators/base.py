@@ -93,6 +93,11 @@ class VariationContext:
         """Runs a short script beside a draft's files in the sandbox, confined as candidates are."""
         return self.services.experiment(candidate, script, timeout_s)
 
+    def remeasure(self, candidates: Sequence[Candidate], configs: Sequence[str] | None = None,
+                  rounds: int = 3) -> list[list[EvalResult]]:
+        """Times each candidate in turn, `rounds` times, in the same executor (exploratory, never committed)."""
+        return self.services.remeasure(candidates, configs, rounds)
+
     def inspect(self, candidate: Candidate, what: str, grep: str = "", kernel: str = "") -> str:
         """A draft's compiled code (SASS, PTX, TTGIR...) as text, lines matching `grep`; no GPU needed."""
         return self.services.inspect(candidate, what, grep, kernel)

@@ -14,6 +14,8 @@ from ..result import EvalResult, Status, format_score
 from ..services import Knowledge
 from ..tables import cut_lines, line_count, numbered, numbered_file
 from .base import VariationContext
+from .comparison import compare as compare_runs
+from .comparison import comparison_text
 from .workspace import ToolError, Workspace
 
 MAX_SCRIPT_CHARS = 20_000
@@ -88,6 +90,7 @@ TOOLS: tuple[dict[str, Any], ...] = (
           "you measured, why it cannot pay off) is kept in the run's knowledge base for later steps.",
           {"lesson": _STRING}, ["lesson"]),
 )
+COMPARE_ROUNDS = 3  # interleaved pairs a `benchmark compare` times
 EVAL_TOOLS = ("compile", "test", "benchmark", "profile")  # experiment counts against the same budget
 KNOWLEDGE_TOOLS = ("search_knowledge", "read_knowledge")
 _SOURCE_TOOLS = ("read_file", "show_version")
@@ -328,8 +331,25 @@ class Toolbox:
     def _test(self, configs: list[str] | None = None) -> str:
         return self._evaluate("test", configs)
 
-    def _benchmark(self, configs: list[str] | None = None) -> str:
-        return self._evaluate("benchmark", configs)
+    def _benchmark(self, configs: list[str] | None = None, compare: str | None = None) -> str:
+        if compare is None:
+            return self._evaluate("benchmark", configs)
+        if compare == "workspace":
+            raise ToolError("compare takes 'parent', 'best' or a stored version's id, not 'workspace'")
+        other = self._version(compare)[0]  # a wrong reference fails before anything runs
+        text = self._evaluate("benchmark", configs)
+        mine = self.workspace.candidate()
+        latest = next((r for (cid, stages, _), r in reversed(self.results.items()) if cid == mine.id), None)
+        if latest is None or not latest.ok:
+            return f"{text}\n(no comparison: the workspace version did not pass the benchmark)"
+        self._spend_evaluation()
+        theirs, ours = self.context.remeasure([other, mine], self._subset(configs), rounds=COMPARE_ROUNDS)
+        failed = next((r for r in (*theirs, *ours) if not r.ok), None)
+        if failed is not None:
+            return f"{text}\n(no comparison: a re-measurement ended {failed.status.value}: {failed.reason})"
+        name = compare if compare in ("parent", "best") else f"version {other.id}"
+        found = comparison_text(compare_runs([r.metrics for r in ours], [r.metrics for r in theirs]), other=name)
+        return f"{text}\n{found}"
 
     def _profile(self, configs: list[str] | None = None) -> str:
         return self._evaluate("profile", configs)
@@ -342,7 +362,8 @@ class Toolbox:
         candidate = self.workspace.candidate()
         key = (candidate.id, stages, subset or ())
         if key in self.results:
-            text = format_result(self.results[key], note="(this exact version was already evaluated; not re-run)",
+            text = format_result(self.results[key], note="(this exact version was already evaluated; not re-run: "
+                                 "`benchmark` with `compare` times it again next to another version)",
                                  evaluator=evaluator, shown=self.shown)
             self.last_result = text
             return text
