@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lang", choices=("triton", "cuda"),
                    help="the attention kernels' language: start from its seed (triton: fa2, cuda: cuda-fa2); "
                         "with --seed, every seed must be in it")
-    p.add_argument("--slots", type=_pos_int, help="variation steps in flight at once")
+    p.add_argument("--slots", type=_pos_int, help="variation steps in flight at once (default: [engine] slots, "
+                                                 "1; with --executor ray, one per CPU of the cluster)")
     p.add_argument("--model", help="the agent's model (sets [operator.llm] model; needs its API key)")
     p.add_argument("--usd", type=_nonneg_float, help="dollar budget for model calls in the run (0: none)")
     p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")

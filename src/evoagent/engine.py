@@ -82,8 +82,9 @@ class _Engine:
         device = self.evaluator.device_label()  # so that `evoagent status` never imports the target (torch)
         self.store.set_meta("target", {"name": self.evaluator.name, "device": device,
                                        "caption": self.evaluator.score_caption(device)})
+        self.store.set_meta("executor_nodes", self.executor.nodes() if isinstance(self.executor, ClusterExecutor)
+                            else [])  # of this session: a resumed run on the local executor has none
         if isinstance(self.executor, ClusterExecutor):  # nodes joining and leaving, a lost head
-            self.store.set_meta("executor_nodes", self.executor.nodes())
             self.executor.watch(self._cluster_changed, self._cluster_gone)
         self.usage_session = self.store.next_usage_session()  # this session's GPU busy time, beside earlier ones
         totals = self.store.totals()  # the budgets count on from the run's totals, the time from a ready sandbox
@@ -124,6 +125,7 @@ class _Engine:
         with self.lock:
             self.stop_reason = reason
         self.stop.set()
+        self.store.set_meta("executor", self.executor.describe())  # "ray (ADDRESS, gone)"
         self.done.put(self.gone_error(reason))
 
     def gone_error(self, reason: str) -> ClusterLost:

@@ -80,7 +80,9 @@ def test_the_documented_cluster_commands_use_every_node_follow_a_new_one_and_end
             assert run.status()["executor"].startswith(f"ray ({cluster.address}, 3 nodes, 3 CPUs")
         assert main(["status", str(run_dir)]) == 0
         shown = [line for line in capsys.readouterr().out.splitlines() if re.match(r"    (head|node) ", line)]
-        assert len(shown) == 3 and all(re.search(r": alive, 1 CPUs, 0 GPUs, \d+ calls", line) for line in shown)
+        # every node that ran calls had its sandbox confinement measured there
+        assert len(shown) == 3 and all(re.search(r": alive, 1 CPUs, 0 GPUs, [1-9]\d* calls, confinement (full|partial)",
+                                                 line) for line in shown), shown
 
         # a worker node lost mid-run (not the one this driver is attached to): seen as gone, the run goes on
         nodes = _nodes(run_dir)
@@ -113,7 +115,7 @@ def test_the_documented_cluster_commands_use_every_node_follow_a_new_one_and_end
 
     with ea.Run.open(run_dir, readonly=True) as run:
         status = run.status()
-    assert status["interrupted"] >= 1  # the trials in flight when the head went, to be run again
+    assert status["interrupted"] >= 1 and status["executor"] == f"ray ({cluster.address}, gone)"  # the trials in flight when the head went, to be run again
     done = _done(run_dir)
     assert set(before) <= set(done) and all(done[t] == before[t] for t in before)
 
@@ -127,6 +129,7 @@ def test_the_documented_cluster_commands_use_every_node_follow_a_new_one_and_end
     with ea.Run.open(run_dir, readonly=True) as run:
         final = run.status()
         assert not run.store.trials(state="running")
+    assert final["executor"].startswith("local") and final["executor_nodes"] == []
     assert final["trials"] == status["trials"] + 2
 
 
