@@ -452,3 +452,11 @@ def test_the_idioms_of_published_triton_attention_kernels_scan_clean() -> None:
             print(torch.matmul(torch.ones(2, 2), torch.ones(2, 2)), math.pi)
         """
     assert findings(source) == []
+
+
+def test_a_file_built_to_multiply_alias_values_is_scanned_quickly() -> None:
+    """The scan runs in the trusted process: alias and string resolution are bounded, not exponential."""
+    chain = "".join(f"    x = x.a{i}\n    s = s + s + '{i}'\n" for i in range(30))
+    source = "import torch\ndef f(x, s):\n    x = torch\n    s = ''\n" + chain + "    return getattr(x, s)\n"
+    result = scan(source)  # finishes: with 30 reassignments unbounded sets would hold 30**6 names
+    assert ("string-lookup", source.count("\n")) in {(f.rule, f.line) for f in result}

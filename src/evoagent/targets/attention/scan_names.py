@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 TYPE_OF = "type(...)"  # the qualified name given to `type(x)`: some class
 _ROUNDS = 6  # alias chains resolved (F = torch.nn.functional; sdpa = F.scaled_dot_product_attention; ...)
+_MOST_VALUES = 64  # per name: a file that makes more (x = x.a; x = x.b; ...) must not make the scan slow
 
 
 class ScopeKind(str, enum.Enum):
@@ -79,7 +80,7 @@ class Names:
             scope = self.binding_scope(node)
             return frozenset(scope.values.get(node.id, ())) if scope is not None else frozenset()
         if isinstance(node, ast.Attribute):
-            return frozenset(f"{base}.{node.attr}" for base in self.qualnames(node.value))
+            return frozenset(f"{base}.{node.attr}" for base in self.qualnames(node.value) if len(base) < 1000)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "type" \
                 and len(node.args) == 1 and self.is_builtin(node.func):
             return frozenset([TYPE_OF])  # a class as reachable as a module: `type(q).add = ...` patches torch.Tensor
@@ -90,7 +91,9 @@ class Names:
         if isinstance(node, ast.Constant):
             return frozenset([node.value]) if isinstance(node.value, str) else frozenset()
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-            return frozenset(a + b for a in self.strings(node.left) for b in self.strings(node.right))
+            left, right = self.strings(node.left), self.strings(node.right)
+            return frozenset(a + b for a in left for b in right if len(a) + len(b) < 1000) \
+                if len(left) * len(right) <= _MOST_VALUES else frozenset()
         if isinstance(node, ast.Name) and node in self._scope_of:
             scope = self.binding_scope(node)
             return frozenset(scope.strings.get(node.id, ())) if scope is not None else frozenset()
@@ -105,8 +108,8 @@ class Names:
                 found_strings = frozenset() if isinstance(value, str) else self.strings(value)
                 for table, found in ((owner.values, found_names), (owner.strings, found_strings)):
                     known = table.setdefault(name, set())
-                    if not found <= known:
-                        known |= found
+                    if not found <= known and len(known) < _MOST_VALUES:
+                        known.update(sorted(found - known)[:_MOST_VALUES - len(known)])
                         changed = True
             if not changed:
                 return
