@@ -17,8 +17,9 @@ numpy arrays only; never pickle). What a call can and cannot do:
   report (those pipes are closed in the child), fake a result by printing, or leave processes
   behind (confined, it runs in its own PID namespace, whose processes all die with the call;
   unconfined, its process group is killed and escapees re-parented to the server are killed).
-  It cannot report a set-up failure either; the one way it can end as `harness_error` is
-  killing its own fork server (only when not confined), and then it never scores.
+  It cannot report a set-up failure either; it can end as `harness_error` only by killing its own
+  fork server (only when not confined) or when the evaluator's function hands back a value of the
+  candidate's that the channel cannot carry (the evaluator's bug, named as such), and then it never scores.
 
 Labels: OK; CRASH (fn raised, the process died or exited early, or the result channel held
 something that is not a plain value); OOM (MemoryError, ENOMEM, torch's out-of-memory errors);

@@ -184,14 +184,14 @@ class HeuristicPolicy:
         if step.attempts >= self.max_attempts:
             return self._give_up(step, f"{plural(step.attempts, 'move')} failed their compile or test in this step")
         here = self._tried_on.setdefault(hashlib.sha256(step.original.encode()).hexdigest(), set())
-        candidates = self._fresh(step, self.moves(step.original, self._tried | self._scan.named(messages)))
-        if not candidates:  # everything was tried somewhere: retry what was not tried on this version
-            candidates = self._fresh(step, self.moves(step.original, here))
-        if not candidates:
+        move = self._fresh(step, self.moves(step.original, self._tried | self._scan.named(messages)))
+        if move is None:  # everything was tried somewhere: retry what was not tried on this version
+            move = self._fresh(step, self.moves(step.original, here))
+        if move is None:
             if step.attempts:
                 return self._give_up(step, f"the {plural(step.attempts, 'move')} left for this version failed")
             return self._exhausted(step)
-        step.move, step.attempts = candidates[0], step.attempts + 1
+        step.move, step.attempts = move, step.attempts + 1
         self._tried.add(step.move.id)
         here.add(step.move.id)
         self._versions.add(_print(step.entry, step.move.apply(step.original)))
@@ -221,18 +221,17 @@ class HeuristicPolicy:
         return self._call(step, "write_file", {"path": step.entry, "content": step.original},
                           f"{why}; restoring {step.entry} and trying the next recipe.")
 
-    def _fresh(self, step: _Step, moves: list[Recipe]) -> list[Recipe]:
-        """The moves whose result is a version not read or made before (a repeat would be a duplicate)."""
+    def _fresh(self, step: _Step, moves: list[Recipe]) -> Recipe | None:
+        """The first move whose result is a version not read or made before (a repeat would be a duplicate)."""
         assert step.original is not None  # Check internal correctness.
-        fresh = []
         for move in moves:
             try:
                 made = move.apply(step.original)
             except RecipeError:
                 continue
             if _print(step.entry, made) not in self._versions:
-                fresh.append(move)
-        return fresh
+                return move
+        return None
 
     def _give_up(self, step: _Step, why: str) -> LLMResponse:
         if step.trial:
