@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+RAY = [sys.executable, "-m", "ray.scripts.scripts"]  # the `ray` command of this Python, wherever PATH points
 _START_TIMEOUT_S = 300  # `ray start` takes ~5 s on an idle machine; a busy one may take much longer
 
 
@@ -36,7 +37,7 @@ class LocalCluster:
         self.nodes: list[str] = []
         self.address = ""
         # the documented first step: a token for the cluster, in ~/.ray/auth_token of every node (one HOME here)
-        subprocess.run(["ray", "get-auth-token", "--generate"], env=self.env, check=True, capture_output=True,
+        subprocess.run([*RAY, "get-auth-token", "--generate"], env=self.env, check=True, capture_output=True,
                        timeout=120)
 
     def temp_dir(self, name: str) -> Path:
@@ -46,7 +47,7 @@ class LocalCluster:
     def start(self, name: str, *, cpus: int = 1) -> None:
         """Starts a node: the head first (`ray start --head`), then others joining it (`--address`)."""
         temp = self.temp_dir(name)
-        command = ["ray", "start", "--node-ip-address", "127.0.0.1", "--temp-dir", str(temp),
+        command = [*RAY, "start", "--node-ip-address", "127.0.0.1", "--temp-dir", str(temp),
                    "--num-cpus", str(cpus), "--num-gpus", "0", "--object-store-memory", str(80 * 1024 * 1024),
                    "--disable-usage-stats"]
         if not self.nodes:

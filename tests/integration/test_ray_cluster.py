@@ -86,7 +86,7 @@ def test_the_documented_cluster_commands_use_every_node_follow_a_new_one_and_end
 
         # a worker node lost mid-run (not the one this driver is attached to): seen as gone, the run goes on
         nodes = _nodes(run_dir)
-        [lost] = [n for n in nodes if not n["head"] and not n["driver"] and n["node_id"] in first]
+        lost = next(n for n in nodes if not n["head"] and not n["driver"])
         cluster.kill(cluster.name_of(lost["node_id"]))
         wait_for(lambda: not {n["node_id"]: n for n in _nodes(run_dir)}[lost["node_id"]]["alive"],
                  "the lost node to be shown as gone")
