@@ -25,8 +25,18 @@ LLM_BACKENDS = {"anthropic": "evoagent.llm.anthropic:Anthropic",
 BUILTIN_USD = 20.0  # the built-in attention run's default dollar cap
 
 
-def builtin_config(target: str, *, suite: str | None = None) -> RunConfig:
-    """The default config of a built-in target (seed shipped with the package, default operator)."""
+def builtin_config(target: str, *, suite: str | None = None, problem: str | None = None,
+                   shape: Mapping[str, int] | None = None) -> RunConfig:
+    """The default config of a built-in target (seed shipped with the package, default operator).
+
+    The kernel target takes its problem file as `problem` or in the name (`kernel:PROBLEM.py`); its seed is
+    the reference itself, written out by `targets.kernel.setup`.
+    """
+    if target == "kernel" or target.startswith("kernel:"):
+        return _kernel_config(target, suite=suite, problem=problem, shape=shape)
+    if problem is not None or shape:
+        raise ConfigError(f"a problem file and --shape are for the kernel target (evoagent run kernel PROBLEM.py); "
+                          f"target {target!r} takes none")
     if target != "attention":
         raise ConfigError(f"unknown built-in target {target!r}; built-in targets: {', '.join(BUILTIN_TARGETS)} "
                           "(or pass a path to a TOML config)")
@@ -40,6 +50,23 @@ def builtin_config(target: str, *, suite: str | None = None) -> RunConfig:
         "budget": {"trials": 6, "usd": BUILTIN_USD},
         "operator": {"kind": "agentic"},
     }, "")
+    return config
+
+
+def _kernel_config(target: str, *, suite: str | None, problem: str | None,
+                   shape: Mapping[str, int] | None) -> RunConfig:
+    named = target.partition(":")[2]
+    if named and problem:
+        raise ConfigError(f"the problem file is given twice ({named!r} in {target!r} and {problem!r}); give it once")
+    if not (named or problem):
+        raise ConfigError("the kernel target needs a problem file: evoagent run kernel PROBLEM.py "
+                          "(a KernelBench-format file with class Model, get_inputs and get_init_inputs)")
+    if suite:
+        raise ConfigError("--suite is for the attention target; a kernel problem sets its sizes with "
+                          "--shape NAME=VALUE")
+    from .targets.kernel.setup import run_tables
+
+    config: RunConfig = from_dict(RunConfig, run_tables(named or str(problem), shape=shape), "")
     return config
 
 
@@ -72,8 +99,12 @@ def build_evaluator(config: RunConfig) -> Evaluator:
     target = config.evaluator.target
     if not target:
         raise ConfigError("the config names no evaluator: set [evaluator] target = \"attention\" or \"file.py:Class\"")
+    params = dict(config.evaluator.params)
+    if target.startswith("kernel:"):  # `target = "kernel:PROBLEM.py"`: the problem relative to the config file
+        target, path = "kernel", Path(target.partition(":")[2])
+        params["problem"] = str(path if path.is_absolute() else Path(config.base_dir or ".") / path)
     reference = _absolute(BUILTIN_TARGETS.get(target, target), config.base_dir)
-    return evaluator_from_spec({"class": reference, "params": config.evaluator.params}, config.base_dir or None)
+    return evaluator_from_spec({"class": reference, "params": params}, config.base_dir or None)
 
 
 def _absolute(reference: str, base_dir: str) -> str:
@@ -85,17 +116,33 @@ def _absolute(reference: str, base_dir: str) -> str:
 
 def seed_paths(config: RunConfig) -> list[Path]:
     """The config's seed files: paths (relative to the config file) or shipped seeds named 'attention:NAME'."""
+    if not config.seeds and config.evaluator.target.partition(":")[0] == "kernel":
+        return [_kernel_seed(config)]
     if not config.seeds:
         raise ConfigError("the config lists no seeds: set seeds = [\"path/to/seed.py\"]")
     base = Path(config.base_dir) if config.base_dir else Path.cwd()
     return [_builtin_seed(s) or (p if p.is_absolute() else base / p) for s, p in ((s, Path(s)) for s in config.seeds)]
 
 
+def _kernel_seed(config: RunConfig) -> Path:
+    """A kernel config without seeds starts from the reference itself (`targets.kernel.setup.seed_file`)."""
+    from .targets.kernel import Problem
+    from .targets.kernel.setup import seed_file
+
+    target = config.evaluator.target
+    problem = target.partition(":")[2] or config.evaluator.params.get("problem")
+    if not problem:
+        raise ConfigError("[evaluator] target \"kernel\" needs params.problem = \"PROBLEM.py\" "
+                          "(or target = \"kernel:PROBLEM.py\")")
+    path = Path(problem)
+    return seed_file(Problem.load(path if path.is_absolute() else Path(config.base_dir or ".") / path))
+
+
 def with_builtin_seeds(config: RunConfig, names: list[str]) -> RunConfig:
     """The config starting from the built-in target's shipped seeds `names` (`evoagent run --seed NAME`)."""
     target = config.evaluator.target
-    if target not in BUILTIN_TARGETS:
-        raise ConfigError(f"--seed names a shipped seed of a built-in target ({', '.join(BUILTIN_TARGETS)}); "
+    if target != "attention":
+        raise ConfigError("--seed names a shipped seed of the attention target; "
                           f"this config's target is {target!r}: list its seed files in `seeds` instead")
     entries = [f"{target}:{name}" for name in names]
     for entry in entries:
@@ -123,7 +170,7 @@ def with_language(config: RunConfig, language: str, names: list[str] | None) -> 
 def _builtin_seed(entry: str) -> Path | None:
     """'attention:hopper-tma' -> the shipped seed file; None for anything that is not such a name."""
     target, sep, name = entry.partition(":")
-    if not sep or target not in BUILTIN_TARGETS or "/" in name or name.endswith(".py"):
+    if not sep or target != "attention" or "/" in name or name.endswith(".py"):  # shipped seeds: attention's
         return None
     from .targets.attention import seed_path
 
@@ -141,7 +188,9 @@ def build_knowledge(config: RunConfig, evaluator: Evaluator) -> Knowledge:
     The engine adds this run's own lessons before every trial.
     """
     base = Path(config.base_dir or ".")
-    kb = KnowledgeBase(paths=[base / p for p in config.knowledge.paths], builtin=evaluator.builtin_knowledge)
+    target_paths: list[Path] = getattr(evaluator, "knowledge_paths", list)()  # a target's own documents (kernel's)
+    kb = KnowledgeBase(paths=[*target_paths, *(base / p for p in config.knowledge.paths)],
+                       builtin=evaluator.builtin_knowledge)
     earlier = []
     for run_dir in config.knowledge.lesson_runs:
         with Run.open(base / run_dir, readonly=True) as other:

@@ -1,4 +1,4 @@
-"""The `evoagent` command line: run, resume, status, report, best, lineage, show, adapt, check, bench, kb."""
+"""The `evoagent` command line: run, resume, status, report, best, lineage, show, adapt, suite, check, bench, kb."""
 
 from __future__ import annotations
 
@@ -48,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(metavar="COMMAND")
 
     p = sub.add_parser("run", help="start a run from a TOML config or a built-in target name")
-    p.add_argument("config", help="a run config (TOML) or a built-in target: attention")
+    p.add_argument("config", help="a run config (TOML) or a built-in target: attention, kernel (or kernel:PROBLEM.py)")
+    p.add_argument("problem", nargs="?", help="with the kernel target: the problem file (KernelBench format)")
+    p.add_argument("--shape", action="append", metavar="NAME=VALUE",
+                   help="kernel target: set a size constant of the problem (repeatable)")
     p.add_argument("--run-dir", help="where the run is stored (new directory; default runs/<name>-<time>)")
     p.add_argument("--trials", type=_nonneg_int, help="variation trials in the run (seeds not counted)")
     p.add_argument("--hours", type=_nonneg_float, help="wall-clock hours for this invocation")
@@ -116,6 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=_nonneg_float)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_commands().adapt)
+
+    p = sub.add_parser("suite", help="one search per problem of a folder (kernel target), then a table")
+    p.add_argument("target", choices=["kernel"], help="the built-in target")
+    p.add_argument("folder", help="a folder of KernelBench-format problem files (e.g. examples/kernels)")
+    p.add_argument("--trials", type=_nonneg_int, required=True, help="variation trials per problem")
+    p.add_argument("--run-dir", help="the suite's folder (one run per problem; default runs/suite-<folder>); "
+                                     "run again to continue it")
+    p.add_argument("--shape", action="append", metavar="NAME=VALUE",
+                   help="set a size constant in every problem that has it (repeatable)")
+    p.add_argument("--no-compile", action="store_true", help="do not time the reference under torch.compile")
+    p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    p.set_defaults(func=_commands().suite)
 
     _add_part_commands(sub)
     return parser

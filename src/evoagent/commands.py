@@ -29,11 +29,18 @@ from .services import Knowledge
 
 def run(args: argparse.Namespace) -> int:
     if Path(args.config).suffix == ".toml" or Path(args.config).exists():
+        if getattr(args, "problem", None):
+            raise ConfigError(f"a problem file follows the kernel target only (evoagent run kernel PROBLEM.py); "
+                              f"{args.config!r} is a config file: set its [evaluator] target = \"kernel:PROBLEM.py\"")
         config = _with_suite(load_config(args.config), args.suite)
         name = Path(args.config).parent.name or "run"
     else:
-        config = assemble.builtin_config(args.config, suite=args.suite)
-        name = args.config
+        from .targets.kernel.problem import parse_shape_overrides
+
+        problem = getattr(args, "problem", None)
+        config = assemble.builtin_config(args.config, suite=args.suite, problem=problem,
+                                         shape=parse_shape_overrides(getattr(args, "shape", None)))
+        name = Path(problem or args.config.partition(":")[2]).stem or args.config
     if getattr(args, "lang", None):
         config = assemble.with_language(config, args.lang, getattr(args, "seeds", None))
     elif getattr(args, "seeds", None):
@@ -462,3 +469,40 @@ def _render_block(block: Any) -> str:
         return f"[tool_result{' ERROR' if block.get('is_error') else ''}] {text[:2000]}"
     return json.dumps(block)[:2000]
 
+
+
+def suite(args: argparse.Namespace) -> int:
+    """`evoagent suite kernel FOLDER --trials N`: one search per problem file, resumable as a whole; then the table."""
+    from .targets.kernel import suite as kernel_suite
+    from .targets.kernel.problem import parse_shape_overrides
+
+    shape = parse_shape_overrides(args.shape)
+    problems = kernel_suite.problems(args.folder)
+    suite_dir = Path(args.run_dir) if args.run_dir else Path("runs") / f"suite-{Path(args.folder).resolve().name}"
+    for problem in problems:
+        run_dir = suite_dir / problem.name
+        print(f"evoagent suite: {problem.name} ({run_dir})", file=sys.stderr)
+        if (run_dir / "run.db").exists():
+            run_ = Run.open(run_dir)
+            done = len(run_.store.trials(state="done", include_seeds=False))
+            if done >= args.trials:
+                run_.close()
+                continue
+            config = assemble.config_from_dict(run_.config)
+            config = dataclasses.replace(config, budget=dataclasses.replace(config.budget, trials=args.trials))
+        else:
+            config = assemble.builtin_config("kernel", problem=str(problem.path),
+                                             shape={k: v for k, v in shape.items() if k in problem.constants})
+            config = dataclasses.replace(config, budget=dataclasses.replace(config.budget, trials=args.trials))
+            evaluator = assemble.build_evaluator(config)
+            if args.no_compile:
+                evaluator = assemble.build_evaluator(dataclasses.replace(config, evaluator=dataclasses.replace(
+                    config.evaluator, params={**config.evaluator.params, "baselines": False})))
+            run_ = Run.create(run_dir, evaluator=evaluator, seeds=assemble.seed_paths(config),
+                              population=assemble.build_population(config), config=assemble.config_to_dict(config))
+        _evolve(run_, config, _Agents.build(config, run_.evaluator), quiet=args.quiet)
+    rows = [kernel_suite.row(problem, suite_dir / problem.name) for problem in problems]
+    print(kernel_suite.table(rows))
+    md, js = kernel_suite.write_report(suite_dir, rows)
+    print(f"suite report: {md} and {js}")
+    return 0

@@ -18,7 +18,8 @@ from typing import Any
 from .errors import ConfigError
 
 # Built-in targets: name -> (evaluator class, default seed files shipped with the package).
-BUILTIN_TARGETS = {"attention": "evoagent.targets.attention:AttentionEvaluator"}
+BUILTIN_TARGETS = {"attention": "evoagent.targets.attention:AttentionEvaluator",
+                   "kernel": "evoagent.targets.kernel:KernelEvaluator"}
 
 
 def load_object(reference: str, base_dir: str | os.PathLike[str] | None = None) -> Any:

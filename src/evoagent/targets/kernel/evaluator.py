@@ -145,6 +145,14 @@ class KernelEvaluator(Evaluator):
 
     # -- what an agent reads -----------------------------------------------------------------------
 
+    def knowledge_paths(self) -> list[Path]:
+        """The kernel documents (operator families) and this problem's template recipes, for the knowledge base."""
+        from . import knowledge_dir
+        from .setup import template_dir
+
+        templates = template_dir(self.problem)
+        return [knowledge_dir(), *([templates] if templates is not None else [])]
+
     def agent_brief(self) -> str:
         plan = self._plan("test")
         return agent_text.brief(self.problem, plan, device=self.device_label(), archs=self.archs,
