@@ -17,6 +17,7 @@ from .budget_meter import BudgetMeter
 from .candidate import Candidate
 from .config import Budget, Options
 from .errors import BudgetExhausted, ClusterLost, ConfigError, LLMError
+from .evaluator import Evaluator
 from .executors import ClusterExecutor, cluster_gone, open_executor
 from .operators.base import Proposal, VariationContext, VariationOperator
 from .population import Pick, StoredMembers
@@ -68,6 +69,7 @@ class _Engine:
         self.stop_reason = ""
         # trial id -> (candidate id, AST fingerprint) being evaluated; empty before the proposal
         self.inflight: dict[int, tuple[str, str]] = {}
+        self.inflight_keys: dict[int, tuple[str, str]] = {}  # trial id -> (candidate id, compiled key)
         self.done: queue.Queue[Trial | _Dropped | BaseException] = queue.Queue()
         self.since_commit = 0
         self.knowledge: Knowledge | None = None  # the latest knowledge base handed to operators
@@ -148,6 +150,10 @@ class _Engine:
             started = time.perf_counter()
             with gpu_priority(Priority.AUTHORITATIVE):
                 result = evaluate_retrying(self, seed, trial_id)
+            if type(self.evaluator).equivalence_key is not Evaluator.equivalence_key:  # later equivalents: duplicates
+                key = self.evaluator.equivalence_key(seed, result)
+                if key is not None:
+                    self.store.add_compiled_key(key, seed.id)
             gone = cluster_gone(self.executor)
             if gone:  # not the seed's result: it is evaluated again when the run is resumed
                 self.store.mark_interrupted([trial_id])
@@ -228,7 +234,7 @@ class _Engine:
                                 "AST), which was already evaluated: no evaluation spent")
         else:
             with gpu_priority(Priority.AUTHORITATIVE):  # before the agents' exploratory GPU calls
-                result = evaluate_retrying(self, candidate, trial_id)
+                result = self._authoritative(trial_id, candidate)
         descriptors = self._descriptors(candidate, result)
         niche = self.run.population.niche(pick, descriptors)
         best = self._best(niche)
@@ -253,6 +259,7 @@ class _Engine:
                 eval_s=eval_s, lesson=lesson, niche=niche, placed_in=(niche,) if committed and niche else (),
                 descriptors=descriptors.values if descriptors else None)
             self.inflight.pop(trial_id, None)
+            self.inflight_keys.pop(trial_id, None)
         if trial is not None:
             operator.observe(outcome_of(trial))
         return trial
@@ -298,6 +305,31 @@ class _Engine:
             if same is None:
                 self.inflight[trial_id] = (candidate.id, key)
             return same
+
+    def _authoritative(self, trial_id: int, candidate: Candidate) -> EvalResult:
+        """The authoritative evaluation; for a target that names what a version compiles to, the first stage
+        runs alone and a version that compiles to an evaluated one's kernels is a `duplicate`."""
+        ev = self.evaluator
+        if type(ev).equivalence_key is Evaluator.equivalence_key or len(ev.stages) < 2:
+            return evaluate_retrying(self, candidate, trial_id)
+        first = evaluate_retrying(self, candidate, trial_id, stages=ev.stages[:1])
+        key = ev.equivalence_key(candidate, first) if first.ok else None
+        if key is not None:
+            with self.lock:
+                same = next((cid for tid, (cid, k) in self.inflight_keys.items() if k == key and tid != trial_id),
+                            None) or self.store.compiled_equivalent(key, candidate.id)
+                self.inflight_keys[trial_id] = (candidate.id, key)
+            self.store.add_compiled_key(key, candidate.id)
+            if same is not None:
+                return EvalResult(status=Status.DUPLICATE, stages=first.stages, env=first.env, device=first.device,
+                                  reason=f"its compiled kernels are identical to version {same}'s, which was already "
+                                         "evaluated: only the compile was spent")
+        if not first.ok:
+            return first
+        rest = evaluate_retrying(self, candidate, trial_id, stages=ev.stages[1:])
+        metrics = {**first.metrics, **rest.metrics}
+        return dataclasses.replace(rest, stages=first.stages + rest.stages, metrics=metrics,
+                                   score=ev.aggregate(metrics) if rest.ok and metrics else None)
 
     def _best(self, niche: str | None) -> Member | None:
         """The best member of a niche (island or cell), or of the whole population."""

@@ -203,6 +203,15 @@ class Evaluator:
         return sandbox.call(run_script, EXPERIMENT_FILE, files={**candidate.files, EXPERIMENT_FILE: script},
                             timeout_s=timeout_s)
 
+    def equivalence_key(self, candidate: Candidate, first: EvalResult) -> str | None:
+        """What the candidate compiles to, from its first stage's result (None: unknown, never equivalent).
+
+        Two versions with the same key behave the same (identical compiled kernels and launches):
+        the engine labels the later one `duplicate` after its first stage and spends nothing more on
+        it. Targets that compile override it; the default knows nothing.
+        """
+        return None
+
     def inspect(self, candidate: Candidate, sandbox: Executor, *, what: str, grep: str = "",
                 kernel: str = "") -> str:
         """Compiled code of a candidate as text for an agent (`what`: e.g. 'sass', 'ptx'), lines matching `grep`.

@@ -26,7 +26,7 @@ from .scheduling import DeviceUsage
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Member", "RunStore", "Trial"]  # Member, Trial: from records
 
-SCHEMA_VERSION = 6  # len(MIGRATIONS)
+SCHEMA_VERSION = 7  # len(MIGRATIONS)
 
 
 def _script(db: sqlite3.Connection, sql: str) -> None:
@@ -132,10 +132,18 @@ def _m006_device_usage(db: sqlite3.Connection) -> None:
         """)
 
 
+def _m007_compiled_keys(db: sqlite3.Connection) -> None:
+    """What a version compiles to (the target's `equivalence_key`), so an equivalent one is a duplicate."""
+    _script(db, """
+        CREATE TABLE compiled_keys (key TEXT NOT NULL, candidate_id TEXT NOT NULL, PRIMARY KEY (key, candidate_id));
+        """)
+
+
 # Numbered schema migrations; applied in order and recorded in the `migrations` table.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_m001_initial, _m002_unpriced_calls,
                                                                 _m003_trial_lookups, _m004_niches_and_fingerprints,
-                                                                _m005_models, _m006_device_usage)
+                                                                _m005_models, _m006_device_usage,
+                                                                _m007_compiled_keys)
 
 
 def _json(value: Any) -> str:
@@ -279,6 +287,18 @@ class RunStore:
         rows = self._rows(
             "SELECT c.id FROM candidates c JOIN evaluations e ON e.candidate_id = c.id "
             "WHERE c.fingerprint = ? AND e.kind = 'authoritative' LIMIT 1", (fingerprint,))
+        return str(rows[0][0]) if rows else None
+
+    def add_compiled_key(self, key: str, candidate_id: str) -> None:
+        """Records what a version compiles to (see `compiled_equivalent`)."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO compiled_keys (key, candidate_id) VALUES (?, ?)", (key, candidate_id))
+
+    def compiled_equivalent(self, key: str, candidate_id: str) -> str | None:
+        """Another authoritatively evaluated version that compiles to `key`, if any."""
+        rows = self._rows(
+            "SELECT k.candidate_id FROM compiled_keys k JOIN evaluations e ON e.candidate_id = k.candidate_id "
+            "WHERE k.key = ? AND k.candidate_id != ? AND e.kind = 'authoritative' LIMIT 1", (key, candidate_id))
         return str(rows[0][0]) if rows else None
 
     def count_evaluations(self, kind: str) -> int:

@@ -297,6 +297,15 @@ class AttentionEvaluator(Evaluator):
             return self._call(sandbox, run_script, EXPERIMENT_FILE, candidate=candidate.with_files(files),
                               timeout_s=timeout_s, scope=scope)
 
+    def equivalence_key(self, candidate: Candidate, first: EvalResult) -> str | None:
+        """Identical cubins and host code (`equivalence.equivalence_key`): a later such version is a duplicate."""
+        from .equivalence import equivalence_key
+
+        check = first.stage("check")
+        source = candidate.files.get(self.entry)
+        static = (check.details if check is not None else {}).get("static")
+        return equivalence_key(source, static) if source is not None and isinstance(static, dict) else None
+
     def inspect(self, candidate: Candidate, sandbox: Executor, *, what: str, grep: str = "",
                 kernel: str = "") -> str:
         """SASS, PTX or TTGIR of the kernels the wrapper launches, compiled for the first arch (no GPU needed)."""

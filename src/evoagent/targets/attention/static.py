@@ -26,7 +26,7 @@ from .suites import AttentionConfig
 if TYPE_CHECKING:
     from ...executors import Executor
 
-REPORT_VERSION = 5
+REPORT_VERSION = 6
 SUPPORTED_ARCHS = ("sm_90a", "sm_100a")
 # Largest dynamic shared memory one block may use (CUDA programming guide, compute capabilities table).
 SHARED_LIMIT_BYTES = {"sm_90a": 232448, "sm_90": 232448, "sm_100a": 232448, "sm_100": 232448,
@@ -95,10 +95,12 @@ def sass_mix(sass: str) -> dict[str, Any]:
     """Instruction counts from a SASS listing: tensor-core ops, memory ops by width, spills, total."""
     opcodes: Counter[str] = Counter()
     widths: Counter[str] = Counter()
+    code = hashlib.sha256()  # the instruction stream: equal for kernels that differ only in line info
     for line in sass.splitlines():
         match = _SASS_LINE.match(line)
         if not match:
             continue
+        code.update(line.split("*/", 1)[-1].split("/*", 1)[0].strip().encode() + b"\n")
         opcode, suffix = match.group(1), match.group(2)
         opcodes[opcode] += 1
         if opcode in ("LDG", "LDGSTS", "STG"):
@@ -106,6 +108,7 @@ def sass_mix(sass: str) -> dict[str, Any]:
     tensor_core = {op: n for op, n in opcodes.items() if op in _TENSOR_CORE_SASS or op.startswith("UTC")}
     return {
         "total": sum(opcodes.values()),
+        "code": code.hexdigest()[:16],
         "mix": {op: opcodes[op] for op in MIX_SASS if opcodes[op]},
         "tensor_core": dict(sorted(tensor_core.items())),
         "memory": {op: opcodes[op] for op in _MEMORY_SASS if opcodes[op]},
@@ -373,6 +376,7 @@ def compact_report(report: dict[str, Any]) -> dict[str, Any]:
                | {"sass_analysed": bool(kern.get("sass")), "tensor_core": kern.get("sass", {}).get("tensor_core", {}),
                   "tma": {op: n for op, n in kern.get("sass", {}).get("memory", {}).items() if op.startswith("UTMA")},
                   "mix": kern.get("sass", {}).get("mix", {}), "cubin": kern.get("cubin"),
+                  "code": kern.get("sass", {}).get("code"),
                   "global_access_bits": kern.get("sass", {}).get("global_access_bits", {}),
                   "spill_instructions": kern.get("sass", {}).get("spill_instructions"),
                   "ptx": kern.get("ptx", {})}
