@@ -148,8 +148,13 @@ class Run:
 
         from .views import TrialRow, trial_rows
 
-        rows = [asdict(row) for row in trial_rows(self.store)]
-        return pandas.DataFrame(rows, columns=[f.name for f in fields(TrialRow)]).set_index("id")
+        rows = []
+        for row in trial_rows(self.store):  # the improvement figure's range as two plain columns
+            data = asdict(row)
+            figure = data.pop("parent_figure") or {}
+            rows.append({**data, "ratio_low": figure.get("low"), "ratio_high": figure.get("high")})
+        columns = [f.name for f in fields(TrialRow) if f.name != "parent_figure"] + ["ratio_low", "ratio_high"]
+        return pandas.DataFrame(rows, columns=columns).set_index("id")
 
     def report(self, out: str | os.PathLike[str] | None = None) -> Path:
         """Writes the HTML report (default: report.html in the run directory); needs `evoagent[report]`."""
