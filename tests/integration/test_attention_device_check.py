@@ -102,6 +102,20 @@ def test_bench_measures_every_seed_on_the_interpreter_and_records_why_one_was_no
     assert "| config | fa2 | softmax_seed | sdpa-cudnn |" in text and "failed the check stage" in text
 
 
+def test_bench_that_measures_no_seed_fails_and_says_why_each_row_is_missing(tmp_path: Path) -> None:
+    illegal = tmp_path / "softmax_seed.py"
+    illegal.write_text("import torch\n\ndef attention(q, k, v, *, causal, sm_scale):\n"
+                       "    return torch.softmax(q @ k.transpose(-1, -2) * sm_scale, -1) @ v\n")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "attention_bench.py"), "--out", str(out),
+                           "--suite", "smoke", "--seed", str(illegal)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "no 'rows' (one per configuration)" in done.stdout
+    report = json.loads((out / "device_check.json").read_text())
+    assert report["rows"] == [] and len(report["skipped"]) == 3
+    assert all(s["reason"] == "nothing to time: no implementation was prepared for it" for s in report["skipped"])
+
+
 def _row(config: str, numbers: dict, missing: dict, ratio: dict | None = None) -> dict:
     return {"suite": "h100-mha", "config": config, "numbers": {n: {"tflops": t, "median_ms": 1.0, "iqr_ms": 0.02}
                                                                 for n, t in numbers.items()},
