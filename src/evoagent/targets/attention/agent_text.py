@@ -7,6 +7,7 @@ from typing import Any
 
 from ...result import EvalResult
 from ...tables import cell, text_table
+from .ncu import read_rows, summarise, summary_table
 from .reference import TOLERANCES
 from .suites import Suite
 
@@ -147,13 +148,24 @@ def sections(result: EvalResult) -> list[tuple[str, str]]:
         rest = {k: v for k, v in stage.details.items()
                 if k not in _VOLATILE and k != "static" and (stage.name, k) not in done}
         kernels = rest.pop("kernels", None) if stage.name == "profile" else None
-        lines = [f"{k}: {cell(v)}" for k, v in rest.items() if v not in ([], {}, None)]
+        ncu_rows = _ncu_rows(rest.get("ncu")) if stage.name == "profile" else None
+        if ncu_rows:
+            rest["ncu"] = "Nsight Compute, per kernel:\n" + summary_table(summarise(read_rows(ncu_rows)))
+        lines = [f"{k}: {cell(v)}" if not isinstance(v, str) or "\n" not in v else f"{k}: {v}"
+                 for k, v in rest.items() if v not in ([], {}, None)]
         if isinstance(kernels, list) and kernels:
             lines.append(text_table(("kernel", "calls", "device ms total"),
                                     [(k.get("name"), k.get("calls"), k.get("device_ms_total")) for k in kernels]))
         if lines:
             out.append((stage.name, "\n".join(lines)))
     return out
+
+
+def _ncu_rows(ncu: Any) -> list[str] | None:
+    """The CSV lines of a profile's ncu record, when ncu ran (`ncu.summarise` reads them)."""
+    if isinstance(ncu, Mapping) and isinstance(ncu.get("csv"), list) and ncu["csv"]:
+        return [str(line) for line in ncu["csv"]]
+    return None
 
 
 def _benchmark(details: Mapping[str, Any], metrics: Mapping[str, float]) -> str:
