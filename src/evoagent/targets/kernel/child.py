@@ -229,3 +229,35 @@ def compile_launches(entry: str, shapes: list[dict[str, Any]], archs: list[str],
                                     | {"autotune": tune})
     unique_errors = list({(e["config"], e["error"]): e for e in wrapper_errors}.values())
     return {"launches": compiled, "wrapper_errors": unique_errors, "kernels_defined": sorted(kernels_defined)}
+
+
+def serve_candidate(entry: str, init_inputs: list[Any], state: dict[str, Any], interpret: bool,
+                    triton_cache: str | None = None) -> dict[str, Any]:
+    """The child of a driven benchmark: answers each request {"inputs": [...]} with ModelNew's outputs.
+
+    The trusted driver (`measure.drive_candidate`) sends fresh inputs with every request and times the
+    answer with its own clock; the first request's inputs are allocated once and later ones copied into
+    the same tensors, so a result remembered by tensor identity is stale and fails the driver's check.
+    """
+    import importlib
+
+    channel = importlib.import_module("evoagent.channel").Channel.from_environment()
+    _prepare(interpret, triton_cache)
+    _install_launch_hooks(capture=False, interpret=interpret)
+    module = _import_candidate(entry)
+    device = "cuda" if torch.cuda.is_available() and not interpret else "cpu"
+    model = _build(module, init_inputs, state, device)
+    inputs: list[Any] | None = None
+    with torch.no_grad(), _candidate_view():
+        while (request := channel.receive()) is not None:
+            if inputs is None:
+                inputs = [_tensor(spec, device) for spec in request["inputs"]]
+            else:
+                for tensor, spec in zip(inputs, request["inputs"]):
+                    if isinstance(tensor, torch.Tensor):
+                        tensor.copy_(_tensor(spec, device))
+            out = model(*inputs)
+            if device == "cuda":
+                _synchronize()
+            channel.send({"outputs": [_array(o) for o in _outputs(out) if isinstance(o, torch.Tensor)]})
+    return {"timers_changed": timers_changed()}

@@ -177,10 +177,13 @@ class KernelEvaluator(Evaluator):
                             timeout_s=self.timeout_s, env=self._env(caches), gpu=self._gpu(sandbox),
                             write_paths=(caches,))
 
-    def _candidate_call(self, sandbox: Executor, fn: Any, *args: Any, candidate: Candidate) -> SandboxResult:
+    def _candidate_call(self, sandbox: Executor, fn: Any, *args: Any, candidate: Candidate,
+                        driver: Any = None) -> SandboxResult:
         caches = candidate_caches(self.static.cache_dir, candidate.id)
-        return sandbox.call(fn, *args, files=dict(candidate.files), timeout_s=self.timeout_s, env=self._env(caches),
-                            gpu=self._gpu(sandbox), write_paths=(caches,))
+        extra = {"driver": driver} if driver is not None else {}
+        call: Any = sandbox.call
+        return call(fn, *args, files=dict(candidate.files), timeout_s=self.timeout_s, env=self._env(caches),  # type: ignore[no-any-return]
+                    gpu=self._gpu(sandbox), write_paths=(caches,), **extra)
 
     def _triton_cache(self, candidate: Candidate) -> str:
         return str(candidate_caches(self.static.cache_dir, candidate.id) / "triton")
@@ -427,7 +430,8 @@ class KernelEvaluator(Evaluator):
 
     def benchmark(self, candidate: Candidate, sandbox: Executor) -> StageResult:
         """Speedup over eager PyTorch (torch.compile's beside it) at the problem's shape (scaled without a GPU)."""
-        from .child import time_candidate
+        from .child import serve_candidate, time_candidate
+        from .measure import drive_candidate, driver_class
         from .reference_child import reference_cases
 
         no_gpu = self._cuda_without_gpu(candidate)
@@ -446,9 +450,16 @@ class KernelEvaluator(Evaluator):
         if not ref.ok or any("error" in r for r in ref.value):
             return StageResult.fail(Status.HARNESS_ERROR, "the reference failed at the benchmark shape")
         references = ref.value
-        out = self._candidate_call(sandbox, time_candidate, self.entry, references[0]["init_inputs"],
-                                   references[0]["state"], [r["inputs"] for r in references], warmup,
-                                   not self.on_gpu, self._triton_cache(candidate), candidate=candidate)
+        driver = driver_class()
+        if driver is not None and not self.on_gpu:  # the trusted process drives each call and times it
+            out = self._candidate_call(sandbox, serve_candidate, self.entry, references[0]["init_inputs"],
+                                       references[0]["state"], True, self._triton_cache(candidate),
+                                       candidate=candidate,
+                                       driver=driver(drive_candidate, ([r["inputs"] for r in references], warmup)))
+        else:
+            out = self._candidate_call(sandbox, time_candidate, self.entry, references[0]["init_inputs"],
+                                       references[0]["state"], [r["inputs"] for r in references], warmup,
+                                       not self.on_gpu, self._triton_cache(candidate), candidate=candidate)
         if not out.ok:
             return StageResult.fail(hardware_or(out), sandbox_failure(out, self.entry),
                                     logs=out.logs + "\n" + out.reason)
@@ -463,7 +474,10 @@ class KernelEvaluator(Evaluator):
                 or len(value["times_ms"]) != len(references) or not isinstance(value.get("outputs"), list)
                 or len(value["outputs"]) != len(references)):
             return StageResult.fail(Status.ILLEGAL, "the timing report from the candidate's process is malformed")
-        verdict = judge_timers(value.get("timers_changed", []))
+        driven = value.get("driven") is True
+        if value.get("error"):
+            return StageResult.fail(Status.CRASH, f"the driven benchmark failed: {value['error']}", logs=out.logs)
+        verdict = judge_timers([] if driven else value.get("timers_changed", []))
         for index, (reference, outputs) in enumerate(zip(references, value["outputs"])):
             if not verdict.ok:
                 break
@@ -471,7 +485,7 @@ class KernelEvaluator(Evaluator):
                                     "copied into the same tensors)", reference, outputs)
         times = [float(t) for t in value["times_ms"]]
         total_s = sum(times) / 1e3
-        if verdict.ok and (min(times) <= 0 or total_s > out.wall_s * 1.05 + 0.05):
+        if verdict.ok and not driven and (min(times) <= 0 or total_s > out.wall_s * 1.05 + 0.05):
             verdict = type(verdict)(status=Status.ILLEGAL, reason=f"reported times ({total_s:.3f} s) do not fit the "
                                                                   f"sandbox's own clock ({out.wall_s:.3f} s)")
         candidate_ms = min(times) if not self.on_gpu else float(np.median(times))
@@ -481,7 +495,8 @@ class KernelEvaluator(Evaluator):
                    "compile_speedup": None if not compile_ms else round(baseline["eager_ms"] / compile_ms, 6),
                    "speedup_vs_compile": None if not compile_ms else round(compile_ms / candidate_ms, 6),
                    "device": self.device_label(), "authoritative": False,
-                   "timed_in": "the candidate's process (interim; see docs/kernels.md)"}
+                   "timed_in": "the trusted process's clock (a driven call: fresh inputs in, outputs out per call)"
+                   if driven else "the candidate's process (interim; see docs/kernels.md)"}
         if not verdict.ok:
             return StageResult.fail(verdict.status, verdict.reason, details=details, logs=out.logs)
         return StageResult(metrics={CONFIG: speedup}, details=details, logs=out.logs)
