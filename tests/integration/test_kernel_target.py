@@ -90,3 +90,11 @@ def test_check_kernel_prints_the_attention_json_shape() -> None:
     assert out.returncode == 1 and data["status"] == "incorrect"
     assert {"status", "reason", "score", "language", "metrics", "device", "stages", "static"} <= set(data)
     assert data["language"] == "triton" and [s["name"] for s in data["stages"]] == ["check", "test"]
+
+
+def test_a_result_remembered_by_input_address_is_caught_by_the_benchmark(evaluator: KernelEvaluator,
+                                                                         sandbox: Sandbox) -> None:
+    result = _evaluate(evaluator, sandbox, CANDIDATES / "softmax_memo_by_pointer.py")
+    assert result.stage("test") is not None and result.stage("test").ok  # fresh tensors every test case
+    assert result.status is Status.INCORRECT and result.stage("benchmark") is not None
+    assert "timed call 2 of" in result.reason and "same tensors" in result.reason
