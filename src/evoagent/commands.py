@@ -101,7 +101,7 @@ def _sized_for_cluster(config: RunConfig, agents: _Agents, evaluator: Evaluator,
         use = f"{slots} slot{'s' if slots != 1 else ''} keep at most {slots} of its {cpus} CPUs busy " \
               f"(--slots {cpus} or [engine] slots = {cpus} uses them all)"
     else:
-        use = f"{slots} slots for its {cpus} CPUs"
+        use = f"{slots} slot{'s' if slots != 1 else ''} for its {cpus} CPU{'s' if cpus != 1 else ''}"
     print(f"evoagent: executor {described}: {use}", file=sys.stderr)
     return config, agents
 

@@ -151,6 +151,7 @@ class RayExecutor:
         self._lock = threading.Lock()
         self._admission = threading.Condition()  # CPU calls in flight, against the live CPUs
         self._running = 0
+        self._stats = threading.Lock()  # the per-node counts (apart from `_lock`, which GPU actors' start holds)
         self._calls: Counter[str] = Counter()  # node id -> calls it answered
         self._node_confinement: dict[str, Confinement] = {}
         self._on_change: list[Callable[[], None]] = []
@@ -158,14 +159,13 @@ class RayExecutor:
         self._setup = _Setup(config, tempfile.mkdtemp(prefix="evoagent-ray-"))  # the workers' sandboxes live in it
         self._gpus: GpuQueue[_Actor] | None = None  # the GPU actors, started at the first GPU call
         self._actors: list[_Actor] = []
+        self._starting = 0  # GPU actors being started for GPUs that joined the cluster
         self._node = ""  # the node this driver is attached to (its workers' folder is removed at close)
         try:
             self._node = ray.get_runtime_context().get_node_id()
             self._setup_ref = ray.put(self._setup)
             self._watch = ClusterWatch(self.address, _knock_at(address), on_change=self._changed, on_gone=self._went)
-            self._gpu_count = self._watch.state.gpus
-            self.gpus = tuple(str(i) for i in range(self._gpu_count))  # the cluster's GPUs, as the queue names them
-            self._hide_gpus = {"CUDA_VISIBLE_DEVICES": ""} if self._gpu_count else {}
+            self.gpus = tuple(str(i) for i in range(self._watch.state.gpus))  # as the GPU queue names them
             self.confinement: Confinement = ray.get(_confinement.remote(self._setup_ref), timeout=_START_S)
         except ray_errors.GetTimeoutError:
             self.close()
@@ -200,7 +200,7 @@ class RayExecutor:
     def nodes(self) -> list[dict[str, Any]]:
         """Each node seen: name, id, alive, head, driver (this process's node), CPUs, GPUs, calls it answered,
         its sandbox confinement level (None before its first call)."""
-        with self._lock:
+        with self._stats:
             calls, levels = dict(self._calls), {k: c.level for k, c in self._node_confinement.items()}
         return [{"name": n.name, "node_id": n.node_id[:12], "alive": n.alive, "head": n.head,
                  "driver": n.node_id == self._node, "cpus": n.cpus, "gpus": n.gpus, "calls": calls.get(n.node_id, 0),
@@ -224,7 +224,8 @@ class RayExecutor:
             raise SandboxError("the RayExecutor is closed; create a new one")
         if gpu:
             return self._on_gpu(prepared, limit_s)
-        prepared = dataclasses.replace(prepared, env={**prepared.env, **self._hide_gpus})
+        if self.gpus:  # a CPU call on a GPU node must not take a GPU that a GPU actor owns
+            prepared = dataclasses.replace(prepared, env={**prepared.env, "CUDA_VISIBLE_DEVICES": ""})
         if not self._admit():
             return _lost(self.gone or "the RayExecutor was closed during the call")
         try:
@@ -273,7 +274,7 @@ class RayExecutor:
 
     def _answered(self, answer: _Answer) -> None:
         """Counts the node's call; a node whose confinement is weaker than any before lowers the run's."""
-        with self._lock:
+        with self._stats:
             self._calls[answer.node_id] += 1
             if answer.node_id in self._node_confinement:
                 return
@@ -288,6 +289,8 @@ class RayExecutor:
     def _changed(self, state: ClusterState) -> None:
         with self._admission:
             self._admission.notify_all()  # more CPUs: waiting calls may go
+        if state.gpus or self.gpus:  # on a thread: the first GPU call may hold the lock while its actors start
+            threading.Thread(target=self._follow_gpus, args=(state,), name="evoagent-ray-gpus", daemon=True).start()
         for listener in list(self._on_change):
             listener()
 
@@ -297,6 +300,38 @@ class RayExecutor:
             self._admission.notify_all()
         for listener in list(self._on_gone):
             listener(reason)
+
+    def _follow_gpus(self, state: ClusterState) -> None:
+        """One GPU actor per GPU: GPUs that joined the cluster get actors (started on a thread of their own)."""
+        with self._lock:
+            if self._closed or self.gone:
+                return
+            if self._gpus is None:  # no GPU call yet: the first one starts an actor per GPU there is then
+                self.gpus = tuple(str(i) for i in range(state.gpus))
+                return
+            missing = state.gpus - len(self._actors) - self._starting
+            if missing <= 0:
+                return
+            self._starting += missing
+        threading.Thread(target=self._add_actors, args=(missing,), name="evoagent-ray-gpus", daemon=True).start()
+
+    def _add_actors(self, count: int) -> None:
+        actors = [_Actor(self._setup) for _ in range(count)]
+        try:
+            ray.get([a.handle.ready.remote() for a in actors], timeout=_START_S)
+            started = True
+        except ray_errors.RayError:  # not placed in time (the GPUs are taken), or the node went again
+            started = False
+        with self._lock:
+            self._starting -= count
+            if started and self._gpus is not None and not (self._closed or self.gone):
+                for actor in actors:
+                    self._gpus.add(str(len(self._actors)), actor)
+                    self._actors.append(actor)
+                self.gpus = self._gpus.devices
+                return
+        for actor in actors:
+            actor.kill()
 
     def _on_gpu(self, prepared: PreparedCall, limit_s: float) -> SandboxResult:
         with self._gpu_queue().slot() as slot:  # in `gpu_priority` order; busy time counted per GPU
@@ -316,10 +351,11 @@ class RayExecutor:
                 raise SandboxError("the RayExecutor is closed; create a new one")
             if self._gpus is not None:
                 return self._gpus
-            if not self._gpu_count:
+            count = self._watch.state.gpus  # the live cluster's; GPUs that join later get theirs then
+            if not count:
                 raise SandboxError("call(..., gpu=True) needs a GPU in the Ray cluster; "
                                    f"this one ({self.address}) has none")
-            actors = [_Actor(self._setup) for _ in range(self._gpu_count)]
+            actors = [_Actor(self._setup) for _ in range(count)]
             try:
                 ray.get([a.handle.ready.remote() for a in actors], timeout=_START_S)
             except ray_errors.GetTimeoutError:
@@ -329,6 +365,7 @@ class RayExecutor:
                                    "are the cluster's GPUs taken by another job?") from None
             self._actors = actors
             self._gpus = GpuQueue({str(i): actor for i, actor in enumerate(actors)})
+            self.gpus = self._gpus.devices
             return self._gpus
 
     def close(self) -> None:

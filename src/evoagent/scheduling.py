@@ -144,7 +144,7 @@ class GpuQueue(Generic[T]):
         self._waiting_by: dict[Priority, int] = dict.fromkeys(Priority, 0)
         self._arrivals = itertools.count()
         self._closed = False
-        self._started = clock()
+        self._since = dict.fromkeys(self._workers, clock())  # each device's wall time counts from here
         self._busy_s = dict.fromkeys(self._workers, 0.0)
         self._held: dict[str, GpuSlot[T]] = {}  # device -> the slot of the call running on it
         self._calls = dict.fromkeys(self._workers, 0)
@@ -152,6 +152,16 @@ class GpuQueue(Generic[T]):
     @property
     def devices(self) -> tuple[str, ...]:
         return tuple(self._workers)
+
+    def add(self, device: str, worker: T) -> None:
+        """A new device (a GPU that joined a cluster): waiting calls may take it at once; its wall time starts now."""
+        with self._cond:
+            if device in self._workers:
+                raise ValueError(f"GPU queue already has device {device!r}; add each device once")
+            self._workers[device] = worker
+            self._since[device], self._busy_s[device], self._calls[device] = self._clock(), 0.0, 0
+            self._idle.append(device)
+            self._cond.notify_all()
 
     def acquire(self, priority: Priority | None = None) -> GpuSlot[T]:
         """Waits for a device (priority order, FIFO within a priority); `priority` defaults to `current_priority()`.
@@ -214,8 +224,8 @@ class GpuQueue(Generic[T]):
         with self._cond:
             now = self._clock()
             running = {d: now - slot.acquired_at for d, slot in self._held.items()}
-            return tuple(DeviceUsage(device=d, busy_s=self._busy_s[d] + running.get(d, 0.0), wall_s=now - self._started,
-                                     calls=self._calls[d]) for d in self._workers)
+            return tuple(DeviceUsage(device=d, busy_s=self._busy_s[d] + running.get(d, 0.0),
+                                     wall_s=now - self._since[d], calls=self._calls[d]) for d in self._workers)
 
     def state(self) -> QueueState:
         with self._cond:

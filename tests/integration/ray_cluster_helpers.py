@@ -44,11 +44,11 @@ class LocalCluster:
         # short: Ray's socket paths live under it and must fit in 107 bytes
         return Path("/tmp") / f"ea-rc-{os.getpid()}-{name}"
 
-    def start(self, name: str, *, cpus: int = 1) -> None:
+    def start(self, name: str, *, cpus: int = 1, gpus: int = 0) -> None:
         """Starts a node: the head first (`ray start --head`), then others joining it (`--address`)."""
         temp = self.temp_dir(name)
         command = [*RAY, "start", "--node-ip-address", "127.0.0.1", "--temp-dir", str(temp),
-                   "--num-cpus", str(cpus), "--num-gpus", "0", "--object-store-memory", str(80 * 1024 * 1024),
+                   "--num-cpus", str(cpus), "--num-gpus", str(gpus), "--object-store-memory", str(80 * 1024 * 1024),
                    "--disable-usage-stats"]
         if not self.nodes:
             command += ["--head", "--port", "0", "--include-dashboard", "false"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -164,3 +165,42 @@ def test_an_address_where_nothing_listens_is_refused_at_once_and_no_run_is_left(
         "evoagent: error: cannot connect to the Ray cluster at '127.0.0.1:9': nothing listens at 127.0.0.1:9 "
         "(connection refused); is `ray start --head` running there, with this port?"]
     assert not (tmp_path / "run").exists()
+
+
+def _gpu_calls(run_dir: Path) -> dict[str, int]:
+    try:
+        with ea.Run.open(run_dir, readonly=True) as run:
+            return {u["device"]: u["calls"] for u in run.status()["gpu_usage"]}
+    except (ea.RunStoreError, FileNotFoundError):
+        return {}
+
+
+def test_a_gpu_node_that_joins_mid_run_gets_its_own_gpu_actor_which_runs_calls(cluster, tmp_path):
+    # GPUs declared to Ray (--num-gpus) on this CPU-only machine: the GPU actors' calls run all the same
+    cluster.start("head", gpus=1)
+    (tmp_path / "markers").mkdir()
+    (tmp_path / "main.py").write_text("X = 0.0  # evo: range 0 6\n")  # ParameterMutation's mark
+    config = tmp_path / "gpu.toml"
+    config.write_text(f"""seeds = ["main.py"]
+[evaluator]
+target = "{REPO / 'tests' / 'integration' / 'ray_targets.py'}:Holdable"
+params = {{ marker_dir = "{tmp_path / 'markers'}", gpu = true }}
+[operator]
+kind = "parameter_mutation"
+""")
+    with open(tmp_path / "run.err", "w") as err:
+        proc = evoagent("run", str(config), "--executor", "ray", "--ray-address", cluster.address, "--run-dir",
+                        str(tmp_path / "run"), "--trials", "100000", "--quiet", env=cluster.env, cwd=tmp_path,
+                        stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_for(lambda: _gpu_calls(tmp_path / "run").get("0"), "the first GPU actor to run calls")
+        cluster.start("w1", gpus=1)
+        wait_for(lambda: _gpu_calls(tmp_path / "run").get("1"), "the joined node's GPU actor to run calls")
+        proc.send_signal(signal.SIGINT)  # stops as Ctrl-C does
+        assert proc.wait(timeout=300) in (0, 1), (tmp_path / "run.err").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with ea.Run.open(tmp_path / "run", readonly=True) as run:
+        assert run.status()["executor"].startswith(f"ray ({cluster.address}, 2 nodes, 2 CPUs, 2 GPUs")

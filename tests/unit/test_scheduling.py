@@ -178,3 +178,22 @@ def test_a_stale_slot_cannot_release_the_next_call_on_its_device() -> None:
         queue.release(first)
     assert queue.state().busy == ("0",)
     queue.release(second)
+
+
+def test_a_device_added_later_serves_a_waiting_call_and_counts_its_wall_time_from_then() -> None:
+    clock = FakeClock()
+    queue: GpuQueue[str] = GpuQueue({"0": "a"}, clock=clock)
+    held = queue.acquire()
+    got: list[str] = []
+    waiter = threading.Thread(target=lambda: got.append(queue.acquire().worker))
+    waiter.start()
+    assert queue.wait_until(lambda s: s.waiting_total == 1, timeout_s=30)
+    clock.now += 10.0
+    queue.add("1", "b")  # a GPU joined the cluster
+    waiter.join(30)
+    assert got == ["b"] and queue.devices == ("0", "1")
+    clock.now += 2.0
+    assert {u.device: u.wall_s for u in queue.usage()} == {"0": 12.0, "1": 2.0}
+    queue.release(held)
+    with pytest.raises(ValueError, match="already has device '1'"):
+        queue.add("1", "c")
