@@ -16,9 +16,12 @@ import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .confinement import writable_dirs
+
+if TYPE_CHECKING:
+    from .channel import Driver
 
 __all__ = ["PreparedCall", "prepare_call"]
 
@@ -37,6 +40,7 @@ class PreparedCall:
         env: variables added to the call's environment.
         write_paths: absolute folders this call alone may also write (e.g. one candidate's compile caches).
         function: 'module.qualname' of the called function (named when its return value cannot be carried).
+        driver: the trusted half of a driven call (`channel.Driver`), run beside the child where the call runs.
     """
 
     blob: bytes
@@ -46,12 +50,18 @@ class PreparedCall:
     env: Mapping[str, str]
     write_paths: tuple[str, ...] = ()
     function: str = ""
+    driver: Driver | None = None
 
 
 def prepare_call(fn: Callable[..., Any], args: tuple[Any, ...], *, files: Mapping[str, str | bytes] | None = None,
                  timeout_s: float | None = None, env: Mapping[str, str] | None = None,
-                 write_paths: Sequence[str | os.PathLike[str]] = ()) -> PreparedCall:
+                 write_paths: Sequence[str | os.PathLike[str]] = (), driver: Driver | None = None) -> PreparedCall:
     """Checks a call's arguments (raising at once on bad input) and pickles it; see `Sandbox.call`."""
+    if driver is not None:
+        from .channel import Driver as DriverType
+
+        if not isinstance(driver, DriverType):
+            raise TypeError(f"Sandbox.call driver must be a channel.Driver (got {driver!r})")
     blob, module_files = _pickle_call(fn, args)
     if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
                                   or not 0 < timeout_s < math.inf):
@@ -59,7 +69,8 @@ def prepare_call(fn: Callable[..., Any], args: tuple[Any, ...], *, files: Mappin
     return PreparedCall(blob=blob, module_files=module_files, files=_check_files(files),
                         timeout_s=None if timeout_s is None else float(timeout_s), env=_check_env(env),
                         write_paths=writable_dirs(write_paths, "Sandbox.call write_paths"),
-                        function=f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}")
+                        function=f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}",
+                        driver=driver)
 
 
 def _check_function(fn: Any) -> None:

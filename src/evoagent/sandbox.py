@@ -39,6 +39,7 @@ import shutil
 import signal as signals
 import sys
 import tempfile
+import threading
 import types
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -56,6 +57,7 @@ from ._servers import (
     scrubbed_environ,
     shutdown,
 )
+from .channel import CHANNEL_ENV, ChannelClosed, Driver, Session, make_channel
 from .confinement import Confinement, Reach, cache_environment, protect_trusted_process, writable_dirs
 from .errors import ConfigError, SandboxError
 from .result import Status
@@ -283,7 +285,8 @@ class Sandbox:
 
     def call(self, fn: Callable[..., Any], /, *args: Any, files: Mapping[str, str | bytes] | None = None,
              timeout_s: float | None = None, env: Mapping[str, str] | None = None,
-             gpu: bool = False, write_paths: Sequence[str | os.PathLike[str]] = ()) -> SandboxResult:
+             gpu: bool = False, write_paths: Sequence[str | os.PathLike[str]] = (),
+             driver: Driver | None = None) -> SandboxResult:
         """Runs `fn(*args)` in a sandboxed child; blocks until a worker is free and the call ends.
 
         Args:
@@ -295,8 +298,12 @@ class Sandbox:
             env: variables added to this call's environment (e.g. {"TRITON_INTERPRET": "1"}).
             gpu: run on a GPU worker (the Sandbox must have been given `gpus`).
             write_paths: absolute folders this call alone may also write (created): a candidate's own cache.
+            driver: makes this a driven call (`channel.py`): `driver.fn(session, *driver.args)` runs in this
+                process while the child runs, talking to it over the call's channel
+                (`Channel.from_environment()` in the child); the result's value is what the driver returned.
         """
-        prepared = prepare_call(fn, args, files=files, timeout_s=timeout_s, env=env, write_paths=write_paths)
+        prepared = prepare_call(fn, args, files=files, timeout_s=timeout_s, env=env, write_paths=write_paths,
+                                driver=driver)
         return self.run_prepared(prepared, gpu=gpu)
 
     def run_prepared(self, prepared: PreparedCall, *, gpu: bool = False) -> SandboxResult:
@@ -307,11 +314,19 @@ class Sandbox:
         timeout = float(self.config.timeout_s if prepared.timeout_s is None else prepared.timeout_s)
         blob, module_files, env = prepared.blob, dict(prepared.module_files), dict(prepared.env)
         calldir = self._prepare(dict(prepared.files))  # files are written before a worker is taken, outputs read after
+        channel = calldir / "channel"
+        ends = make_channel(channel) if prepared.driver is not None else None
         try:
             with self._state.worker(gpu=gpu) as server:  # GPU calls wait in `gpu_priority` order
                 writes = writable_dirs(prepared.write_paths, "write_paths")  # created where the call runs
+                if ends is not None:
+                    env[CHANNEL_ENV], writes = str(channel), (*writes, str(channel))
                 request = self._request(server, calldir, blob, module_files, timeout, env, writes)
-                done, payload, lost = self._exchange(server, request, blob, timeout)
+                if ends is None:
+                    done, payload, lost = self._exchange(server, request, blob, timeout)
+                else:
+                    assert prepared.driver is not None  # Check internal correctness.
+                    (done, payload, lost), driven = self._drive(server, request, blob, timeout, ends, prepared.driver)
             cap = self.config.max_output_bytes
             out, err = _read_capped(calldir / "stdout", cap), _read_capped(calldir / "stderr", cap)
             if lost is not None:
@@ -319,10 +334,41 @@ class Sandbox:
             status, value, reason, error = _interpret(done, payload, timeout, self.config)
             if status is Status.HARNESS_ERROR and reason.startswith(_UNCARRIED):  # the evaluator's bug, named
                 reason = f"the evaluator's function {_short(prepared.function)} {reason}"
+            if ends is not None and status is Status.OK:
+                value, reason = driven
+                status = Status.CRASH if reason else Status.OK
             return SandboxResult(status=status, value=value, reason=reason, stdout=out, stderr=err,
                                  wall_s=done["wall_s"], exitcode=done["exitcode"], signal=done["signal"], error=error)
         finally:
+            for fd in ends or ():
+                os.close(fd)
             shutil.rmtree(calldir, ignore_errors=True)
+
+    def _drive(self, server: Server, request: dict[str, Any], blob: bytes, timeout_s: float, ends: tuple[int, int],
+               driver: Driver) -> tuple[tuple[dict[str, Any], bytes, str | None], tuple[Any, str]]:
+        """Runs the call in a helper thread and `driver` here; returns the call's outcome and (driver value, why
+        the child stopped answering or "")."""
+        outcome: list[tuple[dict[str, Any], bytes, str | None]] = []
+        ended = threading.Event()
+
+        def child() -> None:
+            try:
+                outcome.append(self._exchange(server, request, blob, timeout_s))
+            finally:
+                ended.set()
+
+        thread = threading.Thread(target=child, name="evoagent-driven-call", daemon=True)
+        thread.start()
+        session = Session(*ends, child_done=ended.is_set, max_reply_bytes=self.config.max_result_bytes)
+        value, broken = None, ""
+        try:
+            value = driver.fn(session, *driver.args)
+        except ChannelClosed as exc:
+            broken = f"the call's process stopped answering its driver: {exc}"
+        finally:
+            session.stop()
+            thread.join()
+        return outcome[0], (value, broken)
 
     def gpu_usage(self) -> tuple[DeviceUsage, ...]:
         """Busy and wall seconds of each GPU worker since the sandbox was ready (empty without GPUs)."""
