@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from .channel import Driver
 from .confinement import Confinement
 from .errors import ConfigError
 from .sandbox import Sandbox, SandboxConfig, SandboxResult
@@ -85,7 +86,8 @@ class Executor(Protocol):
 
     def call(self, fn: Callable[..., Any], /, *args: Any, files: Mapping[str, str | bytes] | None = None,
              timeout_s: float | None = None, env: Mapping[str, str] | None = None,
-             gpu: bool = False, write_paths: Sequence[str | os.PathLike[str]] = ()) -> SandboxResult: ...
+             gpu: bool = False, write_paths: Sequence[str | os.PathLike[str]] = (),
+             driver: Driver | None = None) -> SandboxResult: ...
 
     def close(self) -> None: ...
 

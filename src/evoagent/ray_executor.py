@@ -30,6 +30,7 @@ from typing import Any
 import ray
 from ray import exceptions as ray_errors
 
+from .channel import Driver
 from .confinement import Confinement
 from .errors import SandboxError
 from .ray_cluster import ClusterState, ClusterWatch, connect, disconnect, head_address
@@ -215,10 +216,12 @@ class RayExecutor:
 
     def call(self, fn: Callable[..., Any], /, *args: Any, files: Mapping[str, str | bytes] | None = None,
              timeout_s: float | None = None, env: Mapping[str, str] | None = None,
-             gpu: bool = False, write_paths: Sequence[str | os.PathLike[str]] = ()) -> SandboxResult:
+             gpu: bool = False, write_paths: Sequence[str | os.PathLike[str]] = (),
+             driver: Driver | None = None) -> SandboxResult:
         """As `Sandbox.call`: CPU calls run as Ray tasks spread over the nodes, GPU calls on the next free
-        GPU actor (`write_paths` are folders on the node that runs the call)."""
-        prepared = prepare_call(fn, args, files=files, timeout_s=timeout_s, env=env, write_paths=write_paths)
+        GPU actor (`write_paths` are folders on the node that runs the call; a `driver` runs there too)."""
+        prepared = prepare_call(fn, args, files=files, timeout_s=timeout_s, env=env, write_paths=write_paths,
+                                driver=driver)
         limit_s = (self.config.timeout_s if prepared.timeout_s is None else prepared.timeout_s) + _GRACE_S
         if self._closed:
             raise SandboxError("the RayExecutor is closed; create a new one")

@@ -55,7 +55,7 @@ class _Launches:
     count = 0
     kernels: collections.Counter[str] = collections.Counter()
     host_calls: collections.Counter[str] = collections.Counter()  # CUDA candidates' host functions (cuda_build)
-    captured: list[tuple[Any, tuple[Any, ...], dict[str, Any], dict[str, Any] | None]] = []
+    captured: list[tuple[Any, tuple[Any, ...], dict[str, Any], dict[str, Any] | None, Any]] = []
     autotune: dict[str, Any] | None = None  # the autotune config being launched, while one is
     autotune_calls = 0
     view_arch: str | None = None  # the target the candidate sees, when this child has no GPU
@@ -75,8 +75,13 @@ def _kernel_name(fn: Any) -> str:
     return str(getattr(inner, "__name__", type(fn).__name__))
 
 
-def _install_launch_hooks(*, capture: bool, interpret: bool) -> None:
-    """Wraps Triton's launch entry points: count (and run) launches, or only capture them."""
+def _install_launch_hooks(*, capture: bool, interpret: bool, every_config: bool = True,
+                          real_autotune: bool = False) -> None:
+    """Wraps Triton's launch entry points: count (and run) launches, or only capture them.
+
+    Capturing, the autotuner launches every config that survives pruning (`every_config`, for the static
+    report) or only the first (a launch plan); with `real_autotune` it is left as it is (on a GPU, after
+    a real call has tuned and cached its choice, so the capture records the chosen config)."""
     from triton.runtime.autotuner import Autotuner
     from triton.runtime.interpreter import InterpretedFunction
     from triton.runtime.jit import JITFunction
@@ -86,7 +91,7 @@ def _install_launch_hooks(*, capture: bool, interpret: bool) -> None:
 
         def run(self: Any, *args: Any, grid: Any, warmup: bool, __original: Any = original, **kwargs: Any) -> Any:
             if capture:
-                _Launches.captured.append((self, _snapshot(args), _snapshot(kwargs), _Launches.autotune))
+                _Launches.captured.append((self, _snapshot(args), _snapshot(kwargs), _Launches.autotune, grid))
                 return None
             if not warmup:
                 _Launches.count += 1
@@ -98,8 +103,8 @@ def _install_launch_hooks(*, capture: bool, interpret: bool) -> None:
                 _Launches.depth -= 1
 
         cls.run = run
-    if capture or interpret:  # no benchmarking without a GPU
-        Autotuner.run = _autotune_without_timing(every_config=capture)
+    if (capture or interpret) and not real_autotune:  # no benchmarking without a GPU
+        Autotuner.run = _autotune_without_timing(every_config=capture and every_config)
 
 
 def _autotune_without_timing(*, every_config: bool) -> Callable[..., Any]:
@@ -173,10 +178,11 @@ class _OpTrace(TorchDispatchMode):
     timed calls never run under this mode.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, poison: bool = True) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.ops: collections.Counter[str] = collections.Counter()
         self.cross_device: list[str] = []
+        self.poison = poison
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -185,7 +191,7 @@ class _OpTrace(TorchDispatchMode):
             self.ops[name] += 1
             if name in ("_to_copy", "copy_"):
                 self._check_devices(name, args, kwargs)
-            if name in _UNINITIALISED:
+            if name in _UNINITIALISED and self.poison:
                 out = func(*args, **kwargs)
                 if isinstance(out, torch.Tensor) and out.is_floating_point():
                     out.fill_(float("nan"))  # the mode is off inside its own handler: not recorded
@@ -341,6 +347,86 @@ def run_cases(entry: str, cases: list[dict[str, Any]], interpret: bool, triton_c
     return {"cases": results, "kernels": launched, "timers_changed": timers_changed()}
 
 
+def capture_plans(entry: str, cases: list[dict[str, Any]], interpret: bool, triton_cache: str | None = None,
+                  archs: list[str] | None = None) -> dict[str, Any]:
+    """Calls the wrapper once per case with Triton's launches recorded instead of run; returns each call's plan.
+
+    A case is {"config": dict, "seed": int, "sm_scale": float}. The plan (`untrusted.plans`) is data the
+    trusted side checks and replays itself; the wrapper's torch operations are reported as in `run_cases`.
+    On a GPU each case is first run for real (the autotuner tunes and caches its choice, untimed by us),
+    then captured, and every distinct launch is compiled for `archs` (cubin and metadata, for the replay).
+    """
+    from ...untrusted.plans import Allocations, PlanError, kernel_globals
+
+    _prepare(interpret, triton_cache)
+    device = _device(interpret)
+    if device == "cuda":  # a real call first, so that autotuning has chosen before the capture
+        _install_launch_hooks(capture=False, interpret=False)
+        module = _import_candidate(entry)
+        for case in cases:
+            config = AttentionConfig.from_dict(case["config"])
+            with contextlib.suppress(Exception):  # a failing wrapper fails the same way in the capture below
+                _call(module, config, _inputs(config, case["seed"], device), case["sm_scale"])
+    _install_launch_hooks(capture=True, interpret=interpret, every_config=False, real_autotune=device == "cuda")
+    module = module if device == "cuda" else _import_candidate(entry)
+    results: list[dict[str, Any]] = []
+    kernels: dict[str, Any] = {}
+    for case in cases:
+        config = AttentionConfig.from_dict(case["config"])
+        inputs = _inputs(config, case["seed"], device)
+        trace, allocations = _OpTrace(poison=False), Allocations()
+        del _Launches.captured[:]
+        try:
+            with allocations, trace:
+                out = _call(module, config, inputs, case["sm_scale"])
+            plan = _plan(dict(zip("qkv", inputs)), out, allocations, kernels)
+        except PlanError as exc:
+            results.append({"plan_error": str(exc), "ops": dict(trace.ops)})
+            continue
+        except Exception as exc:  # the candidate's failure is data
+            results.append({"error": _error_text(exc, entry), "oom": is_out_of_memory(exc)})
+            continue
+        results.append({**_describe_output(out, config, inputs), "plan": plan, "ops": dict(trace.ops),
+                        "cross_device": trace.cross_device})
+    values = {name: v for fn in kernels.values() for name, v in kernel_globals(fn).items()}
+    report: dict[str, Any] = {"cases": results, "globals": values, "timers_changed": timers_changed()}
+    if device == "cuda":
+        report["binaries"] = _compile_plans(module, entry, results, archs or [])
+    return report
+
+
+def _plan(inputs: dict[str, torch.Tensor], out: Any, allocations: Any, kernels: dict[str, Any]) -> dict[str, Any]:
+    """The recorded launches of one call as a plan (see `untrusted.plans`)."""
+    from ...untrusted.plans import PlanError, Spans, bound_arguments, describe_argument, launch_grid, output_layout
+
+    spans = Spans(inputs, out if isinstance(out, torch.Tensor) else None, allocations)
+    layout = output_layout(out, spans)
+    launches = []
+    for fn, args, kwargs, _tune, grid in _Launches.captured:
+        name = _kernel_name(fn)
+        if kernels.setdefault(name, fn) is not fn:
+            raise PlanError(f"two different kernels are named {name!r}; give each @triton.jit function its own name")
+        if getattr(fn.fn, "__qualname__", name) != name:
+            raise PlanError(f"kernel {name!r} is not a module-level @triton.jit function; define kernels at "
+                            "module level (a replay defines them from the file alone)")
+        named, options = bound_arguments(fn, args, kwargs)
+        launches.append({"kernel": name, "grid": launch_grid(grid, named),
+                         "args": {k: describe_argument(k, v, spans, name) for k, v in named.items()},
+                         "options": {k: v for k, v in options.items() if isinstance(v, (bool, int, float, str))}})
+    if not launches:
+        raise PlanError("attention() launched no Triton kernel; the work must be done by @triton.jit kernels "
+                        "defined in the file (launched as kernel[grid](...))")
+    buffers = {name: info for name, info in spans.buffers.items()
+               if name == layout["buffer"] or any(a.get("buffer") == name for launch in launches
+                                                  for a in launch["args"].values())}
+    return {"launches": launches, "buffers": buffers, "output": layout}
+
+
+def _compile_plans(module: Any, entry: str, results: list[dict[str, Any]], archs: list[str]) -> dict[str, Any]:
+    """Each distinct launch of the plans compiled for each arch: {arch: {kernel|signature_key: binary record}}."""
+    return {}
+
+
 def timers_changed() -> list[str]:
     """The timing functions that are no longer the ones captured before the candidate was imported."""
     return [name for name, get in _TIMERS.items() if get() is not _ORIGINAL_TIMERS[name]]
@@ -392,7 +478,7 @@ def _capture(module: Any, entry: str, configs: list[dict[str, Any]], device: str
         except Exception as exc:
             wrapper_errors.append({"config": config.name, "arch": arch, "error": _error_text(exc, entry),
                                    "oom": is_out_of_memory(exc)})
-        for fn, args, kwargs, tune in _Launches.captured:
+        for fn, args, kwargs, tune, _grid in _Launches.captured:
             key = (_kernel_name(fn), _launch_key(fn, args, kwargs))
             if key not in seen:
                 seen.add(key)

@@ -31,14 +31,11 @@ from .judge import (
     dense_peak_tflops,
     hardware_or,
     illegal,
-    judge_benchmark,
-    judge_case,
-    judge_output,
-    judge_timers,
-    malformed_report,
     missing_hardware,
+    reduce_times,
     sandbox_failure,
 )
+from .measure import drive_replays, judge_capture, replay_verdict
 from .reference import sample_rows
 from .static import (
     DESCRIPTOR_BINS,
@@ -53,6 +50,7 @@ from .suites import AttentionConfig, Suite, get_suite, make_config
 from .target_view import TARGET_ARCH_ENV
 
 if TYPE_CHECKING:
+    from ...channel import Driver
     from ...executors import Executor
     from ...sandbox import SandboxConfig, SandboxResult
 
@@ -240,7 +238,7 @@ class AttentionEvaluator(Evaluator):
         return str(candidate_caches(self.static.cache_dir, candidate.id) / "triton")
 
     def _call(self, sandbox: Executor, fn: Any, *args: Any, candidate: Candidate,
-              timeout_s: float | None = None, scope: str | None = None) -> SandboxResult:
+              timeout_s: float | None = None, scope: str | None = None, driver: Driver | None = None) -> SandboxResult:
         """A sandboxed call of the candidate's files that may write only the compile caches of `scope` (its id):
         Triton's, CUDA's and the CUDA candidates' builds (cuda_build.load_extension reads $EVOAGENT_CUDA_CACHE)."""
         gpu = bool(getattr(sandbox, "gpus", ())) and self.on_gpu
@@ -248,7 +246,7 @@ class AttentionEvaluator(Evaluator):
         env = {"TRITON_INTERPRET": "0" if self.on_gpu else "1", TARGET_ARCH_ENV: self.archs[0],
                **cache_environment(caches, home=None), CACHE_ENV: str(caches / "cuda-build")}
         return sandbox.call(fn, *args, files=dict(candidate.files), timeout_s=timeout_s or self.timeout_s, env=env,
-                            gpu=gpu, write_paths=(caches,))
+                            gpu=gpu, write_paths=(caches,), driver=driver)
 
     # -- what an agent reads and may try ---------------------------------------------------------------
 
@@ -397,40 +395,36 @@ class AttentionEvaluator(Evaluator):
                                                      "test and time it on a GPU")
 
     def test(self, candidate: Candidate, sandbox: Executor) -> StageResult:
-        """Correctness on the suite's shapes and fresh random ones; judged here against the fp64 reference."""
-        from .child import run_cases
+        """Correctness on the suite's shapes and fresh random ones, by replaying the captured launch plans.
 
+        The wrapper runs once per case in a capture child (its launches recorded, not run); the plans are
+        then replayed on new inputs by the trusted side (`_replay`), which checks each whole output."""
         no_gpu = self._cuda_without_gpu(candidate)
         if no_gpu is not None:
             return no_gpu
-
         with self._draws_lock:
             cases = self.test_cases()
-        out = self._call(sandbox, run_cases, self.entry, cases, not self.on_gpu, self._triton_cache(candidate),
-                         candidate=candidate)
-        if not out.ok:
-            return StageResult.fail(hardware_or(out), sandbox_failure(out, self.entry),
-                                    logs=out.logs + "\n" + out.reason)
-        malformed = malformed_report(out.value, "cases", len(cases))
-        if malformed:
-            return StageResult.fail(Status.ILLEGAL, malformed, logs=out.logs)
-        verdict = judge_timers(out.value["timers_changed"])
-        results = out.value["cases"]
-        for case, result in zip(cases, results):
-            if not verdict.ok:
-                break
-            verdict = judge_case(case, result)
+            seeds = [int(self._timing_draws.integers(2**31)) for _ in cases]
+            twins = self._twins(cases)
+        captured = self._capture(candidate, sandbox, cases + twins)
+        if isinstance(captured, StageResult):
+            return captured
+        plans, values, logs = captured
+        jobs = [{"plan": i, "config": case["config"], "sm_scale": case["sm_scale"], "seeds": [seed], "untimed": 1}
+                for i, (case, seed) in enumerate(zip(cases, seeds))]
+        replayed = self._replay(candidate, sandbox, plans, values, jobs)
         shapes = sorted({AttentionConfig.from_dict(c["config"]).name for c in cases})
-        details = {"cases": len(cases), "shapes": shapes, "kernels_launched": out.value["kernels"],
-                   "device": self.device_label(), "seconds_in_child": round(out.wall_s, 3)}
-        if not verdict.ok:
-            return StageResult.fail(verdict.status, verdict.reason, details=details, logs=out.logs)
-        return StageResult(details=details, logs=out.logs)
+        details = {"cases": len(cases), "shapes": shapes, "kernels_launched": _kernels_launched(plans),
+                   "device": self.device_label()}
+        if isinstance(replayed, StageResult):
+            return dataclasses.replace(replayed, details={**replayed.details, **details})
+        return StageResult(details=details, logs=logs)
 
     def benchmark(self, candidate: Candidate, sandbox: Executor) -> StageResult:
-        """TFLOPS per configuration (with baselines on a GPU; interpreter wall time without one)."""
-        from .timing import benchmark
+        """TFLOPS per configuration, timed by the trusted side on a replay of the kernels alone (every call checked).
 
+        Without a GPU the trusted process drives the interpreter replay and times each call with its own
+        clock (`measure.drive_replays`); the score uses the fastest call (noise only adds time)."""
         no_gpu = self._cuda_without_gpu(candidate)
         if no_gpu is not None:
             return no_gpu
@@ -440,43 +434,71 @@ class AttentionEvaluator(Evaluator):
         reps = self.reps or (30 if self.on_gpu else 5)
         warmup = self.warmup if self.warmup is not None else (3 if self.on_gpu else 1)
         with self._draws_lock:
-            cases = [self._case(c, max_rows=_TIMED_ROWS, max_heads=2) | self._timed_inputs(reps)
-                     for c in self.suite.configs]
-        out = self._call(sandbox, benchmark, self.entry, cases, warmup, not self.on_gpu,
-                         self._triton_cache(candidate), self.baselines, candidate=candidate)
+            cases = [self._case(c, with_rows=False) for c in self.suite.configs]
+            seeds = [[int(self._timing_draws.integers(2**31)) for _ in range(warmup + reps)] for _ in cases]
+            twins = self._twins(cases)
+        captured = self._capture(candidate, sandbox, cases + twins)
+        if isinstance(captured, StageResult):
+            return captured
+        plans, values, logs = captured
+        jobs = [{"plan": i, "config": case["config"], "sm_scale": case["sm_scale"], "seeds": seeds[i],
+                 "untimed": warmup} for i, case in enumerate(cases)]
+        replayed = self._replay(candidate, sandbox, plans, values, jobs)
+        device = self.device_label()
+        if isinstance(replayed, StageResult):
+            return replayed
+        metrics, rows = {}, []
+        for job, result in zip(jobs, replayed):
+            config = AttentionConfig.from_dict(job["config"])
+            timings = {"candidate": reduce_times([t * 1e3 for t in result["times_s"]], config.flops(), use_min=True)}
+            metrics[config.name] = timings["candidate"].tflops
+            rows.append(bench_row(config, timings, {}))
+        details = {"device": device, "peak_tflops": dense_peak_tflops(device), "table": rows,
+                   "timing": "trusted clock around each replayed call (the interpreter; not GPU speed)"}
+        return StageResult(metrics=metrics, details=details, logs=logs)
+
+    def _twins(self, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One more capture per configuration: its first case with other input values (same shape and scale),
+        so that a plan that depends on values, or on how many calls came before, shows (`judge_capture`)."""
+        first = {case["config"]["name"]: case for case in reversed(cases)}
+        return [{**case, "seed": int(self._draws.integers(2**31))} for case in first.values()]
+
+    def _capture(self, candidate: Candidate, sandbox: Executor, cases: list[dict[str, Any]]
+                 ) -> StageResult | tuple[list[dict[str, Any]], dict[str, Any], str]:
+        """Runs the wrapper on each case with launches recorded (`child.capture_plans`); the checked plans, the
+        module values the kernels read, and the capture's logs, or the stage's failure."""
+        from .child import capture_plans
+
+        out = self._call(sandbox, capture_plans, self.entry, cases, not self.on_gpu, self._triton_cache(candidate),
+                         list(self.archs), candidate=candidate)
         if not out.ok:
             return StageResult.fail(hardware_or(out), sandbox_failure(out, self.entry),
                                     logs=out.logs + "\n" + out.reason)
-        return self._judge_benchmark(cases, out)
-
-    def _timed_inputs(self, reps: int) -> dict[str, Any]:
-        """The seed of each timed repetition's inputs (where the sampled rows read) and of the rest's new values."""
-        draw = self._timing_draws.integers
-        return {"rep_seeds": [int(draw(2**31)) for _ in range(reps)], "refresh_seed": int(draw(2**31))}
-
-    def _judge_benchmark(self, cases: list[dict[str, Any]], out: SandboxResult) -> StageResult:
-        value = out.value
-        malformed = malformed_report(value, "results", len(cases))
-        if malformed:
-            return StageResult.fail(Status.ILLEGAL, malformed, logs=out.logs)
-        device = self.device_label()  # this process's view of the device, not the candidate's
-        verdict = judge_timers(value["timers_changed"])
-        secret = np.random.default_rng()  # which repetitions and rows are checked: OS entropy, drawn after the call
-        metrics, rows = {}, []
-        for case, result in zip(cases, value["results"]):
-            config = AttentionConfig.from_dict(case["config"])
-            if verdict.ok:
-                verdict = judge_output(case, result.get("rep_rows"), secret)
-            if verdict.ok:
-                verdict, timings = judge_benchmark(config, result, out.wall_s, device, use_min=not self.on_gpu)
-            if not verdict.ok:
-                break
-            metrics[config.name] = timings["candidate"].tflops
-            rows.append(bench_row(config, timings, result["errors"]))
-        details = {"device": device, "peak_tflops": dense_peak_tflops(device), "table": rows}
+        verdict, plans = judge_capture(cases, out.value)
         if not verdict.ok:
-            return StageResult.fail(verdict.status, verdict.reason, details=details, logs=out.logs)
-        return StageResult(metrics=metrics, details=details, logs=out.logs)
+            return StageResult.fail(verdict.status, verdict.reason, logs=out.logs)
+        values = out.value.get("globals")
+        if not isinstance(values, dict):
+            return StageResult.fail(Status.ILLEGAL, "the capture's report lacks the kernels' module values; was the "
+                                                    "result channel tampered with?", logs=out.logs)
+        return plans, values, out.logs
+
+    def _replay(self, candidate: Candidate, sandbox: Executor, plans: list[dict[str, Any]], values: dict[str, Any],
+                jobs: list[dict[str, Any]]) -> StageResult | list[dict[str, Any]]:
+        """Replays the plans of `jobs` with the trusted side making inputs, keeping the clock and checking outputs."""
+        from ...channel import Driver
+        from ...untrusted.replay import serve
+
+        out = self._call(sandbox, serve, self.entry, plans, values, candidate=candidate,
+                         driver=Driver(drive_replays, (jobs,)))
+        if not out.ok:
+            return StageResult.fail(hardware_or(out), sandbox_failure(out, self.entry),
+                                    logs=out.logs + "\n" + out.reason)
+        verdict = replay_verdict(out.value, len(jobs))
+        if not verdict.ok:
+            return StageResult.fail(verdict.status, verdict.reason, logs=out.logs)
+        results: list[dict[str, Any]] = out.value
+        return results
 
     def profile(self, candidate: Candidate, sandbox: Executor) -> StageResult:
         """Per-kernel GPU times (and Nsight Compute when present); without a GPU, the static profile."""
@@ -536,6 +558,14 @@ class AttentionEvaluator(Evaluator):
         rows = (sample_rows(config, rng, max_rows=max_rows, max_heads=max_heads) if with_rows
                 else np.zeros((0, 3), dtype=np.int64))
         return {"config": config.to_dict(), "seed": int(rng.integers(2**31)), "sm_scale": scale, "rows": rows}
+
+
+def _kernels_launched(plans: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for plan in plans:
+        for launch in plan["launches"]:
+            counts[launch["kernel"]] = counts.get(launch["kernel"], 0) + 1
+    return counts
 
 
 @functools.cache

@@ -76,8 +76,9 @@ def needs_device_reason(where: str, error: str) -> str:
             f"{error.splitlines()[0][:300]}; the kernel is not at fault, run it on a GPU to test it")
 
 
-def judge_case(case: Mapping[str, Any], result: Mapping[str, Any]) -> Verdict:
-    """One test case: contract, legality of what ran, untouched inputs, then numerics."""
+def judge_case(case: Mapping[str, Any], result: Mapping[str, Any], *, numerics: bool = True) -> Verdict:
+    """One test case: contract, legality of what ran, untouched inputs, then numerics (a capture's report has
+    neither inputs nor outputs to check: `numerics=False`)."""
     config = AttentionConfig.from_dict(case["config"])
     where = f"config {config.name} (seed {case['seed']})"
     if "error" in result:
@@ -86,7 +87,9 @@ def judge_case(case: Mapping[str, Any], result: Mapping[str, Any]) -> Verdict:
         status = Status.OOM if result.get("oom") else Status.CRASH
         return Verdict(status=status, reason=f"{where}: attention() raised {result['error']}")
     try:
-        for check in (_check_output_type, _check_ops, _check_inputs, _check_numerics):
+        checks = (_check_output_type, _check_ops, _check_inputs, _check_numerics) if numerics else \
+            (_check_output_type, _check_ops)
+        for check in checks:
             verdict = check(config, case, result, where)
             if not verdict.ok:
                 return verdict
