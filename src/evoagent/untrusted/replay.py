@@ -12,6 +12,7 @@ patching it does never run, so nothing can tell a timed call from another or com
 from __future__ import annotations
 
 import ast
+import builtins
 import os
 import types
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from ..channel import Channel
+from ..trusted.kernel_source import SAFE_BUILTINS, body_problems, is_jit, jit_functions
 
 _KEPT_IMPORTS = ("triton", "math")
 _TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64,
@@ -33,35 +35,40 @@ def kernels_module(source: str, filename: str, values: Mapping[str, Mapping[str,
 
     Kept: imports of triton and math, and module-level functions with a decorator named `jit` (any other
     decorator dropped). Everything else (the wrapper, other functions, assignments, statements) is left out.
+    Kernel bodies must be Triton language (`trusted.kernel_source`), and see only a few builtins.
     """
+    import triton.language as tl
+
+    problems = body_problems(source, filename)
+    if problems:
+        raise ValueError(str(problems[0]))
     tree = ast.parse(source, filename)
-    body: list[ast.stmt] = []
-    for node in tree.body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)) and _kept_import(node):
-            body.append(node)
-        elif isinstance(node, ast.FunctionDef) and any(_is_jit(d) for d in node.decorator_list):
-            node.decorator_list = [_plain_jit(d) for d in node.decorator_list if _is_jit(d)]
-            body.append(node)
+    body: list[ast.stmt] = [node for node in tree.body
+                            if isinstance(node, (ast.Import, ast.ImportFrom)) and _kept_import(node)]
+    for function in jit_functions(tree):
+        function.decorator_list = [_plain_jit(d) for d in function.decorator_list if is_jit(d)]
+        body.append(function)
     module = types.ModuleType("evoagent_kernels_only")
     module.__file__ = filename
+    module.__dict__["__builtins__"] = {name: getattr(builtins, name) for name in SAFE_BUILTINS
+                                       if hasattr(builtins, name)} | {"__import__": _import_triton}
     for name, value in values.items():
-        import triton.language as tl
-
         setattr(module, name, tl.constexpr(value["constexpr"]) if "constexpr" in value else value["number"])
     code = compile(ast.Module(body=body, type_ignores=[]), filename, "exec")
-    exec(code, module.__dict__)  # function definitions only: see above
+    exec(code, module.__dict__)  # imports of triton and math, and function definitions: see above
     return module
+
+
+def _import_triton(name: str, *args: Any, **kwargs: Any) -> Any:
+    """The kernels module's imports (only triton and math; bodies cannot name __import__)."""
+    if name.split(".")[0] not in _KEPT_IMPORTS:
+        raise ImportError(f"a kernel replay imports only triton and math (not {name!r})")
+    return builtins.__import__(name, *args, **kwargs)
 
 
 def _kept_import(node: ast.Import | ast.ImportFrom) -> bool:
     names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
     return all(n.split(".")[0] in _KEPT_IMPORTS for n in names) and not getattr(node, "level", 0)
-
-
-def _is_jit(decorator: ast.expr) -> bool:
-    target = decorator.func if isinstance(decorator, ast.Call) else decorator
-    return (isinstance(target, ast.Attribute) and target.attr == "jit") or (isinstance(target, ast.Name)
-                                                                            and target.id == "jit")
 
 
 def _plain_jit(decorator: ast.expr) -> ast.expr:

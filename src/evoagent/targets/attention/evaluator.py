@@ -487,8 +487,13 @@ class AttentionEvaluator(Evaluator):
                 jobs: list[dict[str, Any]]) -> StageResult | list[dict[str, Any]]:
         """Replays the plans of `jobs` with the trusted side making inputs, keeping the clock and checking outputs."""
         from ...channel import Driver
+        from ...trusted.kernel_source import body_problems
         from ...untrusted.replay import serve
 
+        problems = body_problems(candidate.files.get(self.entry, ""), self.entry)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            return StageResult.fail(Status.ILLEGAL, f"{problems[0]}{more}")
         out = self._call(sandbox, serve, self.entry, plans, values, candidate=candidate,
                          driver=Driver(drive_replays, (jobs,)))
         if not out.ok:
