@@ -73,6 +73,8 @@ def _check_launch(index: int, launch: Any, sizes: Mapping[str, int]) -> None:
     grid = launch.get("grid")
     if not (isinstance(grid, list) and len(grid) == 3 and all(_count(g, MAX_GRID) for g in grid)):
         raise PlanRejected(f"{where}: the grid is not three non-negative ints")
+    if "binary" in launch and not (isinstance(launch["binary"], str) and len(launch["binary"]) < 4096):
+        raise PlanRejected(f"{where}: the binary key is malformed")
     options = launch.get("options", {})
     if not isinstance(options, dict) or any(not _NAME.match(str(k)) or not _plain(v) for k, v in options.items()):
         raise PlanRejected(f"{where}: launch options must be plain values")

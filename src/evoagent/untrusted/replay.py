@@ -149,9 +149,11 @@ class Replayer:
 
 
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    if tensor.dtype == torch.bfloat16:
-        return tensor.view(torch.uint16).numpy().copy() if hasattr(torch, "uint16") else tensor.float().numpy()
-    return tensor.numpy().copy()
+    if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16: its bits travel as uint16
+        bits: np.ndarray = tensor.view(torch.uint16).numpy().copy()
+        return bits
+    values: np.ndarray = tensor.numpy().copy()
+    return values
 
 
 def serve(entry: str, plans: list[dict[str, Any]], values: dict[str, dict[str, Any]]) -> None:

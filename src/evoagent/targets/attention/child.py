@@ -347,14 +347,14 @@ def run_cases(entry: str, cases: list[dict[str, Any]], interpret: bool, triton_c
     return {"cases": results, "kernels": launched, "timers_changed": timers_changed()}
 
 
-def capture_plans(entry: str, cases: list[dict[str, Any]], interpret: bool, triton_cache: str | None = None,
-                  archs: list[str] | None = None) -> dict[str, Any]:
+def capture_plans(entry: str, cases: list[dict[str, Any]], interpret: bool,
+                  triton_cache: str | None = None) -> dict[str, Any]:
     """Calls the wrapper once per case with Triton's launches recorded instead of run; returns each call's plan.
 
     A case is {"config": dict, "seed": int, "sm_scale": float}. The plan (`untrusted.plans`) is data the
     trusted side checks and replays itself; the wrapper's torch operations are reported as in `run_cases`.
     On a GPU each case is first run for real (the autotuner tunes and caches its choice, untimed by us),
-    then captured, and every distinct launch is compiled for `archs` (cubin and metadata, for the replay).
+    then captured, and every distinct launch is compiled for this GPU (cubin and metadata, for the replay).
     """
     from ...untrusted.plans import Allocations, PlanError, kernel_globals
 
@@ -371,6 +371,7 @@ def capture_plans(entry: str, cases: list[dict[str, Any]], interpret: bool, trit
     module = module if device == "cuda" else _import_candidate(entry)
     results: list[dict[str, Any]] = []
     kernels: dict[str, Any] = {}
+    binaries: dict[str, Any] | None = {} if device == "cuda" else None
     for case in cases:
         config = AttentionConfig.from_dict(case["config"])
         inputs = _inputs(config, case["seed"], device)
@@ -379,7 +380,7 @@ def capture_plans(entry: str, cases: list[dict[str, Any]], interpret: bool, trit
         try:
             with allocations, trace:
                 out = _call(module, config, inputs, case["sm_scale"])
-            plan = _plan(dict(zip("qkv", inputs)), out, allocations, kernels)
+            plan = _plan(dict(zip("qkv", inputs)), out, allocations, kernels, binaries)
         except PlanError as exc:
             results.append({"plan_error": str(exc), "ops": dict(trace.ops)})
             continue
@@ -390,18 +391,20 @@ def capture_plans(entry: str, cases: list[dict[str, Any]], interpret: bool, trit
                         "cross_device": trace.cross_device})
     values = {name: v for fn in kernels.values() for name, v in kernel_globals(fn).items()}
     report: dict[str, Any] = {"cases": results, "globals": values, "timers_changed": timers_changed()}
-    if device == "cuda":
-        report["binaries"] = _compile_plans(module, entry, results, archs or [])
+    if binaries is not None:
+        report["binaries"] = binaries
     return report
 
 
-def _plan(inputs: dict[str, torch.Tensor], out: Any, allocations: Any, kernels: dict[str, Any]) -> dict[str, Any]:
-    """The recorded launches of one call as a plan (see `untrusted.plans`)."""
+def _plan(inputs: dict[str, torch.Tensor], out: Any, allocations: Any, kernels: dict[str, Any],
+          binaries: dict[str, Any] | None) -> dict[str, Any]:
+    """The recorded launches of one call as a plan (see `untrusted.plans`); on a GPU each launch names its
+    compiled binary (`_binary`)."""
     from ...untrusted.plans import PlanError, Spans, bound_arguments, describe_argument, launch_grid, output_layout
 
     spans = Spans(inputs, out if isinstance(out, torch.Tensor) else None, allocations)
     layout = output_layout(out, spans)
-    launches = []
+    launches: list[dict[str, Any]] = []
     for fn, args, kwargs, _tune, grid in _Launches.captured:
         name = _kernel_name(fn)
         if kernels.setdefault(name, fn) is not fn:
@@ -410,9 +413,12 @@ def _plan(inputs: dict[str, torch.Tensor], out: Any, allocations: Any, kernels: 
             raise PlanError(f"kernel {name!r} is not a module-level @triton.jit function; define kernels at "
                             "module level (a replay defines them from the file alone)")
         named, options = bound_arguments(fn, args, kwargs)
-        launches.append({"kernel": name, "grid": launch_grid(grid, named),
-                         "args": {k: describe_argument(k, v, spans, name) for k, v in named.items()},
-                         "options": {k: v for k, v in options.items() if isinstance(v, (bool, int, float, str))}})
+        launch = {"kernel": name, "grid": launch_grid(grid, named),
+                  "args": {k: describe_argument(k, v, spans, name) for k, v in named.items()},
+                  "options": {k: v for k, v in options.items() if isinstance(v, (bool, int, float, str))}}
+        if binaries is not None:
+            launch["binary"] = _binary(fn, args, kwargs, binaries)
+        launches.append(launch)
     if not launches:
         raise PlanError("attention() launched no Triton kernel; the work must be done by @triton.jit kernels "
                         "defined in the file (launched as kernel[grid](...))")
@@ -422,9 +428,33 @@ def _plan(inputs: dict[str, torch.Tensor], out: Any, allocations: Any, kernels: 
     return {"launches": launches, "buffers": buffers, "output": layout}
 
 
-def _compile_plans(module: Any, entry: str, results: list[dict[str, Any]], archs: list[str]) -> dict[str, Any]:
-    """Each distinct launch of the plans compiled for each arch: {arch: {kernel|signature_key: binary record}}."""
-    return {}
+def _binary(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], binaries: dict[str, Any]) -> str:
+    """Compiles one launch for this GPU (once per kernel and specialisation); returns its key in `binaries`.
+
+    A binary is data for the trusted replay: the cubin, Triton's metadata and the kernel's signature."""
+    import json
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource, make_backend
+    from triton.runtime.jit import create_function_from_signature
+
+    key = f"{_kernel_name(fn)}:{_launch_key(fn, args, kwargs)}"
+    if key in binaries:
+        return key
+    major, minor = torch.cuda.get_device_capability()
+    target = GPUTarget("cuda", major * 10 + minor, 32)
+    backend = make_backend(target)
+    binder = create_function_from_signature(fn.signature, fn.params, backend)
+    bound, specialization, options = binder(*args, **{**kwargs, "debug": kwargs.get("debug", fn.debug)})
+    options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound, specialization, options)
+    kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__)
+    metadata = json.loads(json.dumps(kernel.metadata._asdict(), default=lambda x: x.__dict__ if hasattr(x, "__dict__")
+                                     else list(x) if isinstance(x, (tuple, set)) else str(x)))
+    binaries[key] = {"kernel": _kernel_name(fn), "cubin": bytes(kernel.asm["cubin"]), "metadata": metadata,
+                     "signature": {str(k): str(v) for k, v in kernel.src.signature.items()},
+                     "params": list(fn.arg_names)}
+    return key
 
 
 def timers_changed() -> list[str]:

@@ -22,7 +22,7 @@ from ...errors import ConfigError, EvaluatorError, KernelSourceError
 from ...evaluator import EXPERIMENT_FILE, Evaluator, environment
 from ...records import Descriptors
 from ...result import EvalResult, StageResult, Status
-from . import agent_text, cuda_legality, cuda_static, legality
+from . import agent_text, cuda_inprocess, cuda_legality, cuda_static, legality, stages
 from .compile_caches import GIB, CompileCaches
 from .cuda_build import CACHE_ENV
 from .cuda_source import Language, detect_language, find_cuda_source
@@ -31,11 +31,10 @@ from .judge import (
     dense_peak_tflops,
     hardware_or,
     illegal,
+    judge_benchmark,
     missing_hardware,
-    reduce_times,
     sandbox_failure,
 )
-from .measure import drive_replays, judge_capture, replay_verdict
 from .reference import sample_rows
 from .static import (
     DESCRIPTOR_BINS,
@@ -395,115 +394,80 @@ class AttentionEvaluator(Evaluator):
                                                      "test and time it on a GPU")
 
     def test(self, candidate: Candidate, sandbox: Executor) -> StageResult:
-        """Correctness on the suite's shapes and fresh random ones, by replaying the captured launch plans.
+        """Correctness on the suite's shapes and fresh random ones, judged on trusted replays of the launch plans.
 
-        The wrapper runs once per case in a capture child (its launches recorded, not run); the plans are
-        then replayed on new inputs by the trusted side (`_replay`), which checks each whole output."""
+        The wrapper runs once per case in a capture child, its launches recorded and not run (`stages.py`);
+        the plans are replayed on new inputs by the trusted side, which checks every output."""
         no_gpu = self._cuda_without_gpu(candidate)
         if no_gpu is not None:
             return no_gpu
+        if self.on_gpu and self._is_cuda(candidate):
+            return cuda_inprocess.test(self, candidate, sandbox)
         with self._draws_lock:
             cases = self.test_cases()
             seeds = [int(self._timing_draws.integers(2**31)) for _ in cases]
-            twins = self._twins(cases)
-        captured = self._capture(candidate, sandbox, cases + twins)
+            extra = stages.twins(self, cases)
+        captured = stages.capture(self, candidate, sandbox, cases + extra)
         if isinstance(captured, StageResult):
             return captured
-        plans, values, logs = captured
-        jobs = [{"plan": i, "config": case["config"], "sm_scale": case["sm_scale"], "seeds": [seed], "untimed": 1}
-                for i, (case, seed) in enumerate(zip(cases, seeds))]
-        replayed = self._replay(candidate, sandbox, plans, values, jobs)
+        jobs = [{"plan": i, "config": case["config"], "sm_scale": case["sm_scale"], "seeds": [seed], "untimed": 1,
+                 "warmup": 0, "reps": 1, "rows": 256} for i, (case, seed) in enumerate(zip(cases, seeds))]
+        replayed = stages.replay(self, candidate, sandbox, captured, jobs)
         shapes = sorted({AttentionConfig.from_dict(c["config"]).name for c in cases})
-        details = {"cases": len(cases), "shapes": shapes, "kernels_launched": _kernels_launched(plans),
+        details = {"cases": len(cases), "shapes": shapes, "kernels_launched": _kernels_launched(captured.plans),
                    "device": self.device_label()}
         if isinstance(replayed, StageResult):
             return dataclasses.replace(replayed, details={**replayed.details, **details})
-        return StageResult(details=details, logs=logs)
+        return StageResult(details=details, logs=captured.logs)
 
     def benchmark(self, candidate: Candidate, sandbox: Executor) -> StageResult:
-        """TFLOPS per configuration, timed by the trusted side on a replay of the kernels alone (every call checked).
+        """TFLOPS per configuration, timed trusted-side on a replay of the kernels alone, every call checked.
 
-        Without a GPU the trusted process drives the interpreter replay and times each call with its own
-        clock (`measure.drive_replays`); the score uses the fastest call (noise only adds time)."""
+        On a GPU: CUDA events around each repetition in a process that never saw the candidate's Python,
+        baselines after it (median). Without one: the trusted clock around each interpreter call (minimum)."""
         no_gpu = self._cuda_without_gpu(candidate)
         if no_gpu is not None:
             return no_gpu
         if self.suite.gpu and not self.on_gpu:
             return StageResult(details={"note": f"suite {self.suite.name!r} is timed on a GPU only; "
                                                 "no CUDA device here (use suite 'smoke' for an interpreter time)"})
+        if self.on_gpu and self._is_cuda(candidate):
+            return cuda_inprocess.benchmark(self, candidate, sandbox)
         reps = self.reps or (30 if self.on_gpu else 5)
         warmup = self.warmup if self.warmup is not None else (3 if self.on_gpu else 1)
         with self._draws_lock:
             cases = [self._case(c, with_rows=False) for c in self.suite.configs]
             seeds = [[int(self._timing_draws.integers(2**31)) for _ in range(warmup + reps)] for _ in cases]
-            twins = self._twins(cases)
-        captured = self._capture(candidate, sandbox, cases + twins)
+            extra = stages.twins(self, cases)
+        captured = stages.capture(self, candidate, sandbox, cases + extra)
         if isinstance(captured, StageResult):
             return captured
-        plans, values, logs = captured
         jobs = [{"plan": i, "config": case["config"], "sm_scale": case["sm_scale"], "seeds": seeds[i],
-                 "untimed": warmup} for i, case in enumerate(cases)]
-        replayed = self._replay(candidate, sandbox, plans, values, jobs)
-        device = self.device_label()
+                 "untimed": warmup, "warmup": warmup, "reps": reps} for i, case in enumerate(cases)]
+        replayed = stages.replay(self, candidate, sandbox, captured, jobs, baselines=self.baselines)
         if isinstance(replayed, StageResult):
             return replayed
-        metrics, rows = {}, []
+        device = self.device_label()
+        metrics: dict[str, float] = {}
+        rows: list[dict[str, Any]] = []
         for job, result in zip(jobs, replayed):
             config = AttentionConfig.from_dict(job["config"])
-            timings = {"candidate": reduce_times([t * 1e3 for t in result["times_s"]], config.flops(), use_min=True)}
+            verdict, timings = judge_benchmark(config, result, result["region_s"], device, use_min=not self.on_gpu)
+            if not verdict.ok:
+                return StageResult.fail(verdict.status, verdict.reason, details={"device": device, "table": rows})
             metrics[config.name] = timings["candidate"].tflops
-            rows.append(bench_row(config, timings, {}))
-        details = {"device": device, "peak_tflops": dense_peak_tflops(device), "table": rows,
-                   "timing": "trusted clock around each replayed call (the interpreter; not GPU speed)"}
-        return StageResult(metrics=metrics, details=details, logs=logs)
+            rows.append(bench_row(config, timings, result["errors"]))
+        timing = ("CUDA events in a trusted replay process, after a GPU spin; median of the repetitions"
+                  if self.on_gpu else "the trusted clock around each replayed interpreter call; the fastest call "
+                                      "(not GPU speed)")
+        details = {"device": device, "peak_tflops": dense_peak_tflops(device), "table": rows, "timing": timing}
+        return StageResult(metrics=metrics, details=details, logs=captured.logs)
 
-    def _twins(self, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One more capture per configuration: its first case with other input values (same shape and scale),
-        so that a plan that depends on values, or on how many calls came before, shows (`judge_capture`)."""
-        first = {case["config"]["name"]: case for case in reversed(cases)}
-        return [{**case, "seed": int(self._draws.integers(2**31))} for case in first.values()]
-
-    def _capture(self, candidate: Candidate, sandbox: Executor, cases: list[dict[str, Any]]
-                 ) -> StageResult | tuple[list[dict[str, Any]], dict[str, Any], str]:
-        """Runs the wrapper on each case with launches recorded (`child.capture_plans`); the checked plans, the
-        module values the kernels read, and the capture's logs, or the stage's failure."""
-        from .child import capture_plans
-
-        out = self._call(sandbox, capture_plans, self.entry, cases, not self.on_gpu, self._triton_cache(candidate),
-                         list(self.archs), candidate=candidate)
-        if not out.ok:
-            return StageResult.fail(hardware_or(out), sandbox_failure(out, self.entry),
-                                    logs=out.logs + "\n" + out.reason)
-        verdict, plans = judge_capture(cases, out.value)
-        if not verdict.ok:
-            return StageResult.fail(verdict.status, verdict.reason, logs=out.logs)
-        values = out.value.get("globals")
-        if not isinstance(values, dict):
-            return StageResult.fail(Status.ILLEGAL, "the capture's report lacks the kernels' module values; was the "
-                                                    "result channel tampered with?", logs=out.logs)
-        return plans, values, out.logs
-
-    def _replay(self, candidate: Candidate, sandbox: Executor, plans: list[dict[str, Any]], values: dict[str, Any],
-                jobs: list[dict[str, Any]]) -> StageResult | list[dict[str, Any]]:
-        """Replays the plans of `jobs` with the trusted side making inputs, keeping the clock and checking outputs."""
-        from ...channel import Driver
-        from ...trusted.kernel_source import body_problems
-        from ...untrusted.replay import serve
-
-        problems = body_problems(candidate.files.get(self.entry, ""), self.entry)
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            return StageResult.fail(Status.ILLEGAL, f"{problems[0]}{more}")
-        out = self._call(sandbox, serve, self.entry, plans, values, candidate=candidate,
-                         driver=Driver(drive_replays, (jobs,)))
-        if not out.ok:
-            return StageResult.fail(hardware_or(out), sandbox_failure(out, self.entry),
-                                    logs=out.logs + "\n" + out.reason)
-        verdict = replay_verdict(out.value, len(jobs))
-        if not verdict.ok:
-            return StageResult.fail(verdict.status, verdict.reason, logs=out.logs)
-        results: list[dict[str, Any]] = out.value
-        return results
+    def _is_cuda(self, candidate: Candidate) -> bool:
+        try:
+            return detect_language(candidate.files.get(self.entry, "")) is Language.CUDA
+        except SyntaxError:
+            return False
 
     def profile(self, candidate: Candidate, sandbox: Executor) -> StageResult:
         """Per-kernel GPU times (and Nsight Compute when present); without a GPU, the static profile."""
