@@ -112,11 +112,11 @@ class Session:
             pass
 
     def close(self) -> None:
+        """Closes the trusted ends (once): the child's next read sees end-of-file, its next write EPIPE."""
         for fd in (self._out, self._in):
-            try:
+            if fd >= 0:
                 os.close(fd)
-            except OSError:
-                pass
+        self._out = self._in = -1
 
     def _write(self, data: bytes, deadline: float) -> None:
         view = memoryview(data)

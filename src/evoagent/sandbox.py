@@ -316,6 +316,7 @@ class Sandbox:
         calldir = self._prepare(dict(prepared.files))  # files are written before a worker is taken, outputs read after
         channel = calldir / "channel"
         ends = make_channel(channel) if prepared.driver is not None else None
+        driven_started = False  # from then on the session owns (and closes) the channel's ends
         try:
             with self._state.worker(gpu=gpu) as server:  # GPU calls wait in `gpu_priority` order
                 writes = writable_dirs(prepared.write_paths, "write_paths")  # created where the call runs
@@ -326,6 +327,7 @@ class Sandbox:
                     done, payload, lost = self._exchange(server, request, blob, timeout)
                 else:
                     assert prepared.driver is not None  # Check internal correctness.
+                    driven_started = True
                     (done, payload, lost), driven = self._drive(server, request, blob, timeout, ends, prepared.driver)
             cap = self.config.max_output_bytes
             out, err = _read_capped(calldir / "stdout", cap), _read_capped(calldir / "stderr", cap)
@@ -337,11 +339,14 @@ class Sandbox:
             if ends is not None and status is Status.OK:
                 value, reason = driven
                 status = Status.CRASH if reason else Status.OK
+            elif ends is not None and status is Status.CRASH and driven[1]:  # the driver saw the cause first
+                reason = f"{driven[1]} (then the call's process {reason.splitlines()[0][:200]})"
             return SandboxResult(status=status, value=value, reason=reason, stdout=out, stderr=err,
                                  wall_s=done["wall_s"], exitcode=done["exitcode"], signal=done["signal"], error=error)
         finally:
-            for fd in ends or ():
-                os.close(fd)
+            if ends is not None and prepared.driver is not None and not driven_started:
+                for fd in ends:
+                    os.close(fd)
             shutil.rmtree(calldir, ignore_errors=True)
 
     def _drive(self, server: Server, request: dict[str, Any], blob: bytes, timeout_s: float, ends: tuple[int, int],
@@ -366,7 +371,9 @@ class Sandbox:
         except ChannelClosed as exc:
             broken = f"the call's process stopped answering its driver: {exc}"
         finally:
-            session.stop()
+            if not broken:
+                session.stop()
+            session.close()  # a child still writing or reading now gets EPIPE or end-of-file, not our silence
             thread.join()
         return outcome[0], (value, broken)
 

@@ -1,9 +1,11 @@
-"""Every cheat category of DESIGN.md "Honest scores": a cheating kernel file must never end `ok`.
+"""Every cheat category of DESIGN.md "Honest scores": a cheating kernel file never gains a score.
 
 Each file under cheats/ says in its docstring what it tries. The test runs the real cascade (static
-scan, AOT compile, the Triton interpreter in the sandbox, trusted-side verdicts) and checks the final
-label and that the reason names the problem. `_honest_kernel.py`, the base most cheats start from,
-must pass: otherwise the harness would be rejecting everything.
+scan, AOT compile, launch-plan capture, the trusted replay and its verdicts) and checks the final
+label and that the reason names the problem. A few tricks simply have no effect since the timed calls
+replay the captured launches and never run the wrapper: those end `ok`, timing exactly the launches the
+honest kernel makes (NO_EFFECT). `_honest_kernel.py`, the base most cheats start from, must pass:
+otherwise the harness would be rejecting everything.
 """
 
 from __future__ import annotations
@@ -26,20 +28,18 @@ EXPECTED = {
     "library_matmul_getattr.py": ({Status.ILLEGAL}, "getattr"),
     "library_softmax_eval.py": ({Status.ILLEGAL}, "eval"),
     "torch_ops_in_wrapper.py": ({Status.ILLEGAL}, "outside a Triton kernel"),
-    "replay_cache.py": ({Status.INCORRECT}, "outside tolerance"),
-    "return_input.py": ({Status.ILLEGAL}, "shares memory with an input"),
+    "replay_cache.py": ({Status.ILLEGAL}, "computed with torch operations"),
+    "return_input.py": ({Status.ILLEGAL}, "not one the wrapper allocated in this call"),
     "unwritten_tail.py": ({Status.INCORRECT}, "NaN"),
-    "mutate_input.py": ({Status.ILLEGAL}, "modified its input k"),
+    "mutate_input.py": ({Status.ILLEGAL}, "modified their input k"),
     "side_thread.py": ({Status.ILLEGAL}, "threading"),
     "side_stream.py": ({Status.ILLEGAL}, "torch.cuda.Stream"),
     "patch_timer.py": ({Status.ILLEGAL}, "time"),
-    "patch_sync_indirect.py": ({Status.ILLEGAL}, "torch.cuda.synchronize"),
     "read_gc.py": ({Status.ILLEGAL}, "'gc'"),
     "low_precision.py": ({Status.INCORRECT}, "outside tolerance"),
     "fake_channel.py": ({Status.ILLEGAL}, "'os'"),
     "read_secret.py": ({Status.ILLEGAL}, "'os'"),
     "skip_work.py": ({Status.INCORRECT}, "outside tolerance"),
-    "memoise_by_pointer.py": ({Status.INCORRECT}, "the benchmark's output differed from the test"),
     "honest_when_checked.py": ({Status.ILLEGAL}, "'sys'"),
     "scope_shadowed_getattr.py": ({Status.ILLEGAL}, "binds getattr"),
     "frame_through_generator.py": ({Status.ILLEGAL}, "accesses .f_back"),
@@ -47,6 +47,8 @@ EXPECTED = {
     "path_through_triton.py": ({Status.ILLEGAL}, "triton.runtime.build"),
     "native_code_through_triton_build.py": ({Status.ILLEGAL}, "compiles and loads C code"),
 }
+# Tricks the replay leaves without effect: the timed calls replay the captured launches, never the wrapper.
+NO_EFFECT = ("memoise_by_pointer.py", "patch_sync_indirect.py")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,7 @@ def sandbox(evaluator: AttentionEvaluator):
 
 def test_every_cheat_file_has_an_expectation() -> None:
     files = {p.name for p in CHEATS.glob("*.py") if not p.name.startswith("_")}
-    assert files == set(EXPECTED)
+    assert files == set(EXPECTED) | set(NO_EFFECT)
 
 
 def test_the_honest_base_kernel_passes(evaluator: AttentionEvaluator, sandbox: Sandbox) -> None:
@@ -72,18 +74,29 @@ def test_the_honest_base_kernel_passes(evaluator: AttentionEvaluator, sandbox: S
     assert result.status is Status.OK, result.reason
 
 
-def test_a_pointer_memoiser_passes_the_test_stage_so_only_the_timed_check_catches_it(
-        evaluator: AttentionEvaluator, sandbox: Sandbox) -> None:
-    result = evaluator.evaluate(cheat("memoise_by_pointer.py"), sandbox, stages=("check", "test"))
+@pytest.fixture(scope="module")
+def honest_launches(evaluator: AttentionEvaluator, sandbox: Sandbox) -> dict:
+    result = evaluator.evaluate(Candidate.from_path(CHEATS / "_honest_kernel.py", entry="kernel.py"), sandbox,
+                                stages=("benchmark",))
     assert result.status is Status.OK, result.reason
+    return result.stage("benchmark").details["launches"]
 
 
-def test_a_kernel_honest_only_on_the_timed_call_it_thinks_is_checked_is_incorrect_past_the_scan(
-        evaluator: AttentionEvaluator, sandbox: Sandbox) -> None:
-    """It scored ok when the child knew which repetition was checked (see its docstring)."""
+@pytest.mark.parametrize("name", NO_EFFECT)
+def test_a_trick_without_effect_is_timed_on_exactly_the_honest_launches(
+        name: str, evaluator: AttentionEvaluator, sandbox: Sandbox, honest_launches: dict) -> None:
+    result = evaluator.evaluate(cheat(name), sandbox, stages=("test", "benchmark"))
+    assert result.status is Status.OK, result.reason
+    assert result.stage("benchmark").details["launches"] == honest_launches
+
+
+def test_a_kernel_honest_only_on_the_timed_call_it_thinks_is_checked_gains_nothing_past_the_scan(
+        evaluator: AttentionEvaluator, sandbox: Sandbox, honest_launches: dict) -> None:
+    """It scored ok at a fraction of the work when the child knew which repetition was checked (see its
+    docstring); now no repetition runs its wrapper: the replay times the launches its capture made."""
     result = evaluator.evaluate(cheat("honest_when_checked.py"), sandbox, stages=("benchmark",))
-    assert result.status is Status.INCORRECT, result.reason
-    assert "the benchmark's output differed from the test: timed call" in result.reason
+    assert result.status is Status.OK, result.reason
+    assert result.stage("benchmark").details["launches"] == honest_launches
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

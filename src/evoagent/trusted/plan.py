@@ -29,7 +29,7 @@ def check_plan(plan: Any, inputs: Mapping[str, int], *, max_scratch_bytes: int) 
     if not isinstance(plan, dict) or set(plan) != {"launches", "buffers", "output"}:
         raise PlanRejected("the plan is not a mapping of launches, buffers and output")
     buffers = plan["buffers"]
-    if not isinstance(buffers, dict) or any(not _NAME.match(str(n)) or n in inputs for n in buffers):
+    if not isinstance(buffers, dict) or any(not _NAME.match(str(n)) or _in(n, inputs) for n in buffers):
         raise PlanRejected("the plan's buffers are not named scratch buffers")
     scratch = 0
     for name, info in buffers.items():
@@ -58,7 +58,7 @@ def _count(value: Any, limit: int) -> bool:
 
 
 def _check_output(output: Any, sizes: Mapping[str, int]) -> None:
-    if not isinstance(output, dict) or output.get("buffer") not in sizes or output.get("dtype") not in _DTYPES:
+    if not isinstance(output, dict) or not _in(output.get("buffer"), sizes) or not _in(output.get("dtype"), _DTYPES):
         raise PlanRejected("the plan's output is not a known buffer and dtype")
     shape, stride = output.get("shape"), output.get("stride")
     if not (isinstance(shape, list) and isinstance(stride, list) and len(shape) == len(stride)
@@ -82,7 +82,7 @@ def _check_launch(index: int, launch: Any, sizes: Mapping[str, int]) -> None:
     if not isinstance(args, dict):
         raise PlanRejected(f"{where} has no arguments")
     for name, spec in args.items():
-        if not _NAME.match(str(name)) or not isinstance(spec, dict) or spec.get("kind") not in _KINDS:
+        if not _NAME.match(str(name)) or not isinstance(spec, dict) or not _in(spec.get("kind"), _KINDS):
             raise PlanRejected(f"{where}: argument {name!r} is malformed")
         kind = spec["kind"]
         if kind == "value" and not _plain(spec.get("value")):
@@ -90,15 +90,20 @@ def _check_launch(index: int, launch: Any, sizes: Mapping[str, int]) -> None:
         if kind == "tl_dtype" and not _NAME.match(str(spec.get("name"))):
             raise PlanRejected(f"{where}: argument {name!r} is not a Triton dtype name")
         if kind in ("tensor", "desc"):
-            if spec.get("buffer") not in sizes or spec.get("dtype") not in _DTYPES:
+            if not _in(spec.get("buffer"), sizes) or not _in(spec.get("dtype"), _DTYPES):
                 raise PlanRejected(f"{where}: argument {name!r} points at no known buffer")
             if not _count(spec.get("offset"), sizes[spec["buffer"]]):
                 raise PlanRejected(f"{where}: argument {name!r} points outside buffer {spec['buffer']!r}")
         if kind == "desc":
             lists = [spec.get(k) for k in ("shape", "strides", "block_shape")]
             if not all(isinstance(x, list) and x and all(_count(v, 1 << 40) for v in x) for x in lists) or \
-                    spec.get("padding") not in ("zero", "nan"):
+                    not _in(spec.get("padding"), ("zero", "nan")):
                 raise PlanRejected(f"{where}: tensor descriptor {name!r} is malformed")
+
+
+def _in(value: Any, names: Any) -> bool:
+    """`value in names` for untrusted values (a list or dict is in no set of names, never a TypeError)."""
+    return isinstance(value, str) and value in names
 
 
 def _plain(value: Any) -> bool:

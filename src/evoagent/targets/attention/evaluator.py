@@ -460,7 +460,10 @@ class AttentionEvaluator(Evaluator):
         timing = ("CUDA events in a trusted replay process, after a GPU spin; median of the repetitions"
                   if self.on_gpu else "the trusted clock around each replayed interpreter call; the fastest call "
                                       "(not GPU speed)")
-        details = {"device": device, "peak_tflops": dense_peak_tflops(device), "table": rows, "timing": timing}
+        launches = {job["config"]["name"]: [{"kernel": launch["kernel"], "grid": launch["grid"]}
+                                            for launch in captured.plans[job["plan"]]["launches"]] for job in jobs}
+        details = {"device": device, "peak_tflops": dense_peak_tflops(device), "table": rows, "timing": timing,
+                   "launches": launches}
         return StageResult(metrics=metrics, details=details, logs=captured.logs)
 
     def _is_cuda(self, candidate: Candidate) -> bool:

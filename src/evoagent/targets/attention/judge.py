@@ -122,15 +122,23 @@ def _check_ops(config: AttentionConfig, case: Mapping[str, Any], result: Mapping
                        reason=f"{where}: attention() launched no Triton kernel and called no CUDA_SOURCE host "
                               "function; the work must be done by kernels defined in the file (@triton.jit "
                               "launched as kernel[grid](...), or CUDA built with load_extension)")
-    banned = sorted(op for op in result.get("ops", {}) if op not in ALLOWED_OPS)
+    ops = judge_ops(where, result.get("ops", {}))
+    if not ops.ok:
+        return ops
+    if result.get("cross_device"):
+        return Verdict(status=Status.ILLEGAL,
+                       reason=f"{where}: the wrapper moved data between devices ({result['cross_device'][0]})")
+    return OK
+
+
+def judge_ops(where: str, ops: Any) -> Verdict:
+    """`illegal` when the wrapper ran torch operations other than allocations, views and copies."""
+    banned = sorted(str(op) for op in (ops if isinstance(ops, dict) else {}) if op not in ALLOWED_OPS)
     if banned:
         return Verdict(status=Status.ILLEGAL,
                        reason=f"{where}: the wrapper ran torch operation(s) {', '.join('aten.' + b for b in banned)} "
                               "outside a Triton kernel; only allocation, view and copy operations may run "
                               "around the launches")
-    if result.get("cross_device"):
-        return Verdict(status=Status.ILLEGAL,
-                       reason=f"{where}: the wrapper moved data between devices ({result['cross_device'][0]})")
     return OK
 
 

@@ -18,7 +18,16 @@ import numpy as np
 from ...channel import ChannelClosed, Session
 from ...result import Status
 from ...trusted.plan import PlanRejected, check_plan, plan_difference
-from .judge import OK, Verdict, judge_case, malformed_report, missing_hardware, needs_device_reason
+from .judge import (
+    OK,
+    Verdict,
+    judge_case,
+    judge_ops,
+    judge_timers,
+    malformed_report,
+    missing_hardware,
+    needs_device_reason,
+)
 from .reference import compare, make_inputs, reference_attention
 from .suites import AttentionConfig
 
@@ -65,7 +74,11 @@ def _drive_job(session: Session, job: Mapping[str, Any]) -> dict[str, Any]:
         except ChannelClosed as exc:
             return {"times_s": times, "failure": {"kind": "crash", "reason": str(exc)}}
         elapsed = time.perf_counter() - started
-        failure = _judge_reply(reply, config, sent, q, k, v, float(job["sm_scale"]), index, int(seed))
+        try:
+            failure = _judge_reply(reply, config, sent, q, k, v, float(job["sm_scale"]), index, int(seed))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            failure = {"kind": "illegal", "reason": f"config {config.name}: the replay child's answer is malformed "
+                                                    f"({type(exc).__name__}: {exc})"}
         if failure is not None:
             return {"times_s": times, "failure": failure}
         if index >= int(job.get("untimed", 0)):
@@ -126,13 +139,18 @@ def judge_capture(cases: Sequence[Mapping[str, Any]], report: Any) -> tuple[Verd
     malformed = malformed_report(report, "cases", len(cases))
     if malformed:
         return Verdict(status=Status.ILLEGAL, reason=malformed), []
+    timers = judge_timers(report["timers_changed"])  # the capture's own word: a patch there shows intent
+    if not timers.ok:
+        return timers, []
     plans: list[dict[str, Any]] = []
     first: dict[str, tuple[int, dict[str, Any]]] = {}
     for index, (case, result) in enumerate(zip(cases, report["cases"])):
         config = AttentionConfig.from_dict(case["config"])
         where = f"config {config.name} (seed {case['seed']})"
         if "plan_error" in result:
-            return Verdict(status=Status.ILLEGAL, reason=f"{where}: {result['plan_error']}"), []
+            ops = judge_ops(where, result.get("ops", {}))  # torch operations are the clearer reason, when there are
+            plan_error = Verdict(status=Status.ILLEGAL, reason=f"{where}: {result['plan_error']}")
+            return (ops if not ops.ok else plan_error), []
         plan = result.get("plan")
         verdict = judge_case(case, {**result, "launches": len(plan["launches"]) if isinstance(plan, dict)
                                     and isinstance(plan.get("launches"), list) else 0}, numerics=False)
