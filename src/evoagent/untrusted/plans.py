@@ -220,3 +220,19 @@ def _code_names(code: Any) -> set[str]:
         if hasattr(const, "co_names"):
             names |= _code_names(const)
     return names
+
+
+def binary_record(kernel: Any) -> dict[str, Any]:
+    """A compiled Triton kernel as data for the trusted replay: its cubin, metadata (plain values) and signature."""
+    import json
+
+    def plain(value: Any) -> Any:
+        if hasattr(value, "_asdict"):
+            return value._asdict()
+        if hasattr(value, "__dict__"):
+            return value.__dict__
+        return list(value) if isinstance(value, (tuple, set, frozenset)) else str(value)
+
+    metadata = json.loads(json.dumps(kernel.metadata._asdict(), default=plain))
+    return {"cubin": bytes(kernel.asm["cubin"]), "metadata": metadata,
+            "signature": {str(k): str(v) for k, v in kernel.src.signature.items()}}

@@ -432,12 +432,12 @@ def _binary(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], binaries: di
     """Compiles one launch for this GPU (once per kernel and specialisation); returns its key in `binaries`.
 
     A binary is data for the trusted replay: the cubin, Triton's metadata and the kernel's signature."""
-    import json
-
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource, make_backend
     from triton.runtime.jit import create_function_from_signature
+
+    from ...untrusted.plans import binary_record
 
     key = f"{_kernel_name(fn)}:{_launch_key(fn, args, kwargs)}"
     if key in binaries:
@@ -449,11 +449,7 @@ def _binary(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], binaries: di
     bound, specialization, options = binder(*args, **{**kwargs, "debug": kwargs.get("debug", fn.debug)})
     options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound, specialization, options)
     kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__)
-    metadata = json.loads(json.dumps(kernel.metadata._asdict(), default=lambda x: x.__dict__ if hasattr(x, "__dict__")
-                                     else list(x) if isinstance(x, (tuple, set)) else str(x)))
-    binaries[key] = {"kernel": _kernel_name(fn), "cubin": bytes(kernel.asm["cubin"]), "metadata": metadata,
-                     "signature": {str(k): str(v) for k, v in kernel.src.signature.items()},
-                     "params": list(fn.arg_names)}
+    binaries[key] = binary_record(kernel)
     return key
 
 
