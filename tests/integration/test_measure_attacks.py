@@ -23,8 +23,8 @@ ATTACKS = Path(__file__).parent / "measure_attacks"
 # file -> (allowed labels, words the reason must contain)
 EXPECTED = {
     "lazy_output.py": ({Status.ILLEGAL}, "plain torch.Tensor"),
-    "phase_by_pointer.py": ({Status.ILLEGAL}, "launched no Triton kernel"),
-    "phase_by_nan_fill.py": ({Status.ILLEGAL}, "launched no Triton kernel"),
+    "phase_by_pointer.py": ({Status.ILLEGAL}, "outside a Triton kernel"),
+    "phase_by_nan_fill.py": ({Status.ILLEGAL}, "outside a Triton kernel"),
     "phase_by_call_count.py": ({Status.ILLEGAL}, "differ between two calls of the same shape"),
     "forge_report.py": ({Status.ILLEGAL}, "malformed"),
     "patch_harness_by_frames.py": ({Status.ILLEGAL, Status.INCORRECT}, ""),
@@ -61,7 +61,7 @@ def test_an_attack_on_the_measurement_gains_no_score(name: str, evaluator: Atten
 
 def test_the_patched_harness_attack_reaches_the_replay_and_is_wrong_there(evaluator: AttentionEvaluator,
                                                                           sandbox: Sandbox) -> None:
-    """Its patches change what the capture reports (half the grid); the replay of that plan leaves half the
-    output unwritten, which the trusted side sees as NaN."""
+    """Its patch changes what the capture reports (half the grid) and it leaves the timers the capture checks
+    alone; the replay of that plan leaves half the output unwritten, which the trusted side sees as NaN."""
     result = evaluator.evaluate(_load(ATTACKS / "patch_harness_by_frames.py"), sandbox, stages=("test",))
     assert result.status is Status.INCORRECT and "NaN" in result.reason, result.reason

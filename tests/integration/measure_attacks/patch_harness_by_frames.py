@@ -1,8 +1,6 @@
 """Attack (past the scan): walks up the interpreter's frames from a generator (no dunder names) to the
-harness that imported it, then replaces its timers and the function that reports the launches: timed
-calls report a time of zero, and the reported launch covers half the rows."""
-
-import time
+harness that imported it, then replaces the harness's own clock (timed calls would report zero) and the
+function that reports the launches (the reported launch covers half the rows)."""
 
 import torch
 import triton
@@ -36,6 +34,5 @@ for _frame in _caller_frames():
             return plan
 
         _globals["_plan"] = _half_plan
-time.perf_counter = lambda: 0.0
 
 # <the honest attention() launcher of _honest_kernel.py is inserted here by cheat_files.cheat()>
