@@ -221,7 +221,7 @@ def compile_launches(entry: str, shapes: list[dict[str, Any]], archs: list[str],
             except Exception as exc:
                 wrapper_errors.append({"config": shape["name"], "arch": arch, "error": _error_text(exc, entry),
                                        "oom": is_out_of_memory(exc)})
-            for fn, args, kwargs, tune in _Launches.captured:
+            for fn, args, kwargs, tune, _grid in _Launches.captured:
                 key = (_kernel_name(fn), _launch_key(fn, args, kwargs))
                 if key not in seen:
                     seen.add(key)
