@@ -189,7 +189,7 @@ class AttentionEvaluator(Evaluator):
         from ...sandbox import SandboxConfig
 
         return SandboxConfig(timeout_s=self.timeout_s, memory_mb=None if cuda_available() else 8192,
-                             preload=("numpy", "torch", "triton", "evoagent.targets.attention.child"),
+                             preload=("numpy", "torch", "triton", "evoagent.targets.attention.child", "torch._dynamo"),
                              gpus=_gpu_ids(),
                              read_paths=_ncu_install() if self.ncu and cuda_available() else ())
 
