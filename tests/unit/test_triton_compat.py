@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import triton  # noqa: F401  (patch_interpreter looks at the imported Triton)
 
-from evoagent.targets.attention import triton_compat
+from evoagent.untrusted import triton_compat
 
 
 class _Scope:

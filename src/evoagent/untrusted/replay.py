@@ -23,6 +23,7 @@ import torch
 
 from ..channel import Channel
 from ..trusted.kernel_source import SAFE_BUILTINS, body_problems, is_jit, jit_functions
+from .triton_mode import ensure_triton_mode
 
 _KEPT_IMPORTS = ("triton", "math")
 _TORCH = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64,
@@ -163,9 +164,7 @@ def serve(entry: str, plans: list[dict[str, Any]], values: dict[str, dict[str, A
     module values its kernels read (`plans.kernel_globals`). Runs in the interpreter (TRITON_INTERPRET=1).
     """
     os.environ["TRITON_INTERPRET"] = "1"
-    from ..targets.attention.child import _ensure_triton_mode
-
-    _ensure_triton_mode(True)
+    ensure_triton_mode(True)
     with open(os.path.join(os.getcwd(), entry)) as f:
         module = kernels_module(f.read(), entry, values)
     replayers = [Replayer(module, plan) for plan in plans]

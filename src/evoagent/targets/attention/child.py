@@ -24,11 +24,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..._forkserver import is_out_of_memory
+from ...untrusted.triton_mode import ensure_triton_mode as _ensure_triton_mode
 from . import cuda_build
 from .reference import make_inputs
 from .suites import AttentionConfig
 from .target_view import TARGET_ARCH_ENV, arch_capability, target_view
-from .triton_compat import patch_interpreter
 
 # Captured before the candidate is imported (the sandbox imports this module to find the function).
 _perf_counter = time.perf_counter
@@ -218,26 +218,6 @@ def _prepare(interpret: bool, triton_cache: str | None, view_arch: str | None = 
         _Launches.view_arch = None
     else:
         _Launches.view_arch = view_arch or os.environ.get(TARGET_ARCH_ENV) or "sm_90a"
-
-
-def _ensure_triton_mode(interpret: bool) -> None:
-    """Makes triton.language match the mode: its own @jit helpers (tl.zeros...) are built at import,
-    as interpreter functions only if TRITON_INTERPRET was set then. A fork server that pre-imported
-    triton in the other mode gets a fresh import (the compiled extension triton._C is kept)."""
-    if "triton" not in sys.modules:
-        if interpret:  # imported now, so the interpreter fixes below are in place before the candidate runs
-            importlib.import_module("triton.language")
-            patch_interpreter()
-        return
-    import triton.language as tl
-
-    if (type(tl.zeros).__name__ == "InterpretedFunction") != interpret:
-        stale = [m for m in sys.modules if m.split(".")[0] == "triton" and not m.startswith("triton._C")]
-        for name in stale:
-            del sys.modules[name]
-        importlib.import_module("triton.language")
-    if interpret:
-        patch_interpreter()  # Triton 3.6's interpreter under NumPy 2.5, its autotuner without a driver
 
 
 def _import_candidate(entry: str) -> Any:

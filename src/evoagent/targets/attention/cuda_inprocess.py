@@ -32,14 +32,16 @@ if TYPE_CHECKING:
     from ...candidate import Candidate
     from ...executors import Executor
     from ...sandbox import SandboxResult
-    from .evaluator import AttentionEvaluator
+
+# The AttentionEvaluator that calls these functions (typed loosely: it imports this module).
+Evaluator = Any
 
 # Output rows sampled from every timed repetition (in at most two (batch, head) slices).
 TIMED_ROWS = 256
 TIMING = "in the candidate's process (CUDA candidates are not replayed yet): not protected by construction"
 
 
-def test(evaluator: AttentionEvaluator, candidate: Candidate, sandbox: Executor) -> StageResult:
+def test(evaluator: Evaluator, candidate: Candidate, sandbox: Executor) -> StageResult:
     """Correctness on the suite's shapes and fresh random ones; judged here against the fp64 reference."""
     from .child import run_cases
 
@@ -66,7 +68,7 @@ def test(evaluator: AttentionEvaluator, candidate: Candidate, sandbox: Executor)
     return StageResult(details=details, logs=out.logs)
 
 
-def benchmark(evaluator: AttentionEvaluator, candidate: Candidate, sandbox: Executor) -> StageResult:
+def benchmark(evaluator: Evaluator, candidate: Candidate, sandbox: Executor) -> StageResult:
     """TFLOPS per configuration with baselines, timed in the candidate's process (see the module's docstring)."""
     from .timing import benchmark as time_in_process
 
@@ -83,12 +85,12 @@ def benchmark(evaluator: AttentionEvaluator, candidate: Candidate, sandbox: Exec
     return _judge(evaluator, cases, out)
 
 
-def _timed_inputs(evaluator: AttentionEvaluator, reps: int) -> dict[str, Any]:
+def _timed_inputs(evaluator: Evaluator, reps: int) -> dict[str, Any]:
     draw = evaluator._timing_draws.integers
     return {"rep_seeds": [int(draw(2**31)) for _ in range(reps)], "refresh_seed": int(draw(2**31))}
 
 
-def _judge(evaluator: AttentionEvaluator, cases: list[dict[str, Any]], out: SandboxResult) -> StageResult:
+def _judge(evaluator: Evaluator, cases: list[dict[str, Any]], out: SandboxResult) -> StageResult:
     value = out.value
     malformed = malformed_report(value, "results", len(cases))
     if malformed:

@@ -414,8 +414,8 @@ class AttentionEvaluator(Evaluator):
                  "warmup": 0, "reps": 1, "rows": 256} for i, (case, seed) in enumerate(zip(cases, seeds))]
         replayed = stages.replay(self, candidate, sandbox, captured, jobs)
         shapes = sorted({AttentionConfig.from_dict(c["config"]).name for c in cases})
-        details = {"cases": len(cases), "shapes": shapes, "kernels_launched": _kernels_launched(captured.plans),
-                   "device": self.device_label()}
+        details = {"cases": len(cases), "shapes": shapes, "device": self.device_label(),
+                   "kernels_launched": _kernels_launched(captured.plans[:len(cases)])}
         if isinstance(replayed, StageResult):
             return dataclasses.replace(replayed, details={**replayed.details, **details})
         return StageResult(details=details, logs=captured.logs)

@@ -23,7 +23,9 @@ from .measure import drive_replays, judge_capture, replay_verdict
 if TYPE_CHECKING:
     from ...candidate import Candidate
     from ...executors import Executor
-    from .evaluator import AttentionEvaluator
+
+# The AttentionEvaluator that calls these functions (typed loosely: it imports this module).
+Evaluator = Any
 
 # Limit of the trusted GPU replay of one stage (its own sandboxed call).
 GPU_REPLAY_TIMEOUT_S = 900.0
@@ -39,13 +41,13 @@ class Captured:
     logs: str
 
 
-def twins(evaluator: AttentionEvaluator, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def twins(evaluator: Evaluator, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One more capture per shape: its first case with other input values (same shape and scale)."""
     first = {case["config"]["name"]: case for case in reversed(cases)}
     return [{**case, "seed": int(evaluator._draws.integers(2**31))} for case in first.values()]
 
 
-def capture(evaluator: AttentionEvaluator, candidate: Candidate, sandbox: Executor,
+def capture(evaluator: Evaluator, candidate: Candidate, sandbox: Executor,
             cases: list[dict[str, Any]]) -> StageResult | Captured:
     """Runs the wrapper on each case with launches recorded; the checked plans, or the stage's failure."""
     from .child import capture_plans
@@ -68,7 +70,7 @@ def capture(evaluator: AttentionEvaluator, candidate: Candidate, sandbox: Execut
     return Captured(plans=plans, values=values, binaries=binaries, logs=out.logs)
 
 
-def replay(evaluator: AttentionEvaluator, candidate: Candidate, sandbox: Executor, captured: Captured,
+def replay(evaluator: Evaluator, candidate: Candidate, sandbox: Executor, captured: Captured,
            jobs: list[dict[str, Any]], *, baselines: bool = False) -> StageResult | list[dict[str, Any]]:
     """Replays `jobs` ({"plan": index, "config", "sm_scale", "seeds" (CPU) / "warmup", "reps" (GPU)}) trusted-side;
     every call is checked. The per-job results, or the stage's failure."""
@@ -83,7 +85,7 @@ def replay(evaluator: AttentionEvaluator, candidate: Candidate, sandbox: Executo
     return _replay_in_interpreter(evaluator, candidate, sandbox, captured, jobs)
 
 
-def _replay_in_interpreter(evaluator: AttentionEvaluator, candidate: Candidate, sandbox: Executor,
+def _replay_in_interpreter(evaluator: Evaluator, candidate: Candidate, sandbox: Executor,
                            captured: Captured, jobs: list[dict[str, Any]]) -> StageResult | list[dict[str, Any]]:
     from ...channel import Driver
     from ...untrusted.replay import serve
@@ -100,7 +102,7 @@ def _replay_in_interpreter(evaluator: AttentionEvaluator, candidate: Candidate, 
              "region_s": sum(result["times_s"])} for result in out.value]
 
 
-def _replay_on_gpu(evaluator: AttentionEvaluator, sandbox: Executor, captured: Captured, jobs: list[dict[str, Any]],
+def _replay_on_gpu(evaluator: Evaluator, sandbox: Executor, captured: Captured, jobs: list[dict[str, Any]],
                    baselines: bool) -> StageResult | list[dict[str, Any]]:
     """The trusted GPU replay: a sandboxed call given no candidate file, with a launcher cache of its own."""
     from .gpu_measure import replay_on_gpu
