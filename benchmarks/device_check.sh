@@ -74,7 +74,7 @@ exec > >(tee -a "$OUT/device_check.log") 2>&1
 STARTED=$(date +%s)
 if [[ $GPU -eq 1 ]]; then
   DEADLINE_S="${DEADLINE_S:-540}"
-  STEPS=" ${STEPS:-versions benchmark gpu-tests profile} "  # a second call: STEPS="versions evolution" KEEP_REPORT=1
+  STEPS=" ${STEPS:-versions benchmark gpu-tests profile} "  # a second call: STEPS="versions replay-tests evolution" KEEP_REPORT=1
 else
   DEADLINE_S="${DEADLINE_S:-400}"  # about a minute on a quiet machine; the budgets are for a loaded one (CI)
   STEPS=" ${STEPS:-versions benchmark evolution profile} "
@@ -112,8 +112,13 @@ if [[ $GPU -eq 1 ]]; then
   # Correctness of every seed on ragged and GQA shapes; a confinement warning (a kernel without
   # Landlock ABI 6 or user namespaces) is reported, not turned into a failure; no -x.
   step gpu-tests 90 "$PY" -m pytest tests/gpu -m gpu -n 0 -v -p no:cacheprovider \
-    -k "matches_the_fp32_reference and bfloat16" -W "default::evoagent.confinement.ConfinementWarning"
+    -k "(matches_the_fp32_reference and bfloat16) or replays_to_the_output" \
+    -W "default::evoagent.confinement.ConfinementWarning"
   step profile 90 "$PY" benchmarks/device_steps.py profile --out "$OUT" --ncu-timeout-s 45
+  # The trusted replay on the GPU: the evaluator's scores and the attacks (a second call: STEPS="versions replay-tests
+  # evolution" KEEP_REPORT=1); the first call's gpu-tests already replay one seed plan against its own wrapper.
+  step replay-tests 150 "$PY" -m pytest tests/gpu/test_trusted_replay_gpu.py -m gpu -n 0 -v -p no:cacheprovider \
+    -W "default::evoagent.confinement.ConfinementWarning"
   step evolution 400 "$PY" benchmarks/device_steps.py evolve --out "$OUT" --budget-s 330 "${SEEDS[@]}"
 else
   step benchmark 150 "$PY" benchmarks/attention_bench.py --out "$OUT" --budget-s 120 "${SEEDS[@]}"
