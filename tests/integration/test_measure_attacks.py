@@ -29,6 +29,7 @@ EXPECTED = {
     "forge_report.py": ({Status.ILLEGAL}, "malformed"),
     "patch_harness_by_frames.py": ({Status.ILLEGAL, Status.INCORRECT}, ""),
     "python_in_kernel_body.py": ({Status.ILLEGAL}, "'__import__'"),
+    "blind_op_trace.py": ({Status.INCORRECT}, "NaN"),
 }
 
 pytestmark = pytest.mark.xdist_group("measure_attacks")
