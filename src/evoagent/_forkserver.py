@@ -43,6 +43,7 @@ import pickle
 import select
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from typing import Any
@@ -364,6 +365,7 @@ def _set_up(request: dict[str, Any], blob: bytes) -> tuple[Any, tuple[Any, ...]]
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     os.environ.clear()
     os.environ.update(request["env"])
+    tempfile.tempdir = None  # a module the server pre-imported may have asked for it: this call's TMPDIR now
     os.chdir(request["cwd"])
     sys.path[:] = request["sys_path"]
     sys.dont_write_bytecode = True  # no __pycache__ among the call's files
