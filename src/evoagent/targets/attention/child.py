@@ -413,6 +413,7 @@ def _binary(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], binaries: di
 
     A binary is data for the trusted replay: the cubin, Triton's metadata and the kernel's signature."""
     import triton
+    from triton import knobs
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource, make_backend
     from triton.runtime.jit import create_function_from_signature
@@ -426,7 +427,11 @@ def _binary(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], binaries: di
     target = GPUTarget("cuda", major * 10 + minor, 32)
     backend = make_backend(target)
     binder = create_function_from_signature(fn.signature, fn.params, backend)
-    bound, specialization, options = binder(*args, **{**kwargs, "debug": kwargs.get("debug", fn.debug)})
+    kwargs = {**kwargs, "debug": kwargs.get("debug", fn.debug) or knobs.runtime.debug}
+    for knob in ("instrumentation_mode", "fpsan_homomorphic_casts"):  # as JITFunction.run adds them
+        if hasattr(knobs.compilation, knob):
+            kwargs[knob] = getattr(knobs.compilation, knob)
+    bound, specialization, options = binder(*args, **kwargs)
     options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound, specialization, options)
     kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__)
     binaries[key] = binary_record(kernel)

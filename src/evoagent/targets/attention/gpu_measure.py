@@ -114,8 +114,8 @@ def _sample(config: AttentionConfig, out: torch.Tensor, inputs: tuple[torch.Tens
     changed = [name for name, now, before, div in (("q", q, host[0], 1), ("k", k, host[1], group),
                                                    ("v", v, host[2], group))
                if any(not torch.equal(now[b, h // div].cpu(), before[b, h // div]) for b, h, _ in picks)]
-    return {"picks": [(b, h, n, out[b, h, torch.as_tensor(n, device=out.device)].float().cpu().numpy(),
-                       host[0][b, h, n].double().numpy(), host[1][b, h // group].double().numpy(),
+    return {"picks": [(b, h, n, out[b, h][torch.as_tensor(n, device=out.device)].float().cpu().numpy(),
+                       host[0][b, h][torch.as_tensor(n)].double().numpy(), host[1][b, h // group].double().numpy(),
                        host[2][b, h // group].double().numpy()) for b, h, n in picks], "changed": changed}
 
 
