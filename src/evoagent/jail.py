@@ -3,9 +3,9 @@
 `confinement.py` gives each fork server a user and network namespace and each child a Landlock
 domain; this module adds, per call, what those leave open (applied by `_forkserver.py`):
 
-- **Processes** (`enter_call_namespaces`): the call runs under a small init process that is PID 1 of a
-  new PID namespace; when the call ends that init exits and the kernel kills every process the call
-  started, whatever session or parent it chose. `SandboxConfig.max_tasks` (`RLIMIT_NPROC`) stops fork bombs.
+- **Processes** (`fork_jailed`): the call runs in a new PID namespace whose PID 1 is a sleeping init;
+  when the call ends that init is killed and the kernel kills every process the call started,
+  whatever session or parent it chose. `SandboxConfig.max_tasks` (`RLIMIT_NPROC`) stops fork bombs.
 - **IPC**: a new IPC namespace per call, so System V objects and POSIX message queues die with it.
 - **Disk**: a private mount namespace in which the call's working and temp directories are
   size-limited tmpfs mounts (the call's files are copied in); every file it writes anywhere, its
@@ -31,6 +31,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import struct
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -136,46 +137,39 @@ def _try_seccomp(probe: str) -> str | None:
 
 def fork_jailed(run_call: Callable[[], None], *, tmpfs: Sequence[tuple[str, int, int | None]],
                 server_fds: Sequence[int], result_w: int, setup_w: int) -> tuple[int, int]:
-    """Forks the call's init, PID 1 of new PID, IPC (and mount) namespaces, through a short-lived helper.
+    """Forks the call's keeper, which runs the call (`run_call`) in new PID, IPC (and mount) namespaces.
 
-    Returns (the init's pid, the read end of the pipe on which it reports the call's wait status).
-    The helper unshares (the fork server cannot: a process gives its children a new PID namespace
-    only once), forks the init, reports the init's pid and exits, so that the init is re-parented to
-    the fork server (a subreaper) and is waited for like a plain child. The init mounts `tmpfs`
-    ((folder, size in bytes, owner uid or None) each), forks the call (`run_call`, PID 2: signals it
-    sends itself work as usual), reaps until the call ends, and exits: the kernel then kills every
-    process left in the namespace. Failures before the call runs go to `setup_w`.
+    Returns (the keeper's pid, the read end of the pipe on which it reports the call's wait status).
+    The keeper unshares (the fork server cannot: a process gives its children a new PID namespace
+    only once), starts a sleeping init as PID 1 of the new namespace (spawned, not forked: no copy
+    of the server's memory), mounts `tmpfs` ((folder, size in bytes, owner uid or None) each) and
+    forks the call, which is PID 2 (signals it sends itself work as usual). When the call ends the
+    keeper kills the init, and the kernel kills every process left in the namespace before the
+    init's death is reported. The keeper leads its own process group with the init, so killing that
+    group (a timeout) ends the namespace too. Failures before the call runs go to `setup_w`.
     """
-    pid_r, pid_w = os.pipe()
     report_r, report_w = os.pipe()
-    helper = os.fork()
-    if helper == 0:
+    keeper = os.fork()
+    if keeper == 0:
         try:
-            for fd in (*server_fds, pid_r, report_r):
+            for fd in (*server_fds, report_r):
                 os.close(fd)
-            error = enter_call_namespaces(mounts=bool(tmpfs))
-            if error is not None:  # the probe at start worked, so this is the sandbox's failure
-                os.write(setup_w, f"the call's namespaces: {error}".encode())
-                os._exit(0)
-            init = os.fork()
-            if init == 0:
-                os.close(pid_w)
-                _init(run_call, tmpfs, result_w, setup_w, report_w)
-            os.write(pid_w, f"{init}".encode())
+            os.setsid()
+            _keep(run_call, tmpfs, result_w, setup_w, report_w)
         finally:
             os._exit(0)
-    for fd in (pid_w, report_w):
-        os.close(fd)
-    with os.fdopen(pid_r, "rb") as pipe:
-        text = pipe.read()  # until the helper exits
-    os.waitpid(helper, 0)  # from here the init is the fork server's child
-    return (int(text) if text.isdigit() else helper), report_r
+    os.close(report_w)
+    return keeper, report_r
 
 
-def _init(run_call: Callable[[], None], tmpfs: Sequence[tuple[str, int, int | None]], result_w: int,
+def _keep(run_call: Callable[[], None], tmpfs: Sequence[tuple[str, int, int | None]], result_w: int,
           setup_w: int, report_w: int) -> None:
+    init = None
     try:
-        os.setsid()
+        error = enter_call_namespaces(mounts=bool(tmpfs))
+        if error is not None:  # the probe at start worked, so this is the sandbox's failure
+            raise OSError(f"the call's namespaces: {error}")
+        init = _start_init((result_w, setup_w, report_w))
         for folder, size_bytes, owner in tmpfs:
             mount_private_tmpfs(folder, size_bytes, owner)
         call = os.fork()
@@ -185,18 +179,33 @@ def _init(run_call: Callable[[], None], tmpfs: Sequence[tuple[str, int, int | No
             os._exit(70)
         os.close(result_w)
         os.close(setup_w)
-        while True:
-            pid, status = os.wait()
-            if pid == call:
-                break
+        status = os.waitpid(call, 0)[1]
+        os.kill(init, signal.SIGKILL)
+        os.waitpid(init, 0)  # returns once every process of the namespace is gone
+        init = None
         os.write(report_w, f"{status}\n".encode())
     except BaseException as exc:
         try:
-            os.write(setup_w, f"the call's init: {type(exc).__name__}: {exc}".encode("utf-8", "replace")[:4000])
+            os.write(setup_w, f"the call's jail: {type(exc).__name__}: {exc}".encode("utf-8", "replace")[:4000])
         except OSError:
             pass
     finally:
-        os._exit(0)
+        if init is not None:
+            os.kill(init, signal.SIGKILL)
+
+
+def _start_init(close: Sequence[int]) -> int:
+    """PID 1 of the new namespace: `sleep infinity` (its zombies die with the namespace), spawned without
+    copying this process; a forked copy that sleeps where there is no `sleep`."""
+    sleep = shutil.which("sleep", path=os.defpath + ":/usr/bin:/bin")
+    if sleep is not None:
+        actions = [(os.POSIX_SPAWN_CLOSE, fd) for fd in close]
+        return os.posix_spawn(sleep, [sleep, "infinity"], {}, file_actions=actions)
+    pid = os.fork()
+    if pid == 0:
+        while True:
+            signal.pause()
+    return pid
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,8 +322,6 @@ def limit_resources(*, file_bytes: int, tasks: int | None) -> None:
     `tasks` (None: no limit) counts the uid's processes and threads in the caller's user namespace, so
     it is a per-call limit only where the fork server has its own (`Confinement.network_namespace`).
     """
-    import signal
-
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
     if tasks is not None:

@@ -55,8 +55,8 @@ def environment() -> dict[str, str]:
 
 
 def server_environment() -> str:
-    """The fork server's own environment, as the child's parent."""
-    return Path(f"/proc/{os.getppid()}/environ").read_bytes().decode(errors="replace")
+    """The environment of the child's parent (the fork server, or the keeper it forked for a jailed call)."""
+    return Path(f"/proc/{_host_stat()[1]}/environ").read_bytes().decode(errors="replace")
 
 
 def env_var(name: str) -> str | None:

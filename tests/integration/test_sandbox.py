@@ -228,8 +228,8 @@ def test_a_confined_call_cannot_signal_its_server() -> None:
     with Sandbox(SandboxConfig(workers=1, preload=())) as sandbox:
         assert sandbox.call(helpers.child_facts).ok
         server = _server_pid(sandbox)
-        out = sandbox.call(helpers.kill_server, timeout_s=5.0)
-        assert out.status is Status.CRASH and "PermissionError" in out.reason
+        out = sandbox.call(helpers.kill_server, timeout_s=5.0)  # its parent is outside its PID namespace:
+        assert out.status is Status.CRASH  # getppid() is 0, and kill(0) is its own process group
         assert sandbox.call(helpers.child_facts).ok and _server_pid(sandbox) == server  # the same server, alive
 
 
