@@ -20,12 +20,13 @@ Protocol, over the server's stdin/stdout pipes (moved off fds 0 and 1 at start),
                                (payload: what the child wrote to its result pipe, passed on unread)
 
 Confinement (`evoagent.confinement`, `evoagent.jail`): a confined server is started by a bootstrap
-that enters a new user and network namespace before anything is imported (`fork_server_command`),
-and tries the jail's mechanisms once at start (`jail.probe`, reported in "ready" as "jail"). A
-confined call (`reach` not null) then runs under its own init in new PID, IPC and mount namespaces
-(`jail.fork_jailed`); the child drops its uid and capabilities, sets its limits, applies its Landlock
+that enters a new user and network namespace before anything is imported (`fork_server_command`)
+and makes the server PID 1 of PID, IPC and mount namespaces of its own; the server tries the jail's
+mechanisms once at start (`jail.probe`, reported in "ready" as "jail"). For a confined call (`reach`
+not null) it forks the child into new PID, IPC and mount namespaces (`jail.CallNamespaces`) and
+returns to its own; the child drops its uid and capabilities, sets its limits, applies its Landlock
 domain and the seccomp filter after loading the call's function and before running it, i.e.
-before any candidate code is imported.
+before any candidate code is imported. The "started" pid is the one the host sees (0 if unknown).
 
 The child reports setup failures through a second pipe that it closes before the call's function
 runs, so a candidate cannot make its own failure look like ours (`harness_error`).
@@ -50,7 +51,7 @@ from typing import Any
 
 from evoagent import jail
 from evoagent._codec import CodecError, encode_ok_message, encode_value
-from evoagent.confinement import CANDIDATE_UID_REPORT, NAMESPACE_REPORT, restrict_self
+from evoagent.confinement import CANDIDATE_UID_REPORT, NAMESPACE_REPORT, SERVER_NAMESPACES_REPORT, restrict_self
 
 # ---------------------------------------------------------------------------------------------
 # Pipes with deadlines (both ends).
@@ -112,10 +113,12 @@ def send_line(fd: int, obj: Any, payload: bytes | bytearray = b"") -> None:
 _MAIN_ALIAS = "__evoagent_main__"  # the trusted side's __main__ script, loaded by path in a child
 _active_child: int | None = None  # process group of the child now running, killed on exit
 _jail: dict[str, Any] | None = None  # what jail.py gives each call here (None: the server is not confined)
+_namespaces: jail.CallNamespaces | None = None  # set when calls get namespaces of their own
+_active_init: int | None = None  # the init of the running call's PID namespace, killed on exit
 
 
 def main() -> None:
-    global _active_child, _jail
+    global _active_child, _jail, _namespaces
     req_fd, resp_fd = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
@@ -138,8 +141,11 @@ def main() -> None:
     gc.freeze()  # keep pre-imported objects out of the children's garbage collections (fewer page copies)
     namespace = os.environ.pop(NAMESPACE_REPORT, "not asked for")
     candidate_uid = os.environ.pop(CANDIDATE_UID_REPORT, "")
+    server_namespaces = os.environ.pop(SERVER_NAMESPACES_REPORT, "the fork server has no user namespace")
     if namespace != "not asked for":
-        _jail = jail.probe(int(candidate_uid) if candidate_uid else None, user_namespace=not namespace)
+        _jail = jail.probe(int(candidate_uid) if candidate_uid else None, user_namespace=not namespace,
+                           server_namespaces=server_namespaces or None)
+        _namespaces = jail.CallNamespaces() if _jail["call_namespaces"] is None else None
     send_line(resp_fd, {"pid": os.getpid(), "preload_errors": errors, "namespace_error": namespace or None,
                         "jail": _jail})
     try:
@@ -155,49 +161,54 @@ def main() -> None:
     finally:
         if _active_child is not None:
             _kill_group(_active_child)
+        if _active_init is not None:
+            os.kill(_active_init, signal.SIGKILL)
 
 
 def _serve(request: dict[str, Any], blob: bytes, reader: PipeReader, resp_fd: int) -> tuple[dict[str, Any], bytes]:
-    global _active_child
+    global _active_child, _active_init
     result_r, result_w = os.pipe()
     setup_r, setup_w = os.pipe()
     started = time.monotonic()
-    jailed = request["reach"] is not None and _jail is not None and _jail["call_namespaces"] is None
-    report_r = None
-    if jailed:
+    init, failed = None, ""
+    if request["reach"] is not None and _namespaces is not None:
         assert _jail is not None  # Check internal correctness.
         tmpfs = [] if _jail["private_disk"] is not None else [
             (folder, request["limits"]["disk_bytes"], _jail["switch_uid"])
             for folder in (request["cwd"], request["env"].get("TMPDIR")) if folder]
-        pid, report_r = jail.fork_jailed(lambda: _child(request, blob, result_w, setup_w), tmpfs=tmpfs,
-                                         server_fds=(result_r, setup_r, reader.fd, resp_fd),
-                                         result_w=result_w, setup_w=setup_w)
-    else:
-        pid = os.fork()
-        if pid == 0:  # the child: never returns into the server loop
-            try:
-                for fd in (result_r, setup_r, reader.fd, resp_fd):
-                    os.close(fd)
-                _child(request, blob, result_w, setup_w)
-            finally:
-                os._exit(70)
+        try:
+            init = _active_init = _namespaces.enter(tmpfs, close=(result_r, result_w, setup_r, setup_w))
+        except OSError as exc:  # the probe at start worked, so this is the sandbox's failure: a harness error
+            failed = str(exc)
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the server loop
+        try:
+            for fd in (result_r, setup_r, reader.fd, resp_fd):
+                os.close(fd)
+            if failed:
+                write_all(setup_w, failed.encode())
+                os._exit(0)
+            _child(request, blob, result_w, setup_w)
+        finally:
+            os._exit(70)
+    if init is not None:
+        assert _namespaces is not None  # Check internal correctness.
+        _namespaces.leave()
     _active_child = pid
     os.close(result_w)
     os.close(setup_w)
-    send_line(resp_fd, {"pid": pid})
-    outcome = _supervise(pid, started, request, result_r, setup_r, reader.fd, report_r)
-    _active_child = None
+    send_line(resp_fd, {"pid": (jail.host_pid(pid) or 0) if _namespaces is not None else pid})
+    outcome = _supervise(pid, started, request, result_r, setup_r, reader.fd, init)
+    _active_child = _active_init = None
     payload = outcome.pop("payload")
     outcome["payload_len"] = len(payload)
     return outcome, payload
 
 
 def _supervise(pid: int, started: float, request: dict[str, Any], result_r: int, setup_r: int,
-               req_fd: int, report_r: int | None = None) -> dict[str, Any]:
-    """Collects the child's pipes until it exits or its time is up; then kills its process group.
-
-    A jailed call's `pid` is its init, whose report pipe (`report_r`) gives the call's own wait status.
-    """
+               req_fd: int, init: int | None = None) -> dict[str, Any]:
+    """Collects the child's pipes until it exits or its time is up; then kills its process group (and
+    the init of its PID namespace, `init`: when that returns, nothing the call started runs)."""
     deadline = started + request["timeout_s"]
     pidfd = _pidfd(pid)
     poller = select.poll()
@@ -228,17 +239,13 @@ def _supervise(pid: int, started: float, request: dict[str, Any], result_r: int,
     _kill_group(pid)
     if status is None or not exited:
         status = os.waitpid(pid, 0)[1]
+    if init is not None:
+        jail.end_init(init)
     for fd, buf in ((result_r, result), (setup_r, setup)):
         _drain(fd, buf)
         os.close(fd)
     if pidfd is not None:
         os.close(pidfd)
-    if report_r is not None:
-        reported = bytearray()
-        _drain(report_r, reported)
-        os.close(report_r)
-        if reported.strip():
-            status = int(reported.split()[0])
     code = os.waitstatus_to_exitcode(status)
     setup_text = bytes(setup[:65536]).decode("utf-8", "replace")
     return {

@@ -208,8 +208,9 @@ class Server:
             return done, self.reader.exact(done["payload_len"], deadline + _GRACE_S)
         except (EOFError, TimeoutError, OSError, ValueError) as exc:
             for kill in (os.killpg, os.kill):  # the server cannot kill the call's process group any more
-                try:
-                    kill(child, signals.SIGKILL)
+                try:  # (0: the server did not know the call's host pid; its namespace died with it anyway)
+                    if child > 1:
+                        kill(child, signals.SIGKILL)
                 except OSError:
                     pass
             raise ServerLost(f"fork server {self.name} died during the call ({type(exc).__name__}: {exc}); "

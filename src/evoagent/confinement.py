@@ -42,6 +42,8 @@ _CREATE_RULESET_VERSION = 1
 _RULE_PATH_BENEATH, _RULE_NET_PORT = 1, 2
 _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 4, 38
 _CLONE_NEWUSER, _CLONE_NEWNET = 0x10000000, 0x40000000
+_CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
+_PR_SET_PDEATHSIG, _MS_REC, _MS_PRIVATE = 1, 0x4000, 0x40000
 
 _FS = {name: 1 << bit for bit, name in enumerate((
     "EXECUTE", "WRITE_FILE", "READ_FILE", "READ_DIR", "REMOVE_DIR", "REMOVE_FILE", "MAKE_CHAR", "MAKE_DIR",
@@ -274,10 +276,13 @@ spec = importlib.util.spec_from_file_location("_evoagent_confinement_boot", sys.
 module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 os.environ["EVOAGENT_NAMESPACE_ERROR"] = module.enter_network_namespace() or ""
+if not os.environ["EVOAGENT_NAMESPACE_ERROR"]:
+    module.become_pid_namespace_init()  # from here: the fork server, in PID, IPC and mount namespaces of its own
 runpy.run_module("evoagent._forkserver", run_name="__main__", alter_sys=True)
 """
 NAMESPACE_REPORT = "EVOAGENT_NAMESPACE_ERROR"  # set by _BOOT for the fork server: "" or why it failed
 CANDIDATE_UID_REPORT = "EVOAGENT_CANDIDATE_UID"  # set by enter_network_namespace: "" or the mapped CANDIDATE_ID
+SERVER_NAMESPACES_REPORT = "EVOAGENT_SERVER_NAMESPACES"  # set by become_pid_namespace_init: "" or why not
 # The uid and gid candidate code runs as under a root engine (jail.py): unused on the host, so it owns nothing.
 CANDIDATE_ID = 64000
 
@@ -318,6 +323,34 @@ def enter_network_namespace() -> str | None:
     except OSError as exc:
         return f"mapping ids in the new user namespace failed: {exc.strerror}"
     return None
+
+
+def become_pid_namespace_init() -> None:
+    """In the boot, after `enter_network_namespace`: the fork server becomes PID 1 of PID, IPC and mount
+    namespaces owned by its user namespace, so that it may give each call namespaces of its own and
+    return to its own after each fork (`jail.CallNamespaces`); `SERVER_NAMESPACES_REPORT` says if not.
+
+    Returns in the new server only. The boot process stays outside as its parent: it passes SIGTERM on,
+    waits and exits with the server's status; the server dies with it (PR_SET_PDEATHSIG).
+    """
+    import signal
+
+    if _libc().unshare(ctypes.c_int(_CLONE_NEWPID | _CLONE_NEWIPC | _CLONE_NEWNS)) != 0:
+        os.environ[SERVER_NAMESPACES_REPORT] = f"unshare(CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWNS) failed: " \
+                                               f"{os.strerror(ctypes.get_errno())}"
+        return
+    server = os.fork()
+    if server == 0:
+        _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        private = _libc().mount(b"none", b"/", None, ctypes.c_ulong(_MS_REC | _MS_PRIVATE), None) == 0
+        os.environ[SERVER_NAMESPACES_REPORT] = "" if private else "making the server's mounts private failed"
+        return
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):  # the pipes to the engine belong to the server alone
+        os.dup2(devnull, fd)
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(server, signal.SIGTERM))
+    code = os.waitstatus_to_exitcode(os.waitpid(server, 0)[1])
+    os._exit(code if code >= 0 else 128 - code)
 
 
 def _start_id_mapper() -> tuple[int, int]:

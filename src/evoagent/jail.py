@@ -3,7 +3,7 @@
 `confinement.py` gives each fork server a user and network namespace and each child a Landlock
 domain; this module adds, per call, what those leave open (applied by `_forkserver.py`):
 
-- **Processes** (`fork_jailed`): the call runs in a new PID namespace whose PID 1 is a sleeping init;
+- **Processes** (`CallNamespaces`): the call runs in a new PID namespace whose PID 1 is a sleeping init;
   when the call ends that init is killed and the kernel kills every process the call started,
   whatever session or parent it chose. `SandboxConfig.max_tasks` (`RLIMIT_NPROC`) stops fork bombs.
 - **IPC**: a new IPC namespace per call, so System V objects and POSIX message queues die with it.
@@ -34,13 +34,15 @@ import shutil
 import signal
 import struct
 import sys
-from collections.abc import Callable, Iterable, Sequence
+import tempfile
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .confinement import CANDIDATE_ID
 
-__all__ = ["CANDIDATE_ID", "drop_privileges", "enter_call_namespaces", "fork_jailed", "install_seccomp",
-           "limit_resources", "mount_private_tmpfs", "probe", "seccomp_program", "seccomp_supported"]
+__all__ = ["CANDIDATE_ID", "CallNamespaces", "drop_privileges", "end_init", "enter_call_namespaces", "host_pid",
+           "install_seccomp", "limit_resources", "mount_private_tmpfs", "probe", "seccomp_program",
+           "seccomp_supported"]
 
 _CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
 _MS_NOSUID, _MS_NODEV, _MS_REC, _MS_PRIVATE = 0x2, 0x4, 0x4000, 0x40000
@@ -64,23 +66,23 @@ def _fail(what: str) -> OSError:
 # What this machine gives.
 
 
-def probe(candidate_uid: int | None, *, user_namespace: bool) -> dict[str, Any]:
+def probe(candidate_uid: int | None, *, user_namespace: bool, server_namespaces: str | None) -> dict[str, Any]:
     """What `jail` can give each call on this machine, tried once in a throwaway child at start.
 
-    `candidate_uid` is `CANDIDATE_ID` when the server's user namespace maps it (a root engine), else None.
+    `candidate_uid` is `CANDIDATE_ID` when the server's user namespace maps it (a root engine), else None;
+    `server_namespaces` is None when the server is PID 1 of namespaces of its own, else why not.
     Keys: "call_namespaces", "private_disk", "seccomp" (None, or why not), "switch_uid" (the uid each
     call switches to, or None to keep the server's), "candidate_uid" (the uid candidate code runs as,
     as the host sees it) and "tasks_limited" (RLIMIT_NPROC counts only this server's namespace, so
     it can be a per-call limit).
     """
-    folder = os.path.abspath(f"jail-probe-{os.getpid()}")
-    os.mkdir(folder, 0o700)
+    folder = tempfile.mkdtemp(prefix="jail-probe-", dir=os.getcwd())
     report_r, report_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(report_r)
-            os.write(report_w, json.dumps(_try_jail(folder, candidate_uid)).encode())  # < PIPE_BUF: one write
+            os.write(report_w, json.dumps(_try_jail(folder, candidate_uid, server_namespaces)).encode())
         finally:
             os._exit(0)
     os.close(report_w)
@@ -97,22 +99,27 @@ def probe(candidate_uid: int | None, *, user_namespace: bool) -> dict[str, Any]:
             "candidate_uid": candidate_uid if switched else os.getuid(), "tasks_limited": user_namespace}
 
 
-def _try_jail(probe: str, candidate_uid: int | None) -> dict[str, Any]:
-    report: dict[str, Any] = {"call_namespaces": enter_call_namespaces(mounts=True)}
-    report["private_disk"] = "no mount namespace" if report["call_namespaces"] else None
-    if report["call_namespaces"] is not None:
-        report["call_namespaces"] = enter_call_namespaces(mounts=False)
-    try:
-        if report["private_disk"] is None:
-            mount_private_tmpfs(probe, 1 << 20, candidate_uid)
-    except OSError as exc:
-        report["private_disk"] = str(exc)
+def _try_jail(folder: str, candidate_uid: int | None, server_namespaces: str | None) -> dict[str, Any]:
+    report: dict[str, Any] = {"call_namespaces": server_namespaces, "private_disk": server_namespaces}
+    if server_namespaces is None:
+        try:
+            namespaces = CallNamespaces()
+            init = namespaces.enter([], close=())
+            namespaces.leave()
+            end_init(init)
+        except OSError as exc:
+            report["call_namespaces"] = report["private_disk"] = str(exc)
+    if report["call_namespaces"] is None:
+        try:  # (this throwaway child stays in them)
+            end_init(namespaces.enter([(folder, 1 << 20, candidate_uid)], close=()))
+        except OSError as exc:
+            report["private_disk"] = str(exc)
     try:
         drop_privileges(candidate_uid)
         report["switched"] = candidate_uid is not None and os.getuid() == candidate_uid
     except OSError:
         report["switched"] = False  # the calls keep the server's uid (Confinement says so if it is root)
-    report["seccomp"] = _try_seccomp(probe)
+    report["seccomp"] = _try_seccomp(folder)
     return report
 
 
@@ -135,63 +142,72 @@ def _try_seccomp(probe: str) -> str | None:
 # The call's processes.
 
 
-def fork_jailed(run_call: Callable[[], None], *, tmpfs: Sequence[tuple[str, int, int | None]],
-                server_fds: Sequence[int], result_w: int, setup_w: int) -> tuple[int, int]:
-    """Forks the call's keeper, which runs the call (`run_call`) in new PID, IPC (and mount) namespaces.
+class CallNamespaces:
+    """Gives the fork server's next child new PID, IPC (and mount) namespaces, then returns the server to its own.
 
-    Returns (the keeper's pid, the read end of the pipe on which it reports the call's wait status).
-    The keeper unshares (the fork server cannot: a process gives its children a new PID namespace
-    only once), starts a sleeping init as PID 1 of the new namespace (spawned, not forked: no copy
-    of the server's memory), mounts `tmpfs` ((folder, size in bytes, owner uid or None) each) and
-    forks the call, which is PID 2 (signals it sends itself work as usual). When the call ends the
-    keeper kills the init, and the kernel kills every process left in the namespace before the
-    init's death is reported. The keeper leads its own process group with the init, so killing that
-    group (a timeout) ends the namespace too. Failures before the call runs go to `setup_w`.
+    The server is PID 1 of namespaces its user namespace owns (`confinement.become_pid_namespace_init`),
+    so it may unshare before each call's fork and `setns` back after it. `enter` unshares, spawns a
+    sleeping init as PID 1 of the call's PID namespace (posix_spawn: no copy of the server's memory)
+    and mounts the call's tmpfs folders; the server then forks the call (PID 2: signals it sends
+    itself work as usual) and calls `leave`. When the call ends the server kills the init, and the
+    kernel kills every process left in the namespace before the init's death is reported.
     """
-    report_r, report_w = os.pipe()
-    keeper = os.fork()
-    if keeper == 0:
-        try:
-            for fd in (*server_fds, report_r):
-                os.close(fd)
-            os.setsid()
-            _keep(run_call, tmpfs, result_w, setup_w, report_w)
-        finally:
-            os._exit(0)
-    os.close(report_w)
-    return keeper, report_r
 
+    _KINDS = (("pid", _CLONE_NEWPID), ("ipc", _CLONE_NEWIPC), ("mnt", _CLONE_NEWNS))
 
-def _keep(run_call: Callable[[], None], tmpfs: Sequence[tuple[str, int, int | None]], result_w: int,
-          setup_w: int, report_w: int) -> None:
-    init = None
-    try:
-        error = enter_call_namespaces(mounts=bool(tmpfs))
-        if error is not None:  # the probe at start worked, so this is the sandbox's failure
+    def __init__(self) -> None:
+        self._own = [(os.open(f"/proc/self/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag)
+                     for name, flag in self._KINDS]
+        self._cwd = os.getcwd()
+
+    def enter(self, tmpfs: Sequence[tuple[str, int, int | None]], *, close: Sequence[int]) -> int:
+        """New namespaces for the next child, with `tmpfs` ((folder, bytes, owner uid or None) each) mounted;
+        returns the init's pid. Raises OSError (the server is back in its own namespaces then)."""
+        error = enter_call_namespaces(mounts=True)
+        if error is not None:
+            self.leave()
             raise OSError(f"the call's namespaces: {error}")
-        init = _start_init((result_w, setup_w, report_w))
-        for folder, size_bytes, owner in tmpfs:
-            mount_private_tmpfs(folder, size_bytes, owner)
-        call = os.fork()
-        if call == 0:
-            os.close(report_w)
-            run_call()
-            os._exit(70)
-        os.close(result_w)
-        os.close(setup_w)
-        status = os.waitpid(call, 0)[1]
-        os.kill(init, signal.SIGKILL)
-        os.waitpid(init, 0)  # returns once every process of the namespace is gone
         init = None
-        os.write(report_w, f"{status}\n".encode())
-    except BaseException as exc:
         try:
-            os.write(setup_w, f"the call's jail: {type(exc).__name__}: {exc}".encode("utf-8", "replace")[:4000])
-        except OSError:
-            pass
-    finally:
-        if init is not None:
-            os.kill(init, signal.SIGKILL)
+            init = _start_init(close)
+            for folder, size_bytes, owner in tmpfs:
+                mount_private_tmpfs(folder, size_bytes, owner)
+        except BaseException:
+            if init is not None:
+                end_init(init)
+            self.leave()
+            raise
+        return init
+
+    def leave(self) -> None:
+        """Back in the server's own namespaces (its next child is its own again)."""
+        for fd, flag in self._own:
+            if _libc().setns(fd, flag) != 0:
+                raise _fail(f"setns back to the fork server's namespace ({flag:#x})")
+        os.chdir(self._cwd)  # entering a mount namespace moves to its root
+
+
+def end_init(init: int) -> None:
+    """Kills a call's init and waits: when this returns, no process of its namespace is left."""
+    try:
+        os.kill(init, signal.SIGKILL)
+        os.waitpid(init, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def host_pid(child: int) -> int | None:
+    """The pid the host gives our child `child` (a fork server in its own PID namespace sees another number)."""
+    try:
+        own = os.readlink("/proc/self")  # /proc is the host's: it answers in host pids
+        for pid in open(f"/proc/{own}/task/{own}/children").read().split():
+            with open(f"/proc/{pid}/status") as f:
+                ids = next((line.split()[1:] for line in f if line.startswith("NSpid:")), [])
+            if len(ids) >= 2 and int(ids[1]) == child:
+                return int(pid)
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _start_init(close: Sequence[int]) -> int:
