@@ -157,7 +157,8 @@ def main() -> None:
             blob = reader.exact(request["blob_len"])
             done, payload = _serve(request, blob, reader, resp_fd)
             send_line(resp_fd, done, payload)
-            _sweep_orphans()
+            if _namespaces is None:  # (a jailed call's orphans die with its namespace)
+                _sweep_orphans()
     finally:
         if _active_child is not None:
             _kill_group(_active_child)
