@@ -161,6 +161,13 @@ class Evaluator:
             lines.append(f"configurations ({len(names)}): {', '.join(names)}")
         return "\n".join(lines)
 
+    def traits(self) -> frozenset[str] | None:
+        """What the scored suite has (e.g. {"mha", "bf16", "d128", "causal"}); None: not known.
+
+        A knowledge-base recipe that `needs` a trait the suite lacks is never proposed by the supervisor.
+        """
+        return None
+
     def supervisor_directions(self) -> tuple[str, ...]:
         """The supervisor's fallback directions when the search stalls, in this target's vocabulary.
 

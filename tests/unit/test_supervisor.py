@@ -42,6 +42,7 @@ class FakeRecipe:
     title: str
     notes: str = ""
     requires: str = ""
+    needs: tuple[str, ...] = ()
 
     def applies(self, source: str) -> bool:
         return self.requires in source
@@ -140,6 +141,21 @@ def test_stall_advice_combines_model_and_untried_knowledge_directions() -> None:
     prompt = llm.requests[0].text()
     assert "no trial improved the score in the last 3 trials" in prompt and "recipe tried-one" in prompt
     assert llm.requests[0].tools == []
+
+
+class MhaEvaluator(NullEvaluator):
+    def traits(self) -> frozenset[str]:
+        return frozenset({"mha", "bf16", "d128", "causal", "full"})
+
+
+def test_recipes_the_suite_cannot_use_are_not_proposed() -> None:
+    kb = FakeKnowledge([FakeRecipe("gqa-pack-heads", "Pack the query heads of a GQA group", needs=("gqa",)),
+                        FakeRecipe("block-128", "Raise BLOCK_M to 128", needs=("bf16",))])
+    ctx = dataclasses.replace(context([outcome(1), outcome(2)], Recorder(), kb), evaluator=MhaEvaluator())
+    advice = Supervisor(None, stall_steps=2).review(ctx)
+    assert advice is not None and advice.sources == ("knowledge:block-128",)
+    unknown = Supervisor(None, stall_steps=2).review(context([outcome(1), outcome(2)], Recorder(), kb))
+    assert unknown is not None and "knowledge:gqa-pack-heads" in unknown.sources  # traits unknown: no filter
 
 
 def test_a_failing_model_leaves_knowledge_directions_and_says_why() -> None:

@@ -52,7 +52,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 KINDS = ("edit", "param")
-_KEYS = ("id", "title", "kind", "requires", "forbids", "edits", "params", "notes")
+_KEYS = ("id", "title", "kind", "requires", "forbids", "edits", "params", "notes", "needs")
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FENCE = re.compile(r"^```recipe[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
@@ -85,6 +85,8 @@ class Recipe:
         edits: the replacements of an "edit" recipe, applied in order.
         params: (NAME, value) pairs of a "param" recipe.
         notes: why the change should help (free text).
+        needs: traits the target's suite must have for the change to pay off (e.g. "gqa"); the
+            supervisor proposes it only then (`Evaluator.traits`).
         doc, section: where the recipe was found in the knowledge base ("" when built in code).
     """
 
@@ -96,6 +98,7 @@ class Recipe:
     edits: tuple[Edit, ...] = ()
     params: tuple[tuple[str, Any], ...] = ()
     notes: str = ""
+    needs: tuple[str, ...] = ()
     doc: str = ""
     section: str = ""
 
@@ -269,6 +272,7 @@ def parse_recipe(text: str, *, doc: str = "", section: str = "") -> Recipe:
         edits=tuple(_edit(e, i, where) for i, e in enumerate(data.get("edits", []), 1)),
         params=tuple(_params(data.get("params", {}), where).items()),
         notes=str(data.get("notes", "")),
+        needs=_strings(data, "needs", where),
         doc=doc,
         section=section,
     )

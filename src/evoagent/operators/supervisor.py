@@ -164,12 +164,16 @@ class Supervisor:
         if kb is None:
             return []
         tried = " ".join(o.hypothesis.lower() for o in context.recent) + context.lineage.summary().lower()
+        known = getattr(context.evaluator, "traits", None)  # duck-typed evaluators in tests may lack it
+        traits = known() if callable(known) else None
         found = []
         for recipe in kb.recipes():
             if recipe.id.lower() in tried or recipe.title.lower() in tried:
                 continue
             if not recipe.applies(context.parent.source):
                 continue
+            if recipe.needs and traits is not None and not set(recipe.needs) <= traits:
+                continue  # e.g. a GQA recipe on a suite that times only MHA
             note = f" ({recipe.notes.strip().splitlines()[0]})" if recipe.notes.strip() else ""
             found.append((f"{recipe.title}{note} [knowledge: recipe {recipe.id}]", f"knowledge:{recipe.id}"))
             if len(found) >= limit:

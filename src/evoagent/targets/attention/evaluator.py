@@ -263,6 +263,13 @@ class AttentionEvaluator(Evaluator):
     def result_sections(self, result: EvalResult) -> list[tuple[str, str]]:
         return agent_text.sections(result)
 
+    def traits(self) -> frozenset[str]:
+        """The timed suite's traits: mha and/or gqa, its dtypes (bf16...), head dims (d128...), causal and/or full."""
+        short = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}
+        traits = {"gqa" if c.heads_kv < c.heads_q else "mha" for c in self.suite.configs}
+        traits |= {short[c.dtype] for c in self.suite.configs} | {f"d{c.head_dim}" for c in self.suite.configs}
+        return frozenset(traits | {"causal" if c.causal else "full" for c in self.suite.configs})
+
     def supervisor_directions(self) -> tuple[str, ...]:
         return ("Re-read the profile of the best version and attack its largest cost (memory traffic, occupancy, "
                 "spills).",
