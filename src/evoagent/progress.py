@@ -50,8 +50,11 @@ class ProgressState:
             seed = score if s.seed_score is None or (score is not None and score > s.seed_score) else s.seed_score
             best = max((v for v in (s.best_score, score) if v is not None), default=None)
             self.summary = replace(s, seed_score=seed, best_score=best if p.get("status") == "ok" else s.best_score)
-            return f"seed {p.get('status')}: score {format_score(score)} {s.caption}" + (
-                f" ({clip(p['reason'], 160)})" if p.get("reason") else "")
+            reason = clip(p["reason"], 160) if p.get("reason") else ""
+            if reason.endswith("…") and p.get("trial_id"):  # cut: the whole reason and the stage's log are in show
+                reason += f" (all of it: evoagent show RUN {p['trial_id']})"
+            head = f"seed {p.get('status')}: score {format_score(score)} {s.caption}"
+            return head + (f" ({reason})" if reason else "")
         elif event.kind in ("trial", "commit"):
             return self._trial(event)
         elif event.kind == "supervisor":  # the event carries the advice's reason and directions
@@ -101,7 +104,9 @@ class ProgressState:
         line = (f"trial {p['trial_id']}{count} {label}: score {format_score(p.get('score'))} {s.caption}{change}{where}"
                 f" | {clip(p.get('hypothesis', ''), 90)}")
         if not p["committed"] and p.get("reason"):
-            line += f"\n    {clip(p['reason'], 160)}"
+            reason = clip(p["reason"], 160)
+            more = f" (all of it: evoagent show RUN {p['trial_id']})" if reason.endswith("…") else ""
+            line += f"\n    {reason}{more}"
         return line
 
     def left_s(self) -> float | None:

@@ -56,3 +56,11 @@ def test_an_evaluation_lost_with_its_machine_is_shown_and_counted_in_the_progres
 def test_a_change_of_the_cluster_is_shown_with_its_new_size():
     line = _state().update(Event(kind="cluster", payload={"executor": "ray (auto, 3 nodes, 3 CPUs, 0 GPUs)"}))
     assert line == "executor ray (auto, 3 nodes, 3 CPUs, 0 GPUs)"
+
+
+def test_a_cut_reason_says_where_the_rest_is():
+    long = "stage 'benchmark' raised ValueError: " + "the value was far too large to be believed " * 5
+    line = _state().update(Event(kind="seed", payload={"trial_id": 1, "status": "harness_error", "score": None,
+                                                       "reason": long}))
+    assert line.endswith(" … (all of it: evoagent show RUN 1))")
+    assert " believe " not in line and "belie …" not in line  # cut between words
