@@ -256,3 +256,25 @@ def check_stage(reports: dict[str, Any], entry: str = "kernel.py") -> StageResul
         return StageResult.fail(Status.ILLEGAL, "CUDA_SOURCE compiled to no __global__ kernel; the work must be done "
                                                 "by kernels defined in it", details=details)
     return StageResult(details=details)
+
+
+def check_candidate(source: str, findings: Sequence[Any], compiler: CudaStaticCompiler, archs: Sequence[str],
+                    entry: str) -> StageResult:
+    """A CUDA candidate's whole check stage (attention and kernel targets): how it builds CUDA_SOURCE, the
+    Python scan's `findings` joined with the CUDA legality scan, then nvcc for each arch."""
+    from ...errors import KernelSourceError
+    from . import cuda_legality
+    from .cuda_source import find_cuda_source
+    from .judge import illegal
+
+    try:
+        cuda = find_cuda_source(source)
+    except KernelSourceError as exc:
+        return StageResult.fail(Status.COMPILE_ERROR, str(exc))
+    problem = cuda_legality.check_build(source, cuda)
+    if problem:
+        return StageResult.fail(Status.COMPILE_ERROR, problem)
+    found = sorted([*findings, *cuda_legality.scan_source(cuda)], key=lambda f: f.line)
+    if found:
+        return illegal(found)
+    return check_stage(compiler.report(cuda, archs, entry), entry)

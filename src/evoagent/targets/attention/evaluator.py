@@ -18,14 +18,14 @@ import numpy as np
 
 from ...candidate import Candidate
 from ...confinement import cache_environment
-from ...errors import ConfigError, EvaluatorError, KernelSourceError
+from ...errors import ConfigError, EvaluatorError
 from ...evaluator import EXPERIMENT_FILE, Evaluator, environment
 from ...records import Descriptors
 from ...result import EvalResult, StageResult, Status
-from . import agent_text, cuda_inprocess, cuda_legality, cuda_static, legality, stages
+from . import agent_text, cuda_inprocess, cuda_static, legality, stages
 from .compile_caches import GIB, CompileCaches
 from .cuda_build import CACHE_ENV
-from .cuda_source import Language, detect_language, find_cuda_source
+from .cuda_source import Language, detect_language
 from .judge import (
     bench_row,
     dense_peak_tflops,
@@ -375,17 +375,7 @@ class AttentionEvaluator(Evaluator):
 
     def _check_cuda(self, source: str, findings: list[legality.Finding]) -> StageResult:
         """A CUDA candidate's check: how it builds CUDA_SOURCE, the CUDA legality scan, nvcc for each arch."""
-        try:
-            cuda = find_cuda_source(source)
-        except KernelSourceError as exc:
-            return StageResult.fail(Status.COMPILE_ERROR, str(exc))
-        problem = cuda_legality.check_build(source, cuda)
-        if problem:
-            return StageResult.fail(Status.COMPILE_ERROR, problem)
-        findings = sorted([*findings, *cuda_legality.scan_source(cuda)], key=lambda f: f.line)
-        if findings:
-            return illegal(findings)
-        return cuda_static.check_stage(self.cuda_static.report(cuda, self.archs, self.entry), self.entry)
+        return cuda_static.check_candidate(source, findings, self.cuda_static, self.archs, self.entry)
 
     def _cuda_without_gpu(self, candidate: Candidate) -> StageResult | None:
         """`needs_device` for a CUDA candidate on a machine without a GPU (it cannot run here), else None."""

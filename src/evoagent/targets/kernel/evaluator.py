@@ -14,12 +14,12 @@ import numpy as np
 
 from ...candidate import Candidate
 from ...confinement import cache_environment
-from ...errors import ConfigError, KernelSourceError
+from ...errors import ConfigError
 from ...evaluator import Evaluator
 from ...result import EvalResult, StageResult, Status
-from ..attention import cuda_legality, cuda_static, legality
+from ..attention import cuda_static, legality
 from ..attention.cuda_build import CACHE_ENV
-from ..attention.cuda_source import Language, detect_language, find_cuda_source
+from ..attention.cuda_source import Language, detect_language
 from ..attention.evaluator import cuda_available
 from ..attention.judge import hardware_or, illegal, judge_timers, malformed_report, missing_hardware, sandbox_failure
 from ..attention.static import SUPPORTED_ARCHS, StaticCompiler, candidate_caches, compact_report, summarise
@@ -304,17 +304,8 @@ class KernelEvaluator(Evaluator):
         return StageResult(details=details)
 
     def _check_cuda(self, source: str, findings: list[legality.Finding]) -> StageResult:
-        try:
-            cuda = find_cuda_source(source)
-        except KernelSourceError as exc:
-            return StageResult.fail(Status.COMPILE_ERROR, str(exc))
-        problem = cuda_legality.check_build(source, cuda)
-        if problem:
-            return StageResult.fail(Status.COMPILE_ERROR, problem)
-        findings = sorted([*findings, *cuda_legality.scan_source(cuda)], key=lambda f: f.line)
-        if findings:
-            return illegal(findings)
-        return cuda_static.check_stage(self.cuda_static.report(cuda, self.archs, self.entry), self.entry)
+        """A CUDA candidate's check: how it builds CUDA_SOURCE, the CUDA legality scan, nvcc for each arch."""
+        return cuda_static.check_candidate(source, findings, self.cuda_static, self.archs, self.entry)
 
     def _static_reports(self, source: str, candidate: Candidate, sandbox: Executor) -> tuple[dict[str, Any], Any]:
         from .child import compile_launches
