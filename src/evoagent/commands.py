@@ -17,7 +17,7 @@ from typing import Any
 from . import assemble, views
 from .config import Budget, RunConfig, config_sets, load_config
 from .engine import EvolveResult, evolve
-from .errors import ConfigError, RunStoreError
+from .errors import ConfigError, EvoagentError, RunStoreError
 from .evaluator import Evaluator
 from .executors import ExecutorConfig, check_available, cluster_output, join_cluster
 from .operators.base import VariationOperator
@@ -482,27 +482,35 @@ def suite(args: argparse.Namespace) -> int:
     for problem in problems:
         run_dir = suite_dir / problem.name
         print(f"evoagent suite: {problem.name} ({run_dir})", file=sys.stderr)
-        if (run_dir / "run.db").exists():
-            run_ = Run.open(run_dir)
-            done = len(run_.store.trials(state="done", include_seeds=False))
-            if done >= args.trials:
-                run_.close()
-                continue
-            config = assemble.config_from_dict(run_.config)
-            config = dataclasses.replace(config, budget=dataclasses.replace(config.budget, trials=args.trials))
-        else:
-            config = assemble.builtin_config("kernel", problem=str(problem.path),
-                                             shape={k: v for k, v in shape.items() if k in problem.constants})
-            config = dataclasses.replace(config, budget=dataclasses.replace(config.budget, trials=args.trials))
-            evaluator = assemble.build_evaluator(config)
-            if args.no_compile:
-                evaluator = assemble.build_evaluator(dataclasses.replace(config, evaluator=dataclasses.replace(
-                    config.evaluator, params={**config.evaluator.params, "baselines": False})))
-            run_ = Run.create(run_dir, evaluator=evaluator, seeds=assemble.seed_paths(config),
-                              population=assemble.build_population(config), config=assemble.config_to_dict(config))
-        _evolve(run_, config, _Agents.build(config, run_.evaluator), quiet=args.quiet)
+        try:
+            _suite_problem(args, problem, run_dir, shape)
+        except EvoagentError as exc:  # one problem's failure does not end the suite; its row says 'no'
+            print(f"evoagent suite: {problem.name} failed: {exc}", file=sys.stderr)
     rows = [kernel_suite.row(problem, suite_dir / problem.name) for problem in problems]
     print(kernel_suite.table(rows))
     md, js = kernel_suite.write_report(suite_dir, rows)
     print(f"suite report: {md} and {js}")
     return 0
+
+
+def _suite_problem(args: argparse.Namespace, problem: Any, run_dir: Path, shape: dict[str, int]) -> None:
+    """One problem of a suite: a new run, or the existing one continued up to --trials trials."""
+    if (run_dir / "run.db").exists():
+        run_ = Run.open(run_dir)
+        done = len(run_.store.trials(state="done", include_seeds=False))
+        if done >= args.trials:
+            run_.close()
+            return
+        config = assemble.config_from_dict(run_.config)
+        config = dataclasses.replace(config, budget=dataclasses.replace(config.budget, trials=args.trials))
+    else:
+        config = assemble.builtin_config("kernel", problem=str(problem.path),
+                                         shape={k: v for k, v in shape.items() if k in problem.constants})
+        config = dataclasses.replace(config, budget=dataclasses.replace(config.budget, trials=args.trials))
+        evaluator = assemble.build_evaluator(config)
+        if args.no_compile:
+            evaluator = assemble.build_evaluator(dataclasses.replace(config, evaluator=dataclasses.replace(
+                config.evaluator, params={**config.evaluator.params, "baselines": False})))
+        run_ = Run.create(run_dir, evaluator=evaluator, seeds=assemble.seed_paths(config),
+                          population=assemble.build_population(config), config=assemble.config_to_dict(config))
+    _evolve(run_, config, _Agents.build(config, run_.evaluator), quiet=args.quiet)

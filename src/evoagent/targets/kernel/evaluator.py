@@ -173,9 +173,15 @@ class KernelEvaluator(Evaluator):
     def _reference_call(self, sandbox: Executor, fn: Any, *args: Any, constants: Mapping[str, int]) -> SandboxResult:
         """A sandboxed call of the problem alone (never a candidate's file): its numbers are trusted."""
         caches = candidate_caches(self.static.cache_dir, f"reference-{self.problem.digest}")
-        return sandbox.call(fn, *args, files={PROBLEM_FILE: source_with(self.problem.source, constants)},
-                            timeout_s=self.timeout_s, env=self._env(caches), gpu=self._gpu(sandbox),
-                            write_paths=(caches,))
+        out = None
+        for _ in range(2):  # a fork server lost under load is restarted: the problem's call is tried once more
+            out = sandbox.call(fn, *args, files={PROBLEM_FILE: source_with(self.problem.source, constants)},
+                               timeout_s=self.timeout_s, env=self._env(caches), gpu=self._gpu(sandbox),
+                               write_paths=(caches,))
+            if out.ok or "fork server" not in out.reason:
+                break
+        assert out is not None  # Check internal correctness.
+        return out
 
     def _candidate_call(self, sandbox: Executor, fn: Any, *args: Any, candidate: Candidate,
                         driver: Any = None) -> SandboxResult:
@@ -253,7 +259,13 @@ class KernelEvaluator(Evaluator):
                  stages: Sequence[str] | None = None) -> EvalResult:
         """The stages in order; the reference seed (the problem's Model as ModelNew) is scored as the baseline."""
         if is_reference_seed(self.problem, candidate.files.get(self.entry, "")):
-            return self._reference_result(sandbox)
+            try:
+                return self._reference_result(sandbox)
+            except Exception as exc:  # our side failed (the problem's own calls): data, as at a stage boundary
+                from ...evaluator import environment
+
+                return EvalResult(status=Status.HARNESS_ERROR, reason=f"the reference: {type(exc).__name__}: {exc}",
+                                  env=environment(), device=self.device_label())
         return super().evaluate(candidate, sandbox, stages=stages)
 
     def _reference_result(self, sandbox: Executor) -> EvalResult:
