@@ -24,7 +24,7 @@ from evoagent.cli import main
 
 pytest.importorskip("ray")
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-cluster")]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray at a time on a small machine
 
 EXAMPLE = REPO / "examples" / "circle_packing" / "config.toml"
 

@@ -23,7 +23,7 @@ from evoagent.cli import main
 
 ray = pytest.importorskip("ray")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one Ray at a time on a small machine
 
 
 @pytest.fixture(scope="module")
