@@ -65,8 +65,9 @@ def _load_file(reference: str, path: Path) -> Any:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[module_name]
-        raise ConfigError(f"cannot load {reference!r}: {_where(exc, path)} raised {type(exc).__name__}: {exc}"
-                          f"{_hint(exc, path)}") from None
+        what = (f"has a syntax error: {exc.msg}" if isinstance(exc, SyntaxError)
+                else f"raised {type(exc).__name__}: {exc}")
+        raise ConfigError(f"cannot load {reference!r}: {_where(exc, path)} {what}{_hint(exc, path)}") from None
     return module
 
 

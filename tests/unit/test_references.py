@@ -30,3 +30,9 @@ def test_a_missing_module_names_the_folder_on_sys_path(tmp_path):
     assert "No module named 'no_such_helper_module'" in str(err.value)
     assert f"put no_such_helper_module.py beside needs_ev.py: its folder {str(tmp_path)!r} is on sys.path" \
         in str(err.value)
+
+
+def test_a_syntax_error_in_the_evaluator_names_its_line(tmp_path):
+    (tmp_path / "syntax_ev.py").write_text("import os\ndef f(:\n    pass\n")
+    with pytest.raises(ConfigError, match=r"syntax_ev.py line 2 has a syntax error: invalid syntax \(hint"):
+        load_object(f"{tmp_path / 'syntax_ev.py'}:E")
