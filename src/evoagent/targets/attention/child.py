@@ -412,19 +412,24 @@ def _binary(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], binaries: di
     """Compiles one launch for this GPU (once per kernel and specialisation); returns its key in `binaries`.
 
     A binary is data for the trusted replay: the cubin, Triton's metadata and the kernel's signature."""
+    from ...untrusted.plans import binary_record
+
+    key = f"{_kernel_name(fn)}:{_launch_key(fn, args, kwargs)}"
+    if key not in binaries:
+        major, minor = torch.cuda.get_device_capability()
+        binaries[key] = binary_record(_compile(fn, args, kwargs, major * 10 + minor))
+    return key
+
+
+def _compile(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], capability: int) -> Any:
+    """Triton's compile of one launch ahead of time, specialised as `JITFunction.run` would specialise it."""
     import triton
     from triton import knobs
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource, make_backend
     from triton.runtime.jit import create_function_from_signature
 
-    from ...untrusted.plans import binary_record
-
-    key = f"{_kernel_name(fn)}:{_launch_key(fn, args, kwargs)}"
-    if key in binaries:
-        return key
-    major, minor = torch.cuda.get_device_capability()
-    target = GPUTarget("cuda", major * 10 + minor, 32)
+    target = GPUTarget("cuda", capability, 32)
     backend = make_backend(target)
     binder = create_function_from_signature(fn.signature, fn.params, backend)
     kwargs = {**kwargs, "debug": kwargs.get("debug", fn.debug) or knobs.runtime.debug}
@@ -433,9 +438,7 @@ def _binary(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], binaries: di
             kwargs[knob] = getattr(knobs.compilation, knob)
     bound, specialization, options = binder(*args, **kwargs)
     options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound, specialization, options)
-    kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__)
-    binaries[key] = binary_record(kernel)
-    return key
+    return triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__)
 
 
 def timers_changed() -> list[str]:
@@ -527,25 +530,10 @@ def _jit_functions(module: Any) -> dict[str, Any]:
 
 def _compile_one(module: Any, entry: str, config_name: str, fn: Any, args: tuple[Any, ...],
                  kwargs: dict[str, Any], arch: str) -> dict[str, Any]:
-    import triton
-    from triton import knobs
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource, make_backend
-    from triton.runtime.jit import create_function_from_signature
-
     record: dict[str, Any] = {"kernel": _kernel_name(fn), "config": config_name, "arch": arch}
     started = _perf_counter()
     try:
-        target = GPUTarget("cuda", arch_capability(arch), 32)
-        backend = make_backend(target)
-        binder = create_function_from_signature(fn.signature, fn.params, backend)
-        kwargs = {**kwargs, "debug": kwargs.get("debug", fn.debug) or knobs.runtime.debug}
-        for knob in ("instrumentation_mode", "fpsan_homomorphic_casts"):  # as JITFunction.run adds them
-            if hasattr(knobs.compilation, knob):
-                kwargs[knob] = getattr(knobs.compilation, knob)
-        bound, specialization, options = binder(*args, **kwargs)
-        options, signature, constexprs, attrs = fn._pack_args(backend, kwargs, bound, specialization, options)
-        kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__)
+        kernel = _compile(fn, args, kwargs, arch_capability(arch))
     except Exception as exc:
         record.update(ok=False, seconds=_perf_counter() - started, oom=is_out_of_memory(exc),
                       **_compile_error(exc, module, entry),
