@@ -12,6 +12,7 @@ import networkx as nx
 
 from .candidate import Candidate
 from .errors import RunStoreError
+from .formatting import format_delta
 from .records import Trial
 from .result import format_score
 from .store import RunStore
@@ -84,15 +85,19 @@ class Lineage:
         lines = [f"Best committed version: {best_id} (score {format_score(best_score)}).", "",
                  "Chain from the root to the best:" if not more else f"The newest {len(chain)} versions of the "
                  "chain to the best (older ones: show_version of the oldest one's parent):"]
+        previous: float | None = None
         for cid in chain:
             found = by_candidate.get(cid)
-            lines.append(f"  {cid}  score {format_score(found.score if found else None)}  "
+            score = found.score if found else None
+            delta = f" ({format_delta(score, previous)} vs the one above)" if previous and score is not None else ""
+            lines.append(f"  {cid}  score {format_score(score)}{delta}  "
                          f"{((found.hypothesis if found else '') or '(seed)')[:160]}")
+            previous = score
         children = [t for t in self.store.trials(state="done", parent_id=best_id, last=max_children)
                     if t.candidate_id != best_id]
         if children:
             lines += ["", f"Latest attempts started from the best ({len(children)}):"]
-            lines += [_trial_line(t) for t in children]
+            lines += [_trial_line(t, base=best_score) for t in children]
         niches = self.niche_lines()
         if niches:
             lines += ["", *niches]
@@ -143,11 +148,13 @@ class Lineage:
         return path
 
 
-def _trial_line(t: Trial) -> str:
+def _trial_line(t: Trial, *, base: float | None = None) -> str:
+    """One trial; with `base` (the score of the version it started from), its Δ vs that version."""
     mark = "committed" if t.committed else str(t.status)
     reason = f" ({t.reason[:100]})" if t.reason and not t.committed else ""
     where = f" [{t.niche}]" if t.niche else ""
-    return f"  trial {t.id}: {mark:<13} score {format_score(t.score):>9}{where}  {t.hypothesis[:120]}{reason}"
+    delta = f" Δ {format_delta(t.score, base):>8}" if base and t.score is not None else ""
+    return f"  trial {t.id}: {mark:<13} score {format_score(t.score):>9}{delta}{where}  {t.hypothesis[:120]}{reason}"
 
 
 def _commit_message(candidate: Candidate, trial: Trial) -> str:

@@ -40,6 +40,7 @@ def test_benchmark_compare_parent_reports_per_configuration_ratios_from_interlea
     [(_, lesson)] = run.store.lessons()
     assert lesson == ("trial 2: SPEED 2 -> committed, score 2.82843 (+100.00% vs its starting version; per configuration "
                       "from +100.00% (n128) to +100.00% (n64))")
+    assert "(+100.00% vs the one above)  SPEED 2" in run.lineage.summary()  # lineage lines carry the Δ too
     stored = run.store.evaluations(kind="exploratory")
     assert len(stored) == 1 + 2 * 3  # the benchmark, then three rounds of parent and workspace
     run.close()
