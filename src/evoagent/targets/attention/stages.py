@@ -111,7 +111,7 @@ def _replay_on_gpu(evaluator: Evaluator, sandbox: Executor, captured: Captured, 
     launchers = evaluator.static.cache_dir.parent / "trusted-replay"
     out = sandbox.call(replay_on_gpu, captured.binaries, gpu_jobs, baselines, timeout_s=GPU_REPLAY_TIMEOUT_S,
                        env={"TRITON_CACHE_DIR": str(launchers / "triton"), "TRITON_INTERPRET": "0"},
-                       gpu=True, write_paths=(launchers,))
+                       gpu=bool(getattr(sandbox, "gpus", ())), write_paths=(launchers,))
     if not out.ok:  # our own code ran there, with the candidate's device code: a crash is the kernels' doing
         return StageResult.fail(hardware_or(out), f"replay: {out.reason.splitlines()[0] if out.reason else out.status}",
                                 logs=out.logs + "\n" + out.reason)
