@@ -36,28 +36,33 @@ def sandbox(evaluator):
         yield sb
 
 
-def test_a_seed_plan_replays_to_the_output_of_its_own_wrapper(cuda, tmp_path, monkeypatch) -> None:
+def test_a_seed_plan_replays_to_the_output_of_its_own_wrapper(cuda, evaluator, sandbox) -> None:
+    """The capture runs in the sandbox (its launch hooks never touch this process); the replay runs here."""
+    import importlib.util
+
     torch = cuda
-    from evoagent.targets.attention import default_seed
-    from evoagent.targets.attention.child import _import_candidate, capture_plans
+    from evoagent.candidate import Candidate
+    from evoagent.targets.attention import default_seed, stages
     from evoagent.targets.attention.suites import make_config
     from evoagent.trusted.gpu_launch import LoadedKernels, PlanBuffers, launch_plan, use_torch_allocator
 
-    (tmp_path / "kernel.py").write_text(Path(default_seed()).read_text())
-    monkeypatch.chdir(tmp_path)
     config = make_config(1, 8, 2, 1000, 128, True, "bfloat16")
-    report = capture_plans("kernel.py", [{"config": config.to_dict(), "seed": 1, "sm_scale": 0.09}], False)
-    plan = report["cases"][0]["plan"]
+    candidate = Candidate.from_path(default_seed(), entry="kernel.py")
+    captured = stages.capture(evaluator, candidate, sandbox, [{"config": config.to_dict(), "seed": 1,
+                                                              "sm_scale": 0.09}])
+    assert isinstance(captured, stages.Captured), captured.reason
     use_torch_allocator()
-    kernels = LoadedKernels(report["binaries"])
+    kernels = LoadedKernels(captured.binaries)
     gen = torch.Generator(device="cuda").manual_seed(7)
     q = torch.randn(config.q_shape, device="cuda", dtype=torch.bfloat16, generator=gen)
     k, v = (torch.randn(config.kv_shape, device="cuda", dtype=torch.bfloat16, generator=gen) for _ in range(2))
-    buffers = PlanBuffers(plan, {"q": q, "k": k, "v": v})
+    buffers = PlanBuffers(captured.plans[0], {"q": q, "k": k, "v": v})
     buffers.reset()
     launch_plan(kernels, buffers)
     torch.cuda.synchronize()
-    module = sys.modules.get("kernel") or _import_candidate("kernel.py")
+    spec = importlib.util.spec_from_file_location("seed_for_replay_check", default_seed())
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     want = module.attention(q, k, v, causal=True, sm_scale=0.09)
     assert torch.equal(buffers.output(), want)
 
