@@ -90,6 +90,8 @@ def run_bench(args: argparse.Namespace) -> int:
     if stage is not None and stage.details.get("table"):
         print()
         print(format_bench_table(stage.details["table"], stage.details.get("device", "")))
+        if stage.details.get("timing"):
+            print(f"timed: {stage.details['timing']}")
     elif stage is not None and stage.details.get("note"):
         print(stage.details["note"])
     return 0 if result.ok else 1
