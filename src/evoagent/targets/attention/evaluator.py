@@ -32,8 +32,8 @@ from .judge import (
     hardware_or,
     illegal,
     judge_benchmark,
-    missing_hardware,
     sandbox_failure,
+    static_check,
 )
 from .reference import sample_rows
 from .static import (
@@ -42,7 +42,6 @@ from .static import (
     StaticCompiler,
     candidate_caches,
     compact_report,
-    first_error,
     kernel_descriptors,
 )
 from .suites import AttentionConfig, Suite, get_suite, make_config
@@ -360,18 +359,7 @@ class AttentionEvaluator(Evaluator):
         if failed is not None:
             return StageResult.fail(hardware_or(failed), f"static compile: {sandbox_failure(failed, self.entry)}",
                                     logs=failed.logs + "\n" + failed.reason)
-        details = {"language": Language.TRITON.value, "legality": [],
-                   "static": {arch: compact_report(r) for arch, r in reports.items()}}
-        error = first_error(reports)
-        if error:
-            out_of_memory = any(r.get("oom") for r in reports.values())
-            status = Status.OOM if out_of_memory else Status.NEEDS_DEVICE if missing_hardware(error) \
-                else Status.COMPILE_ERROR
-            return StageResult.fail(status, error, details=details)
-        if not any(r["kernels"] for r in reports.values()):
-            return StageResult.fail(Status.ILLEGAL, "attention() launched no Triton kernel; the work must be done "
-                                                    "by @triton.jit kernels defined in the file", details=details)
-        return StageResult(details=details)
+        return static_check(reports, "attention()")
 
     def _check_cuda(self, source: str, findings: list[legality.Finding]) -> StageResult:
         """A CUDA candidate's check: how it builds CUDA_SOURCE, the CUDA legality scan, nvcc for each arch."""

@@ -343,3 +343,24 @@ def sandbox_failure(out: SandboxResult, entry: str) -> str:
     first = out.reason.splitlines()[0] if out.reason else out.status.value
     frames = re.findall(rf'File "[^"]*/{re.escape(entry)}", line (\d+), in (\S+)', out.error or out.reason)
     return f"{first} (at {entry} line {frames[-1][0]}, in {frames[-1][1]})" if frames else first
+
+
+def static_check(reports: dict[str, Any], subject: str) -> StageResult:
+    """The check stage's verdict on the static reports of a Triton candidate (`subject`: what the capture
+    called, e.g. "attention()"): the first compile problem, a missing GPU feature, out of memory, or no kernel
+    launched at all; otherwise ok, with the compact reports as details."""
+    from .cuda_source import Language
+    from .static import compact_report, first_error
+
+    details = {"language": Language.TRITON.value, "legality": [],
+               "static": {arch: compact_report(r) for arch, r in reports.items()}}
+    error = first_error(reports, subject)
+    if error:
+        out_of_memory = any(r.get("oom") for r in reports.values())
+        status = Status.OOM if out_of_memory else Status.NEEDS_DEVICE if missing_hardware(error) \
+            else Status.COMPILE_ERROR
+        return StageResult.fail(status, error, details=details)
+    if not any(r["kernels"] for r in reports.values()):
+        return StageResult.fail(Status.ILLEGAL, f"{subject} launched no Triton kernel; the work must be done by "
+                                                "@triton.jit kernels defined in the file", details=details)
+    return StageResult(details=details)

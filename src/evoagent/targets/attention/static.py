@@ -356,11 +356,11 @@ def kernel_descriptors(report: dict[str, Any]) -> dict[str, float | None]:
     return {k: None if v is None else float(v) for k, v in values.items()}
 
 
-def first_error(reports: dict[str, Any]) -> str | None:
-    """The first compile problem across archs as one actionable line, or None."""
+def first_error(reports: dict[str, Any], subject: str = "attention()") -> str | None:
+    """The first compile problem across archs as one actionable line, or None (`subject`: what was called)."""
     for arch, report in reports.items():
         for err in report.get("wrapper_errors", []):
-            return (f"{arch}: attention() failed while its launches were captured (config {err['config']}): "
+            return (f"{arch}: {subject} failed while its launches were captured (config {err['config']}): "
                     f"{err['error']}")
         for err in report.get("errors", []):
             where = f"line {err['line']}: " if err.get("line") else ""

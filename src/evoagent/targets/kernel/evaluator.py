@@ -21,8 +21,15 @@ from ..attention import cuda_static, legality
 from ..attention.cuda_build import CACHE_ENV
 from ..attention.cuda_source import Language, detect_language
 from ..attention.evaluator import cuda_available
-from ..attention.judge import hardware_or, illegal, judge_timers, malformed_report, missing_hardware, sandbox_failure
-from ..attention.static import SUPPORTED_ARCHS, StaticCompiler, candidate_caches, compact_report, summarise
+from ..attention.judge import (
+    hardware_or,
+    illegal,
+    judge_timers,
+    malformed_report,
+    sandbox_failure,
+    static_check,
+)
+from ..attention.static import SUPPORTED_ARCHS, StaticCompiler, candidate_caches, summarise
 from ..attention.target_view import TARGET_ARCH_ENV
 from . import agent_text
 from .judge import judge_case
@@ -304,16 +311,7 @@ class KernelEvaluator(Evaluator):
         if failed is not None:
             return StageResult.fail(hardware_or(failed), f"static compile: {sandbox_failure(failed, self.entry)}",
                                     logs=failed.logs + "\n" + failed.reason)
-        details = {"language": Language.TRITON.value, "legality": [],
-                   "static": {arch: compact_report(r) for arch, r in reports.items()}}
-        error = _first_error(reports)
-        if error:
-            status = Status.NEEDS_DEVICE if missing_hardware(error) else Status.COMPILE_ERROR
-            return StageResult.fail(status, error, details=details)
-        if not any(r["kernels"] for r in reports.values()):
-            return StageResult.fail(Status.ILLEGAL, "ModelNew.forward launched no Triton kernel; the work must be "
-                                                    "done by @triton.jit kernels defined in the file", details=details)
-        return StageResult(details=details)
+        return static_check(reports, "ModelNew.forward")
 
     def _check_cuda(self, source: str, findings: list[legality.Finding]) -> StageResult:
         """A CUDA candidate's check: how it builds CUDA_SOURCE, the CUDA legality scan, nvcc for each arch."""
@@ -529,13 +527,3 @@ def _static_key(source: str, arch: str, shapes: list[dict[str, Any]]) -> str:
 
     text = json.dumps(["kernel", STATIC_VERSION, source, arch, triton_version(), shapes], default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _first_error(reports: dict[str, Any]) -> str | None:
-    for arch, report in reports.items():
-        for err in report.get("wrapper_errors", []):
-            return f"{arch}: ModelNew.forward failed while its launches were captured: {err['error']}"
-        for err in report.get("errors", []):
-            where = f"line {err['line']}: " if err.get("line") else ""
-            return f"{arch}: kernel {err['kernel']}: {where}{err['error']}"
-    return None
