@@ -220,7 +220,8 @@ def _prepare(interpret: bool, triton_cache: str | None, view_arch: str | None = 
         _Launches.view_arch = view_arch or os.environ.get(TARGET_ARCH_ENV) or "sm_90a"
 
 
-def _import_candidate(entry: str) -> Any:
+def load_candidate(entry: str) -> Any:
+    """Imports the candidate's file from the working directory, inside the target view (any target's child)."""
     name = os.path.splitext(os.path.basename(entry))[0]
     spec = importlib.util.spec_from_file_location(name, os.path.join(os.getcwd(), entry))
     assert spec is not None and spec.loader is not None  # Check internal correctness.
@@ -228,6 +229,11 @@ def _import_candidate(entry: str) -> Any:
     sys.modules[name] = module
     with _candidate_view():
         spec.loader.exec_module(module)
+    return module
+
+
+def _import_candidate(entry: str) -> Any:
+    module = load_candidate(entry)
     if not callable(getattr(module, "attention", None)):
         raise AttributeError(f"{entry} defines no callable 'attention'")
     return module

@@ -8,9 +8,6 @@ target view are attention's (`targets/attention/child.py`): one trace for every 
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
 from typing import Any
 
 import numpy as np
@@ -31,6 +28,7 @@ from ..attention.child import (
     _perf_counter,
     _prepare,
     _synchronize,
+    load_candidate,
     timers_changed,
 )
 from ..attention.target_view import arch_capability
@@ -41,13 +39,7 @@ _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torc
 
 
 def _import_candidate(entry: str) -> Any:
-    name = os.path.splitext(os.path.basename(entry))[0]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(os.getcwd(), entry))
-    assert spec is not None and spec.loader is not None  # Check internal correctness.
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    with _candidate_view():
-        spec.loader.exec_module(module)
+    module = load_candidate(entry)
     if not isinstance(getattr(module, ENTRY_CLASS, None), type):
         raise AttributeError(f"{entry} defines no class {ENTRY_CLASS!r}")
     return module
